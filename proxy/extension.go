@@ -1,0 +1,130 @@
+package proxy
+
+import (
+	"context"
+	"time"
+)
+
+// This file is the whole contract between the proxy core and the extensions
+// (extensions/...). The core never imports an extension; cmd/exproxy builds
+// them and hands them to the Server in a fixed order.
+
+// SessionInfo describes the client behind one session. The core keeps it
+// current from the replies it forwards (CLIENT SETNAME, HELLO ... SETNAME,
+// SELECT, AUTH, HELLO AUTH, RESET). Observers read it on the session's reply
+// goroutine, where it never changes under them.
+type SessionInfo struct {
+	ID    uint64 // unique per proxy process
+	Addr  string // client's remote address
+	Name  string // CLIENT SETNAME / HELLO SETNAME; "" when unset
+	DB    int    // SELECTed database
+	User  string // ACL user the client authenticated as; "default" otherwise
+	Proto int    // 2 or 3 (HELLO)
+}
+
+// Rewriter implements commands by rewriting them into other commands (the
+// exstring extension turns EXSET into FCALL). Methods are called on session
+// goroutines concurrently and must not block, except Reload.
+type Rewriter interface {
+	// Commands lists the lower-case command names it handles.
+	Commands() []string
+	// Rewrite decides what to send upstream for args, the complete command
+	// (args[0] is the name as the client spelled it; all of args alias the
+	// read buffer and are valid only during the call). ok == false sends the
+	// command unchanged. For a command too large to buffer whole, args holds
+	// only the arguments that fit (at least the name) and argc the declared
+	// count; the rewrite must then not depend on the missing arguments.
+	Rewrite(args [][]byte, argc int, s *SessionInfo) (rw Rewrite, ok bool)
+}
+
+// Rewrite says how one command is sent and how its reply is treated.
+type Rewrite struct {
+	// Prefix replaces the command's name: PrefixArgs complete RESP bulk
+	// strings (e.g. "$5\r\nFCALL\r\n$10\r\nexset_3f2a\r\n$1\r\n1\r\n"). The
+	// remaining arguments follow unchanged, as the client sent them. Nil
+	// Prefix sends the command unchanged (useful with Reply alone).
+	Prefix     []byte
+	PrefixArgs int
+	// Local, when non-nil, is a complete reply for the client; nothing is
+	// sent upstream. It is queued behind the replies still pending, so
+	// order is kept.
+	Local []byte
+	// Reply, when non-nil, sees the reply before the client does.
+	Reply ReplyHandler
+}
+
+// ReplyAction is what a ReplyHandler wants done with a reply.
+type ReplyAction uint8
+
+const (
+	// Forward passes the reply to the client unchanged.
+	Forward ReplyAction = iota
+	// Retry drops the reply, calls Reload, resends the original command and
+	// holds the replies behind it until the resent command's reply is in,
+	// so the client sees them in order. Used when the Lua library vanished
+	// (FUNCTION FLUSH, restart, failover). The core retries at most once per
+	// command and only for commands it could keep a copy of.
+	Retry
+	// Replace sends the handler's replacement instead of the reply.
+	Replace
+)
+
+// ReplyHandler inspects the reply to a rewritten command.
+type ReplyHandler interface {
+	// Check looks at head, the first bytes of the reply (at least its first
+	// line, at most HeadSize bytes), in the client's protocol (2 or 3). For
+	// Replace it returns the complete replacement reply.
+	Check(head []byte, proto int) (ReplyAction, []byte)
+	// Reload is called before a Retry resend; the session's replies wait.
+	Reload(ctx context.Context) error
+}
+
+// ReplyTransformer is a ReplyHandler that needs the whole reply (COMMAND,
+// COMMAND INFO/DOCS/COUNT/LIST, which must list the added commands). The
+// core buffers the complete reply (up to MaxTransformBytes, beyond which it
+// forwards unchanged) and sends Transform's result instead.
+type ReplyTransformer interface {
+	ReplyHandler
+	Transform(reply []byte, proto int) []byte
+}
+
+// HeadSize is how much of a reply Check and Observe see at least (less only
+// when the whole reply is shorter).
+const HeadSize = 256
+
+// MaxTransformBytes bounds the reply a ReplyTransformer may ask to buffer.
+const MaxTransformBytes = 16 << 20
+
+// Observer watches commands and their replies (the contention extension).
+type Observer interface {
+	// Observes reports whether commands of this lower-case name are
+	// delivered to Observe. Called once per name at start-up: the core
+	// builds a table, so the hot path pays one lookup it makes anyway.
+	Observes(name string) bool
+	// Open starts watching a session. Its SessionObserver is called only
+	// on that session's reply goroutine, so it needs no locking of its own.
+	Open(info *SessionInfo) SessionObserver
+}
+
+// SessionObserver receives one session's observed commands in reply order.
+type SessionObserver interface {
+	Observe(ev *Event)
+	// Close ends the session: no Observe follows. Watched keys still armed
+	// count as given up.
+	Close()
+}
+
+// Event is one observed command and the head of its reply. Everything in
+// it is valid only during Observe.
+type Event struct {
+	Name  string    // lower-case command name as the client sent it ("excas", not "fcall")
+	Args  [][]byte  // arguments after the name (copies; for WATCH the keys)
+	Reply []byte    // head of the reply, at most HeadSize bytes; nil when none came (connection lost, CLIENT REPLY OFF)
+	Kind  byte      // type byte of the reply ('+', '-', '*', '_', ...); 0 when none
+	Sent  time.Time // when the command was written upstream
+	Done  time.Time // when its reply arrived
+	// Queued lists, for EXEC, the lower-case names of the commands queued
+	// since MULTI in this session, in order.
+	Queued []string
+	Info   *SessionInfo
+}

@@ -1,0 +1,59 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/exproxy/exproxy/proxy/resp"
+)
+
+// Upstream says how to reach Redis.
+type Upstream struct {
+	Network string      // "tcp" or "unix"
+	Addr    string      // host:port, or the socket path
+	TLS     *tls.Config // non-nil for rediss://
+	// Username, Password and DB are used only on the proxy's own
+	// connections (loading Lua, health checks). Client connections carry
+	// whatever the client itself sends: the proxy never authenticates or
+	// SELECTs on a client's behalf.
+	Username string
+	Password string
+	DB       int
+}
+
+// String names the upstream in errors and logs (never with credentials).
+func (u Upstream) String() string {
+	if u.Network == "unix" {
+		return "unix:" + u.Addr
+	}
+	if u.TLS != nil {
+		return "rediss://" + u.Addr
+	}
+	return u.Addr
+}
+
+// Options configure a Server. Zero values take the defaults noted.
+type Options struct {
+	Listen   string // "127.0.0.1:6380", or a unix socket path (contains "/")
+	Upstream Upstream
+
+	DialTimeout  time.Duration // connecting upstream; default 2s
+	WriteTimeout time.Duration // one write to a peer that does not drain; default 30s (0 in Options = default)
+
+	MaxClients int         // default 10000; excess get "-ERR max number of clients reached"
+	Limits     resp.Limits // default resp.DefaultLimits()
+	// MaxPending bounds commands sent upstream and not yet answered per
+	// session; the reader waits (backpressure) instead of buffering more.
+	MaxPending int // default 100000
+	// ClientOutputLimit bounds reply bytes buffered for a client that does
+	// not read them; past it the client is disconnected and it is logged,
+	// as Redis's client-output-buffer-limit does. Default 64 MB.
+	ClientOutputLimit int64
+	DrainTimeout      time.Duration // graceful shutdown; default 10s
+
+	Logger    *zap.Logger // default zap.NewNop()
+	Rewriters []Rewriter  // in precedence order
+	Observers []Observer
+}
