@@ -34,6 +34,8 @@ type Rewriter interface {
 	// command unchanged. For a command too large to buffer whole, args holds
 	// only the arguments that fit (at least the name) and argc the declared
 	// count; the rewrite must then not depend on the missing arguments.
+	// s carries only ID and Addr: the rest of SessionInfo changes on the
+	// reply goroutine and must not be read here.
 	Rewrite(args [][]byte, argc int, s *SessionInfo) (rw Rewrite, ok bool)
 }
 
