@@ -1,0 +1,345 @@
+package resp
+
+import "bytes"
+
+// MaxDepth bounds how deeply aggregates may nest in one value. Real replies
+// nest a few levels (Lua tables, EXEC of nested replies, COMMAND DOCS); the
+// bound keeps a hostile peer from growing the framer's stack with each
+// "*1\r\n" it sends.
+const MaxDepth = 1024
+
+// Framer walks RESP values without decoding them and reports where each
+// top-level value ends. It is resumable: feed it bytes as they arrive; bulk
+// bodies are counted off without needing them whole in memory. An attribute
+// ("|") belongs to the value after it.
+//
+// It understands every RESP2 and RESP3 type, including streamed strings
+// ("$?" then ";N" chunks up to ";0") and streamed aggregates ("*?", "%?",
+// "~?" up to "."). Map and attribute counts are pairs. A command is an
+// array of bulk strings, so the Framer also walks commands (the proxy
+// streams commands too large to buffer with it); unlike Redis's command
+// parser it insists on CRLF after every line and bulk body.
+//
+// The zero value is ready to use with DefaultLimits; Limits.MaxInlineLen
+// bounds header lines (and whole simple strings and errors, which are one
+// line), Limits.MaxBulkLen bulk strings and chunks. A Framer must not be
+// copied once used and is not safe for concurrent use.
+type Framer struct {
+	Limits Limits
+
+	state  uint8
+	kind   byte
+	ended  bool  // the last Next finished a value; Kind is kept until the next starts
+	left   int64 // bulk bytes still to come in stBody
+	crlf   uint8 // bytes of the CRLF after a bulk body still to come
+	chunks bool  // the bulk being read is a chunk of a streamed string
+	err    error // sticky: a framer that saw malformed input stays failed
+	depth  int
+	// Normal values nest far less than 16 deep, so the stack lives in the
+	// struct and only deeper nesting allocates.
+	stack [16]frame
+	more  []frame
+}
+
+// frame is one open aggregate.
+type frame struct {
+	left int64 // elements still to come; -1 for a streamed aggregate
+	attr bool  // an attribute: when it ends, its parent still awaits the value
+}
+
+const (
+	stHeader uint8 = iota // at the start of a value: a type line is next
+	stBody                // inside a bulk body
+	stCRLF                // at the CRLF after a bulk body
+	stChunk               // inside a streamed string: a ";N" line is next
+)
+
+var (
+	errLineTooLong  = &ProtocolError{"too big reply line"}
+	errLineEnd      = &ProtocolError{"expected CRLF at end of line"}
+	errBodyEnd      = &ProtocolError{"expected CRLF after bulk data"}
+	errBulkLen      = &ProtocolError{"invalid bulk length"}
+	errAggLen       = &ProtocolError{"invalid multibulk length"}
+	errInteger      = &ProtocolError{"invalid integer"}
+	errBoolean      = &ProtocolError{"invalid boolean"}
+	errNull         = &ProtocolError{"invalid null"}
+	errEnd          = &ProtocolError{"unexpected end of streamed aggregate"}
+	errChunk        = &ProtocolError{"expected ';' in streamed string"}
+	errTooDeep      = &ProtocolError{"nesting too deep"}
+	errInvalidFirst = "invalid type byte "
+)
+
+// Next consumes bytes of the current top-level value from buf: n bytes all
+// belong to it, and done reports that the value ended at buf[n-1]. Header
+// lines are consumed only when complete, so n may be 0 when buf holds a
+// partial line. After done the framer is ready for the next value.
+//
+// After an error (*ProtocolError; n is what was consumed before the
+// malformed byte) the framer keeps returning it until Reset.
+func (f *Framer) Next(buf []byte) (n int, done bool, err error) {
+	if f.err != nil {
+		return 0, false, f.err
+	}
+	if f.ended {
+		f.ended, f.kind = false, 0
+	}
+	pos := 0
+	for pos < len(buf) {
+		switch f.state {
+		case stBody:
+			avail := int64(len(buf) - pos)
+			if avail < f.left {
+				f.left -= avail
+				return len(buf), false, nil
+			}
+			pos += int(f.left)
+			f.left = 0
+			f.state, f.crlf = stCRLF, 2
+		case stCRLF:
+			want := byte('\n')
+			if f.crlf == 2 {
+				want = '\r'
+			}
+			if buf[pos] != want {
+				return pos, false, f.fail(errBodyEnd)
+			}
+			pos++
+			if f.crlf--; f.crlf > 0 {
+				continue
+			}
+			if f.chunks {
+				f.state = stChunk
+				continue
+			}
+			f.state = stHeader
+			if f.complete() {
+				return pos, f.finish(), nil
+			}
+		default: // stHeader, stChunk
+			end, next, err := f.line(buf, pos)
+			if err != nil {
+				return pos, false, f.fail(err)
+			}
+			if end < 0 {
+				return pos, false, nil
+			}
+			var fin bool
+			if f.state == stChunk {
+				fin, err = f.chunk(buf[pos:end])
+			} else {
+				fin, err = f.header(buf[pos], buf[pos+1:end])
+			}
+			if err != nil {
+				return pos, false, f.fail(err)
+			}
+			pos = next
+			if fin {
+				return pos, f.finish(), nil
+			}
+		}
+	}
+	return pos, false, nil
+}
+
+// line finds the header line at buf[pos:]: end is the index of its '\r',
+// next the index after its '\n'; end is -1 while the line is incomplete.
+// A line is judged by its own length, never by how much is buffered, so
+// the result does not depend on how the input was split.
+func (f *Framer) line(buf []byte, pos int) (end, next int, err error) {
+	max := f.Limits.MaxInlineLen
+	if max <= 0 {
+		max = DefaultLimits().MaxInlineLen
+	}
+	w := buf[pos:]
+	if len(w) > max+2 {
+		w = w[:max+2]
+	}
+	i := bytes.IndexByte(w, '\n')
+	if i < 0 {
+		if len(w) > max+1 {
+			return -1, 0, errLineTooLong
+		}
+		return -1, 0, nil
+	}
+	if i == 0 || w[i-1] != '\r' {
+		return -1, 0, errLineEnd
+	}
+	if i-1 == 0 {
+		// An empty line has no type byte.
+		return -1, 0, &ProtocolError{errInvalidFirst + "'\\r'"}
+	}
+	return pos + i - 1, pos + i + 1, nil
+}
+
+// header handles one complete line: t is its type byte, s the rest. fin
+// reports that the top-level value ended with it.
+func (f *Framer) header(t byte, s []byte) (fin bool, err error) {
+	if f.depth == 0 && t != '|' {
+		f.kind = t
+	}
+	switch t {
+	case '+', '-', ',', '(':
+		// Simple strings, errors, doubles and big numbers are the line.
+	case ':':
+		if _, ok := ParseInt(s); !ok {
+			return false, errInteger
+		}
+	case '#':
+		if len(s) != 1 || (s[0] != 't' && s[0] != 'f') {
+			return false, errBoolean
+		}
+	case '_':
+		if len(s) != 0 {
+			return false, errNull
+		}
+	case '$', '=', '!':
+		if t == '$' && len(s) == 1 && s[0] == '?' {
+			f.state, f.chunks = stChunk, true
+			return false, nil
+		}
+		n, ok := ParseInt(s)
+		if t == '$' && ok && n == -1 {
+			break // RESP2 null bulk
+		}
+		if !ok || n < 0 || n > f.maxBulk() {
+			return false, errBulkLen
+		}
+		f.state, f.left, f.chunks = stBody, n, false
+		return false, nil
+	case '*', '%', '~', '>', '|':
+		if len(s) == 1 && s[0] == '?' && (t == '*' || t == '%' || t == '~') {
+			return false, f.push(frame{left: -1})
+		}
+		n, ok := ParseInt(s)
+		if t == '*' && ok && n == -1 {
+			break // RESP2 null array
+		}
+		if !ok || n < 0 {
+			return false, errAggLen
+		}
+		if t == '%' || t == '|' {
+			// Counted in pairs: guard the doubling, as a hostile count
+			// must not wrap around.
+			if n > (1<<63-1)/2 {
+				return false, errAggLen
+			}
+			n *= 2
+		}
+		if n == 0 {
+			if t == '|' {
+				return false, nil // an empty attribute: the value still follows
+			}
+			break
+		}
+		return false, f.push(frame{left: n, attr: t == '|'})
+	case '.':
+		if len(s) != 0 || f.depth == 0 || f.top().left != -1 {
+			return false, errEnd
+		}
+		f.pop()
+	default:
+		return false, &ProtocolError{errInvalidFirst + quoteByte(t)}
+	}
+	return f.complete(), nil
+}
+
+// chunk handles a ";N" line of a streamed string; ";0" ends the string.
+func (f *Framer) chunk(line []byte) (fin bool, err error) {
+	if line[0] != ';' {
+		return false, errChunk
+	}
+	n, ok := ParseInt(line[1:])
+	if !ok || n < 0 || n > f.maxBulk() {
+		return false, errBulkLen
+	}
+	if n == 0 {
+		f.state, f.chunks = stHeader, false
+		return f.complete(), nil
+	}
+	f.state, f.left = stBody, n
+	return false, nil
+}
+
+// complete records that an element ended at the current depth, closing
+// every aggregate it filled. It reports whether the top-level value ended.
+func (f *Framer) complete() bool {
+	for f.depth > 0 {
+		fr := f.top()
+		if fr.left < 0 {
+			return false // streamed: only "." ends it
+		}
+		fr.left--
+		if fr.left > 0 {
+			return false
+		}
+		attr := fr.attr
+		f.pop()
+		if attr {
+			// The attribute is done; the value it describes, which is
+			// the element its parent counts, comes next.
+			return false
+		}
+	}
+	return true
+}
+
+func (f *Framer) finish() bool {
+	f.ended = true
+	return true
+}
+
+func (f *Framer) fail(err error) error {
+	f.err = err
+	return err
+}
+
+func (f *Framer) maxBulk() int64 {
+	if f.Limits.MaxBulkLen <= 0 {
+		return DefaultLimits().MaxBulkLen
+	}
+	return f.Limits.MaxBulkLen
+}
+
+func (f *Framer) top() *frame {
+	d := f.depth - 1
+	if d < len(f.stack) {
+		return &f.stack[d]
+	}
+	return &f.more[d-len(f.stack)]
+}
+
+func (f *Framer) push(fr frame) error {
+	if f.depth >= MaxDepth {
+		return errTooDeep
+	}
+	if f.depth < len(f.stack) {
+		f.stack[f.depth] = fr
+	} else if d := f.depth - len(f.stack); d < len(f.more) {
+		f.more[d] = fr
+	} else {
+		f.more = append(f.more, fr)
+	}
+	f.depth++
+	return nil
+}
+
+func (f *Framer) pop() { f.depth-- }
+
+// Kind is the type byte of the current top-level value ('+', '-', ':', '$',
+// '*', '%', '~', '>', '_', ',', '#', '(', '=', '!'), skipping attributes;
+// 0 until known. After done it still describes the value just ended.
+func (f *Framer) Kind() byte { return f.kind }
+
+// Reset forgets any value in progress, and any error.
+func (f *Framer) Reset() {
+	more := f.more[:0]
+	*f = Framer{Limits: f.Limits, more: more}
+}
+
+func quoteByte(c byte) string {
+	const hexdigits = "0123456789abcdef"
+	if c >= 0x20 && c < 0x7f {
+		return "'" + string([]byte{c}) + "'"
+	}
+	return "'\\x" + string([]byte{hexdigits[c>>4], hexdigits[c&15]}) + "'"
+}
