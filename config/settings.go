@@ -1,0 +1,213 @@
+package config
+
+import (
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Setting describes one configuration setting: its names in each source,
+// its type and its meaning.
+type Setting struct {
+	Key   string // YAML key path, e.g. "limits.max-args"
+	Flag  string // flag name without dashes, e.g. "max-args"; "" when file-only
+	Env   string // environment variable, e.g. "EXPROXY_MAX_ARGS"; "" when file-only
+	Type  string // value syntax: string, address, upstream, duration, size, int, float, bool, list
+	Usage string // one line for --help and the docs
+	// Secret settings are never echoed in errors or help.
+	Secret bool
+
+	set func(c *Config, v string) error
+	get func(c *Config) string
+}
+
+// Default is the setting's default value as text ("" when empty).
+func (s Setting) Default() string {
+	if s.get == nil {
+		return ""
+	}
+	return s.get(Default())
+}
+
+// Value is the setting's value in c as text. Secret settings show as
+// "xxxxx" when set; the upstream is shown redacted.
+func (s Setting) Value(c *Config) string {
+	if s.get == nil {
+		return ""
+	}
+	v := s.get(c)
+	switch {
+	case s.Secret && v != "":
+		return "xxxxx"
+	case s.Type == "upstream":
+		return RedactURL(v)
+	}
+	return v
+}
+
+// ConfigEnv names the environment variable that gives the configuration
+// file when --config is not used.
+const ConfigEnv = "EXPROXY_CONFIG"
+
+func str(p func(*Config) *string) (func(*Config, string) error, func(*Config) string) {
+	return func(c *Config, v string) error { *p(c) = v; return nil },
+		func(c *Config) string { return *p(c) }
+}
+
+func dur(p func(*Config) *time.Duration) (func(*Config, string) error, func(*Config) string) {
+	return func(c *Config, v string) error {
+			d, err := parseDuration(v)
+			*p(c) = d
+			return err
+		}, func(c *Config) string {
+			return p(c).String()
+		}
+}
+
+func size(p func(*Config) *int64) (func(*Config, string) error, func(*Config) string) {
+	return func(c *Config, v string) error {
+			n, err := ParseSize(v)
+			*p(c) = n
+			return err
+		}, func(c *Config) string {
+			return FormatSize(*p(c))
+		}
+}
+
+func integer(p func(*Config) *int) (func(*Config, string) error, func(*Config) string) {
+	return func(c *Config, v string) error {
+			n, err := parseInt(v)
+			*p(c) = n
+			return err
+		}, func(c *Config) string {
+			return strconv.Itoa(*p(c))
+		}
+}
+
+func float(p func(*Config) *float64) (func(*Config, string) error, func(*Config) string) {
+	return func(c *Config, v string) error {
+			f, err := parseFloat(v)
+			*p(c) = f
+			return err
+		}, func(c *Config) string {
+			return strconv.FormatFloat(*p(c), 'g', -1, 64)
+		}
+}
+
+func boolean(p func(*Config) *bool) (func(*Config, string) error, func(*Config) string) {
+	return func(c *Config, v string) error {
+			b, err := parseBool(v)
+			*p(c) = b
+			return err
+		}, func(c *Config) string {
+			return strconv.FormatBool(*p(c))
+		}
+}
+
+// setting builds a table row; the flag and environment names follow from
+// the flag name, so they stay consistent.
+func setting(key, flag, typ, usage string, set func(*Config, string) error, get func(*Config) string) Setting {
+	s := Setting{Key: key, Flag: flag, Type: typ, Usage: usage, set: set, get: get}
+	if flag != "" {
+		s.Env = "EXPROXY_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+	}
+	return s
+}
+
+var settings = buildSettings()
+
+// Settings returns every setting, in the order --help and the docs list
+// them.
+func Settings() []Setting {
+	return append([]Setting(nil), settings...)
+}
+
+// Lookup finds a setting by its YAML key.
+func Lookup(key string) (Setting, bool) {
+	for _, s := range settings {
+		if s.Key == key {
+			return s, true
+		}
+	}
+	return Setting{}, false
+}
+
+func buildSettings() []Setting {
+	var out []Setting
+	add := func(s Setting) { out = append(out, s) }
+	row := func(key, flag, typ, usage string, set func(*Config, string) error, get func(*Config) string) {
+		add(setting(key, flag, typ, usage, set, get))
+	}
+
+	set, get := str(func(c *Config) *string { return &c.Listen })
+	row("listen", "listen", "address", "where clients connect: host:port, or a unix socket path (contains /)", set, get)
+	set, get = str(func(c *Config) *string { return &c.Upstream })
+	row("upstream", "upstream", "upstream", "the Redis server: host:port, redis://[user:pass@]host:port/db, rediss://... (TLS), unix:///path or /path/redis.sock", set, get)
+	set, get = str(func(c *Config) *string { return &c.UpstreamUsername })
+	row("upstream-username", "upstream-username", "string", "ACL user for the proxy's own upstream connections; overrides the one in the upstream URL", set, get)
+	set, get = str(func(c *Config) *string { return &c.UpstreamPassword })
+	s := setting("upstream-password", "upstream-password", "string", "password for the proxy's own upstream connections; overrides the URL's (prefer the env var or file: flags show in ps)", set, get)
+	s.Secret = true
+	add(s)
+
+	set, get = str(func(c *Config) *string { return &c.TLS.CAFile })
+	row("tls.ca-file", "tls-ca-file", "string", "PEM file of CAs that sign the upstream's certificate (default: system roots)", set, get)
+	set, get = str(func(c *Config) *string { return &c.TLS.CertFile })
+	row("tls.cert-file", "tls-cert-file", "string", "client certificate (PEM) for mutual TLS; needs tls-key-file", set, get)
+	set, get = str(func(c *Config) *string { return &c.TLS.KeyFile })
+	row("tls.key-file", "tls-key-file", "string", "client private key (PEM) for mutual TLS; needs tls-cert-file", set, get)
+	set, get = str(func(c *Config) *string { return &c.TLS.ServerName })
+	row("tls.server-name", "tls-server-name", "string", "name to verify in the upstream's certificate (default: the upstream host)", set, get)
+	bset, bget := boolean(func(c *Config) *bool { return &c.TLS.InsecureSkipVerify })
+	row("tls.insecure-skip-verify", "tls-insecure-skip-verify", "bool", "do not verify the upstream's certificate (testing only)", bset, bget)
+
+	dset, dget := dur(func(c *Config) *time.Duration { return &c.DialTimeout })
+	row("dial-timeout", "dial-timeout", "duration", "how long connecting to the upstream may take", dset, dget)
+	dset, dget = dur(func(c *Config) *time.Duration { return &c.WriteTimeout })
+	row("write-timeout", "write-timeout", "duration", "how long one write to a client or the upstream may block", dset, dget)
+	dset, dget = dur(func(c *Config) *time.Duration { return &c.DrainTimeout })
+	row("drain-timeout", "drain-timeout", "duration", "on SIGTERM/SIGINT, how long in-flight replies may take before connections are closed", dset, dget)
+	iset, iget := integer(func(c *Config) *int { return &c.MaxClients })
+	row("max-clients", "max-clients", "int", "most client connections at once; more get \"-ERR max number of clients reached\"", iset, iget)
+
+	sset, sget := size(func(c *Config) *int64 { return &c.Limits.ProtoMaxBulkLen })
+	row("limits.proto-max-bulk-len", "proto-max-bulk-len", "size", "largest bulk string a client may send (Redis's proto-max-bulk-len)", sset, sget)
+	sset, sget = size(func(c *Config) *int64 { return &c.Limits.InlineMaxLen })
+	row("limits.inline-max-len", "inline-max-len", "size", "longest inline command line (Redis's 64kb)", sset, sget)
+	iset, iget = integer(func(c *Config) *int { return &c.Limits.MaxArgs })
+	row("limits.max-args", "max-args", "int", "most arguments in one command", iset, iget)
+	iset, iget = integer(func(c *Config) *int { return &c.Limits.MaxPending })
+	row("limits.max-pending", "max-pending", "int", "commands per client sent upstream and not yet answered; past it the proxy stops reading that client", iset, iget)
+	sset, sget = size(func(c *Config) *int64 { return &c.Limits.ClientOutputLimit })
+	row("limits.client-output-limit", "client-output-limit", "size", "reply bytes buffered for a client that does not read them; past it the client is disconnected", sset, sget)
+
+	set, get = str(func(c *Config) *string { return &c.Log.Level })
+	row("log.level", "log-level", "string", "log level: debug, info, warn or error", set, get)
+	set, get = str(func(c *Config) *string { return &c.Log.Format })
+	row("log.format", "log-format", "string", "log format: json, or console for humans", set, get)
+	set, get = str(func(c *Config) *string { return &c.Log.File })
+	row("log.file", "log-file", "string", "where logs go: stderr, stdout, or a file path (appended to)", set, get)
+
+	set, get = str(func(c *Config) *string { return &c.Admin.Listen })
+	row("admin.listen", "admin-listen", "address", "HTTP address for /healthz, /readyz, /metrics and /contention; \"\" disables it", set, get)
+
+	bset, bget = boolean(func(c *Config) *bool { return &c.Contention.Enabled })
+	row("contention.enabled", "contention", "bool", "track WATCH/EXEC aborts and stale versioned writes", bset, bget)
+	dset, dget = dur(func(c *Config) *time.Duration { return &c.Contention.Window })
+	row("contention.window", "contention-window", "duration", "length of one contention counting window (one summary log event each)", dset, dget)
+	iset, iget = integer(func(c *Config) *int { return &c.Contention.Top })
+	row("contention.top", "contention-top", "int", "hot keys and hot key patterns logged per window (each)", iset, iget)
+	iset, iget = integer(func(c *Config) *int { return &c.Contention.Threshold })
+	row("contention.threshold", "contention-threshold", "int", "fewest conflicts (aborts + stale writes) in a window for a key or pattern to be logged", iset, iget)
+	bset, bget = boolean(func(c *Config) *bool { return &c.Contention.AbortEvents })
+	row("contention.abort-events", "contention-abort-events", "bool", "log one event per aborted transaction (sampled and rate-limited)", bset, bget)
+	fset, fget := float(func(c *Config) *float64 { return &c.Contention.AbortSampleRate })
+	row("contention.abort-sample-rate", "contention-abort-sample-rate", "float", "fraction (0..1) of aborts that get a per-abort event", fset, fget)
+	fset, fget = float(func(c *Config) *float64 { return &c.Contention.AbortRateLimit })
+	row("contention.abort-rate-limit", "contention-abort-rate-limit", "float", "most per-abort events per second (0: no limit)", fset, fget)
+	add(Setting{
+		Key: "contention.patterns", Type: "list",
+		Usage: "file only: rules [{regex, pattern}] that group keys into patterns, tried before the built-in grouping",
+	})
+	return out
+}

@@ -1,0 +1,101 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// Validate checks every setting and returns the first problem as an
+// *Error, in the order of Settings.
+func (c *Config) Validate() error {
+	if err := checkListen(c.Listen, false); err != "" {
+		return c.settingError("listen", err)
+	}
+	if _, err := c.ResolveUpstream(); err != nil {
+		return err
+	}
+	type check struct {
+		key string
+		bad bool
+		msg string
+	}
+	checks := []check{
+		{"dial-timeout", c.DialTimeout <= 0, fmt.Sprintf("must be greater than 0, got %s", c.DialTimeout)},
+		{"write-timeout", c.WriteTimeout <= 0, fmt.Sprintf("must be greater than 0, got %s", c.WriteTimeout)},
+		{"drain-timeout", c.DrainTimeout < 0, fmt.Sprintf("must not be negative, got %s", c.DrainTimeout)},
+		{"max-clients", c.MaxClients < 1, fmt.Sprintf("must be at least 1, got %d", c.MaxClients)},
+		// Redis refuses a proto-max-bulk-len under 1mb too.
+		{"limits.proto-max-bulk-len", c.Limits.ProtoMaxBulkLen < 1<<20, fmt.Sprintf("must be at least 1mb, got %s", FormatSize(c.Limits.ProtoMaxBulkLen))},
+		{"limits.inline-max-len", c.Limits.InlineMaxLen < 1<<10 || c.Limits.InlineMaxLen > 1<<30, fmt.Sprintf("must be from 1kb to 1gb, got %s", FormatSize(c.Limits.InlineMaxLen))},
+		{"limits.max-args", c.Limits.MaxArgs < 1, fmt.Sprintf("must be at least 1, got %d", c.Limits.MaxArgs)},
+		{"limits.max-pending", c.Limits.MaxPending < 1, fmt.Sprintf("must be at least 1, got %d", c.Limits.MaxPending)},
+		{"limits.client-output-limit", c.Limits.ClientOutputLimit < 1, fmt.Sprintf("must be greater than 0, got %s", FormatSize(c.Limits.ClientOutputLimit))},
+		{"log.level", !oneOf(c.Log.Level, "debug", "info", "warn", "error"), fmt.Sprintf("must be debug, info, warn or error, got %q", c.Log.Level)},
+		{"log.format", !oneOf(c.Log.Format, "json", "console"), fmt.Sprintf("must be json or console, got %q", c.Log.Format)},
+		{"log.file", c.Log.File == "", "must be stderr, stdout or a file path, got \"\""},
+		{"contention.window", c.Contention.Window <= 0, fmt.Sprintf("must be greater than 0, got %s", c.Contention.Window)},
+		{"contention.top", c.Contention.Top < 1, fmt.Sprintf("must be at least 1, got %d", c.Contention.Top)},
+		{"contention.threshold", c.Contention.Threshold < 0, fmt.Sprintf("must not be negative, got %d", c.Contention.Threshold)},
+		{"contention.abort-sample-rate", c.Contention.AbortSampleRate < 0 || c.Contention.AbortSampleRate > 1, fmt.Sprintf("must be from 0 to 1, got %g", c.Contention.AbortSampleRate)},
+		{"contention.abort-rate-limit", c.Contention.AbortRateLimit < 0, fmt.Sprintf("must not be negative, got %g", c.Contention.AbortRateLimit)},
+	}
+	for _, ch := range checks {
+		if ch.bad {
+			return c.settingError(ch.key, ch.msg)
+		}
+	}
+	if c.Admin.Listen != "" {
+		if err := checkListen(c.Admin.Listen, true); err != "" {
+			return c.settingError("admin.listen", err)
+		}
+	}
+	for i, r := range c.Contention.Patterns {
+		if _, err := regexp.Compile(r.Regex); err != nil || r.Regex == "" {
+			msg := fmt.Sprintf("rule %d: regex %q does not compile", i+1, r.Regex)
+			if err != nil {
+				msg += ": " + oneLine(err.Error())
+			}
+			return c.settingError("contention.patterns", msg)
+		}
+		if r.Pattern == "" {
+			return c.settingError("contention.patterns", fmt.Sprintf("rule %d: pattern is empty", i+1))
+		}
+	}
+	return nil
+}
+
+// checkListen returns what is wrong with a listen address, or "". Unix
+// sockets (a path containing "/") are allowed unless tcpOnly.
+func checkListen(addr string, tcpOnly bool) string {
+	if strings.Contains(addr, "/") && !tcpOnly {
+		return ""
+	}
+	want := "host:port or a unix socket path"
+	if tcpOnly {
+		want = "host:port"
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Sprintf("%q is not %s", addr, want)
+	}
+	if strings.ContainsAny(host, " /") {
+		return fmt.Sprintf("%q is not %s", addr, want)
+	}
+	// Port 0 picks a free port, which is handy in tests.
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Sprintf("port %q is not a number from 0 to 65535", port)
+	}
+	return ""
+}
+
+func oneOf(s string, set ...string) bool {
+	for _, x := range set {
+		if s == x {
+			return true
+		}
+	}
+	return false
+}
