@@ -1,0 +1,390 @@
+package resp
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/exproxy/exproxy/internal/redistest"
+)
+
+// These tests hold the parsers to the real redis-server: the same bytes go
+// to Redis over raw TCP and to the parser, and the outcomes must agree.
+
+// dial connects to srv. The deadline only keeps a broken test from hanging
+// forever; nothing asserts on time.
+func dial(t *testing.T, srv *redistest.Server) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", srv.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+	return c, bufio.NewReader(c)
+}
+
+// readReply reads one RESP2 reply and decodes it into string, int64,
+// error, nil or []any: just enough to compare what Redis parsed.
+func readReply(br *bufio.Reader) (any, error) {
+	line, err := br.ReadString('\n')
+	if err != nil {
+		return nil, err
+	}
+	if len(line) < 3 || !strings.HasSuffix(line, "\r\n") {
+		return nil, fmt.Errorf("bad reply line %q", line)
+	}
+	body := line[1 : len(line)-2]
+	switch line[0] {
+	case '+':
+		return body, nil
+	case '-':
+		return errors.New(body), nil
+	case ':':
+		return strconv.ParseInt(body, 10, 64)
+	case '$':
+		n, err := strconv.Atoi(body)
+		if err != nil || n < 0 {
+			return nil, err
+		}
+		b := make([]byte, n+2)
+		if _, err := io.ReadFull(br, b); err != nil {
+			return nil, err
+		}
+		return string(b[:n]), nil
+	case '*':
+		n, err := strconv.Atoi(body)
+		if err != nil || n < 0 {
+			return nil, err
+		}
+		out := make([]any, n)
+		for i := range out {
+			if out[i], err = readReply(br); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("unexpected reply %q", line)
+}
+
+// TestParseErrorsMatchRedis sends each malformed command to redis-server
+// and to Parse: the error line Redis replies with must be "-ERR " plus the
+// ProtocolError's text, and Redis must then close the connection.
+func TestParseErrorsMatchRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	big := strings.Repeat("x", 70000)
+	inputs := []string{
+		"*x\r\n",
+		"*\r\n",
+		"*01\r\n",
+		"*+1\r\n",
+		"*-0\r\n",
+		"*2147483648\r\n",
+		"*3000000000\r\n",
+		"*99999999999999999999\r\n",
+		"*1\r\n$x\r\n",
+		"*1\r\n$\r\n",
+		"*1\r\n$-1\r\n",
+		"*1\r\n$01\r\n",
+		"*1\r\n$ 1\r\n",
+		"*1\r\n$536870913\r\n",
+		"*3\r\n$3\r\nSET\r\n$1\r\nx\r\nfooz\r\n",
+		"*1\r\n\r\n",
+		"*1\r\n\xff\r\n",
+		"*1\rX\rY",
+		"*" + big,
+		"*1\x00\r\n" + big,
+		"*1\r\n$" + big,
+		"*1\r\n$1\x00\r\n" + big,
+		big,
+		"GET a\x00b\n" + big,
+		`SET "a` + "\r\n",
+		`SET 'a` + "\r\n",
+		`SET "a"b` + "\r\n",
+		`SET 'a'b` + "\r\n",
+		`SET "a\` + "\r\n",
+		`ECHO "a\"` + "\n",
+	}
+	var p CommandParser
+	for _, in := range inputs {
+		name := in
+		if len(name) > 40 {
+			name = name[:40]
+		}
+		t.Run(fmt.Sprintf("%q", name), func(t *testing.T) {
+			_, _, _, perr := p.Parse([]byte(in), nil)
+			var pe *ProtocolError
+			if !errors.As(perr, &pe) {
+				t.Fatalf("Parse: err = %v, want a *ProtocolError", perr)
+			}
+			c, br := dial(t, srv)
+			go func() { _, _ = c.Write([]byte(in)) }() // Redis may close before reading all
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("reading Redis's reply: %v", err)
+			}
+			if want := "-ERR " + perr.Error() + "\r\n"; line != want {
+				t.Fatalf("Redis replied %q, Parse says %q", line, want)
+			}
+			if rest, err := io.ReadAll(br); len(rest) != 0 || err != nil {
+				t.Fatalf("after the error Redis sent %q, %v; want it to close", rest, err)
+			}
+		})
+	}
+}
+
+// TestParseArgsMatchRedis checks that Parse splits commands into the same
+// arguments Redis does. Each command is EVAL "return ARGV" 0 <args...>, so
+// Redis echoes back the arguments it parsed.
+func TestParseArgsMatchRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	const eval = "EVAL \"return ARGV\" 0 "
+	mb := func(args ...string) string {
+		b := AppendArrayHeader(nil, len(args)+3)
+		for _, a := range append([]string{"EVAL", "return ARGV", "0"}, args...) {
+			b = AppendBulkString(b, a)
+		}
+		return string(b)
+	}
+	inputs := []string{
+		eval + "a b c\r\n",
+		eval + "a\n",
+		eval + "  a \t b  \r\n",
+		eval + "a\rb\r\n",
+		eval + "\va\vb\fc \f\r\n",
+		eval + `"a b" "\x41\x4a\x4" "\n\r\t\b\a\\\"\q\z"` + "\r\n",
+		eval + `"\xZZ" "\xff\x00\X41"` + "\r\n",
+		eval + `'a\'b' 'c\d' '' ""` + "\r\n",
+		eval + `ab"c d" e'f g'` + "\r\n",
+		eval + "\"a\"\vb\r\n",
+		eval + "\"a\rb\"\r\n",
+		eval + "'a\tb'\r\n",
+		eval + "\xff\xfe \x80\r\n",
+		eval + "*3\r\n",
+		eval + "$3\r\n",
+		mb("a", "", "\r\n", "\x00\xff"),
+		mb(strings.Repeat("v", 100000)),
+		// Redis skips the byte after '\r' and the two after a bulk unseen.
+		"*4\rX$4\rYEVALab$11\r\nreturn ARGV\r\n$1\r\n0\r\n$3\r\nfooXY",
+	}
+	var p CommandParser
+	for i, in := range inputs {
+		t.Run(strconv.Itoa(i), func(t *testing.T) {
+			n, args, _, err := p.Parse([]byte(in), nil)
+			if err != nil || n != len(in) {
+				t.Fatalf("Parse: n %d of %d, err %v", n, len(in), err)
+			}
+			want := make([]any, 0, len(args))
+			for _, a := range args[3:] {
+				want = append(want, string(a))
+			}
+			c, br := dial(t, srv)
+			if _, err := c.Write([]byte(in)); err != nil {
+				t.Fatal(err)
+			}
+			got, err := readReply(br)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("Redis parsed %q, Parse %q", got, want)
+			}
+		})
+	}
+}
+
+// TestParseEmptyCommandsMatchRedis checks the inputs Redis reads as a
+// command with no arguments and answers with nothing at all.
+func TestParseEmptyCommandsMatchRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	var p CommandParser
+	for _, in := range []string{"*0\r\n", "*-1\r\n", "*-10\r\n", "*-9223372036854775808\r\n", "\r\n", "\n", " \t\v\f\r\n"} {
+		t.Run(fmt.Sprintf("%q", in), func(t *testing.T) {
+			n, args, _, err := p.Parse([]byte(in), nil)
+			if err != nil || n != len(in) || len(args) != 0 {
+				t.Fatalf("Parse = %d, %q, %v; want %d, no args", n, args, err, len(in))
+			}
+			c, br := dial(t, srv)
+			if _, err := c.Write([]byte(in + "PING\r\n")); err != nil {
+				t.Fatal(err)
+			}
+			got, err := readReply(br)
+			if err != nil || got != "PONG" {
+				t.Fatalf("first reply %v, %v; want PONG (nothing for %q)", got, err, in)
+			}
+		})
+	}
+}
+
+// TestFramerOnRedisReplies frames real replies, RESP2 and RESP3, from a
+// batch of pipelined commands: every reply must be one value of the
+// expected kind, and radix's reader must agree on every boundary.
+func TestFramerOnRedisReplies(t *testing.T) {
+	srv := redistest.Start(t, redistest.WithConfig("enable-debug-command", "yes"))
+	type cmd struct {
+		args []string
+		kind byte
+	}
+	common := func(proto int) []cmd {
+		k := func(k2, k3 byte) byte {
+			if proto == 3 {
+				return k3
+			}
+			return k2
+		}
+		return []cmd{
+			{[]string{"SET", "s", "hello"}, '+'},
+			{[]string{"GET", "s"}, '$'},
+			{[]string{"GET", "missing"}, k('$', '_')},
+			{[]string{"INCR", "n"}, ':'},
+			{[]string{"SET", "big", strings.Repeat("b", 300000)}, '+'},
+			{[]string{"GET", "big"}, '$'},
+			{[]string{"LPUSH", "l", "a", "b\r\nc", ""}, ':'},
+			{[]string{"LRANGE", "l", "0", "-1"}, '*'},
+			{[]string{"SADD", "set", "x", "y"}, ':'},
+			{[]string{"SMEMBERS", "set"}, k('*', '~')},
+			{[]string{"HSET", "h", "f1", "v1", "f2", "v2"}, ':'},
+			{[]string{"HGETALL", "h"}, k('*', '%')},
+			{[]string{"ZADD", "z", "1.5", "m"}, ':'},
+			{[]string{"ZSCORE", "z", "m"}, k('$', ',')},
+			{[]string{"ZRANGE", "z", "0", "-1", "WITHSCORES"}, '*'},
+			{[]string{"EXISTS", "s"}, ':'},
+			{[]string{"BLPOP", "nolist", "0.01"}, k('*', '_')},
+			{[]string{"NOSUCHCOMMAND"}, '-'},
+			{[]string{"INFO", "server"}, k('$', '=')},
+			{[]string{"CONFIG", "GET", "maxmemory*"}, k('*', '%')},
+			{[]string{"XADD", "st", "*", "f", "v"}, '$'},
+			{[]string{"XRANGE", "st", "-", "+"}, '*'},
+			{[]string{"XINFO", "STREAM", "st"}, k('*', '%')},
+			{[]string{"EVAL", "return {1, 'two', {ok='OK'}, {err='ERR inner'}, {3.5}}", "0"}, '*'},
+			{[]string{"MULTI"}, '+'},
+			{[]string{"GET", "s"}, '+'},
+			{[]string{"HGETALL", "h"}, '+'},
+			{[]string{"EXEC"}, '*'},
+			{[]string{"COMMAND", "INFO", "get", "set"}, '*'},
+			{[]string{"COMMAND", "DOCS", "get"}, k('*', '%')},
+			{[]string{"DEBUG", "PROTOCOL", "string"}, '$'},
+			{[]string{"DEBUG", "PROTOCOL", "integer"}, ':'},
+			{[]string{"DEBUG", "PROTOCOL", "double"}, k('$', ',')},
+			{[]string{"DEBUG", "PROTOCOL", "bignum"}, k('$', '(')},
+			{[]string{"DEBUG", "PROTOCOL", "null"}, k('$', '_')},
+			{[]string{"DEBUG", "PROTOCOL", "array"}, '*'},
+			{[]string{"DEBUG", "PROTOCOL", "set"}, k('*', '~')},
+			{[]string{"DEBUG", "PROTOCOL", "map"}, k('*', '%')},
+			{[]string{"DEBUG", "PROTOCOL", "attrib"}, k('$', '$')},
+			{[]string{"DEBUG", "PROTOCOL", "verbatim"}, k('$', '=')},
+			{[]string{"DEBUG", "PROTOCOL", "true"}, k(':', '#')},
+			{[]string{"DEBUG", "PROTOCOL", "false"}, k(':', '#')},
+		}
+	}
+	for _, proto := range []int{2, 3} {
+		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
+			cmds := append([]cmd{{[]string{"HELLO", strconv.Itoa(proto)}, map[int]byte{2: '*', 3: '%'}[proto]}}, common(proto)...)
+			cmds = append(cmds, cmd{[]string{"ECHO", "end-of-batch"}, '$'})
+			var out []byte
+			for _, c := range cmds {
+				out = AppendArrayHeader(out, len(c.args))
+				for _, a := range c.args {
+					out = AppendBulkString(out, a)
+				}
+			}
+			c, br := dial(t, srv)
+			if _, err := c.Write(out); err != nil {
+				t.Fatal(err)
+			}
+			// Read until the sentinel reply ends the batch.
+			var data []byte
+			buf := make([]byte, 64<<10)
+			for !bytes.HasSuffix(data, []byte("$12\r\nend-of-batch\r\n")) {
+				n, err := br.Read(buf)
+				if err != nil {
+					t.Fatalf("after %d bytes: %v", len(data), err)
+				}
+				data = append(data, buf[:n]...)
+			}
+			var f Framer
+			ends, kinds, err := frameAll(&f, data, len(data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ends) != len(cmds) {
+				t.Fatalf("framed %d replies to %d commands", len(ends), len(cmds))
+			}
+			for i, c := range cmds {
+				if kinds[i] != c.kind {
+					start := 0
+					if i > 0 {
+						start = ends[i-1]
+					}
+					t.Errorf("%v: kind %q, want %q; reply %.80q", c.args, kinds[i], c.kind, data[start:ends[i]])
+				}
+			}
+			if proto == 3 {
+				if !bytes.Contains(data, []byte("|1\r\n")) {
+					t.Error("no attribute in the RESP3 replies: the test lost its point")
+				}
+			}
+			for _, step := range []int{1, 7, 4096} {
+				f.Reset()
+				got, _, err := frameAll(&f, data, step)
+				if err != nil || !reflect.DeepEqual(got, ends) {
+					t.Fatalf("step %d: ends %v, %v; whole: %v", step, got, err, ends)
+				}
+			}
+			want, err := radixEnds(data)
+			if err != nil {
+				t.Fatalf("radix: %v", err)
+			}
+			if !reflect.DeepEqual(ends, want) {
+				t.Fatalf("framer ends %v, radix ends %v", ends, want)
+			}
+		})
+	}
+}
+
+// TestFramerOnRedisPush frames RESP3 push messages (client-side caching
+// invalidations), which arrive between ordinary replies.
+func TestFramerOnRedisPush(t *testing.T) {
+	srv := redistest.Start(t)
+	c, br := dial(t, srv)
+	var out []byte
+	for _, args := range [][]string{
+		{"HELLO", "3"}, {"CLIENT", "TRACKING", "on"}, {"GET", "k"}, {"SET", "k", "v"}, {"ECHO", "end-of-batch"},
+	} {
+		out = AppendArrayHeader(out, len(args))
+		for _, a := range args {
+			out = AppendBulkString(out, a)
+		}
+	}
+	if _, err := c.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	var data []byte
+	buf := make([]byte, 4096)
+	for !bytes.HasSuffix(data, []byte("$12\r\nend-of-batch\r\n")) {
+		n, err := br.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data = append(data, buf[:n]...)
+	}
+	var f Framer
+	_, kinds, err := frameAll(&f, data, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// HELLO, TRACKING, GET, then the invalidation push and SET's +OK in
+	// either order, then ECHO.
+	if len(kinds) != 6 || !bytes.Contains(kinds, []byte{'>'}) {
+		t.Fatalf("kinds %q; want six values including a push", kinds)
+	}
+}
