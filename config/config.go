@@ -39,6 +39,7 @@ type Config struct {
 
 	Log        Log        `yaml:"log"`
 	Admin      Admin      `yaml:"admin"`
+	Exstring   Exstring   `yaml:"exstring"`
 	Contention Contention `yaml:"contention"`
 
 	// origins says, per setting key, where its current value came from
@@ -84,6 +85,16 @@ type Admin struct {
 	Listen string `yaml:"listen"`
 }
 
+// Exstring configures the versioned-string commands (extensions/exstring).
+type Exstring struct {
+	// Enabled adds the EX* commands, CAS and CAD; without it the proxy is
+	// a pure passthrough.
+	Enabled bool `yaml:"enabled"`
+	// Scripts makes the proxy use SCRIPT LOAD and EVALSHA even where Redis
+	// has functions (for client ACLs that grant +evalsha but not +fcall).
+	Scripts bool `yaml:"scripts"`
+}
+
 // Contention configures the contention tracker (extensions/contention).
 // cmd/exproxy maps it onto that package's own Config.
 type Contention struct {
@@ -93,8 +104,14 @@ type Contention struct {
 	// Threshold is the fewest conflicts (aborts plus stale versioned
 	// writes) a key or pattern needs in a window to get its own log event.
 	Threshold int `yaml:"threshold"`
+	// MaxKeys, MaxPatterns and MaxClients cap the tracker's per-window
+	// tables, so memory stays flat under a stream of distinct keys.
+	MaxKeys     int `yaml:"max-keys"`
+	MaxPatterns int `yaml:"max-patterns"`
+	MaxClients  int `yaml:"max-clients"`
 	// AbortEvents turns on one log event per aborted transaction, sampled
-	// by AbortSampleRate (0..1) and capped at AbortRateLimit per second.
+	// by AbortSampleRate (0 < rate <= 1) and capped at AbortRateLimit per
+	// second.
 	AbortEvents     bool    `yaml:"abort-events"`
 	AbortSampleRate float64 `yaml:"abort-sample-rate"`
 	AbortRateLimit  float64 `yaml:"abort-rate-limit"`
@@ -103,9 +120,10 @@ type Contention struct {
 	Patterns []PatternRule `yaml:"patterns"`
 }
 
-// PatternRule maps every key matching Regex to Pattern.
+// PatternRule maps every key matching the regular expression Match to
+// Pattern, which may refer to submatches ($1, ${name}).
 type PatternRule struct {
-	Regex   string `yaml:"regex"`
+	Match   string `yaml:"match"`
 	Pattern string `yaml:"pattern"`
 }
 
@@ -134,11 +152,15 @@ func Default() *Config {
 		Admin: Admin{
 			Listen: DefaultAdminListen,
 		},
+		Exstring: Exstring{Enabled: true},
 		Contention: Contention{
 			Enabled:         true,
 			Window:          10 * time.Second,
 			Top:             20,
 			Threshold:       1,
+			MaxKeys:         10000,
+			MaxPatterns:     1000,
+			MaxClients:      1000,
 			AbortEvents:     false,
 			AbortSampleRate: 1,
 			AbortRateLimit:  10,

@@ -111,7 +111,8 @@ func TestEverySettingFromEverySource(t *testing.T) {
 		"limits.max-pending": "10", "limits.client-output-limit": "11mb",
 		"log.level": "debug", "log.format": "console", "log.file": "stdout",
 		"admin.listen": "", "contention.enabled": "false", "contention.window": "12s",
-		"contention.top": "13", "contention.threshold": "14", "contention.abort-events": "true",
+		"contention.top": "13", "exstring.enabled": "false", "exstring.scripts": "true",
+		"contention.max-keys": "16", "contention.max-patterns": "17", "contention.max-clients": "18", "contention.threshold": "14", "contention.abort-events": "true",
 		"contention.abort-sample-rate": "0.5", "contention.abort-rate-limit": "15",
 	}
 	for _, s := range Settings() {
@@ -166,7 +167,7 @@ func TestEverySettingFromEverySource(t *testing.T) {
 }
 
 func TestPatternsFromFile(t *testing.T) {
-	c, err := load(t, "contention:\n  patterns:\n    - regex: '^order:[0-9]+:lock$'\n      pattern: 'order:*:lock'\n    - {regex: '^s:', pattern: 'session'}\n", nil)
+	c, err := load(t, "contention:\n  patterns:\n    - match: '^order:[0-9]+:lock$'\n      pattern: 'order:*:lock'\n    - {match: '^s:', pattern: 'session'}\n", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,15 +217,20 @@ func TestErrors(t *testing.T) {
 		{name: "log file", args: []string{"--log-file="}, want: `invalid --log-file: must be stderr, stdout or a file path, got ""`},
 		{name: "admin listen", args: []string{"--admin-listen", "/tmp/a.sock"}, want: `invalid --admin-listen: "/tmp/a.sock" is not host:port`},
 		{name: "contention bool", args: []string{"--contention=maybe"}, want: `invalid --contention: not a boolean: "maybe" (use true or false)`},
-		{name: "window", args: []string{"--contention-window", "0s"}, want: `invalid --contention-window: must be greater than 0, got 0s`},
+		{name: "window", args: []string{"--contention-window", "50ms"}, want: `invalid --contention-window: must be at least 100ms, got 50ms`},
+		{name: "max keys", args: []string{"--contention-max-keys", "0"}, want: `invalid --contention-max-keys: must be at least 1, got 0`},
+		{name: "max patterns", args: []string{"--contention-max-patterns", "0"}, want: `invalid --contention-max-patterns: must be at least 1, got 0`},
+		{name: "contention max clients", args: []string{"--contention-max-clients", "-1"}, want: `invalid --contention-max-clients: must be at least 1, got -1`},
+		{name: "exstring bool", env: map[string]string{"EXPROXY_EXSTRING": "nah"}, want: `invalid EXPROXY_EXSTRING: not a boolean: "nah" (use true or false)`},
 		{name: "top", args: []string{"--contention-top", "0"}, want: `invalid --contention-top: must be at least 1, got 0`},
 		{name: "threshold", args: []string{"--contention-threshold", "-1"}, want: `invalid --contention-threshold: must not be negative, got -1`},
-		{name: "sample rate", args: []string{"--contention-abort-sample-rate", "1.5"}, want: `invalid --contention-abort-sample-rate: must be from 0 to 1, got 1.5`},
+		{name: "sample rate", args: []string{"--contention-abort-sample-rate", "1.5"}, want: `invalid --contention-abort-sample-rate: must be greater than 0 and at most 1, got 1.5`},
+		{name: "sample rate zero", args: []string{"--contention-abort-sample-rate", "0"}, want: `invalid --contention-abort-sample-rate: must be greater than 0 and at most 1, got 0`},
 		{name: "sample rate syntax", args: []string{"--contention-abort-sample-rate", "half"}, want: `invalid --contention-abort-sample-rate: not a number: "half"`},
-		{name: "rate limit", args: []string{"--contention-abort-rate-limit", "-2"}, want: `invalid --contention-abort-rate-limit: must not be negative, got -2`},
-		{name: "pattern regex", file: "contention:\n  patterns:\n    - {regex: '(', pattern: x}\n", want: "invalid contention.patterns (exproxy.yaml line 2): rule 1: regex \"(\" does not compile: error parsing regexp: missing closing ): `(`"},
-		{name: "pattern empty", file: "contention:\n  patterns:\n    - {regex: 'a'}\n", want: `invalid contention.patterns (exproxy.yaml line 2): rule 1: pattern is empty`},
-		{name: "pattern field", file: "contention:\n  patterns:\n    - {regexp: 'a'}\n", want: `config file exproxy.yaml line 3: contention.patterns: unknown field "regexp" (use regex and pattern)`},
+		{name: "rate limit", args: []string{"--contention-abort-rate-limit", "-2"}, want: `invalid --contention-abort-rate-limit: must be greater than 0, got -2`},
+		{name: "pattern regex", file: "contention:\n  patterns:\n    - {match: '(', pattern: x}\n", want: "invalid contention.patterns (exproxy.yaml line 2): rule 1: match \"(\" does not compile: error parsing regexp: missing closing ): `(`"},
+		{name: "pattern empty", file: "contention:\n  patterns:\n    - {match: 'a'}\n", want: `invalid contention.patterns (exproxy.yaml line 2): rule 1: pattern is empty`},
+		{name: "pattern field", file: "contention:\n  patterns:\n    - {regex: 'a'}\n", want: `config file exproxy.yaml line 3: contention.patterns: unknown field "regex" (use match and pattern)`},
 		{name: "unknown key", file: "listen: 127.0.0.1:1\nmax-client: 3\n", want: `config file exproxy.yaml line 2: unknown setting "max-client"`},
 		{name: "misplaced key", file: "max-args: 3\n", want: `config file exproxy.yaml line 1: unknown setting "max-args" (did you mean limits.max-args?)`},
 		{name: "unknown nested key", file: "limits:\n  max-argz: 3\n", want: `config file exproxy.yaml line 2: unknown setting "limits.max-argz"`},

@@ -221,12 +221,12 @@ func (c *Config) loadPatterns(name string, v *yaml.Node) error {
 		return nil
 	}
 	if v.Kind != yaml.SequenceNode {
-		return c.settingError("contention.patterns", "expected a list of {regex, pattern}")
+		return c.settingError("contention.patterns", "expected a list of {match, pattern}")
 	}
 	for _, item := range v.Content {
 		where := fmt.Sprintf("config file %s line %d", name, item.Line)
 		if item.Kind != yaml.MappingNode {
-			return &Error{Origin: where, Msg: "contention.patterns: expected {regex: ..., pattern: ...}"}
+			return &Error{Origin: where, Msg: "contention.patterns: expected {match: REGEX, pattern: NAME}"}
 		}
 		var r PatternRule
 		for i := 0; i+1 < len(item.Content); i += 2 {
@@ -235,12 +235,12 @@ func (c *Config) loadPatterns(name string, v *yaml.Node) error {
 				return &Error{Origin: where, Msg: fmt.Sprintf("contention.patterns: %s: expected a single value", k.Value)}
 			}
 			switch k.Value {
-			case "regex":
-				r.Regex = val.Value
+			case "match":
+				r.Match = val.Value
 			case "pattern":
 				r.Pattern = val.Value
 			default:
-				return &Error{Origin: where, Msg: fmt.Sprintf("contention.patterns: unknown field %q (use regex and pattern)", k.Value)}
+				return &Error{Origin: where, Msg: fmt.Sprintf("contention.patterns: unknown field %q (use match and pattern)", k.Value)}
 			}
 		}
 		c.Contention.Patterns = append(c.Contention.Patterns, r)

@@ -191,6 +191,11 @@ func buildSettings() []Setting {
 	set, get = str(func(c *Config) *string { return &c.Admin.Listen })
 	row("admin.listen", "admin-listen", "address", "HTTP address for /healthz, /readyz, /metrics and /contention; \"\" disables it", set, get)
 
+	bset, bget = boolean(func(c *Config) *bool { return &c.Exstring.Enabled })
+	row("exstring.enabled", "exstring", "bool", "add the versioned-string commands (EXSET, EXCAS, ..., CAS, CAD); false makes the proxy a pure passthrough", bset, bget)
+	bset, bget = boolean(func(c *Config) *bool { return &c.Exstring.Scripts })
+	row("exstring.scripts", "exstring-scripts", "bool", "call the Lua with EVALSHA even where Redis has functions (for ACLs that allow +evalsha but not +fcall)", bset, bget)
+
 	bset, bget = boolean(func(c *Config) *bool { return &c.Contention.Enabled })
 	row("contention.enabled", "contention", "bool", "track WATCH/EXEC aborts and stale versioned writes", bset, bget)
 	dset, dget = dur(func(c *Config) *time.Duration { return &c.Contention.Window })
@@ -199,15 +204,21 @@ func buildSettings() []Setting {
 	row("contention.top", "contention-top", "int", "hot keys and hot key patterns logged per window (each)", iset, iget)
 	iset, iget = integer(func(c *Config) *int { return &c.Contention.Threshold })
 	row("contention.threshold", "contention-threshold", "int", "fewest conflicts (aborts + stale writes) in a window for a key or pattern to be logged", iset, iget)
+	iset, iget = integer(func(c *Config) *int { return &c.Contention.MaxKeys })
+	row("contention.max-keys", "contention-max-keys", "int", "keys counted per window; past it the least active are folded into the totals (bounds memory)", iset, iget)
+	iset, iget = integer(func(c *Config) *int { return &c.Contention.MaxPatterns })
+	row("contention.max-patterns", "contention-max-patterns", "int", "key patterns counted per window (bounds memory)", iset, iget)
+	iset, iget = integer(func(c *Config) *int { return &c.Contention.MaxClients })
+	row("contention.max-clients", "contention-max-clients", "int", "clients counted per window (bounds memory)", iset, iget)
 	bset, bget = boolean(func(c *Config) *bool { return &c.Contention.AbortEvents })
 	row("contention.abort-events", "contention-abort-events", "bool", "log one event per aborted transaction (sampled and rate-limited)", bset, bget)
 	fset, fget := float(func(c *Config) *float64 { return &c.Contention.AbortSampleRate })
-	row("contention.abort-sample-rate", "contention-abort-sample-rate", "float", "fraction (0..1) of aborts that get a per-abort event", fset, fget)
+	row("contention.abort-sample-rate", "contention-abort-sample-rate", "float", "fraction (greater than 0, at most 1) of aborts that get a per-abort event", fset, fget)
 	fset, fget = float(func(c *Config) *float64 { return &c.Contention.AbortRateLimit })
-	row("contention.abort-rate-limit", "contention-abort-rate-limit", "float", "most per-abort events per second (0: no limit)", fset, fget)
+	row("contention.abort-rate-limit", "contention-abort-rate-limit", "float", "most per-abort events per second", fset, fget)
 	add(Setting{
 		Key: "contention.patterns", Type: "list",
-		Usage: "file only: rules [{regex, pattern}] that group keys into patterns, tried before the built-in grouping",
+		Usage: "file only: rules [{match: REGEX, pattern: NAME}] that group keys into patterns, tried before the built-in grouping",
 	})
 	return out
 }
