@@ -1,0 +1,217 @@
+// Command exbench measures exproxy against direct Redis in one run: it
+// builds the proxy, starts its own redis-server and exproxy on loopback,
+// pins them as a sidecar is deployed (redis-server on one CPU, exproxy and
+// the load generators together on another), runs every workload
+// interleaved over several rounds and prints a table. See
+// docs/benchmarks.md.
+//
+//	go run ./bench/cmd/exbench            # full run (~6-8 minutes on 2 cores)
+//	go run ./bench/cmd/exbench --quick    # smoke run (about a minute)
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/exproxy/exproxy/bench/internal/fixture"
+	"github.com/exproxy/exproxy/bench/internal/suite"
+)
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintf(os.Stderr, "exbench: FAIL: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		rounds    = flag.Int("rounds", 5, "interleaved direct/proxy rounds per workload")
+		quick     = flag.Bool("quick", false, "smoke run: 2 rounds, 1/10 of the requests, 0.5s optimistic-locking runs, 1,000 connections for memory")
+		proxyBin  = flag.String("proxy-bin", "", "use this exproxy binary instead of building ./cmd/exproxy")
+		stub      = flag.Bool("stub-proxy", false, "no proxy: measure direct Redis twice (harness development only; the report says STUB)")
+		occDur    = flag.Duration("occ-duration", 2*time.Second, "length of one optimistic-locking run")
+		memConns  = flag.Int("mem-conns", 10000, "idle connections for the memory figure")
+		only      = flag.String("only", "", "comma-separated workload groups to run: passthrough,occ,memory (default all)")
+		noPin     = flag.Bool("no-pin", false, "do not pin processes with taskset")
+		cpuRedis  = flag.String("cpu-redis", "0", "CPU list for redis-server (taskset -c)")
+		cpuLoad   = flag.String("cpu-load", "1", "CPU list for exproxy, redis-benchmark and this harness")
+		resp      = flag.Int("resp", 3, "RESP protocol go-redis negotiates in the optimistic-locking workloads (2 or 3)")
+		perfDir   = flag.String("perf-dir", "", "after the figures, record a perf profile of the proxy under the p1-64B workload into this directory")
+		keep      = flag.Bool("keep", false, "keep the scratch directory (process logs) after the run")
+		proxyArgs multiFlag
+	)
+	flag.Var(&proxyArgs, "proxy-arg", "extra argument for exproxy (repeatable), e.g. --proxy-arg=--max-clients=20000")
+	flag.Parse()
+
+	if *quick {
+		if !isSet("rounds") {
+			*rounds = 2
+		}
+		if !isSet("occ-duration") {
+			*occDur = 500 * time.Millisecond
+		}
+		if !isSet("mem-conns") {
+			*memConns = 1000
+		}
+	}
+	if *rounds < 1 {
+		return fmt.Errorf("--rounds must be at least 1")
+	}
+	pin := !*noPin
+	if pin && runtime.NumCPU() < 2 {
+		fmt.Fprintf(os.Stderr, "exbench: only %d CPU: running unpinned\n", runtime.NumCPU())
+		pin = false
+	}
+	if err := fixture.NeedTools(pin); err != nil {
+		return err
+	}
+
+	// 10,000 client connections to the proxy mean 10,000 more from the
+	// proxy to Redis; everyone here needs far more than the usual 1024.
+	nofile, err := fixture.RaiseNoFile(65536)
+	if err != nil {
+		return err
+	}
+	if need := uint64(2**memConns + 1000); nofile < need {
+		fmt.Fprintf(os.Stderr, "exbench: warning: RLIMIT_NOFILE is %d, the memory workload needs about %d (run as root or raise the hard limit)\n", nofile, need)
+	}
+
+	dir, err := os.MkdirTemp("", "exbench-")
+	if err != nil {
+		return fmt.Errorf("scratch dir: %w", err)
+	}
+	if *keep {
+		fmt.Fprintf(os.Stderr, "exbench: logs in %s\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+
+	bin := *proxyBin
+	if bin == "" && !*stub {
+		root, err := moduleRoot()
+		if err != nil {
+			return err
+		}
+		bin = filepath.Join(dir, "exproxy")
+		fmt.Fprintf(os.Stderr, "exbench: go build -o %s ./cmd/exproxy\n", bin)
+		// Built before pinning, so the compiler gets every CPU.
+		if err := fixture.BuildProxy(root, bin); err != nil {
+			return fmt.Errorf("%w\n(use --stub-proxy to exercise the harness without a proxy)", err)
+		}
+	}
+
+	cfg := suite.Config{
+		Rounds: *rounds, Quick: *quick, OCCDuration: *occDur, MemConns: *memConns,
+		ProxyBin: bin, ProxyArgs: proxyArgs, Stub: *stub,
+		Protocol: *resp, PerfDir: *perfDir,
+		Dir: dir, Log: os.Stderr, Out: os.Stdout,
+	}
+	if *only != "" {
+		for _, g := range strings.Split(*only, ",") {
+			switch g = strings.TrimSpace(g); g {
+			case "passthrough", "occ", "memory":
+				cfg.Only = append(cfg.Only, g)
+			default:
+				return fmt.Errorf("--only: unknown group %q (passthrough, occ, memory)", g)
+			}
+		}
+	}
+	if pin {
+		cfg.CPURedis, cfg.CPULoad = *cpuRedis, *cpuLoad
+		if err := fixture.PinSelf(*cpuLoad); err != nil {
+			return err
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	load0 := loadavg()
+	printMachine(bin, *stub)
+	err = suite.Run(ctx, cfg)
+	fmt.Printf("\ntotal time %v; load average at start %s, at end %s\n", time.Since(start).Round(time.Second), load0, loadavg())
+	return err
+}
+
+func isSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", fmt.Errorf("run exbench inside the exproxy module (or pass --proxy-bin)")
+	}
+	return filepath.Dir(mod), nil
+}
+
+// loadavg tells the reader whether something else was competing for the
+// two CPUs (other builds and tests share these machines).
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// printMachine writes what docs/benchmarks.md records about the machine, so
+// a pasted report is self-describing.
+func printMachine(bin string, stub bool) {
+	model := "unknown"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	kernel := "unknown"
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		kernel = strings.TrimSpace(string(b))
+	}
+	redisVer := "unknown"
+	if b, err := exec.Command("redis-server", "--version").Output(); err == nil {
+		redisVer = strings.TrimSpace(string(b))
+	}
+	commit := "unknown"
+	if b, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
+		commit = strings.TrimSpace(string(b))
+	}
+	fmt.Printf("machine: %d CPUs, %s, Linux %s\n", runtime.NumCPU(), model, kernel)
+	fmt.Printf("redis:   %s\n", redisVer)
+	fmt.Printf("go:      %s; exproxy commit %s", runtime.Version(), commit)
+	if stub {
+		fmt.Printf(" (STUB: no proxy)")
+	} else {
+		fmt.Printf(" (%s)", bin)
+	}
+	fmt.Println()
+	fmt.Printf("command: %s\n", strings.Join(os.Args, " "))
+}

@@ -1,0 +1,458 @@
+// Package suite is the benchmark run: it owns the redis-server and exproxy
+// processes, runs every workload interleaved (direct, proxy, direct, proxy,
+// ...) over several rounds, and prints one table.
+package suite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/exproxy/exproxy/bench/internal/fixture"
+	"github.com/exproxy/exproxy/bench/internal/idle"
+	"github.com/exproxy/exproxy/bench/internal/occ"
+	"github.com/exproxy/exproxy/bench/internal/rbench"
+)
+
+// Config controls a run.
+type Config struct {
+	Rounds      int
+	Quick       bool          // smoke run: fewer requests, shorter runs
+	OCCDuration time.Duration // per optimistic-locking run
+	MemConns    int           // idle connections for the memory figure
+	Only        []string      // workload groups to run (passthrough, occ, memory); empty = all
+
+	ProxyBin  string   // built exproxy binary
+	ProxyArgs []string // extra proxy flags
+	Stub      bool     // no proxy: the "proxy" side is a second direct measurement
+
+	CPURedis, CPULoad string // taskset CPU lists; "" = no pinning
+	Protocol          int    // RESP version for the go-redis workloads
+
+	PerfDir string // when set, record a perf profile of the proxy into it
+
+	Dir string    // scratch directory for logs
+	Log io.Writer // progress, per run
+	Out io.Writer // final report
+}
+
+func (c Config) wants(group string) bool {
+	if len(c.Only) == 0 {
+		return true
+	}
+	for _, g := range c.Only {
+		if g == group {
+			return true
+		}
+	}
+	return false
+}
+
+// side is one of the two things measured in every round.
+type side struct {
+	name string // "direct" or "proxy" (or "stub" for the stand-in)
+	addr string
+	pid  int // proxy pid for CPU accounting; 0 when there is no proxy
+}
+
+// Suite holds the processes of a run and what was measured.
+type Suite struct {
+	cfg    Config
+	redis  *fixture.Process
+	proxy  *fixture.Process
+	direct side
+	via    side
+
+	pass   []*passResult
+	occs   []*occGroup
+	mem    *memResult
+	failed []string // workload errors; any makes the run fail
+	lost   bool     // a lost update: the loudest failure
+}
+
+// Run starts the processes, runs the workloads and writes the report.
+// It returns an error when any workload failed or an update was lost.
+func Run(ctx context.Context, cfg Config) error {
+	s := &Suite{cfg: cfg}
+	defer s.stop()
+	var err error
+	s.redis, err = fixture.StartRedis(cfg.Dir, cfg.CPURedis)
+	if err != nil {
+		return fmt.Errorf("start redis: %w", err)
+	}
+	s.direct = side{name: "direct", addr: s.redis.Addr}
+	if cfg.Stub {
+		s.via = side{name: "stub", addr: s.redis.Addr}
+	} else {
+		s.proxy, err = fixture.StartProxy(cfg.ProxyBin, cfg.Dir, cfg.CPULoad, s.redis.Addr, cfg.ProxyArgs)
+		if err != nil {
+			return fmt.Errorf("start proxy: %w", err)
+		}
+		s.via = side{name: "proxy", addr: s.proxy.Addr, pid: s.proxy.Pid}
+	}
+	s.logf("redis-server pid %d on %s (cpu %q); %s on %s (cpu %q)",
+		s.redis.Pid, s.redis.Addr, cfg.CPURedis, s.via.name, s.via.addr, cfg.CPULoad)
+
+	if cfg.wants("passthrough") {
+		s.runPassthrough(ctx)
+	}
+	if cfg.wants("occ") {
+		s.runOCC(ctx)
+	}
+	if cfg.wants("memory") {
+		s.runMemory(ctx)
+	}
+	if cfg.PerfDir != "" && !cfg.Stub && ctx.Err() == nil {
+		if err := s.profile(ctx); err != nil {
+			s.fail("perf profile: %v", err)
+		}
+	}
+	if s.proxy != nil && !s.proxy.Alive() {
+		s.fail("exproxy died during the run: %s", s.proxy.LogTail())
+	}
+	s.report()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.lost {
+		return fmt.Errorf("%w: see the report above", occ.ErrLostUpdate)
+	}
+	if len(s.failed) > 0 {
+		return fmt.Errorf("%d workload(s) failed", len(s.failed))
+	}
+	return nil
+}
+
+func (s *Suite) stop() {
+	s.proxy.Stop()
+	s.redis.Stop()
+}
+
+func (s *Suite) logf(format string, args ...any) {
+	fmt.Fprintf(s.cfg.Log, "exbench: "+format+"\n", args...)
+}
+
+func (s *Suite) fail(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	s.failed = append(s.failed, msg)
+	s.logf("ERROR: %s", msg)
+}
+
+// cpu samples a process's CPU time; a missing pid reads as zero so the
+// stub mode needs no special cases.
+func cpu(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	d, err := fixture.CPUTime(pid)
+	if err != nil {
+		return 0
+	}
+	return d
+}
+
+// ---- passthrough -------------------------------------------------------
+
+type passWorkload struct {
+	name     string
+	desc     string
+	clients  int
+	pipeline int
+	size     int
+	requests int // per test (SET and GET each)
+	idle     int // idle connections held open during the run
+	target   float64
+	cpuMax   float64 // µs/request target; 0 = none
+}
+
+func (s *Suite) passWorkloads() []passWorkload {
+	w := []passWorkload{
+		{name: "p1-64B", desc: "GET/SET 64 B, 50 clients, pipeline 1", clients: 50, pipeline: 1, size: 64, requests: 100_000, target: 0.70, cpuMax: 6},
+		{name: "p16-64B", desc: "GET/SET 64 B, 50 clients, pipeline 16", clients: 50, pipeline: 16, size: 64, requests: 1_000_000, target: 0.90},
+		{name: "p1-1KB", desc: "GET/SET 1 KB, 50 clients, pipeline 1", clients: 50, pipeline: 1, size: 1024, requests: 100_000},
+		{name: "p1-16KB", desc: "GET/SET 16 KB, 50 clients, pipeline 1", clients: 50, pipeline: 1, size: 16384, requests: 50_000},
+		{name: "c1000", desc: "GET/SET 64 B, 1000 clients, pipeline 1", clients: 1000, pipeline: 1, size: 64, requests: 100_000},
+		{name: "idle1000", desc: "GET/SET 64 B, 50 clients + 1000 idle conns", clients: 50, pipeline: 1, size: 64, requests: 100_000, idle: 1000},
+	}
+	if s.cfg.Quick {
+		for i := range w {
+			w[i].requests /= 10
+		}
+	}
+	return w
+}
+
+type passRun struct {
+	rps        float64
+	setRPS     float64
+	getRPS     float64
+	p50ms      float64 // of GET
+	proxyUSReq float64 // proxy CPU µs per request; NaN without proxy
+	redisUSReq float64
+}
+
+type passResult struct {
+	w             passWorkload
+	direct, proxy []passRun
+	ratios        []float64
+	err           string
+	cmdline       string
+}
+
+func (s *Suite) runPassthrough(ctx context.Context) {
+	for _, w := range s.passWorkloads() {
+		r := &passResult{w: w}
+		s.pass = append(s.pass, r)
+		for round := 1; round <= s.cfg.Rounds && r.err == "" && ctx.Err() == nil; round++ {
+			d, err := s.passOnce(ctx, w, s.direct)
+			if err != nil {
+				r.err = err.Error()
+				s.fail("%s direct: %v", w.name, err)
+				break
+			}
+			p, err := s.passOnce(ctx, w, s.via)
+			if err != nil {
+				r.err = err.Error()
+				s.fail("%s %s: %v", w.name, s.via.name, err)
+				break
+			}
+			r.direct = append(r.direct, d)
+			r.proxy = append(r.proxy, p)
+			r.ratios = append(r.ratios, p.rps/d.rps)
+			s.logf("round %d/%d %-9s direct %8.0f rps | %s %8.0f rps (%.2fx) proxy cpu %.2f µs/req, redis cpu %.2f|%.2f µs/req",
+				round, s.cfg.Rounds, w.name, d.rps, s.via.name, p.rps, p.rps/d.rps, p.proxyUSReq, d.redisUSReq, p.redisUSReq)
+		}
+		r.cmdline = "redis-benchmark " + strings.Join(s.rbConfig(w, "HOST:PORT").Args(), " ")
+	}
+}
+
+func (s *Suite) rbConfig(w passWorkload, addr string) rbench.Config {
+	return rbench.Config{
+		Addr: addr, CPU: s.cfg.CPULoad, Tests: "set,get",
+		Clients: w.clients, Pipeline: w.pipeline, DataSize: w.size,
+		Requests: w.requests, Keyspace: 100_000,
+	}
+}
+
+func (s *Suite) passOnce(ctx context.Context, w passWorkload, sd side) (passRun, error) {
+	if w.idle > 0 {
+		conns, err := idle.Open(ctx, sd.addr, w.idle, 64)
+		if err != nil {
+			return passRun{}, err
+		}
+		defer conns.Close()
+	}
+	// A hung proxy must not hang the run.
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	p0, r0 := cpu(sd.pid), cpu(s.redis.Pid)
+	res, err := rbench.Run(rctx, s.rbConfig(w, sd.addr))
+	p1, r1 := cpu(sd.pid), cpu(s.redis.Pid)
+	if err != nil {
+		return passRun{}, err
+	}
+	n := float64(res.Requests())
+	run := passRun{rps: res.RPS(), proxyUSReq: math.NaN()}
+	for _, t := range res.Tests {
+		switch t.Name {
+		case "SET":
+			run.setRPS = t.RPS
+		case "GET":
+			run.getRPS = t.RPS
+			run.p50ms = t.P50ms
+		}
+	}
+	if sd.pid != 0 {
+		run.proxyUSReq = float64((p1 - p0).Microseconds()) / n
+	}
+	run.redisUSReq = float64((r1 - r0).Microseconds()) / n
+	return run, nil
+}
+
+// ---- optimistic locking ------------------------------------------------
+
+// occVariant is one (method, path) pair measured each round.
+type occVariant struct {
+	method occ.Method
+	side   string // "direct" or the proxy side's name
+}
+
+type occGroup struct {
+	keys     int
+	variants []occVariant
+	runs     map[occVariant][]occ.Result
+	errs     map[occVariant]string
+	skipped  map[occVariant]string
+	// per-round EXCAS/WATCH ratios
+	casVsWatchDirect, casVsWatchProxy []float64
+}
+
+func (s *Suite) runOCC(ctx context.Context) {
+	dur := s.cfg.OCCDuration
+	for _, keys := range []int{1, 100} {
+		g := &occGroup{
+			keys:    keys,
+			runs:    map[occVariant][]occ.Result{},
+			errs:    map[occVariant]string{},
+			skipped: map[occVariant]string{},
+		}
+		s.occs = append(s.occs, g)
+		g.variants = []occVariant{
+			{occ.Watch, "direct"}, {occ.Watch, s.via.name},
+			{occ.ExVer, s.via.name}, {occ.ExCAS, s.via.name},
+			{occ.Lua, "direct"}, {occ.Lua, s.via.name},
+		}
+		for _, v := range g.variants {
+			if v.method.NeedsProxy() && s.cfg.Stub {
+				g.skipped[v] = "needs the proxy (stub run)"
+			}
+		}
+		for round := 1; round <= s.cfg.Rounds && ctx.Err() == nil; round++ {
+			got := map[occVariant]float64{}
+			for _, v := range g.variants {
+				if g.skipped[v] != "" || g.errs[v] != "" {
+					continue
+				}
+				addr := s.direct.addr
+				if v.side != "direct" {
+					addr = s.via.addr
+				}
+				res, err := occ.Run(ctx, occ.Config{
+					Addr: addr, Method: v.method, Clients: 32, Keys: keys, Duration: dur,
+					Prefix:   fmt.Sprintf("exbench:%s:%s:%d:%d", v.method, v.side, keys, round),
+					Protocol: s.cfg.Protocol,
+				})
+				if err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					g.errs[v] = err.Error()
+					if errors.Is(err, occ.ErrLostUpdate) {
+						s.lost = true
+						s.logf("!!!!!!!! %v", err)
+					}
+					s.fail("occ %d keys %s/%s: %v", keys, v.method, v.side, err)
+					continue
+				}
+				g.runs[v] = append(g.runs[v], res)
+				got[v] = res.CommitsPerSec()
+				s.logf("round %d/%d occ keys=%-3d %-9s %-6s %8.0f commits/s  %.2f retries/commit  %.2f RT/commit  p50 %v p99 %v",
+					round, s.cfg.Rounds, keys, v.method, v.side, res.CommitsPerSec(), res.RetriesPerCommit(), res.RTPerCommit(),
+					res.P50.Round(time.Microsecond), res.P99.Round(time.Microsecond))
+			}
+			cas := got[occVariant{occ.ExCAS, s.via.name}]
+			if wd := got[occVariant{occ.Watch, "direct"}]; cas > 0 && wd > 0 {
+				g.casVsWatchDirect = append(g.casVsWatchDirect, cas/wd)
+			}
+			if wp := got[occVariant{occ.Watch, s.via.name}]; cas > 0 && wp > 0 {
+				g.casVsWatchProxy = append(g.casVsWatchProxy, cas/wp)
+			}
+		}
+	}
+}
+
+// ---- memory ------------------------------------------------------------
+
+type memResult struct {
+	conns                   int
+	proxyBefore, proxyAfter int64
+	redisBefore, redisAfter int64 // redis's own cost of the same connections, direct
+	err                     string
+}
+
+// runMemory measures a fresh proxy, so heap grown by earlier workloads does
+// not hide or inflate the per-connection cost.
+func (s *Suite) runMemory(ctx context.Context) {
+	m := &memResult{conns: s.cfg.MemConns}
+	s.mem = m
+	settle := func() { time.Sleep(time.Second) }
+
+	// Redis's own per-connection memory, for scale.
+	rb, err := fixture.RSS(s.redis.Pid)
+	if err == nil {
+		var conns *idle.Conns
+		conns, err = idle.Open(ctx, s.redis.Addr, m.conns, 64)
+		if err == nil {
+			settle()
+			var ra int64
+			ra, err = fixture.RSS(s.redis.Pid)
+			m.redisBefore, m.redisAfter = rb, ra
+			conns.Close()
+		}
+	}
+	if err != nil {
+		m.err = fmt.Sprintf("redis: %v", err)
+		s.fail("memory (redis, %d conns): %v", m.conns, err)
+		return
+	}
+	if s.cfg.Stub {
+		return
+	}
+	settle() // let redis reap the closed connections
+	p, err := fixture.StartProxy(s.cfg.ProxyBin, s.cfg.Dir, s.cfg.CPULoad, s.redis.Addr, s.cfg.ProxyArgs)
+	if err != nil {
+		m.err = err.Error()
+		s.fail("memory: start proxy: %v", err)
+		return
+	}
+	defer p.Stop()
+	settle()
+	pb, err := fixture.RSS(p.Pid)
+	if err == nil {
+		var conns *idle.Conns
+		conns, err = idle.Open(ctx, p.Addr, m.conns, 64)
+		if err == nil {
+			settle()
+			var pa int64
+			pa, err = fixture.RSS(p.Pid)
+			m.proxyBefore, m.proxyAfter = pb, pa
+			conns.Close()
+		}
+	}
+	if err != nil {
+		m.err = fmt.Sprintf("proxy: %v", err)
+		s.fail("memory (proxy, %d conns): %v", m.conns, err)
+		return
+	}
+	s.logf("memory: proxy RSS %d -> %d KiB with %d idle conns (%.1f KiB/conn); redis %d -> %d KiB (%.1f KiB/conn)",
+		m.proxyBefore>>10, m.proxyAfter>>10, m.conns, perConnKiB(m.proxyBefore, m.proxyAfter, m.conns),
+		m.redisBefore>>10, m.redisAfter>>10, perConnKiB(m.redisBefore, m.redisAfter, m.conns))
+}
+
+func perConnKiB(before, after int64, n int) float64 {
+	if n == 0 {
+		return math.NaN()
+	}
+	return float64(after-before) / 1024 / float64(n)
+}
+
+// ---- profile -----------------------------------------------------------
+
+// profile records the proxy with perf during one extra p1-64B run (not
+// part of the figures, since perf's sampling costs CPU).
+func (s *Suite) profile(ctx context.Context) error {
+	if err := os.MkdirAll(s.cfg.PerfDir, 0o755); err != nil {
+		return fmt.Errorf("perf dir: %w", err)
+	}
+	data := filepath.Join(s.cfg.PerfDir, "perf.data")
+	w := s.passWorkloads()[0]
+	report, err := perfRecord(ctx, s.proxy.Pid, data, func() error {
+		_, err := s.passOnce(ctx, w, s.via)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(s.cfg.PerfDir, "perf-report.txt")
+	if err := os.WriteFile(path, report, 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	s.logf("perf profile of the proxy during %s: %s (report: %s)", w.name, data, path)
+	return nil
+}
