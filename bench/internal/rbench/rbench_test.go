@@ -1,0 +1,41 @@
+package rbench
+
+import (
+	"math"
+	"testing"
+)
+
+// Captured from redis-benchmark 7.0.15 (Debian 12) with --csv.
+const sample = `"test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+"SET","88731.15","0.325","0.088","0.319","0.447","0.607","4.087"
+"GET","100300.91","0.289","0.072","0.279","0.407","0.575","3.575"
+`
+
+func TestParse(t *testing.T) {
+	r, err := Parse([]byte(sample), 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Tests) != 2 || r.Tests[0].Name != "SET" || r.Tests[1].Name != "GET" {
+		t.Fatalf("tests = %+v", r.Tests)
+	}
+	if r.Tests[0].RPS != 88731.15 || r.Tests[1].P50ms != 0.279 || r.Tests[0].P99ms != 0.607 {
+		t.Fatalf("values = %+v", r.Tests)
+	}
+	if r.Requests() != 2000 {
+		t.Fatalf("requests = %d", r.Requests())
+	}
+	// 2000 requests over 1000/88731.15 + 1000/100300.91 seconds.
+	want := 2000 / (1000/88731.15 + 1000/100300.91)
+	if math.Abs(r.RPS()-want) > 1e-6 {
+		t.Fatalf("rps = %v, want %v", r.RPS(), want)
+	}
+}
+
+func TestParseRejectsGarbage(t *testing.T) {
+	for _, in := range []string{"", "Error: Connection refused\n", `"test","rps"` + "\n", `"test","rps"` + "\n" + `"SET","0.00"` + "\n"} {
+		if _, err := Parse([]byte(in), 1); err == nil {
+			t.Errorf("Parse(%q) succeeded", in)
+		}
+	}
+}
