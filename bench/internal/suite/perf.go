@@ -3,12 +3,71 @@ package suite
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"os"
 	"os/exec"
 	"strconv"
 	"syscall"
 	"time"
 )
+
+var errNoPprof = errors.New("no pprof endpoint")
+
+// pprofProfile fetches a CPU profile from the proxy's admin endpoint while
+// fn runs, saves it to out and returns `go tool pprof -top` of it.
+func pprofProfile(ctx context.Context, admin, bin, out string, fn func() error) ([]byte, error) {
+	base := "http://" + admin + "/debug/pprof/"
+	resp, err := http.Get(base)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errNoPprof, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, errNoPprof
+	}
+	type result struct {
+		body []byte
+		err  error
+	}
+	done := make(chan result, 1)
+	const secs = 5
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"profile?seconds="+strconv.Itoa(secs), nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- result{err: fmt.Errorf("pprof: %w", err)}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("pprof: %s: %s", resp.Status, b)
+		}
+		done <- result{b, err}
+	}()
+	// Keep the proxy busy for the whole profile window.
+	deadline := time.Now().Add(secs * time.Second)
+	for time.Now().Before(deadline) {
+		if err := fn(); err != nil {
+			return nil, err
+		}
+	}
+	r := <-done
+	if r.err != nil {
+		return nil, r.err
+	}
+	if err := os.WriteFile(out, r.body, 0o644); err != nil {
+		return nil, fmt.Errorf("write %s: %w", out, err)
+	}
+	top, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=45", bin, out).CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("go tool pprof: %w: %s", err, top)
+	}
+	return top, nil
+}
 
 // perfRecord samples pid with `perf record -g` while fn runs and returns
 // perf's text reports (flat by symbol, then by shared object). Go binaries

@@ -434,25 +434,46 @@ func perConnKiB(before, after int64, n int) float64 {
 
 // ---- profile -----------------------------------------------------------
 
-// profile records the proxy with perf during one extra p1-64B run (not
-// part of the figures, since perf's sampling costs CPU).
+// profile records the proxy during extra p1-64B runs, not part of the
+// figures since sampling costs CPU: with Go's pprof when the proxy serves
+// /debug/pprof on its admin port, and with perf (which also sees the
+// kernel's share: syscalls, loopback TCP) when perf is installed.
 func (s *Suite) profile(ctx context.Context) error {
 	if err := os.MkdirAll(s.cfg.PerfDir, 0o755); err != nil {
-		return fmt.Errorf("perf dir: %w", err)
+		return fmt.Errorf("profile dir: %w", err)
 	}
-	data := filepath.Join(s.cfg.PerfDir, "perf.data")
 	w := s.passWorkloads()[0]
-	report, err := perfRecord(ctx, s.proxy.Pid, data, func() error {
+	load := func() error {
 		_, err := s.passOnce(ctx, w, s.via)
 		return err
-	})
+	}
+	var errs []error
+	if s.proxy.Admin != "" {
+		out := filepath.Join(s.cfg.PerfDir, "proxy.pprof")
+		top, err := pprofProfile(ctx, s.proxy.Admin, s.cfg.ProxyBin, out, load)
+		switch {
+		case errors.Is(err, errNoPprof):
+			s.logf("proxy serves no /debug/pprof on its admin port %s; perf only", s.proxy.Admin)
+		case err != nil:
+			errs = append(errs, err)
+		default:
+			path := filepath.Join(s.cfg.PerfDir, "pprof-top.txt")
+			if err := os.WriteFile(path, top, 0o644); err != nil {
+				errs = append(errs, fmt.Errorf("write %s: %w", path, err))
+			}
+			s.logf("pprof CPU profile of the proxy during %s: %s (top: %s)", w.name, out, path)
+		}
+	}
+	data := filepath.Join(s.cfg.PerfDir, "perf.data")
+	report, err := perfRecord(ctx, s.proxy.Pid, data, load)
 	if err != nil {
-		return err
+		errs = append(errs, err)
+	} else {
+		path := filepath.Join(s.cfg.PerfDir, "perf-report.txt")
+		if err := os.WriteFile(path, report, 0o644); err != nil {
+			errs = append(errs, fmt.Errorf("write %s: %w", path, err))
+		}
+		s.logf("perf profile of the proxy during %s: %s (report: %s)", w.name, data, path)
 	}
-	path := filepath.Join(s.cfg.PerfDir, "perf-report.txt")
-	if err := os.WriteFile(path, report, 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	s.logf("perf profile of the proxy during %s: %s (report: %s)", w.name, data, path)
-	return nil
+	return errors.Join(errs...)
 }
