@@ -1,0 +1,213 @@
+package contention
+
+import (
+	"container/heap"
+	"sort"
+	"time"
+)
+
+// counts are the additive counters kept per window for the totals and for
+// every key, pattern and client. A session builds one as a delta and the
+// shard adds it everywhere it applies.
+type counts struct {
+	Transactions  int64 // EXECs that ended a MULTI (any outcome)
+	Commits       int64 // EXEC replied with an array
+	Aborts        int64 // EXEC replied nil: a watched key changed
+	ExecAborts    int64 // EXEC replied -EXECABORT (a queued command was rejected)
+	ExecErrors    int64 // EXEC replied another error (inside MULTI or without it)
+	GivenUp       int64 // watched keys released by UNWATCH/DISCARD/RESET/disconnect
+	Stale         int64 // versioned writes refused as stale (exset ... VER, excas, excad)
+	CASFailed     int64 // CAS/CAD compare failures
+	Retries       int64 // transactions that retried the key set of the abort just before
+	CommitRetries int64 // sum over commits of the aborted attempts that preceded them
+	RetriesMax    int64 // most aborted attempts before one commit (max, not summed)
+	ChainsGivenUp int64 // retry chains (≥1 abort) that ended without a commit
+}
+
+func (c *counts) add(d *counts) {
+	c.Transactions += d.Transactions
+	c.Commits += d.Commits
+	c.Aborts += d.Aborts
+	c.ExecAborts += d.ExecAborts
+	c.ExecErrors += d.ExecErrors
+	c.GivenUp += d.GivenUp
+	c.Stale += d.Stale
+	c.CASFailed += d.CASFailed
+	c.Retries += d.Retries
+	c.CommitRetries += d.CommitRetries
+	c.ChainsGivenUp += d.ChainsGivenUp
+	if d.RetriesMax > c.RetriesMax {
+		c.RetriesMax = d.RetriesMax
+	}
+}
+
+// conflicts is what makes a key hot.
+func (c *counts) conflicts() int64 { return c.Aborts + c.ExecAborts + c.Stale + c.CASFailed }
+
+// activity is the eviction weight's increment: any event touching the key.
+func (c *counts) activity() int64 {
+	return c.Transactions + c.ExecErrors + c.GivenUp + c.Stale + c.CASFailed + c.ChainsGivenUp
+}
+
+// maxClientNames bounds the client names remembered per key or pattern.
+const maxClientNames = 8
+
+// entry is one key, pattern or client in a window's table.
+type entry struct {
+	name    string
+	pattern string // for keys: the key's pattern
+	counts
+	// weight is the space-saving estimate of activity: an entry admitted by
+	// evicting another starts at the evicted weight, so a key that becomes
+	// hot late is not evicted at once by a stream of one-off keys. The
+	// counts themselves are exact since admission.
+	weight  int64
+	hist    *hist // allocated on the first timed transaction
+	clients []string
+	moreCli bool // more clients than maxClientNames were seen
+	idx     int  // position in the heap
+}
+
+func (e *entry) addClient(c string) {
+	if c == "" {
+		return
+	}
+	for _, x := range e.clients {
+		if x == c {
+			return
+		}
+	}
+	if len(e.clients) >= maxClientNames {
+		e.moreCli = true
+		return
+	}
+	e.clients = append(e.clients, c)
+}
+
+// table is a map bounded to max entries with eviction of the lowest weight
+// (a min-heap gives it in O(log n)); evicted counts go to other so the
+// totals stay exact.
+type table struct {
+	max     int
+	m       map[string]*entry
+	h       entryHeap
+	other   counts
+	evicted int64
+}
+
+func newTable(max int) *table {
+	if max < 1 {
+		max = 1
+	}
+	return &table{max: max, m: make(map[string]*entry)}
+}
+
+func (t *table) len() int { return len(t.m) }
+
+// update applies d (and the duration, when timed) to name's entry.
+func (t *table) update(name, pattern string, d *counts, dur time.Duration, timed bool, client string) {
+	e := t.m[name]
+	if e == nil {
+		var weight int64
+		if len(t.m) >= t.max {
+			min := heap.Pop(&t.h).(*entry)
+			delete(t.m, min.name)
+			t.other.add(&min.counts)
+			t.evicted++
+			weight = min.weight
+		}
+		e = &entry{name: name, pattern: pattern, weight: weight}
+		t.m[name] = e
+		heap.Push(&t.h, e)
+	}
+	e.counts.add(d)
+	if timed {
+		if e.hist == nil {
+			e.hist = new(hist)
+		}
+		e.hist.add(dur)
+	}
+	e.addClient(client)
+	if a := d.activity(); a > 0 {
+		e.weight += a
+	} else {
+		e.weight++
+	}
+	heap.Fix(&t.h, e.idx)
+}
+
+// mergeInto adds t's entries to dst, which is unbounded: used to combine
+// shards at window end, where the result is only ranked and dropped.
+func (t *table) mergeInto(dst map[string]*entry) {
+	for name, e := range t.m {
+		d := dst[name]
+		if d == nil {
+			d = &entry{name: name, pattern: e.pattern}
+			dst[name] = d
+		}
+		d.counts.add(&e.counts)
+		d.weight += e.weight
+		if e.hist != nil {
+			if d.hist == nil {
+				d.hist = new(hist)
+			}
+			d.hist.merge(e.hist)
+		}
+		for _, c := range e.clients {
+			d.addClient(c)
+		}
+		d.moreCli = d.moreCli || e.moreCli
+	}
+}
+
+// rank returns up to n entries ordered hottest first: most conflicts, then
+// most transactions, then name for a stable order. Entries below
+// minConflicts are left out.
+func rank(m map[string]*entry, n int, minConflicts int64) []*entry {
+	out := make([]*entry, 0, len(m))
+	for _, e := range m {
+		if e.conflicts() >= minConflicts {
+			out = append(out, e)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if ca, cb := a.conflicts(), b.conflicts(); ca != cb {
+			return ca > cb
+		}
+		if a.Transactions != b.Transactions {
+			return a.Transactions > b.Transactions
+		}
+		if a.activity() != b.activity() {
+			return a.activity() > b.activity()
+		}
+		return a.name < b.name
+	})
+	if len(out) > n {
+		out = out[:n]
+	}
+	return out
+}
+
+type entryHeap []*entry
+
+func (h entryHeap) Len() int           { return len(h) }
+func (h entryHeap) Less(i, j int) bool { return h[i].weight < h[j].weight }
+func (h entryHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].idx = i
+	h[j].idx = j
+}
+func (h *entryHeap) Push(x any) {
+	e := x.(*entry)
+	e.idx = len(*h)
+	*h = append(*h, e)
+}
+func (h *entryHeap) Pop() any {
+	old := *h
+	n := len(old)
+	e := old[n-1]
+	old[n-1] = nil
+	*h = old[:n-1]
+	return e
+}

@@ -1,0 +1,415 @@
+// Package contention counts optimistic-locking contention seen by the proxy:
+// WATCH ... EXEC transactions that Redis aborts, versioned writes refused as
+// stale, and CAS/CAD compare failures. Counts are kept per window, per key,
+// per key pattern and per client, with bounded memory, and written as
+// structured zap events that `exproxy contention` (package report) turns
+// into a report. See docs/contention.md.
+package contention
+
+import (
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/exproxy/exproxy/proxy"
+)
+
+// Log messages of the events the tracker writes.
+const (
+	MsgWindow  = "contention.window"
+	MsgKey     = "contention.key"
+	MsgPattern = "contention.pattern"
+	MsgClient  = "contention.client"
+	MsgAbort   = "contention.abort"
+	MsgStale   = "contention.stale"
+)
+
+// nShards spreads sessions over independent locks so that EXECs of many
+// sessions do not serialise on one mutex. Each shard has its own tables,
+// each capped at 1/nShards of the configured maximum.
+const nShards = 8
+
+// observed are the commands the tracker needs to see.
+var observed = map[string]bool{
+	"watch": true, "unwatch": true, "multi": true, "exec": true, "discard": true, "reset": true,
+	"exset": true, "exincrby": true, "exincrbyfloat": true, "exappend": true, "exprepend": true,
+	"excas": true, "excad": true, "cas": true, "cad": true,
+}
+
+// Tracker is the contention observer. Create it with New, hand it to the
+// proxy as an Observer, and Close it after the proxy has shut down.
+type Tracker struct {
+	cfg Config
+	log *zap.Logger
+	pat *Patterner
+	now func() time.Time
+
+	shards [nShards]shard
+	nextID atomic.Uint64 // spreads sessions over shards
+
+	mu    sync.Mutex // serialises rotations; guards start and last
+	start time.Time
+	last  *Window
+
+	aborts  chan abortEvent
+	dropped atomic.Int64
+	limMu   sync.Mutex
+	tokens  float64
+	limLast time.Time
+
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+type shard struct {
+	mu sync.Mutex
+	w  *window
+	_  [40]byte // keep shards' locks off one cache line
+}
+
+// window holds one shard's counters of the current window.
+type window struct {
+	totals   counts
+	events   int64
+	hist     hist
+	keys     *table
+	patterns *table
+	clients  *table
+}
+
+// New builds a tracker and starts its window timer. Invalid pattern rules
+// (which Config.Validate reports) are logged and skipped rather than fatal,
+// so a bad rule never stops the proxy.
+func New(cfg Config, log *zap.Logger) *Tracker {
+	return newTracker(cfg, log, time.Now)
+}
+
+func newTracker(cfg Config, log *zap.Logger, now func() time.Time) *Tracker {
+	cfg = cfg.Normalize()
+	if log == nil {
+		log = zap.NewNop()
+	}
+	var rules []PatternRule
+	for _, r := range cfg.Patterns {
+		if _, err := NewPatterner([]PatternRule{r}); err != nil || r.Pattern == "" {
+			log.Error("contention: skipping invalid pattern rule", zap.String("match", r.Match), zap.Error(err))
+			continue
+		}
+		rules = append(rules, r)
+	}
+	pat, _ := NewPatterner(rules) // each rule compiled above
+	t := &Tracker{
+		cfg:    cfg,
+		log:    log,
+		pat:    pat,
+		now:    now,
+		start:  now(),
+		aborts: make(chan abortEvent, 256),
+		tokens: cfg.AbortRateLimit,
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	for i := range t.shards {
+		t.shards[i].w = t.newWindow()
+	}
+	go t.run()
+	return t
+}
+
+func (t *Tracker) newWindow() *window {
+	per := func(n int) int { return max(n/nShards, 1) }
+	return &window{
+		keys:     newTable(per(t.cfg.MaxKeys)),
+		patterns: newTable(per(t.cfg.MaxPatterns)),
+		clients:  newTable(per(t.cfg.MaxClients)),
+	}
+}
+
+// Observes implements proxy.Observer.
+func (t *Tracker) Observes(name string) bool { return observed[name] }
+
+// Open implements proxy.Observer.
+func (t *Tracker) Open(info *proxy.SessionInfo) proxy.SessionObserver {
+	id := t.nextID.Add(1)
+	return &session{t: t, sh: &t.shards[id%nShards], info: info}
+}
+
+func (t *Tracker) run() {
+	defer close(t.done)
+	tick := time.NewTicker(t.cfg.Window)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.stop:
+			return
+		case <-tick.C:
+			t.rotate(false)
+		case ev := <-t.aborts:
+			ev.write(t.log)
+		}
+	}
+}
+
+// Flush ends the current window now and logs it (when anything happened);
+// the next window starts at once.
+func (t *Tracker) Flush() { t.rotate(false) }
+
+// Close stops the window timer, writes the per-abort events still queued
+// and the current partial window, and syncs the logger, so nothing counted
+// is lost. Call it after the proxy has stopped delivering events; it is safe
+// to call more than once.
+func (t *Tracker) Close() error {
+	t.closeOnce.Do(func() {
+		close(t.stop)
+		<-t.done
+		t.drainEvents()
+		t.rotate(true)
+		// Sync fails with EINVAL on a terminal or pipe on some systems;
+		// that loses nothing, the lines were written.
+		_ = t.log.Sync()
+	})
+	return nil
+}
+
+func (t *Tracker) drainEvents() {
+	for {
+		select {
+		case ev := <-t.aborts:
+			ev.write(t.log)
+		default:
+			return
+		}
+	}
+}
+
+// rotate swaps every shard's window for a fresh one, merges them and logs.
+func (t *Tracker) rotate(final bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ws := make([]*window, 0, nShards)
+	for i := range t.shards {
+		s := &t.shards[i]
+		fresh := t.newWindow()
+		s.mu.Lock()
+		ws = append(ws, s.w)
+		s.w = fresh
+		s.mu.Unlock()
+	}
+	end := t.now()
+	w, events := t.summarize(ws, t.start, end, t.cfg.Top, int64(t.cfg.Threshold))
+	w.AbortEventsDropped = t.dropped.Swap(0)
+	t.start = end
+	t.last = w
+	if events > 0 || w.AbortEventsDropped > 0 {
+		t.logWindow(w, final)
+	}
+}
+
+// snapshot merges the shards' current windows without ending them.
+func (t *Tracker) snapshot(top int) (cur, last *Window) {
+	t.mu.Lock()
+	start, last := t.start, t.last
+	t.mu.Unlock()
+	ws := make([]*window, 0, nShards)
+	for i := range t.shards {
+		s := &t.shards[i]
+		c := t.newWindow()
+		c.keys.max, c.patterns.max, c.clients.max = 1<<62, 1<<62, 1<<62
+		s.mu.Lock()
+		copyWindow(c, s.w)
+		s.mu.Unlock()
+		ws = append(ws, c)
+	}
+	cur, _ = t.summarize(ws, start, t.now(), top, 0)
+	cur.Partial = true
+	return cur, last
+}
+
+func copyWindow(dst, src *window) {
+	dst.totals = src.totals
+	dst.events = src.events
+	dst.hist = src.hist
+	for _, p := range [][2]*table{{dst.keys, src.keys}, {dst.patterns, src.patterns}, {dst.clients, src.clients}} {
+		m := make(map[string]*entry, len(p[1].m))
+		p[1].mergeInto(m)
+		p[0].m = m
+		p[0].other = p[1].other
+		p[0].evicted = p[1].evicted
+	}
+}
+
+func (t *Tracker) summarize(ws []*window, start, end time.Time, top int, minConflicts int64) (*Window, int64) {
+	var tot counts
+	var h hist
+	var events int64
+	keys := map[string]*entry{}
+	pats := map[string]*entry{}
+	clis := map[string]*entry{}
+	out := &Window{Start: start.UTC(), End: end.UTC()}
+	for _, w := range ws {
+		tot.add(&w.totals)
+		h.merge(&w.hist)
+		events += w.events
+		w.keys.mergeInto(keys)
+		w.patterns.mergeInto(pats)
+		w.clients.mergeInto(clis)
+		out.KeysEvicted += w.keys.evicted
+		out.PatternsEvicted += w.patterns.evicted
+		out.ClientsEvicted += w.clients.evicted
+	}
+	out.Totals = makeRow(&tot, &h)
+	out.KeysTracked = len(keys)
+	for i, e := range rank(keys, top, minConflicts) {
+		r := entryRow(e)
+		r.Key, r.Pattern, r.Rank = e.name, e.pattern, i+1
+		out.Keys = append(out.Keys, r)
+	}
+	for i, e := range rank(pats, top, minConflicts) {
+		r := entryRow(e)
+		r.Pattern, r.Rank = e.name, i+1
+		out.Patterns = append(out.Patterns, r)
+	}
+	for i, e := range rank(clis, top, minConflicts) {
+		r := entryRow(e)
+		r.Client, r.Rank, r.Clients = e.name, i+1, nil
+		out.Clients = append(out.Clients, r)
+	}
+	return out, events
+}
+
+func (t *Tracker) logWindow(w *Window, final bool) {
+	ws := zap.String("window_start", w.Start.Format(time.RFC3339Nano))
+	we := zap.String("window_end", w.End.Format(time.RFC3339Nano))
+	t.log.Info(MsgWindow, ws, we,
+		zap.Int64("window_ms", w.End.Sub(w.Start).Milliseconds()),
+		zap.Bool("final", final),
+		zap.Inline(w.Totals),
+		zap.Int("keys_tracked", w.KeysTracked),
+		zap.Int64("keys_evicted", w.KeysEvicted),
+		zap.Int64("patterns_evicted", w.PatternsEvicted),
+		zap.Int64("clients_evicted", w.ClientsEvicted),
+		zap.Int64("abort_events_dropped", w.AbortEventsDropped),
+	)
+	for _, r := range w.Keys {
+		t.log.Info(MsgKey, ws, we, zap.Inline(r))
+	}
+	for _, r := range w.Patterns {
+		t.log.Info(MsgPattern, ws, we, zap.Inline(r))
+	}
+	for _, r := range w.Clients {
+		t.log.Info(MsgClient, ws, we, zap.Inline(r))
+	}
+}
+
+// apply adds one delta under the session's shard lock: to the totals, to
+// each key, to each distinct pattern and to the client. This is the only
+// place the hot path takes a lock, and only for EXEC, given-up watches and
+// refused writes.
+func (t *Tracker) apply(sh *shard, d *counts, keys, pats []string, dur time.Duration, timed bool, client string) {
+	sh.mu.Lock()
+	w := sh.w
+	w.totals.add(d)
+	w.events++
+	if timed {
+		w.hist.add(dur)
+	}
+	for i, k := range keys {
+		w.keys.update(k, pats[i], d, dur, timed, client)
+	}
+	for i, p := range pats {
+		if !containsBefore(pats, i, p) {
+			w.patterns.update(p, "", d, dur, timed, client)
+		}
+	}
+	w.clients.update(client, "", d, dur, timed, "")
+	sh.mu.Unlock()
+}
+
+func containsBefore(s []string, i int, v string) bool {
+	for _, x := range s[:i] {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// allowEvent applies the abort-event sampling and rate limit.
+func (t *Tracker) allowEvent() bool {
+	ac := &t.cfg
+	if !ac.AbortEvents {
+		return false
+	}
+	if ac.AbortSampleRate < 1 && rand.Float64() >= ac.AbortSampleRate {
+		return false
+	}
+	t.limMu.Lock()
+	defer t.limMu.Unlock()
+	now := t.now()
+	if !t.limLast.IsZero() {
+		t.tokens += now.Sub(t.limLast).Seconds() * ac.AbortRateLimit
+		if t.tokens > ac.AbortRateLimit {
+			t.tokens = ac.AbortRateLimit
+		}
+	}
+	t.limLast = now
+	if t.tokens < 1 {
+		t.dropped.Add(1)
+		return false
+	}
+	t.tokens--
+	return true
+}
+
+// emit queues an event for the background writer; a full queue drops it
+// rather than block the session.
+func (t *Tracker) emit(ev abortEvent) {
+	select {
+	case t.aborts <- ev:
+	default:
+		t.dropped.Add(1)
+	}
+}
+
+// abortEvent is one sampled abort or refused write.
+type abortEvent struct {
+	msg      string
+	at       time.Time
+	command  string // for stale: the command name
+	keys     []string
+	queued   []string
+	client   string
+	addr     string
+	db       int
+	user     string
+	watchDur time.Duration
+	timed    bool
+	attempt  int64 // 1 = first try, 2 = first retry, ...
+}
+
+func (e *abortEvent) write(log *zap.Logger) {
+	fields := []zap.Field{
+		zap.String("at", e.at.UTC().Format(time.RFC3339Nano)),
+		zap.Strings("keys", e.keys),
+		zap.String("client", e.client),
+		zap.String("addr", e.addr),
+		zap.Int("db", e.db),
+		zap.String("user", e.user),
+	}
+	if e.command != "" {
+		fields = append(fields, zap.String("command", e.command))
+	}
+	if e.msg == MsgAbort {
+		fields = append(fields, zap.Strings("queued", e.queued), zap.Int64("attempt", e.attempt))
+	}
+	if e.timed {
+		fields = append(fields, zap.Float64("watch_to_exec_ms", float64(e.watchDur.Microseconds())/1000))
+	}
+	log.Info(e.msg, fields...)
+}
+
+var _ proxy.Observer = (*Tracker)(nil)
