@@ -1,0 +1,226 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+)
+
+func TestE2EBlockingCommands(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	for _, proto := range protocols {
+		t.Run(fmt.Sprintf("BLPOP_0_RESP%d", proto), func(t *testing.T) {
+			cl := h.client(t, proto, func(o *redis.Options) { o.ReadTimeout = -1 })
+			q := fmt.Sprintf("q%d", proto)
+			res := make(chan []string, 1)
+			errc := make(chan error, 1)
+			go func() {
+				v, err := cl.BLPop(ctx, 0, q).Result()
+				errc <- err
+				res <- v
+			}()
+			h.waitBlocked(t, 1)
+			if err := h.client(t, proto).LPush(ctx, q, "pushed").Err(); err != nil {
+				t.Fatalf("LPUSH: %v", err)
+			}
+			if err := <-errc; err != nil {
+				t.Fatalf("BLPOP: %v", err)
+			}
+			if v := <-res; len(v) != 2 || v[0] != q || v[1] != "pushed" {
+				t.Fatalf("BLPOP = %q", v)
+			}
+			// The connection carries on normally.
+			if err := cl.Ping(ctx).Err(); err != nil {
+				t.Fatalf("PING after BLPOP: %v", err)
+			}
+		})
+		t.Run(fmt.Sprintf("BLPOP_raw_pipelined_behind_RESP%d", proto), func(t *testing.T) {
+			// Commands pipelined behind a blocked one wait for it.
+			r := h.proxyRaw(t)
+			if proto == 3 {
+				r.do("HELLO", "3")
+			}
+			q := fmt.Sprintf("rq%d", proto)
+			r.write(append(encodeCommand("BLPOP", q, "0"), encodeCommand("ECHO", "after")...))
+			h.waitBlocked(t, 1)
+			h.directRaw(t).do("RPUSH", q, "v")
+			want := fmt.Sprintf("*2\r\n$3\r\n%s\r\n$1\r\nv\r\n", q)
+			if got := r.read(); got != want {
+				t.Fatalf("BLPOP = %q, want %q", got, want)
+			}
+			if got := r.read(); got != "$5\r\nafter\r\n" {
+				t.Fatalf("ECHO = %q", got)
+			}
+			// A blocking command that times out: nil in the client's protocol.
+			wantNil := "*-1\r\n"
+			if proto == 3 {
+				wantNil = "_\r\n"
+			}
+			if got := r.do("BLPOP", "never", "0.01"); got != wantNil {
+				t.Fatalf("BLPOP timeout = %q, want %q", got, wantNil)
+			}
+		})
+		t.Run(fmt.Sprintf("XREAD_BLOCK_RESP%d", proto), func(t *testing.T) {
+			cl := h.client(t, proto, func(o *redis.Options) { o.ReadTimeout = -1 })
+			st := fmt.Sprintf("xs%d", proto)
+			res := make(chan []redis.XStream, 1)
+			errc := make(chan error, 1)
+			go func() {
+				v, err := cl.XRead(ctx, &redis.XReadArgs{Streams: []string{st, "$"}, Block: 0}).Result()
+				errc <- err
+				res <- v
+			}()
+			h.waitBlocked(t, 1)
+			if err := h.direct(t, 2).XAdd(ctx, &redis.XAddArgs{Stream: st, ID: "5-1", Values: []string{"f", "v"}}).Err(); err != nil {
+				t.Fatalf("XADD: %v", err)
+			}
+			if err := <-errc; err != nil {
+				t.Fatalf("XREAD: %v", err)
+			}
+			v := <-res
+			if len(v) != 1 || v[0].Stream != st || len(v[0].Messages) != 1 || v[0].Messages[0].ID != "5-1" {
+				t.Fatalf("XREAD = %+v", v)
+			}
+		})
+		t.Run(fmt.Sprintf("WAIT_RESP%d", proto), func(t *testing.T) {
+			h.sameAsRedis(t, proto, []step{c("SET", "a", "1"), c("WAIT", "0", "100"), c("WAIT", "1", "50"), c("WAITAOF", "0", "0", "0")})
+		})
+	}
+}
+
+// TestE2EClientReply: CLIENT REPLY OFF/ON/SKIP; the byte stream the client
+// receives is exactly Redis's.
+func TestE2EClientReply(t *testing.T) {
+	h := newHarness(t)
+	in := string(encodeCommand("CLIENT", "REPLY", "OFF")) + string(encodeCommand("SET", "a", "1")) +
+		string(encodeCommand("GET", "a")) + string(encodeCommand("NOSUCHCMD")) +
+		string(encodeCommand("CLIENT", "REPLY", "ON")) +
+		string(encodeCommand("CLIENT", "REPLY", "SKIP")) + string(encodeCommand("SET", "b", "2")) +
+		string(encodeCommand("GET", "a")) +
+		string(encodeCommand("CLIENT", "REPLY", "SKIP")) + string(encodeCommand("CLIENT", "REPLY", "SKIP")) +
+		string(encodeCommand("GET", "b")) +
+		"CLIENT REPLY OFF\r\nPING\r\nCLIENT REPLY ON\r\n" +
+		string(encodeCommand("GET", "b"))
+	for _, proto := range protocols {
+		for _, oneWrite := range []bool{true, false} {
+			t.Run(fmt.Sprintf("RESP%d_onewrite_%v", proto, oneWrite), func(t *testing.T) {
+				run := func(addr string) string {
+					h.resetRedis(t)
+					r := dialRaw(t, addr)
+					defer r.close()
+					if proto == 3 {
+						r.do("HELLO", "3")
+					}
+					if oneWrite {
+						r.writeString(in)
+					} else {
+						// Command by command, so the proxy sees each alone.
+						for _, part := range splitCommands(in) {
+							r.writeString(part)
+						}
+					}
+					r.send("ECHO", "--end--")
+					var out strings.Builder
+					for {
+						v := r.read()
+						if v == "$7\r\n--end--\r\n" {
+							return out.String()
+						}
+						out.WriteString(v)
+					}
+				}
+				want := run(h.Redis.Addr)
+				got := run(h.Addr)
+				if got != want {
+					t.Errorf("proxy %q\ndirect %q", got, want)
+				}
+			})
+		}
+	}
+}
+
+// splitCommands splits the test input of TestE2EClientReply into
+// commands (multibulk via encodeCommand, inline by line).
+func splitCommands(in string) []string {
+	var out []string
+	for len(in) > 0 {
+		if in[0] != '*' {
+			i := strings.Index(in, "\r\n") + 2
+			out = append(out, in[:i])
+			in = in[i:]
+			continue
+		}
+		var n int
+		fmt.Sscanf(in, "*%d\r\n", &n)
+		end := strings.Index(in, "\r\n") + 2
+		for j := 0; j < n; j++ {
+			end += strings.Index(in[end:], "\r\n") + 2 // $len line
+			end += strings.Index(in[end:], "\r\n") + 2 // body
+		}
+		out = append(out, in[:end])
+		in = in[end:]
+	}
+	return out
+}
+
+func TestE2EClientNameIDResetQuit(t *testing.T) {
+	h := newHarness(t)
+	for _, proto := range protocols {
+		t.Run(fmt.Sprintf("same_as_redis_RESP%d", proto), func(t *testing.T) {
+			h.sameAsRedis(t, proto, []step{
+				c("CLIENT", "GETNAME"), c("CLIENT", "SETNAME", "my-app"), c("CLIENT", "GETNAME"), c("CLIENT", "SETNAME", "bad name"),
+				c("SELECT", "2"), c("SET", "k", "v"), c("MULTI"), c("SET", "k", "x"),
+				c("RESET"), // leaves MULTI, db 0, RESP2, no name
+				c("GET", "k"), c("CLIENT", "GETNAME"), c("HGETALL", "nope"), c("GET", "nope"), c("EXEC"),
+				c("HELLO", "3", "SETNAME", "n3"), c("RESET"), c("GET", "nope"), c("CLIENT", "GETNAME"),
+			})
+		})
+		t.Run(fmt.Sprintf("client_id_RESP%d", proto), func(t *testing.T) {
+			r := h.proxyRaw(t)
+			if proto == 3 {
+				r.do("HELLO", "3")
+			}
+			name := fmt.Sprintf("named-%d", proto)
+			if got := r.do("CLIENT", "SETNAME", name); got != "+OK\r\n" {
+				t.Fatalf("SETNAME: %q", got)
+			}
+			id := strings.TrimSuffix(strings.TrimPrefix(r.do("CLIENT", "ID"), ":"), "\r\n")
+			found := false
+			for _, l := range h.clientList(t) {
+				if strings.Contains(l, " name="+name+" ") {
+					found = true
+					if !strings.HasPrefix(l, "id="+id+" ") {
+						t.Errorf("CLIENT ID through proxy %s, but Redis lists %q", id, l)
+					}
+				}
+			}
+			if !found {
+				t.Errorf("Redis has no client named %s", name)
+			}
+		})
+		t.Run(fmt.Sprintf("quit_RESP%d", proto), func(t *testing.T) {
+			in := string(encodeCommand("SET", "q", "1")) + string(encodeCommand("QUIT")) + string(encodeCommand("SET", "q", "2"))
+			if proto == 3 {
+				in = string(encodeCommand("HELLO", "3")) + in
+			}
+			want := helloMask(closeExchange(t, h.Redis.Addr, in))
+			got := helloMask(closeExchange(t, h.Addr, in))
+			if got != want {
+				t.Errorf("QUIT: proxy %q, direct %q", got, want)
+			}
+			if v := h.directRaw(t).do("GET", "q"); v != "$1\r\n1\r\n" {
+				t.Errorf("command after QUIT was executed: GET q = %q", v)
+			}
+			// Inline quit, as typed.
+			if got := closeExchange(t, h.Addr, "quit\r\n"); got != "+OK\r\n" {
+				t.Errorf("inline quit: %q", got)
+			}
+		})
+	}
+}
+
+func helloMask(s string) string { return helloID.ReplaceAllString(s, "$$2\r\nid\r\n:ID\r\n") }

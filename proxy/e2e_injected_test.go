@@ -1,0 +1,177 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// monitorLine is `+1700000000.123456 [0 127.0.0.1:5555] "SET" "x" "1"`.
+var monitorLine = regexp.MustCompile(`^\+[0-9.]+ \[([0-9]+) ([^\]]+)\] (.*)\r\n$`)
+
+// statsOf parses INFO commandstats/errorstats into name -> calls/count.
+func statsOf(info string) map[string]string {
+	out := map[string]string{}
+	for _, line := range strings.Split(info, "\r\n") {
+		name, rest, ok := strings.Cut(line, ":")
+		if !ok || !(strings.HasPrefix(name, "cmdstat_") || strings.HasPrefix(name, "errorstat_")) {
+			continue
+		}
+		for _, f := range strings.Split(rest, ",") {
+			if strings.HasPrefix(f, "calls=") || strings.HasPrefix(f, "count=") || strings.HasPrefix(f, "failed_calls=") ||
+				strings.HasPrefix(f, "rejected_calls=") {
+				out[name+"."+strings.SplitN(f, "=", 2)[0]] = strings.SplitN(f, "=", 2)[1]
+			}
+		}
+	}
+	return out
+}
+
+// clientInfoFields keeps the CLIENT INFO fields that describe the client's
+// state rather than its socket.
+func clientInfoFields(s string) string {
+	var keep []string
+	for _, f := range strings.Fields(s) {
+		k, _, _ := strings.Cut(f, "=")
+		switch k {
+		case "name", "db", "sub", "psub", "ssub", "multi", "watch", "flags", "user", "resp", "cmd", "redir", "lib-name", "lib-ver":
+			keep = append(keep, f)
+		}
+	}
+	return strings.Join(keep, " ")
+}
+
+// TestE2ENothingInjected: the proxy sends nothing upstream on a client's
+// behalf. The same session, once direct and once through the proxy, must
+// leave the same MONITOR lines, INFO commandstats/errorstats deltas and
+// CLIENT INFO state.
+func TestE2ENothingInjected(t *testing.T) {
+	h := newHarness(t)
+	for _, proto := range protocols {
+		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
+			session := func(addr string) (mon []string, stats map[string]string, info string) {
+				h.resetRedis(t)
+				admin := h.directRaw(t)
+				defer admin.close()
+				m := h.directRaw(t)
+				defer m.close()
+				if got := m.do("MONITOR"); got != "+OK\r\n" {
+					t.Fatalf("MONITOR: %q", got)
+				}
+				before := statsOf(admin.do("INFO", "commandstats") + admin.do("INFO", "errorstats"))
+
+				r := dialRaw(t, addr)
+				if proto == 3 {
+					r.do("HELLO", "3")
+				}
+				r.do("PING")
+				r.do("SET", "x", "1")
+				r.do("GET", "x")
+				r.do("NOSUCHCMD", "a")
+				r.do("MULTI")
+				r.do("INCR", "x")
+				r.do("EXEC")
+				info = clientInfoFields(r.do("CLIENT", "INFO"))
+				r.close()
+				// Wait until Redis has seen the disconnect, so stats are final.
+				eventually(t, "client gone", func() bool { return h.numClients(t) == 2 })
+
+				after := statsOf(admin.do("INFO", "commandstats") + admin.do("INFO", "errorstats"))
+				admin.do("ECHO", "--end-of-session--")
+				for {
+					v := m.read()
+					if strings.Contains(v, "--end-of-session--") {
+						break
+					}
+					sm := monitorLine.FindStringSubmatch(v)
+					if sm == nil {
+						t.Fatalf("unexpected MONITOR output %q", v)
+					}
+					if strings.Contains(sm[3], `"INFO"`) || strings.Contains(sm[3], `"CLIENT" "LIST"`) {
+						continue // the test's own admin connection
+					}
+					mon = append(mon, "db"+sm[1]+" "+sm[3])
+				}
+				stats = map[string]string{}
+				for k, v := range after {
+					if strings.HasPrefix(k, "cmdstat_info.") || strings.HasPrefix(k, "cmdstat_client|list.") ||
+						strings.HasPrefix(k, "cmdstat_monitor.") || strings.HasPrefix(k, "cmdstat_echo.") {
+						continue
+					}
+					if before[k] != v {
+						stats[k] = before[k] + "->" + v
+					}
+				}
+				return mon, stats, info
+			}
+			wantMon, wantStats, wantInfo := session(h.Redis.Addr)
+			gotMon, gotStats, gotInfo := session(h.Addr)
+			if strings.Join(gotMon, "\n") != strings.Join(wantMon, "\n") {
+				t.Errorf("MONITOR through proxy:\n%s\nwant (direct):\n%s", strings.Join(gotMon, "\n"), strings.Join(wantMon, "\n"))
+			}
+			// Deltas, not absolute values: the runs follow each other.
+			if d := diffDeltas(gotStats, wantStats); d != "" {
+				t.Errorf("INFO commandstats/errorstats deltas differ (proxy vs direct):\n%s", d)
+			}
+			if gotInfo != wantInfo {
+				t.Errorf("CLIENT INFO through proxy %q, direct %q", gotInfo, wantInfo)
+			}
+		})
+	}
+}
+
+// diffDeltas compares two before->after maps by their increments.
+func diffDeltas(got, want map[string]string) string {
+	inc := func(s string) int64 {
+		a, b, _ := strings.Cut(s, "->")
+		var x, y int64
+		fmt.Sscan(a, &x)
+		fmt.Sscan(b, &y)
+		return y - x
+	}
+	keys := map[string]bool{}
+	for k := range got {
+		keys[k] = true
+	}
+	for k := range want {
+		keys[k] = true
+	}
+	var names []string
+	for k := range keys {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var out strings.Builder
+	for _, k := range names {
+		g, w := int64(0), int64(0)
+		if v, ok := got[k]; ok {
+			g = inc(v)
+		}
+		if v, ok := want[k]; ok {
+			w = inc(v)
+		}
+		if g != w {
+			fmt.Fprintf(&out, "  %s: proxy +%d, direct +%d\n", k, g, w)
+		}
+	}
+	return out.String()
+}
+
+// TestE2ENoUpstreamWithoutClient: an idle proxy holds no connection to
+// Redis, and a client's upstream connection exists only while it does.
+func TestE2ENoUpstreamWithoutClient(t *testing.T) {
+	h := newHarness(t)
+	if n := h.numClients(t); n != 0 {
+		t.Errorf("idle proxy: Redis has %d other client connections, want 0: %q", n, h.clientList(t))
+	}
+	cl := h.client(t, 2)
+	if err := cl.Ping(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.numClients(t); n != 1 {
+		t.Errorf("one proxied client: Redis has %d other client connections, want 1: %q", n, h.clientList(t))
+	}
+}

@@ -1,0 +1,268 @@
+package proxy_test
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// pubsubSession drives one subscriber connection to addr through
+// subscribe mode and back, with a publisher writing directly to Redis, and
+// returns everything the subscriber received, reply by reply.
+func pubsubSession(t *testing.T, h *harness, addr string, proto int) []string {
+	t.Helper()
+	s := dialRaw(t, addr)
+	defer s.close()
+	if proto == 3 {
+		s.do("HELLO", "3")
+	}
+	pub := h.directRaw(t)
+	defer pub.close()
+	var got []string
+	read := func(n int) {
+		for i := 0; i < n; i++ {
+			got = append(got, s.read())
+		}
+	}
+	s.send("SUBSCRIBE", "ch1", "ch2")
+	read(2)
+	s.send("PSUBSCRIBE", "p*")
+	read(1)
+	s.send("SSUBSCRIBE", "sch")
+	read(1)
+	pub.do("PUBLISH", "ch1", "hello")
+	read(1)
+	pub.do("PUBLISH", "pxx", "world\r\nwith crlf")
+	read(1)
+	pub.do("SPUBLISH", "sch", "shard")
+	read(1)
+	pub.do("PUBLISH", "ch2", "")
+	read(1)
+	s.send("PING")
+	read(1)
+	s.send("PING", "arg")
+	read(1)
+	s.send("GET", "x") // not allowed in RESP2 subscribe mode; allowed in RESP3
+	read(1)
+	s.send("SUBSCRIBE", "ch1") // already subscribed
+	read(1)
+	s.send("UNSUBSCRIBE", "ch1")
+	read(1)
+	s.send("UNSUBSCRIBE", "ch2")
+	read(1)
+	s.send("PUNSUBSCRIBE")
+	read(1)
+	s.send("SUNSUBSCRIBE")
+	read(1)
+	// Back to normal mode: replies pair with requests again.
+	s.send("PING")
+	read(1)
+	s.send("SET", "x", "1")
+	read(1)
+	s.send("GET", "x")
+	read(1)
+	s.send("UNSUBSCRIBE") // with no subscriptions
+	read(1)
+	s.send("PING")
+	read(1)
+	// Unsubscribe everything at once, with several channels.
+	s.send("SUBSCRIBE", "a")
+	read(1)
+	s.send("UNSUBSCRIBE")
+	read(1)
+	s.send("ECHO", "done")
+	read(1)
+	return got
+}
+
+func TestE2EPubSub(t *testing.T) {
+	h := newHarness(t)
+	for _, proto := range protocols {
+		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
+			h.resetRedis(t)
+			want := pubsubSession(t, h, h.Redis.Addr, proto)
+			// Let Redis drop the direct subscriber before the second run,
+			// so PUBLISH counts and deliveries are the same.
+			waitNoSubscribers(t, h)
+			h.resetRedis(t)
+			got := pubsubSession(t, h, h.Addr, proto)
+			for i := range want {
+				if i >= len(got) || got[i] != want[i] {
+					g := ""
+					if i < len(got) {
+						g = got[i]
+					}
+					t.Errorf("reply %d:\n proxy: %s\ndirect: %s", i, clip(g), clip(want[i]))
+				}
+			}
+		})
+	}
+}
+
+func waitNoSubscribers(t *testing.T, h *harness) {
+	a := h.directRaw(t)
+	defer a.close()
+	eventually(t, "subscribers gone", func() bool {
+		return a.do("PUBSUB", "NUMSUB", "ch1", "ch2", "a") == "*6\r\n$3\r\nch1\r\n:0\r\n$3\r\nch2\r\n:0\r\n$1\r\na\r\n:0\r\n" &&
+			a.do("PUBSUB", "NUMPAT") == ":0\r\n" &&
+			a.do("PUBSUB", "SHARDNUMSUB", "sch") == "*2\r\n$3\r\nsch\r\n:0\r\n"
+	})
+}
+
+// TestE2EPubSubManyMessages: a burst of messages arrives complete and in
+// order, while the subscriber is in pure relay mode.
+func TestE2EPubSubManyMessages(t *testing.T) {
+	h := newHarness(t)
+	for _, proto := range protocols {
+		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
+			s := h.proxyRaw(t)
+			if proto == 3 {
+				s.do("HELLO", "3")
+			}
+			s.do("SUBSCRIBE", "burst")
+			pub := h.directRaw(t)
+			const n = 2000
+			var cmds []byte
+			for i := 0; i < n; i++ {
+				cmds = append(cmds, encodeCommand("PUBLISH", "burst", strconv.Itoa(i))...)
+			}
+			pub.write(cmds)
+			kind := "*3"
+			if proto == 3 {
+				kind = ">3"
+			}
+			for i := 0; i < n; i++ {
+				v := s.read()
+				m := strconv.Itoa(i)
+				want := fmt.Sprintf("%s\r\n$7\r\nmessage\r\n$5\r\nburst\r\n$%d\r\n%s\r\n", kind, len(m), m)
+				if v != want {
+					t.Fatalf("message %d = %q, want %q", i, v, want)
+				}
+			}
+			for i := 0; i < n; i++ {
+				pub.read()
+			}
+			s.do("UNSUBSCRIBE")
+			if got := s.do("PING"); got != "+PONG\r\n" {
+				t.Fatalf("PING after UNSUBSCRIBE: %q", got)
+			}
+		})
+	}
+}
+
+func TestE2EMonitor(t *testing.T) {
+	h := newHarness(t)
+	for _, proto := range protocols {
+		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
+			m := h.proxyRaw(t)
+			if proto == 3 {
+				m.do("HELLO", "3")
+			}
+			if got := m.do("MONITOR"); got != "+OK\r\n" {
+				t.Fatalf("MONITOR: %q", got)
+			}
+			other := h.proxyRaw(t)
+			other.do("SET", "monkey", "v"+strconv.Itoa(proto))
+			d := h.directRaw(t)
+			d.do("GET", "direct-key")
+			var lines []string
+			for len(lines) < 2 {
+				v := m.read()
+				lines = append(lines, v)
+			}
+			if !strings.Contains(lines[0], `"SET" "monkey" "v`+strconv.Itoa(proto)+`"`) {
+				t.Errorf("first MONITOR line %q: want the proxied SET", lines[0])
+			}
+			if !strings.Contains(lines[1], `"GET" "direct-key"`) {
+				t.Errorf("second MONITOR line %q: want the direct GET", lines[1])
+			}
+			for _, l := range lines {
+				if !strings.HasPrefix(l, "+") {
+					t.Errorf("MONITOR line %q is not a status reply", l)
+				}
+			}
+		})
+	}
+}
+
+// TestE2EClientTracking: RESP3 push invalidations on the same connection,
+// and RESP2/RESP3 REDIRECT to another proxied connection's id.
+func TestE2EClientTracking(t *testing.T) {
+	h := newHarness(t)
+	t.Run("RESP3_push", func(t *testing.T) {
+		tr := h.proxyRaw(t)
+		tr.do("HELLO", "3")
+		if got := tr.do("CLIENT", "TRACKING", "ON"); got != "+OK\r\n" {
+			t.Fatalf("CLIENT TRACKING ON: %q", got)
+		}
+		if got := tr.do("GET", "tk"); got != "_\r\n" {
+			t.Fatalf("GET tk: %q", got)
+		}
+		h.directRaw(t).do("SET", "tk", "1")
+		if got := tr.read(); got != ">2\r\n$10\r\ninvalidate\r\n*1\r\n$2\r\ntk\r\n" {
+			t.Fatalf("invalidation push = %q", got)
+		}
+		// The push matched no command: the next reply is still PING's.
+		if got := tr.do("PING"); got != "+PONG\r\n" {
+			t.Fatalf("PING after push: %q", got)
+		}
+		// A push that arrives while a reply is pending.
+		tr.do("GET", "tk")
+		w := h.proxyRaw(t)
+		w.do("SET", "tk", "2")
+		tr.send("GET", "tk")
+		first, second := tr.read(), tr.read()
+		if first != ">2\r\n$10\r\ninvalidate\r\n*1\r\n$2\r\ntk\r\n" || second != "$1\r\n2\r\n" {
+			t.Fatalf("after a write, GET gave %q then %q", first, second)
+		}
+		if got := tr.do("CLIENT", "TRACKING", "OFF"); got != "+OK\r\n" {
+			t.Fatalf("CLIENT TRACKING OFF: %q", got)
+		}
+	})
+	for _, proto := range protocols {
+		t.Run(fmt.Sprintf("REDIRECT_RESP%d", proto), func(t *testing.T) {
+			rd := h.proxyRaw(t)
+			if proto == 3 {
+				rd.do("HELLO", "3")
+			}
+			idReply := rd.do("CLIENT", "ID")
+			if !strings.HasPrefix(idReply, ":") {
+				t.Fatalf("CLIENT ID: %q", idReply)
+			}
+			id := strings.TrimSuffix(idReply[1:], "\r\n")
+			// The id is Redis's id of the upstream connection.
+			found := false
+			for _, l := range h.clientList(t) {
+				if strings.HasPrefix(l, "id="+id+" ") {
+					found = true
+				}
+			}
+			if !found {
+				t.Fatalf("CLIENT ID %s through the proxy is not in Redis's CLIENT LIST", id)
+			}
+			if got := rd.do("SUBSCRIBE", "__redis__:invalidate"); !strings.Contains(got, "__redis__:invalidate") {
+				t.Fatalf("SUBSCRIBE: %q", got)
+			}
+			tr := h.proxyRaw(t)
+			if got := tr.do("CLIENT", "TRACKING", "ON", "REDIRECT", id); got != "+OK\r\n" {
+				t.Fatalf("CLIENT TRACKING ON REDIRECT %s: %q", id, got)
+			}
+			key := "rk" + strconv.Itoa(proto)
+			tr.do("GET", key)
+			h.directRaw(t).do("SET", key, "x")
+			// A RESP3 target gets an invalidate push; a RESP2 one a
+			// message on __redis__:invalidate.
+			want := fmt.Sprintf("*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n*1\r\n$3\r\n%s\r\n", key)
+			if proto == 3 {
+				want = fmt.Sprintf(">2\r\n$10\r\ninvalidate\r\n*1\r\n$3\r\n%s\r\n", key)
+			}
+			if got := rd.read(); got != want {
+				t.Fatalf("redirected invalidation = %q, want %q", got, want)
+			}
+			if got := tr.do("PING"); got != "+PONG\r\n" {
+				t.Fatalf("PING on tracking connection: %q", got)
+			}
+		})
+	}
+}
