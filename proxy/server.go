@@ -2,8 +2,19 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/exproxy/exproxy/proxy/resp"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -12,24 +23,211 @@ var ErrServerClosed = errors.New("proxy: server closed")
 // Server accepts client connections and gives each a session with its own
 // upstream connection.
 type Server struct {
-	opts Options
+	opts  Options
+	log   *zap.Logger
+	table table
+
+	mu       sync.Mutex
+	ln       net.Listener
+	sessions map[*session]struct{}
+	shutdown atomic.Bool
+	wg       sync.WaitGroup
+	nextID   atomic.Uint64
+
+	stats struct {
+		connected, total, rejected               atomic.Int64
+		commands, upstreamErrors, protocolErrors atomic.Int64
+		outputLimitClosed                        atomic.Int64
+	}
 }
 
 // New checks opts and fills in defaults. It opens nothing.
 func New(opts Options) (*Server, error) {
-	panic("todo")
+	if opts.Upstream.Addr == "" {
+		return nil, errors.New("proxy: no upstream address")
+	}
+	if opts.Upstream.Network == "" {
+		opts.Upstream.Network = "tcp"
+	}
+	if opts.DialTimeout <= 0 {
+		opts.DialTimeout = 2 * time.Second
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 30 * time.Second
+	}
+	if opts.MaxClients <= 0 {
+		opts.MaxClients = 10000
+	}
+	def := resp.DefaultLimits()
+	if opts.Limits.MaxBulkLen <= 0 {
+		opts.Limits.MaxBulkLen = def.MaxBulkLen
+	}
+	if opts.Limits.MaxInlineLen <= 0 {
+		opts.Limits.MaxInlineLen = def.MaxInlineLen
+	}
+	if opts.Limits.MaxArgs <= 0 {
+		opts.Limits.MaxArgs = def.MaxArgs
+	}
+	if opts.MaxPending <= 0 {
+		opts.MaxPending = 100000
+	}
+	if opts.ClientOutputLimit <= 0 {
+		opts.ClientOutputLimit = 64 << 20
+	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = 10 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	return &Server{
+		opts:     opts,
+		log:      opts.Logger,
+		table:    newTable(opts.Rewriters, opts.Observers),
+		sessions: map[*session]struct{}{},
+	}, nil
 }
 
 // ListenAndServe listens on Options.Listen and serves until Shutdown.
-func (s *Server) ListenAndServe() error { panic("todo") }
+func (s *Server) ListenAndServe() error {
+	network, addr := "tcp", s.opts.Listen
+	if strings.Contains(addr, "/") {
+		network = "unix"
+		_ = os.Remove(addr) // a stale socket from an earlier run
+	}
+	l, err := net.Listen(network, addr)
+	if err != nil {
+		return fmt.Errorf("proxy: listen %s: %w", addr, err)
+	}
+	return s.Serve(l)
+}
 
 // Serve serves clients accepted on l until Shutdown; it then returns
 // ErrServerClosed.
-func (s *Server) Serve(l net.Listener) error { panic("todo") }
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.shutdown.Load() {
+		s.mu.Unlock()
+		_ = l.Close()
+		return ErrServerClosed
+	}
+	s.ln = l
+	s.mu.Unlock()
+	var backoff time.Duration
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			if s.shutdown.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscallEMFILE) {
+				// Out of file descriptors or similar: wait, don't spin.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept", zap.Error(err), zap.Duration("retry_in", backoff))
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("proxy: accept: %w", err)
+		}
+		backoff = 0
+		s.accept(conn)
+	}
+}
+
+func (s *Server) accept(conn net.Conn) {
+	if s.stats.connected.Load() >= int64(s.opts.MaxClients) {
+		s.stats.rejected.Add(1)
+		_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = conn.Write([]byte("-ERR max number of clients reached\r\n"))
+		_ = conn.Close()
+		return
+	}
+	s.stats.connected.Add(1)
+	s.stats.total.Add(1)
+	sess := newSession(s, conn, s.nextID.Add(1))
+	s.mu.Lock()
+	if s.shutdown.Load() {
+		s.mu.Unlock()
+		s.stats.connected.Add(-1)
+		_ = conn.Close()
+		return
+	}
+	s.sessions[sess] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		sess.run()
+	}()
+}
+
+func (s *Server) forget(sess *session) {
+	s.mu.Lock()
+	if _, ok := s.sessions[sess]; ok {
+		delete(s.sessions, sess)
+		s.stats.connected.Add(-1)
+	}
+	s.mu.Unlock()
+}
 
 // Shutdown stops accepting, lets sessions finish replies already pending
 // for up to ctx's deadline, then closes what is left.
-func (s *Server) Shutdown(ctx context.Context) error { panic("todo") }
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutdown.Store(true)
+	if s.ln != nil {
+		_ = s.ln.Close()
+	}
+	sessions := make([]*session, 0, len(s.sessions))
+	for sess := range s.sessions {
+		sessions = append(sessions, sess)
+	}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, sess := range sessions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sess.drain(ctx)
+		}()
+	}
+	wg.Wait()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// dialUpstream opens one upstream connection for a session.
+func (s *Server) dialUpstream(ctx context.Context) (net.Conn, error) {
+	u := s.opts.Upstream
+	ctx, cancel := context.WithTimeout(ctx, s.opts.DialTimeout)
+	defer cancel()
+	d := net.Dialer{KeepAlive: 30 * time.Second}
+	conn, err := d.DialContext(ctx, u.Network, u.Addr)
+	if err != nil {
+		return nil, err
+	}
+	if u.TLS != nil {
+		cfg := u.TLS.Clone()
+		if cfg.ServerName == "" && u.Network == "tcp" {
+			host, _, _ := net.SplitHostPort(u.Addr)
+			cfg.ServerName = host
+		}
+		tc := tls.Client(conn, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			_ = conn.Close()
+			return nil, fmt.Errorf("tls handshake: %w", err)
+		}
+		return tc, nil
+	}
+	return conn, nil
+}
 
 // Stats are cumulative counters for metrics.
 type Stats struct {
@@ -43,4 +241,14 @@ type Stats struct {
 }
 
 // Stats returns a snapshot of the counters.
-func (s *Server) Stats() Stats { panic("todo") }
+func (s *Server) Stats() Stats {
+	return Stats{
+		ClientsConnected:  s.stats.connected.Load(),
+		ClientsTotal:      s.stats.total.Load(),
+		ClientsRejected:   s.stats.rejected.Load(),
+		Commands:          s.stats.commands.Load(),
+		UpstreamErrors:    s.stats.upstreamErrors.Load(),
+		ProtocolErrors:    s.stats.protocolErrors.Load(),
+		OutputLimitClosed: s.stats.outputLimitClosed.Load(),
+	}
+}

@@ -1,0 +1,719 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/exproxy/exproxy/proxy/resp"
+)
+
+const (
+	initialReplyBuf = 4 << 10
+	steadyReplyBuf  = 64 << 10
+	// flushAt bounds the reply bytes batched before a write to the client,
+	// so a large reply streams through instead of piling up here.
+	flushAt = 64 << 10
+	// reloadTimeout bounds a Retry's Reload; the session's replies wait.
+	reloadTimeout = 5 * time.Second
+)
+
+// disposition is what happens to the bytes of the reply being read.
+type disposition uint8
+
+const (
+	dispForward disposition = iota // to the client (or to the reply's slot)
+	dispDrop                       // replaced or retried: the client never sees it
+	dispBuffer                     // held whole for a ReplyTransformer
+)
+
+// replySide reads replies from upstream, pairs each with its entry and
+// forwards it. All its fields belong to the reply goroutine.
+type replySide struct {
+	s      *session
+	out    *output
+	buf    []byte
+	r, w   int
+	framer resp.Framer
+	info   SessionInfo
+	obs    []SessionObserver
+
+	// RESP2 subscriptions, counted from Redis's own confirmations so that
+	// an UNSUBSCRIBE of everything knows how many replies it gets.
+	chans, pats, shards int
+	monitor             bool
+
+	// the reply being read
+	active  bool
+	decided bool
+	disp    disposition
+	e       *entry // the entry it answers; nil when unsolicited
+	pend    []byte // bytes held until the reply's fate is decided; its head
+	tail    []byte // last bytes of a RESP2 (un)subscribe confirmation
+	tbuf    []byte // whole reply for a transformer
+	retry   bool
+	cur     *slot   // where this reply goes while replies are reordered
+	reorder []*slot // replies held behind a resent command, in client order
+	event   Event   // reused for every observed reply
+	wrote   bool    // some bytes of the current reply reached the client
+}
+
+func (r *replySide) init(s *session) {
+	r.s = s
+	r.out = newOutput(s.client, s.srv.opts.ClientOutputLimit)
+	r.framer.Limits = s.srv.opts.Limits
+	r.framer.Limits.MaxInlineLen = max(r.framer.Limits.MaxInlineLen, 64<<10)
+	r.info = SessionInfo{ID: s.rinfo.ID, Addr: s.rinfo.Addr, User: "default", Proto: 2}
+	for _, o := range s.srv.opts.Observers {
+		r.obs = append(r.obs, o.Open(&r.info))
+	}
+}
+
+func (r *replySide) loop() {
+	s := r.s
+	defer r.finish()
+	r.buf = make([]byte, initialReplyBuf)
+	for {
+		if !r.emitHead() {
+			return
+		}
+		if len(r.out.buf) > 0 && r.flush() != nil {
+			return
+		}
+		up := s.upstream()
+		if up == nil {
+			if s.closing.Load() && s.q.pending() == 0 {
+				return
+			}
+			if s.q.isClosed() {
+				return
+			}
+			<-s.q.notify
+			continue
+		}
+		if r.w == len(r.buf) {
+			r.makeRoom()
+		}
+		n, err := up.Read(r.buf[r.w:])
+		if n > 0 {
+			r.w += n
+			if !r.feed() {
+				return
+			}
+			if err := r.flush(); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// The read loop woke us to emit locally answered entries.
+				s.wake.Store(false)
+				_ = up.SetReadDeadline(time.Time{})
+				continue
+			}
+			r.upstreamLost(err)
+			return
+		}
+	}
+}
+
+// makeRoom is called with a full buffer: keep the unconsumed tail (a
+// partial header line) and make space after it.
+func (r *replySide) makeRoom() {
+	if r.r > 0 {
+		r.w = copy(r.buf, r.buf[r.r:r.w])
+		r.r = 0
+		return
+	}
+	nb := make([]byte, 2*len(r.buf))
+	r.w = copy(nb, r.buf[:r.w])
+	r.buf = nb
+}
+
+// feed frames and dispatches every reply byte read so far.
+func (r *replySide) feed() bool {
+	for r.r < r.w {
+		if !r.active {
+			if !r.emitHead() {
+				return false
+			}
+			r.begin()
+		}
+		n, done, err := r.framer.Next(r.buf[r.r:r.w])
+		if err != nil {
+			r.s.log.Warn("malformed reply from upstream", zap.Error(err))
+			return false
+		}
+		if n == 0 && !done {
+			break // a partial header line: wait for the rest
+		}
+		chunk := r.buf[r.r : r.r+n]
+		r.r += n
+		if !r.decided {
+			if r.fastPath() {
+				r.decided = true
+				r.disp = dispForward
+				r.dispatch(chunk)
+			} else {
+				r.pend = append(r.pend, chunk...)
+				if len(r.pend) >= HeadSize || done {
+					r.decide()
+					r.dispatch(r.pend)
+				}
+			}
+		} else {
+			if r.tail != nil {
+				r.tail = appendTail(r.tail, chunk)
+			}
+			r.dispatch(chunk)
+		}
+		if done {
+			if !r.complete() {
+				return false
+			}
+		}
+		if len(r.out.buf) >= flushAt {
+			if r.flush() != nil {
+				return false
+			}
+		}
+	}
+	if r.r == r.w {
+		r.r, r.w = 0, 0
+		if len(r.buf) > steadyReplyBuf {
+			r.buf = make([]byte, steadyReplyBuf)
+		}
+	}
+	return true
+}
+
+func (r *replySide) begin() {
+	r.active, r.decided, r.retry, r.wrote = true, false, false, false
+	r.disp = dispForward
+	r.e, r.cur = nil, nil
+	r.pend = r.pend[:0]
+	r.tail = nil
+}
+
+// fastPath reports whether the reply can be forwarded without looking at
+// it: the common case of a plain command, no pub/sub, MONITOR or reorder.
+func (r *replySide) fastPath() bool {
+	if len(r.reorder) > 0 || r.monitor || (r.info.Proto == 2 && r.subscribed()) {
+		return false
+	}
+	e := r.headEntry()
+	if e == nil {
+		return true // unsolicited (a push, or a reply to nothing we know)
+	}
+	if r.framer.Kind() == '>' {
+		return true
+	}
+	if e.rw != nil || e.obs != nil || e.slot != nil || (e.cmd != nil && e.cmd.kind != kindPlain && e.cmd.kind != kindMulti && e.cmd.kind != kindExec && e.cmd.kind != kindDiscard && e.cmd.kind != kindQuit) {
+		return false
+	}
+	r.e = e
+	return true
+}
+
+func (r *replySide) subscribed() bool { return r.chans+r.pats+r.shards > 0 }
+
+// decide settles, from the reply's head, whom it answers and what to do
+// with it.
+func (r *replySide) decide() {
+	r.decided = true
+	head := r.head()
+	kind := r.framer.Kind()
+	e := r.headEntry()
+	switch {
+	case kind == '>' || e == nil:
+		return // unsolicited
+	case r.info.Proto == 2 && r.subscribed() && isPubSubMessage(head):
+		return
+	case r.monitor && isMonitorLine(head):
+		return
+	}
+	r.e = e
+	if e.cmd != nil && (e.cmd.kind == kindSubscribe || e.cmd.kind == kindUnsubscribe) && r.info.Proto == 2 {
+		r.tail = appendTail(make([]byte, 0, 32), r.pend)
+	}
+	if e.slot != nil {
+		r.cur = e.slot
+	} else if len(r.reorder) > 0 {
+		r.cur = &slot{}
+		r.reorder = append(r.reorder, r.cur)
+	}
+	if e.rw == nil {
+		return
+	}
+	action, repl := e.rw.Check(head, r.info.Proto)
+	switch action {
+	case Replace:
+		r.write(repl)
+		r.disp = dispDrop
+	case Retry:
+		if e.resend != nil && e.slot == nil {
+			r.retry = true
+			r.disp = dispDrop
+		}
+	case Forward:
+		if _, ok := e.rw.(ReplyTransformer); ok {
+			r.disp = dispBuffer
+		}
+	}
+}
+
+func (r *replySide) head() []byte {
+	if len(r.pend) > HeadSize {
+		return r.pend[:HeadSize]
+	}
+	return r.pend
+}
+
+func (r *replySide) dispatch(b []byte) {
+	switch r.disp {
+	case dispForward:
+		r.write(b)
+	case dispBuffer:
+		r.tbuf = append(r.tbuf, b...)
+		if len(r.tbuf) > MaxTransformBytes {
+			r.write(r.tbuf)
+			r.tbuf = nil
+			r.disp = dispForward
+		}
+	}
+}
+
+// write sends reply bytes to the client, or into the reply's slot while
+// an earlier command's resend is outstanding.
+func (r *replySide) write(b []byte) {
+	if r.cur != nil {
+		r.cur.data = append(r.cur.data, b...)
+		return
+	}
+	r.wrote = true
+	r.out.buf = append(r.out.buf, b...)
+}
+
+// complete finishes the reply just framed.
+func (r *replySide) complete() bool {
+	r.active = false
+	e := r.e
+	if e == nil {
+		return true
+	}
+	head := r.head()
+	if r.disp == dispBuffer {
+		t := e.rw.(ReplyTransformer)
+		r.disp = dispForward
+		r.write(t.Transform(r.tbuf, r.info.Proto))
+		r.tbuf = r.tbuf[:0]
+	}
+	if r.retry {
+		return r.resend(e)
+	}
+	r.apply(e, head)
+	if e.obs != nil {
+		r.observe(e, head)
+	}
+	if r.cur != nil {
+		r.cur.ready = true
+		r.cur = nil
+		r.releaseSlots()
+	}
+	e.replies--
+	if e.replies <= 0 || (len(head) > 0 && head[0] == '-') {
+		r.s.q.pop()
+	}
+	return !e.closeAfter
+}
+
+// resend reloads what the rewrite needs and sends the command again; its
+// reply will fill a slot that holds back the replies behind it.
+func (r *replySide) resend(e *entry) bool {
+	s := r.s
+	sl := &slot{}
+	r.reorder = append(r.reorder, sl)
+	ctx, cancel := context.WithTimeout(context.Background(), reloadTimeout)
+	err := e.rw.Reload(ctx)
+	cancel()
+	if err != nil {
+		s.log.Warn("reload for resend failed", zap.Error(err))
+		sl.data = resp.AppendError(nil, "ERR exproxy: "+err.Error())
+		sl.ready = true
+		r.releaseSlots()
+		r.s.q.pop()
+		return true
+	}
+	ne := *e
+	ne.slot = sl
+	ne.replies = 1
+	data := e.resend
+	ne.resend = nil
+	r.s.q.pop()
+	s.upMu.Lock()
+	ok := s.q.push([]entry{ne})
+	var werr error
+	if ok {
+		_, werr = s.up.Write(data)
+	}
+	s.upMu.Unlock()
+	return ok && werr == nil
+}
+
+// releaseSlots writes the leading ready slots to the client.
+func (r *replySide) releaseSlots() {
+	i := 0
+	for ; i < len(r.reorder) && r.reorder[i].ready; i++ {
+		r.out.buf = append(r.out.buf, r.reorder[i].data...)
+		r.reorder[i] = nil
+	}
+	r.reorder = r.reorder[i:]
+	if len(r.reorder) == 0 {
+		r.reorder = nil
+	}
+}
+
+// headEntry returns the entry the next regular reply answers, first
+// emitting locally answered entries and dropping those that get no reply.
+func (r *replySide) headEntry() *entry {
+	for {
+		e := r.s.q.head()
+		if e == nil {
+			return nil
+		}
+		r.resolve(e)
+		if e.local == nil && e.replies > 0 {
+			return e
+		}
+		if e.local != nil {
+			r.emitLocal(e.local)
+		}
+		r.s.q.pop()
+	}
+}
+
+// resolve fixes the reply count of (un)subscribe commands, which depends
+// on the protocol and subscriptions in force when they run.
+func (r *replySide) resolve(e *entry) {
+	if e.cmd == nil || e.resolved {
+		return
+	}
+	e.resolved = true
+	switch e.cmd.kind {
+	case kindSubscribe, kindUnsubscribe:
+		if e.subArgs < 0 {
+			return // CLIENT REPLY OFF
+		}
+		n := e.subArgs
+		switch {
+		case r.info.Proto == 3 && n > 0, r.info.Proto == 3 && e.cmd.kind == kindUnsubscribe:
+			e.replies = 0 // confirmations come as pushes
+		case n > 0:
+			e.replies = n
+		case e.cmd.kind == kindUnsubscribe:
+			e.replies = int32(max(1, r.subCount(e.cmd.name)))
+		default:
+			e.replies = 1 // arity error
+		}
+	}
+}
+
+func (r *replySide) subCount(name string) int {
+	switch name {
+	case "unsubscribe":
+		return r.chans
+	case "punsubscribe":
+		return r.pats
+	default:
+		return r.shards
+	}
+}
+
+// emitHead emits locally answered entries at the head of the queue. It
+// returns false when one of them ends the session.
+func (r *replySide) emitHead() bool {
+	for {
+		e := r.s.q.head()
+		if e == nil {
+			break
+		}
+		r.resolve(e)
+		if e.local == nil && e.replies > 0 {
+			break
+		}
+		closeAfter := e.closeAfter
+		if e.local != nil {
+			r.emitLocal(e.local)
+		}
+		r.s.q.pop()
+		if closeAfter {
+			_ = r.flush()
+			r.out.drain(time.Second)
+			return false
+		}
+	}
+	return true
+}
+
+func (r *replySide) emitLocal(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	if len(r.reorder) > 0 {
+		r.reorder = append(r.reorder, &slot{data: b, ready: true})
+		return
+	}
+	r.out.buf = append(r.out.buf, b...)
+}
+
+func (r *replySide) flush() error {
+	r.s.q.settle()
+	err := r.out.flush()
+	if err != nil {
+		if errors.Is(err, errOutputLimit) {
+			r.s.srv.stats.outputLimitClosed.Add(1)
+			r.s.log.Warn("closing client: it does not read its replies", zap.Error(err),
+				zap.Int64("limit_bytes", r.out.limit))
+		} else if !errors.Is(err, net.ErrClosed) {
+			r.s.log.Debug("client write", zap.Error(err))
+		}
+	}
+	return err
+}
+
+// apply updates the session's identity from a successful reply.
+func (r *replySide) apply(e *entry, head []byte) {
+	if e.cmd == nil {
+		return
+	}
+	ok := bytes.HasPrefix(head, []byte("+OK\r\n"))
+	switch e.cmd.kind {
+	case kindSelect:
+		if ok {
+			if db := parseDB(e.arg); db >= 0 {
+				r.info.DB = db
+			}
+		}
+	case kindAuth:
+		if ok && e.arg != "" {
+			r.info.User = e.arg
+		}
+	case kindHello:
+		if len(head) > 0 && (head[0] == '%' || head[0] == '*') {
+			switch e.arg {
+			case "2":
+				r.info.Proto = 2
+			case "3":
+				r.info.Proto = 3
+			}
+			if e.arg2 != "" {
+				r.info.User = e.arg2
+			}
+			if e.arg3 != "" {
+				r.info.Name = e.arg3
+			}
+		}
+	case kindClient:
+		if ok && e.sub == kindClient {
+			r.info.Name = e.arg
+		}
+	case kindReset:
+		if bytes.HasPrefix(head, []byte("+RESET")) {
+			r.info.DB, r.info.Name, r.info.User, r.info.Proto = 0, "", "default", 2
+			r.chans, r.pats, r.shards, r.monitor = 0, 0, 0, false
+		}
+	case kindMonitor:
+		if ok {
+			r.monitor = true
+		}
+	case kindSubscribe, kindUnsubscribe:
+		r.countSubscription(head)
+	}
+}
+
+// countSubscription reads a RESP2 confirmation, e.g.
+// *3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n, whose last element is the
+// number of subscriptions left.
+func (r *replySide) countSubscription(head []byte) {
+	if r.info.Proto != 2 || len(head) < 4 || head[0] != '*' || r.tail == nil {
+		return
+	}
+	t := r.tail
+	i := bytes.LastIndexByte(t[:len(t)-2], ':')
+	if i < 0 {
+		return
+	}
+	n := parseDB(string(t[i+1 : len(t)-2]))
+	if n < 0 {
+		return
+	}
+	kind := confirmationKind(head)
+	switch kind {
+	case "subscribe", "psubscribe", "unsubscribe", "punsubscribe":
+		// Redis counts channels and patterns together.
+		total := r.chans + r.pats
+		diff := n - total
+		if kind == "subscribe" || kind == "unsubscribe" {
+			r.chans = max(0, r.chans+diff)
+		} else {
+			r.pats = max(0, r.pats+diff)
+		}
+	case "ssubscribe", "sunsubscribe":
+		r.shards = n
+	}
+}
+
+func confirmationKind(head []byte) string {
+	// *3\r\n$N\r\n<kind>\r\n
+	i := bytes.IndexByte(head, '\n')
+	if i < 0 {
+		return ""
+	}
+	rest := head[i+1:]
+	j := bytes.IndexByte(rest, '\n')
+	if j < 0 || len(rest) < j+1 {
+		return ""
+	}
+	rest = rest[j+1:]
+	k := bytes.IndexByte(rest, '\r')
+	if k < 0 {
+		return ""
+	}
+	return lower(string(rest[:k]))
+}
+
+// isPubSubMessage tells a RESP2 message from a reply in subscribed mode.
+func isPubSubMessage(head []byte) bool {
+	return bytes.HasPrefix(head, []byte("*3\r\n$7\r\nmessage\r\n")) ||
+		bytes.HasPrefix(head, []byte("*4\r\n$8\r\npmessage\r\n")) ||
+		bytes.HasPrefix(head, []byte("*3\r\n$8\r\nsmessage\r\n"))
+}
+
+// isMonitorLine recognises "+1700000000.123456 [0 127.0.0.1:5000] ...".
+func isMonitorLine(head []byte) bool {
+	if len(head) < 3 || head[0] != '+' || head[1] < '0' || head[1] > '9' {
+		return false
+	}
+	sp := bytes.IndexByte(head, ' ')
+	return sp > 0 && bytes.IndexByte(head[:sp], '.') > 0 && sp+1 < len(head) && head[sp+1] == '['
+}
+
+func appendTail(t, b []byte) []byte {
+	const keep = 32
+	if len(b) >= keep {
+		return append(t[:0], b[len(b)-keep:]...)
+	}
+	t = append(t, b...)
+	if len(t) > keep {
+		t = append(t[:0], t[len(t)-keep:]...)
+	}
+	return t
+}
+
+// observe hands an observed reply to every observer.
+func (r *replySide) observe(e *entry, head []byte) {
+	ev := &r.event
+	*ev = Event{
+		Name:   e.cmd.name,
+		Args:   e.obs.args,
+		Reply:  head,
+		Kind:   r.framer.Kind(),
+		Sent:   e.obs.sent,
+		Done:   time.Now(),
+		Queued: e.obs.queued,
+		Info:   &r.info,
+	}
+	for _, o := range r.obs {
+		o.Observe(ev)
+	}
+}
+
+// upstreamLost answers everything still pending with an error that says
+// its outcome is unknown, and ends the session: its server-side state
+// (MULTI, WATCH, SELECT, subscriptions) is gone with the connection.
+func (r *replySide) upstreamLost(err error) {
+	s := r.s
+	if errors.Is(err, io.EOF) && s.closing.Load() {
+		// We closed our write side after the client's EOF; Redis has
+		// answered everything it received.
+		r.failPending(nil)
+		return
+	}
+	if !errors.Is(err, net.ErrClosed) {
+		s.srv.stats.upstreamErrors.Add(1)
+		s.log.Warn("upstream connection lost", zap.String("upstream", s.srv.opts.Upstream.String()), zap.Error(err))
+	}
+	r.failPending(err)
+}
+
+func (r *replySide) failPending(err error) {
+	if r.active && r.wrote {
+		// Part of a reply is out: nothing can follow it that the client
+		// would parse correctly. Closing is the honest answer.
+		_ = r.flush()
+		return
+	}
+	cause := "connection closed"
+	if err != nil {
+		cause = err.Error()
+	}
+	msg := resp.AppendError(nil, fmt.Sprintf("ERR exproxy: lost connection to upstream %s (%s); the outcome of this command is unknown", r.s.srv.opts.Upstream, cause))
+	if r.active && r.e != nil {
+		r.write(msg)
+		r.completeFailed()
+	}
+	for {
+		e := r.s.q.head()
+		if e == nil {
+			break
+		}
+		r.resolve(e)
+		switch {
+		case e.local != nil:
+			r.emitLocal(e.local)
+		case e.replies > 0:
+			if e.slot != nil {
+				e.slot.data = msg
+				e.slot.ready = true
+			} else {
+				r.emitLocal(msg)
+			}
+		}
+		r.s.q.pop()
+	}
+	for _, sl := range r.reorder {
+		if !sl.ready {
+			sl.data, sl.ready = msg, true
+		}
+	}
+	r.releaseSlots()
+	_ = r.flush()
+	r.out.drain(time.Second)
+}
+
+func (r *replySide) completeFailed() {
+	r.active = false
+	if r.cur != nil {
+		r.cur.ready = true
+		r.cur = nil
+	}
+	r.s.q.pop()
+}
+
+// finish ends the session.
+func (r *replySide) finish() {
+	s := r.s
+	for _, o := range r.obs {
+		o.Close()
+	}
+	s.close()
+	s.srv.forget(s)
+	close(s.done)
+}

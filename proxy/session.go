@@ -1,0 +1,620 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/exproxy/exproxy/proxy/resp"
+)
+
+const (
+	// initialReadBuf is small so that idle sessions stay cheap; buffers
+	// grow with traffic and shrink back after a burst.
+	initialReadBuf = 4 << 10
+	// steadyReadBuf is the size a busy session keeps between bursts.
+	steadyReadBuf = 64 << 10
+	// maxBufferedCommand is the largest command held whole in memory;
+	// larger ones (e.g. a 64 MB SET) stream through in chunks.
+	maxBufferedCommand = 1 << 20
+	// maxResend bounds the copy kept of a rewritten command for a Retry.
+	maxResend = 64 << 10
+)
+
+// session is one client connection and its own upstream connection. All
+// per-connection state lives here: the read loop owns the fields marked
+// "read side", the reply loop those marked "reply side".
+type session struct {
+	srv    *Server
+	log    *zap.Logger
+	client net.Conn
+	rinfo  SessionInfo // ID and Addr only: what the read side may show a Rewriter
+
+	q    *queue
+	wake atomic.Bool // the read loop interrupted the reply loop's upstream read
+
+	upMu sync.Mutex // orders pushes and upstream writes of the two loops
+	up   net.Conn   // set by the read side under upMu; nil until dialled
+
+	closing  atomic.Bool   // no more commands will come from the client
+	draining atomic.Bool   // server shutdown: stop reading the client
+	done     chan struct{} // closed when the session has ended
+
+	// read side
+	rbuf        []byte
+	r, w        int
+	parser      resp.CommandParser
+	argv        [][]byte
+	inline      []byte
+	upbuf       []byte
+	batch       []entry
+	inMulti     bool
+	queued      []string
+	replyOff    bool // CLIENT REPLY OFF in force
+	skipNext    bool // CLIENT REPLY SKIP: the next command gets no reply
+	hasLocal    bool // the batch holds a locally answered entry
+	batchFailed bool // the last batch could not reach upstream
+
+	// reply side
+	rs replySide
+}
+
+func newSession(srv *Server, client net.Conn, id uint64) *session {
+	s := &session{
+		srv:    srv,
+		client: client,
+		q:      newQueue(srv.opts.MaxPending),
+		done:   make(chan struct{}),
+		parser: resp.CommandParser{Limits: srv.opts.Limits},
+	}
+	s.rinfo = SessionInfo{ID: id, Addr: client.RemoteAddr().String()}
+	s.log = srv.log.With(zap.Uint64("session", id), zap.String("client", s.rinfo.Addr))
+	s.rs.init(s)
+	return s
+}
+
+// run serves the session until either side closes.
+func (s *session) run() {
+	s.log.Debug("client connected")
+	s.dial() // eagerly, so the first command does not pay for it; failures are answered per command
+	go s.rs.loop()
+	s.readLoop()
+	<-s.done
+	s.log.Debug("client disconnected")
+}
+
+// dial connects upstream if not connected. It reports the error to answer
+// commands with when Redis cannot be reached.
+func (s *session) dial() error {
+	s.upMu.Lock()
+	defer s.upMu.Unlock()
+	if s.up != nil {
+		return nil
+	}
+	conn, err := s.srv.dialUpstream(context.Background())
+	if err != nil {
+		s.srv.stats.upstreamErrors.Add(1)
+		s.log.Warn("upstream unreachable", zap.String("upstream", s.srv.opts.Upstream.String()), zap.Error(err))
+		return err
+	}
+	s.up = conn
+	// The reply loop may be waiting for a connection to read from.
+	s.notify()
+	return nil
+}
+
+func (s *session) notify() {
+	select {
+	case s.q.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (s *session) upstream() net.Conn {
+	s.upMu.Lock()
+	defer s.upMu.Unlock()
+	return s.up
+}
+
+// readLoop reads commands from the client, routes them and writes them
+// upstream, one write per batch of whatever the client had sent.
+func (s *session) readLoop() {
+	defer s.endReading()
+	s.rbuf = make([]byte, initialReadBuf)
+	for {
+		if s.r == s.w {
+			s.r, s.w = 0, 0
+			if len(s.rbuf) > steadyReadBuf {
+				s.rbuf = make([]byte, steadyReadBuf)
+			}
+		}
+		if s.w == len(s.rbuf) {
+			if !s.makeRoom() {
+				return
+			}
+		}
+		n, err := s.client.Read(s.rbuf[s.w:])
+		s.w += n
+		if n > 0 {
+			if !s.process() {
+				return
+			}
+		}
+		if err != nil {
+			if s.draining.Load() {
+				return
+			}
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				s.log.Debug("client read", zap.Error(err))
+			}
+			return
+		}
+	}
+}
+
+// makeRoom is called with a full read buffer holding one incomplete
+// command at s.r: compact, grow, or stream the command through.
+func (s *session) makeRoom() bool {
+	if s.r > 0 {
+		s.w = copy(s.rbuf, s.rbuf[s.r:s.w])
+		s.r = 0
+		return true
+	}
+	if len(s.rbuf) < maxBufferedCommand {
+		nb := make([]byte, min(2*len(s.rbuf), maxBufferedCommand))
+		s.w = copy(nb, s.rbuf[:s.w])
+		s.rbuf = nb
+		return true
+	}
+	return s.streamCommand()
+}
+
+// process frames and routes every complete command in the buffer, then
+// sends the batch.
+func (s *session) process() bool {
+	for s.r < s.w && !s.draining.Load() {
+		n, args, inline, err := s.parser.Parse(s.rbuf[s.r:s.w], s.argv[:0])
+		if err != nil {
+			s.protocolError(err)
+			return false
+		}
+		if n == 0 {
+			break
+		}
+		raw := s.rbuf[s.r : s.r+n]
+		s.r += n
+		if len(args) == 0 {
+			continue // Redis ignores empty commands and sends no reply
+		}
+		if inline {
+			raw, args = s.inlineToMultibulk(args)
+		}
+		s.route(raw, args, len(args), false)
+		s.argv = args[:0]
+	}
+	return s.send()
+}
+
+// inlineToMultibulk re-encodes an inline command so that upstream and the
+// extensions see exactly the arguments the proxy parsed.
+func (s *session) inlineToMultibulk(args [][]byte) ([]byte, [][]byte) {
+	s.inline = resp.AppendArrayHeader(s.inline[:0], len(args))
+	for _, a := range args {
+		s.inline = resp.AppendBulk(s.inline, a)
+	}
+	var p resp.CommandParser
+	p.Limits = s.parser.Limits
+	_, out, _, _ := p.Parse(s.inline, args[:0])
+	return s.inline, out
+}
+
+// route decides what to send for one command and appends it, with its
+// entry, to the batch. partial is set for a command streamed through,
+// whose raw holds only its beginning.
+func (s *session) route(raw []byte, args [][]byte, argc int, partial bool) (skip int) {
+	s.srv.stats.commands.Add(1)
+	cmd := s.srv.table.lookup(args[0])
+	e := entry{cmd: cmd, replies: 1}
+	if s.replyOff || s.skipNext {
+		e.replies = 0
+		s.skipNext = false
+	}
+	rewritten := false
+	if cmd != nil {
+		s.sendSideState(&e, cmd, args)
+		if cmd.rewriter != nil {
+			if rw, ok := cmd.rewriter.Rewrite(args, argc, &s.rinfo); ok {
+				if rw.Local != nil {
+					e.local = rw.Local
+					s.batch = append(s.batch, e)
+					s.hasLocal = true
+					return len(raw)
+				}
+				e.rw = rw.Reply
+				if rw.Prefix != nil {
+					start := len(s.upbuf)
+					skip = afterName(raw, args[0])
+					s.upbuf = resp.AppendArrayHeader(s.upbuf, argc-1+rw.PrefixArgs)
+					s.upbuf = append(s.upbuf, rw.Prefix...)
+					if !partial {
+						s.upbuf = append(s.upbuf, raw[skip:]...)
+						if e.rw != nil && len(s.upbuf)-start <= maxResend {
+							e.resend = bytes.Clone(s.upbuf[start:])
+						}
+					}
+					rewritten = true
+				}
+			}
+		}
+		if cmd.observed {
+			e.obs = &observed{args: cloneArgs(args[1:]), sent: time.Now()}
+			if cmd.kind == kindExec {
+				e.obs.queued, s.queued = s.queued, nil
+			}
+		}
+	}
+	if s.inMulti && len(s.srv.opts.Observers) > 0 && (cmd == nil || (cmd.kind != kindMulti && cmd.kind != kindExec)) {
+		s.queued = append(s.queued, nameOf(cmd, args[0]))
+	}
+	if !rewritten {
+		if !partial {
+			s.upbuf = append(s.upbuf, raw...)
+		}
+		skip = 0
+	}
+	s.batch = append(s.batch, e)
+	return skip
+}
+
+// sendSideState updates what the read side tracks (MULTI, CLIENT REPLY)
+// and records in e what the reply side needs to apply the command's effect.
+func (s *session) sendSideState(e *entry, cmd *command, args [][]byte) {
+	switch cmd.kind {
+	case kindMulti:
+		s.inMulti = true
+		s.queued = s.queued[:0]
+	case kindExec, kindDiscard:
+		s.inMulti = false
+	case kindReset:
+		s.inMulti, s.replyOff, s.skipNext = false, false, false
+		s.queued = nil
+	case kindSelect:
+		if len(args) == 2 {
+			e.arg = string(args[1])
+		}
+	case kindAuth:
+		switch len(args) {
+		case 2:
+			e.arg = "default"
+		case 3:
+			e.arg = string(args[1]) // the user name; the password is never kept
+		}
+	case kindHello:
+		if len(args) >= 2 {
+			e.arg = string(args[1])
+		}
+		for i := 2; i < len(args); i++ {
+			switch {
+			case equalFold(args[i], "auth") && i+2 < len(args):
+				e.arg2 = string(args[i+1])
+				i += 2
+			case equalFold(args[i], "setname") && i+1 < len(args):
+				e.arg3 = string(args[i+1])
+				i++
+			}
+		}
+	case kindClient:
+		if len(args) < 2 {
+			return
+		}
+		switch {
+		case equalFold(args[1], "setname") && len(args) == 3:
+			e.sub = kindClient
+			e.arg = string(args[2])
+		case equalFold(args[1], "reply") && len(args) == 3 && !s.inMulti:
+			// Redis does not answer CLIENT REPLY OFF or SKIP themselves.
+			switch {
+			case equalFold(args[2], "off"):
+				s.replyOff = true
+				e.replies = 0
+			case equalFold(args[2], "skip"):
+				if !s.replyOff {
+					e.replies = 0
+					s.skipNext = true
+				}
+			case equalFold(args[2], "on"):
+				s.replyOff = false
+				e.replies = 1
+			}
+		}
+	case kindSubscribe, kindUnsubscribe:
+		// How many replies depends on the protocol in force when the
+		// command runs, which only the reply side knows; see resolve.
+		if e.replies == 0 {
+			e.subArgs = -1
+		} else {
+			e.subArgs = int32(len(args) - 1)
+		}
+	}
+}
+
+// afterName is the offset in a multibulk command just past its name.
+func afterName(raw, name []byte) int {
+	first := bytes.IndexByte(raw, '\n') + 1
+	second := first + bytes.IndexByte(raw[first:], '\n') + 1
+	return second + len(name) + 2
+}
+
+func nameOf(cmd *command, name []byte) string {
+	if cmd != nil {
+		return cmd.name
+	}
+	return lower(string(name))
+}
+
+func cloneArgs(args [][]byte) [][]byte {
+	if len(args) == 0 {
+		return nil
+	}
+	n := 0
+	for _, a := range args {
+		n += len(a)
+	}
+	buf := make([]byte, 0, n)
+	out := make([][]byte, len(args))
+	for i, a := range args {
+		buf = append(buf, a...)
+		out[i] = buf[len(buf)-len(a):]
+	}
+	return out
+}
+
+// send pushes the batch's entries and writes its bytes upstream. Entries go
+// first, so a reply can never arrive before its entry.
+func (s *session) send() bool {
+	if len(s.batch) == 0 {
+		return true
+	}
+	s.batchFailed = false
+	if s.upstream() == nil && s.needsUpstream() {
+		if err := s.dial(); err != nil {
+			s.failBatch(err)
+		}
+	}
+	ok := s.flushBatch()
+	s.batch = s.batch[:0]
+	if cap(s.upbuf) > steadyReadBuf {
+		s.upbuf = nil
+	} else {
+		s.upbuf = s.upbuf[:0]
+	}
+	return ok
+}
+
+func (s *session) needsUpstream() bool {
+	for i := range s.batch {
+		if s.batch[i].local == nil {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *session) flushBatch() bool {
+	s.q.waitSpace()
+	s.upMu.Lock()
+	if !s.q.push(s.batch) {
+		s.upMu.Unlock()
+		return false
+	}
+	var err error
+	if len(s.upbuf) > 0 {
+		_, err = s.up.Write(s.upbuf)
+	}
+	up := s.up
+	s.upMu.Unlock()
+	if s.hasLocal {
+		s.hasLocal = false
+		s.interruptReplies(up)
+	}
+	if err != nil {
+		// The reply loop sees the same failure on its read and answers
+		// every pending command; nothing more to do here.
+		s.log.Debug("upstream write", zap.Error(err))
+		return false
+	}
+	return true
+}
+
+// interruptReplies wakes a reply loop blocked reading upstream so that it
+// emits locally answered entries.
+func (s *session) interruptReplies(up net.Conn) {
+	if up == nil {
+		s.notify()
+		return
+	}
+	s.wake.Store(true)
+	_ = up.SetReadDeadline(time.Now())
+}
+
+// failBatch answers every command of the batch that expected an upstream
+// reply with the reason Redis cannot be reached.
+func (s *session) failBatch(err error) {
+	msg := resp.AppendError(nil, fmt.Sprintf("ERR exproxy: upstream %s unreachable: %v", s.srv.opts.Upstream, err))
+	for i := range s.batch {
+		e := &s.batch[i]
+		if e.local == nil {
+			if e.replies == 0 {
+				e.local = []byte{}
+			} else {
+				e.local = msg
+			}
+			e.rw, e.obs, e.resend = nil, nil, nil
+		}
+	}
+	s.upbuf = s.upbuf[:0]
+	s.hasLocal = true
+	s.batchFailed = true
+	// Session state changed by these commands never reached Redis.
+	s.inMulti, s.replyOff, s.skipNext = false, false, false
+}
+
+// protocolError answers malformed input the way Redis does, after the
+// replies still pending, and then closes the connection.
+func (s *session) protocolError(err error) {
+	s.srv.stats.protocolErrors.Add(1)
+	s.log.Debug("protocol error from client", zap.Error(err))
+	var pe *resp.ProtocolError
+	msg := "ERR " + err.Error()
+	if !errors.As(err, &pe) {
+		msg = "ERR Protocol error: " + err.Error()
+	}
+	s.batch = append(s.batch, entry{local: resp.AppendError(nil, msg), closeAfter: true, replies: 1})
+	s.hasLocal = true
+	s.send()
+}
+
+// streamCommand forwards a command too large to buffer whole: its routing
+// is decided on its first arguments, the rest is copied through in chunks
+// as it arrives, so memory does not grow with the command's size.
+func (s *session) streamCommand() bool {
+	argc, args, body, err := s.parser.Peek(s.rbuf[s.r:s.w], s.argv[:0])
+	if err != nil {
+		s.protocolError(err)
+		return false
+	}
+	skip := 0
+	nb := len(s.batch)
+	if body > 0 && len(args) > 0 {
+		skip = s.route(s.rbuf[s.r:s.w], args, argc, true)
+	} else {
+		s.batch = append(s.batch, entry{replies: 1})
+	}
+	// A locally answered command is read to its end and dropped.
+	forward := s.batch[nb].local == nil
+	if !s.send() {
+		return false
+	}
+	up := s.upstream()
+	forward = forward && up != nil && s.batchFailed == false
+	var f resp.Framer
+	f.Limits = s.parser.Limits
+	if skip > 0 {
+		// The rewrite replaced the header and name: walk them without
+		// sending, so the framer still counts the arguments that follow.
+		if _, _, err := f.Next(s.rbuf[s.r : s.r+skip]); err != nil {
+			s.protocolError(err)
+			return false
+		}
+		s.r += skip
+	}
+	for {
+		n, done, err := f.Next(s.rbuf[s.r:s.w])
+		if err != nil {
+			s.protocolError(err)
+			return false
+		}
+		if n > 0 && forward {
+			s.upMu.Lock()
+			_, werr := up.Write(s.rbuf[s.r : s.r+n])
+			s.upMu.Unlock()
+			if werr != nil {
+				return false
+			}
+		}
+		s.r += n
+		if done {
+			return true
+		}
+		if s.r == s.w {
+			s.r, s.w = 0, 0
+		} else if s.r > 0 {
+			s.w = copy(s.rbuf, s.rbuf[s.r:s.w])
+			s.r = 0
+		}
+		rn, rerr := s.client.Read(s.rbuf[s.w:])
+		s.w += rn
+		if rerr != nil && rn == 0 {
+			return false
+		}
+	}
+}
+
+// endReading runs when no more commands will come from the client: on EOF
+// the upstream write side is closed so that Redis, like it would for the
+// client itself, finishes what it received and then closes; the reply loop
+// forwards those last replies and ends the session.
+func (s *session) endReading() {
+	s.closing.Store(true)
+	up := s.upstream()
+	if s.draining.Load() {
+		return // Shutdown decides when to close
+	}
+	if up == nil {
+		s.notify()
+		return
+	}
+	if cw, ok := up.(interface{ CloseWrite() error }); ok {
+		if err := cw.CloseWrite(); err == nil {
+			return
+		}
+	}
+	_ = up.Close()
+}
+
+// close tears the session down; safe to call more than once.
+func (s *session) close() {
+	_ = s.client.Close()
+	if up := s.upstream(); up != nil {
+		_ = up.Close()
+	}
+	s.q.close()
+}
+
+// drain stops reading the client and waits for pending replies until ctx
+// ends, then closes the session.
+func (s *session) drain(ctx context.Context) {
+	s.draining.Store(true)
+	_ = s.client.SetReadDeadline(time.Now())
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for s.q.pending() > 0 {
+		select {
+		case <-ctx.Done():
+			s.close()
+			<-s.done
+			return
+		case <-s.done:
+			return
+		case <-tick.C:
+		}
+	}
+	s.rs.out.drain(time.Until(deadlineOr(ctx, time.Second)))
+	s.close()
+	<-s.done
+}
+
+func deadlineOr(ctx context.Context, d time.Duration) time.Time {
+	if dl, ok := ctx.Deadline(); ok {
+		return dl
+	}
+	return time.Now().Add(d)
+}
+
+// parseDB reads a SELECT argument; -1 when it is not a plain number.
+func parseDB(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return -1
+	}
+	return n
+}
