@@ -48,6 +48,7 @@ type replySide struct {
 	// an UNSUBSCRIBE of everything knows how many replies it gets.
 	chans, pats, shards int
 	monitor             bool
+	quit                bool // QUIT answered: the upstream close is expected
 
 	// the reply being read
 	active  bool
@@ -215,7 +216,7 @@ func (r *replySide) fastPath() bool {
 	if r.framer.Kind() == '>' {
 		return true
 	}
-	if e.rw != nil || e.obs != nil || e.slot != nil || (e.cmd != nil && e.cmd.kind != kindPlain && e.cmd.kind != kindMulti && e.cmd.kind != kindExec && e.cmd.kind != kindDiscard && e.cmd.kind != kindQuit) {
+	if e.rw != nil || e.obs != nil || e.slot != nil || (e.cmd != nil && e.cmd.kind != kindPlain && e.cmd.kind != kindMulti && e.cmd.kind != kindExec && e.cmd.kind != kindDiscard) {
 		return false
 	}
 	r.e = e
@@ -533,6 +534,9 @@ func (r *replySide) apply(e *entry, head []byte) {
 		if ok {
 			r.monitor = true
 		}
+	case kindQuit:
+		// Redis closes after this reply and ignores whatever followed.
+		r.quit = true
 	case kindSubscribe, kindUnsubscribe:
 		r.countSubscription(head)
 	}
@@ -640,6 +644,10 @@ func (r *replySide) observe(e *entry, head []byte) {
 // (MULTI, WATCH, SELECT, subscriptions) is gone with the connection.
 func (r *replySide) upstreamLost(err error) {
 	s := r.s
+	if r.quit {
+		_ = r.flush()
+		return
+	}
 	if errors.Is(err, io.EOF) && s.closing.Load() {
 		// We closed our write side after the client's EOF; Redis has
 		// answered everything it received.
