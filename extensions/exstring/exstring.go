@@ -1,0 +1,245 @@
+// Package exstring adds Tair-style versioned strings (EXSET, EXGET, EXCAS
+// ... and CAS/CAD on plain strings) to stock Redis. The semantics live in a
+// Lua library (lua.go, exstring.lua) that the proxy loads into Redis itself;
+// this file turns each client command into a call of that library, so the
+// Lua's reply, already in the shape the client expects, passes through raw.
+//
+// EXSET k v NX becomes FCALL exset_<version> 1 k v NX on Redis 7+, or
+// EVALSHA <sha> 1 k v NX where functions are unavailable. TYPE k becomes a
+// call that answers "exstrtype" for a versioned string. COMMAND and its
+// INFO/DOCS/COUNT/LIST/GETKEYS subcommands are completed with the added
+// commands so that clients looking up key positions find them.
+package exstring
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/exproxy/exproxy/proxy"
+)
+
+// Call modes, read on the hot path from Extension.mode.
+const (
+	modeFCALL   int32 = iota // FCALL <fn> (Redis 7 functions)
+	modeEVALSHA              // EVALSHA <sha> (SCRIPT LOAD; Redis < 7)
+)
+
+// kinds of command the extension handles.
+const (
+	kindEx      = iota // implemented by the Lua library
+	kindType           // TYPE: rewritten only for exactly one key
+	kindCommand        // COMMAND: reply completed with the ex commands
+)
+
+// maxName is the longest command name the extension handles
+// ("exincrbyfloat"); longer names are not ours, and lookup lower-cases into
+// a fixed array so that it allocates nothing.
+const maxName = 16
+
+// Extension implements the exString commands by rewriting them into calls
+// of the Lua library. Build it with New; it is safe for concurrent use.
+type Extension struct {
+	cfg  Config
+	mode atomic.Int32 // modeFCALL or modeEVALSHA
+
+	cmds   []*command          // handled commands, in specs order then type, command
+	byName map[string]*command // lower-case name -> command
+
+	loader loader
+
+	info [2][]byte // COMMAND INFO entries of all ex commands, RESP2 and RESP3, concatenated
+	docs [2][]byte // COMMAND DOCS name/entry pairs, concatenated
+}
+
+// command is one handled command with its precomputed prefixes. It is also
+// the ReplyHandler of its rewrites, so that Check knows which command it
+// speaks for without any per-call state.
+type command struct {
+	ext  *Extension
+	name string // lower-case client-facing name
+	kind int
+	spec *cmdSpec // nil for type and command
+
+	// prefix[mode][numkeys] is the pre-encoded replacement of the name:
+	// FCALL <fn> <numkeys> or EVALSHA <sha> <numkeys>.
+	prefix [2][2][]byte
+	script string // Lua body for SCRIPT LOAD
+	sha    string // SHA1 of script, what EVALSHA names
+
+	noperm [2][]byte // replacement NOPERM replies per mode
+	info   [2][]byte // COMMAND INFO entry per protocol
+	docs   [2][]byte // COMMAND DOCS name + entry per protocol
+}
+
+// New builds the extension: it precomputes every prefix and COMMAND entry
+// and prepares (without dialling) the connection that loads the library.
+// Call Start to load it in the background, Close to release it.
+func New(cfg Config) (*Extension, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	e := &Extension{cfg: cfg, byName: make(map[string]*command)}
+	if cfg.Scripts {
+		e.mode.Store(modeEVALSHA)
+	}
+	add := func(name, lua string, kind int, spec *cmdSpec) {
+		c := &command{ext: e, name: name, kind: kind, spec: spec}
+		if lua != "" {
+			c.script = Script(lua)
+			sum := sha1.Sum([]byte(c.script))
+			c.sha = hex.EncodeToString(sum[:])
+			for nk := 0; nk < 2; nk++ {
+				c.prefix[modeFCALL][nk] = prefix("FCALL", FunctionName(lua), nk)
+				c.prefix[modeEVALSHA][nk] = prefix("EVALSHA", c.sha, nk)
+			}
+			c.noperm[modeFCALL] = nopermReply(name, "FCALL", "fcall")
+			c.noperm[modeEVALSHA] = nopermReply(name, "EVALSHA", "evalsha")
+		}
+		e.cmds = append(e.cmds, c)
+		e.byName[name] = c
+	}
+	for i := range specs {
+		add(specs[i].name, specs[i].name, kindEx, &specs[i])
+	}
+	add("type", "extype", kindType, nil)
+	add("command", "", kindCommand, nil)
+	e.buildCommandEntries()
+	e.loader.init(e)
+	return e, nil
+}
+
+// prefix encodes the three bulk strings that replace a command's name.
+func prefix(call, fn string, numkeys int) []byte {
+	b := make([]byte, 0, 32+len(fn))
+	for _, s := range []string{call, fn, strconv.Itoa(numkeys)} {
+		b = append(b, '$')
+		b = strconv.AppendInt(b, int64(len(s)), 10)
+		b = append(b, "\r\n"...)
+		b = append(b, s...)
+		b = append(b, "\r\n"...)
+	}
+	return b
+}
+
+// nopermReply is what a client without the right to run the library sees:
+// Redis would name FCALL, a command the client never sent.
+func nopermReply(name, call, lower string) []byte {
+	return []byte("-NOPERM this user has no permissions to run the '" + name +
+		"' command (exproxy implements it with " + call + ": grant +" + lower + ", or +@scripting)\r\n")
+}
+
+// Commands lists the lower-case command names the extension handles.
+func (e *Extension) Commands() []string {
+	names := make([]string, len(e.cmds))
+	for i, c := range e.cmds {
+		names[i] = c.name
+	}
+	return names
+}
+
+// lookup finds the command named name in any case without allocating.
+func (e *Extension) lookup(name []byte) *command {
+	if len(name) > maxName {
+		return nil
+	}
+	var buf [maxName]byte
+	for i, ch := range name {
+		if 'A' <= ch && ch <= 'Z' {
+			ch += 'a' - 'A'
+		}
+		buf[i] = ch
+	}
+	return e.byName[string(buf[:len(name)])] // the compiler does not allocate for a map index
+}
+
+// Rewrite turns an ex command into a call of the library. It allocates
+// nothing for the ex commands and TYPE; COMMAND is rare and may.
+func (e *Extension) Rewrite(args [][]byte, argc int, s *proxy.SessionInfo) (proxy.Rewrite, bool) {
+	if len(args) == 0 {
+		return proxy.Rewrite{}, false
+	}
+	c := e.lookup(args[0])
+	if c == nil {
+		return proxy.Rewrite{}, false
+	}
+	switch c.kind {
+	case kindType:
+		// TYPE with a wrong number of arguments keeps Redis's own error.
+		if argc != 2 {
+			return proxy.Rewrite{}, false
+		}
+	case kindCommand:
+		return e.rewriteCommand(args, argc, s)
+	}
+	// With no key the Lua still runs (numkeys 0) and answers the arity
+	// error in the module's words.
+	nk := 1
+	if argc < 2 {
+		nk = 0
+	}
+	return proxy.Rewrite{Prefix: c.prefix[e.mode.Load()][nk], PrefixArgs: 3, Reply: c}, true
+}
+
+// Check recovers from a library that vanished and clarifies permission
+// errors. It looks only at error replies.
+func (c *command) Check(head []byte, proto int) (proxy.ReplyAction, []byte) {
+	if len(head) == 0 || head[0] != '-' {
+		return proxy.Forward, nil
+	}
+	switch {
+	case hasPrefix(head, "-ERR Function not found"), hasPrefix(head, "-NOSCRIPT "):
+		// FUNCTION FLUSH, SCRIPT FLUSH, a restart or a failover to a
+		// server that never saw the library.
+		return proxy.Retry, nil
+	case hasPrefix(head, "-NOPERM this user has no permissions to run the 'fcall' command"):
+		return proxy.Replace, c.noperm[modeFCALL]
+	case hasPrefix(head, "-NOPERM this user has no permissions to run the 'evalsha' command"):
+		return proxy.Replace, c.noperm[modeEVALSHA]
+	case unknownFCALL(head):
+		// Redis before 7 (or FCALL renamed away): use scripts from now
+		// on. The resend is rewritten again and goes out as EVALSHA.
+		c.ext.switchToScripts("FCALL is unknown to the server")
+		return proxy.Retry, nil
+	}
+	return proxy.Forward, nil
+}
+
+// Reload loads the library again; concurrent calls share loads.
+func (c *command) Reload(ctx context.Context) error { return c.ext.Reload(ctx) }
+
+func hasPrefix(b []byte, p string) bool { return len(b) >= len(p) && string(b[:len(p)]) == p }
+
+// unknownFCALL matches Redis 7's "-ERR unknown command 'FCALL', with args
+// beginning with: ..." and 6.x's variant with backquotes.
+func unknownFCALL(head []byte) bool {
+	const p = "-ERR unknown command "
+	if !hasPrefix(head, p) || len(head) < len(p)+6 {
+		return false
+	}
+	name := head[len(p)+1 : len(p)+6]
+	return equalFold(name, "fcall") && (head[len(p)+6] == '\'' || head[len(p)+6] == '`')
+}
+
+func equalFold(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i, ch := range b {
+		if 'A' <= ch && ch <= 'Z' {
+			ch += 'a' - 'A'
+		}
+		if ch != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Compile-time interface guards.
+var (
+	_ proxy.Rewriter     = (*Extension)(nil)
+	_ proxy.ReplyHandler = (*command)(nil)
+)

@@ -1,0 +1,298 @@
+package exstring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/exproxy/exproxy/proxy"
+)
+
+// Config configures the extension.
+type Config struct {
+	// Upstream is the Redis the library is loaded into: the same server
+	// the proxy forwards to. Its Username/Password/DB are the proxy's own
+	// credentials; that user needs +function (or +script in Scripts mode).
+	Upstream proxy.Upstream
+	// DialTimeout bounds connecting and each load; default 2s.
+	DialTimeout time.Duration
+	// Scripts makes the proxy use SCRIPT LOAD and EVALSHA even where Redis
+	// has functions (e.g. when client ACLs grant +evalsha but not +fcall).
+	// Without it the proxy uses FCALL and switches to EVALSHA by itself on
+	// a Redis that does not know FUNCTION.
+	Scripts bool
+	// Logger receives load events; default zap.NewNop().
+	Logger *zap.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if c.Upstream.Addr == "" {
+		return errors.New("exstring: config: upstream address is empty")
+	}
+	if c.Upstream.Network == "" {
+		c.Upstream.Network = "tcp"
+	}
+	if c.Upstream.Network != "tcp" && c.Upstream.Network != "unix" {
+		return fmt.Errorf("exstring: config: upstream network %q: want tcp or unix", c.Upstream.Network)
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = 2 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	return nil
+}
+
+// failureCooldown is how long a failed load answers later Reload calls
+// without trying again, so that many sessions retrying against a Redis
+// that is down do not hammer it. Successes are never cached (see Reload).
+const failureCooldown = 100 * time.Millisecond
+
+// loadCall is one load, shared by every Reload that waits for it.
+type loadCall struct {
+	done chan struct{}
+	err  error
+}
+
+// loader coalesces loads. A Reload must see a load that *started after*
+// it was called: a load already running may have found the library just
+// before the FUNCTION FLUSH that made this caller fail. So a caller that
+// finds a load running queues for the next one, and all callers arriving
+// during that load share the same next one: a burst of N failing commands
+// costs at most two loads, and no caller is answered by a stale one.
+type loader struct {
+	ext    *Extension
+	client *redis.Client
+
+	mu       sync.Mutex
+	running  *loadCall
+	next     *loadCall
+	failedAt time.Time
+	lastErr  error
+	closed   bool
+
+	// For tests: loads counts loads performed; queued counts callers that
+	// joined a queued load; beforeLoad, when set, runs before each load.
+	loads      int
+	queued     int
+	beforeLoad func()
+}
+
+func (l *loader) init(e *Extension) {
+	u := e.cfg.Upstream
+	l.ext = e
+	l.client = redis.NewClient(&redis.Options{
+		Network:         u.Network,
+		Addr:            u.Addr,
+		TLSConfig:       u.TLS,
+		Username:        u.Username,
+		Password:        u.Password,
+		DB:              u.DB,
+		Protocol:        2, // the loads need nothing of RESP3, and RESP2 works on every Redis
+		PoolSize:        2,
+		DialTimeout:     e.cfg.DialTimeout,
+		ReadTimeout:     e.cfg.DialTimeout,
+		WriteTimeout:    e.cfg.DialTimeout,
+		DisableIdentity: true, // CLIENT SETINFO is unknown before 7.2
+	})
+}
+
+// Start loads the library in the background, retrying with backoff while
+// Redis is unreachable, until it succeeds or ctx ends. It never blocks or
+// fails the proxy: a command arriving before the load triggers its own.
+func (e *Extension) Start(ctx context.Context) {
+	go func() {
+		backoff := 100 * time.Millisecond
+		for {
+			err := e.Load(ctx)
+			if err == nil || ctx.Err() != nil {
+				return
+			}
+			e.cfg.Logger.Warn("exstring: loading the Lua library failed; retrying",
+				zap.String("upstream", e.cfg.Upstream.String()), zap.Duration("in", backoff), zap.Error(err))
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			backoff = min(2*backoff, 5*time.Second)
+		}
+	}()
+}
+
+// Load loads the library now (FUNCTION LOAD, or SCRIPT LOAD in scripts
+// mode), waiting for a load that starts after this call.
+func (e *Extension) Load(ctx context.Context) error { return e.loader.reload(ctx, false) }
+
+// Reload is proxy.ReplyHandler's Reload: called before a command is
+// resent because the library was missing. Unlike Load it answers at once
+// with the last error while a recent load failed.
+func (e *Extension) Reload(ctx context.Context) error { return e.loader.reload(ctx, true) }
+
+// Close stops using the proxy's own connection to Redis.
+func (e *Extension) Close() error {
+	e.loader.mu.Lock()
+	e.loader.closed = true
+	e.loader.mu.Unlock()
+	if err := e.loader.client.Close(); err != nil {
+		return fmt.Errorf("exstring: close: %w", err)
+	}
+	return nil
+}
+
+// Mode reports how commands are sent: "fcall" or "evalsha".
+func (e *Extension) Mode() string {
+	if e.mode.Load() == modeEVALSHA {
+		return "evalsha"
+	}
+	return "fcall"
+}
+
+// switchToScripts moves every later rewrite to EVALSHA. It is one-way: a
+// server without functions is not expected to grow them, and EVALSHA
+// keeps working on one that has them.
+func (e *Extension) switchToScripts(why string) {
+	if e.mode.Swap(modeEVALSHA) != modeEVALSHA {
+		e.cfg.Logger.Warn("exstring: switching to SCRIPT LOAD/EVALSHA", zap.String("reason", why),
+			zap.String("upstream", e.cfg.Upstream.String()))
+	}
+}
+
+func (l *loader) reload(ctx context.Context, useCooldown bool) error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return errors.New("exstring: load: extension closed")
+	}
+	if useCooldown && l.lastErr != nil && time.Since(l.failedAt) < failureCooldown {
+		err := l.lastErr
+		l.mu.Unlock()
+		return err
+	}
+	var c *loadCall
+	if l.running == nil {
+		c = &loadCall{done: make(chan struct{})}
+		l.running = c
+		go l.run(c)
+	} else {
+		if l.next == nil {
+			l.next = &loadCall{done: make(chan struct{})}
+		}
+		c = l.next
+		l.queued++
+	}
+	l.mu.Unlock()
+	select {
+	case <-c.done:
+		return c.err
+	case <-ctx.Done():
+		return fmt.Errorf("exstring: load: %w", ctx.Err())
+	}
+}
+
+// run performs c and then the load queued behind it, if any. Loads use
+// their own deadline, not a caller's context: one impatient caller must
+// not fail the load the others wait for.
+func (l *loader) run(c *loadCall) {
+	for c != nil {
+		l.mu.Lock()
+		l.loads++
+		hook := l.beforeLoad
+		l.mu.Unlock()
+		if hook != nil {
+			hook()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*l.ext.cfg.DialTimeout)
+		err := l.ext.load(ctx)
+		cancel()
+		l.mu.Lock()
+		c.err = err
+		if err != nil {
+			l.lastErr, l.failedAt = err, time.Now()
+		} else {
+			l.lastErr = nil
+		}
+		close(c.done)
+		c = l.next
+		l.running, l.next = c, nil
+		l.mu.Unlock()
+	}
+}
+
+// load puts the library into Redis in the current mode.
+func (e *Extension) load(ctx context.Context) error {
+	// PING first: an unauthenticated FUNCTION LOAD of a large library is
+	// answered "Protocol error: unauthenticated bulk length", which hides
+	// the real problem (NOAUTH, a wrong password) from the operator.
+	if err := e.loader.client.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("exstring: connect to %s: %w", e.cfg.Upstream, err)
+	}
+	if e.mode.Load() == modeFCALL {
+		err := e.loadFunctions(ctx)
+		if err == nil || !isUnknownCommand(err) {
+			return err
+		}
+		// Redis < 7 (or FUNCTION renamed away).
+		e.switchToScripts("FUNCTION is unknown to the server")
+	}
+	return e.loadScripts(ctx)
+}
+
+func (e *Extension) loadFunctions(ctx context.Context) error {
+	name, err := e.loader.client.FunctionLoad(ctx, Library()).Result()
+	switch {
+	case err == nil:
+		e.cfg.Logger.Info("exstring: loaded the Lua library", zap.String("library", name),
+			zap.String("upstream", e.cfg.Upstream.String()))
+		return nil
+	case strings.Contains(err.Error(), "already exists"):
+		// The version is in the library's name, so the same name means
+		// the same body.
+		return nil
+	case strings.HasPrefix(err.Error(), "NOPERM"):
+		return fmt.Errorf("exstring: FUNCTION LOAD on %s: the proxy's user needs +function (or set exstring scripts mode and grant +script): %w",
+			e.cfg.Upstream, err)
+	}
+	return fmt.Errorf("exstring: FUNCTION LOAD on %s: %w", e.cfg.Upstream, err)
+}
+
+func (e *Extension) loadScripts(ctx context.Context) error {
+	pipe := e.loader.client.Pipeline()
+	var cmds []*redis.StringCmd
+	var want []string
+	for _, c := range e.cmds {
+		if c.script != "" {
+			cmds = append(cmds, pipe.ScriptLoad(ctx, c.script))
+			want = append(want, c.sha)
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("exstring: SCRIPT LOAD on %s: %w", e.cfg.Upstream, err)
+	}
+	for i, cmd := range cmds {
+		if sha := cmd.Val(); sha != want[i] {
+			// Cannot happen unless Redis hashes differently; EVALSHA
+			// would then never find the scripts.
+			return fmt.Errorf("exstring: SCRIPT LOAD on %s: got SHA %s, want %s", e.cfg.Upstream, sha, want[i])
+		}
+	}
+	e.cfg.Logger.Info("exstring: loaded the Lua scripts", zap.Int("scripts", len(cmds)),
+		zap.String("upstream", e.cfg.Upstream.String()))
+	return nil
+}
+
+// isUnknownCommand reports whether err is Redis answering "ERR unknown
+// command ..." (wrapped or not).
+func isUnknownCommand(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "ERR unknown command")
+}

@@ -1,0 +1,492 @@
+package exstring
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/exproxy/exproxy/internal/redistest"
+	"github.com/exproxy/exproxy/proxy"
+)
+
+// ioTimeout guards network calls against hangs; it asserts nothing about speed.
+const ioTimeout = 20 * time.Second
+
+func newExt(tb testing.TB, cfg Config) *Extension {
+	tb.Helper()
+	e, err := New(cfg)
+	if err != nil {
+		tb.Fatalf("New: %v", err)
+	}
+	tb.Cleanup(func() { _ = e.Close() })
+	return e
+}
+
+func ctxT(tb testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+	tb.Cleanup(cancel)
+	return ctx
+}
+
+func direct(tb testing.TB, addr string, o *redis.Options) *redis.Client {
+	if o == nil {
+		o = &redis.Options{}
+	}
+	o.Addr = addr
+	if o.Protocol == 0 {
+		o.Protocol = 2
+	}
+	o.DisableIdentity = true
+	c := redis.NewClient(o)
+	tb.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// rawConn speaks RESP to Redis directly, the way the proxy core will: it
+// sends a rewritten command (the prefix, then the client's arguments after
+// the name) and reads back one reply's raw bytes.
+type rawConn struct {
+	tb testing.TB
+	c  net.Conn
+	r  *bufio.Reader
+}
+
+func dialRaw(tb testing.TB, addr string, auth ...string) *rawConn {
+	tb.Helper()
+	c, err := net.DialTimeout("tcp", addr, ioTimeout)
+	if err != nil {
+		tb.Fatalf("dial: %v", err)
+	}
+	tb.Cleanup(func() { _ = c.Close() })
+	rc := &rawConn{tb: tb, c: c, r: bufio.NewReader(c)}
+	if len(auth) > 0 {
+		if got := rc.do(nil, 0, append([]string{"AUTH"}, auth...)...); got != "+OK\r\n" {
+			tb.Fatalf("AUTH: %q", got)
+		}
+	}
+	return rc
+}
+
+// do sends prefix (prefixArgs bulk strings) followed by args[1:], or args
+// whole when prefix is nil, and returns the raw reply.
+func (rc *rawConn) do(prefix []byte, prefixArgs int, args ...string) string {
+	rc.tb.Helper()
+	var b []byte
+	if prefix != nil {
+		b = append(b, '*')
+		b = strconv.AppendInt(b, int64(prefixArgs+len(args)-1), 10)
+		b = append(b, "\r\n"...)
+		b = append(b, prefix...)
+		b = append(b, bulkStrings(args[1:]...)...)
+	} else {
+		b = append(b, "*"+strconv.Itoa(len(args))+"\r\n"+bulkStrings(args...)...)
+	}
+	_ = rc.c.SetDeadline(time.Now().Add(ioTimeout))
+	if _, err := rc.c.Write(b); err != nil {
+		rc.tb.Fatalf("write: %v", err)
+	}
+	return rc.reply()
+}
+
+// reply reads one complete RESP value.
+func (rc *rawConn) reply() string {
+	rc.tb.Helper()
+	var buf []byte
+	for {
+		line, err := rc.r.ReadBytes('\n')
+		if err != nil {
+			rc.tb.Fatalf("read reply: %v (so far %q)", err, buf)
+		}
+		buf = append(buf, line...)
+		if end, err := skipValue(buf, 0); err == nil && end == len(buf) {
+			return string(buf)
+		}
+	}
+}
+
+// rewriteAndSend runs args through the extension and sends the result.
+func rewriteAndSend(tb testing.TB, e *Extension, rc *rawConn, args ...string) (string, proxy.ReplyHandler) {
+	tb.Helper()
+	rw, ok := e.Rewrite(argv(args...), len(args), &proxy.SessionInfo{})
+	if !ok {
+		tb.Fatalf("%v not rewritten", args)
+	}
+	return rc.do(rw.Prefix, rw.PrefixArgs, args...), rw.Reply
+}
+
+func TestLoadFunctions(t *testing.T) {
+	srv := redistest.Start(t)
+	e := newExt(t, Config{Upstream: proxy.Upstream{Addr: srv.Addr}})
+	ctx := ctxT(t)
+	if err := e.Load(ctx); err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	// A second load finds the library already there: fine.
+	if err := e.Load(ctx); err != nil {
+		t.Fatalf("second Load: %v", err)
+	}
+	libs, err := direct(t, srv.Addr, nil).FunctionList(ctx, redis.FunctionListQuery{LibraryNamePattern: "exstring_*"}).Result()
+	if err != nil {
+		t.Fatalf("FUNCTION LIST: %v", err)
+	}
+	if len(libs) != 1 || libs[0].Name != "exstring_"+Version() {
+		t.Fatalf("libraries %+v, want exactly exstring_%s", libs, Version())
+	}
+	if e.Mode() != "fcall" {
+		t.Errorf("mode %s, want fcall", e.Mode())
+	}
+	rc := dialRaw(t, srv.Addr)
+	if got, _ := rewriteAndSend(t, e, rc, "EXSET", "k", "v"); got != "+OK\r\n" {
+		t.Errorf("EXSET through the rewrite: %q", got)
+	}
+	if got, _ := rewriteAndSend(t, e, rc, "exget", "k"); got != "*2\r\n$1\r\nv\r\n:1\r\n" {
+		t.Errorf("EXGET through the rewrite: %q", got)
+	}
+	if got, _ := rewriteAndSend(t, e, rc, "TYPE", "k"); got != "+exstrtype\r\n" {
+		t.Errorf("TYPE of a versioned string: %q", got)
+	}
+	if got := rc.do(nil, 0, "SET", "plain", "x"); got != "+OK\r\n" {
+		t.Fatalf("SET: %q", got)
+	}
+	if got, _ := rewriteAndSend(t, e, rc, "type", "plain"); got != "+string\r\n" {
+		t.Errorf("TYPE of a plain string: %q", got)
+	}
+}
+
+// TestRecoverAfterFlush walks through what the core does on a Retry: the
+// reply to the rewritten command says the library is gone, Check asks for a
+// retry, Reload puts it back, and the resent command succeeds.
+func TestRecoverAfterFlush(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		scripts bool
+		flush   []string
+		missing string
+	}{
+		{"function flush", false, []string{"FUNCTION", "FLUSH"}, "-ERR Function not found\r\n"},
+		{"script flush", true, []string{"SCRIPT", "FLUSH"}, "-NOSCRIPT No matching script. Please use EVAL.\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.Start(t)
+			e := newExt(t, Config{Upstream: proxy.Upstream{Addr: srv.Addr}, Scripts: tc.scripts})
+			ctx := ctxT(t)
+			if err := e.Load(ctx); err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			rc := dialRaw(t, srv.Addr)
+			if got, _ := rewriteAndSend(t, e, rc, "EXSET", "k", "v1"); got != "+OK\r\n" {
+				t.Fatalf("EXSET: %q", got)
+			}
+			if got := rc.do(nil, 0, tc.flush...); got != "+OK\r\n" {
+				t.Fatalf("%v: %q", tc.flush, got)
+			}
+			got, h := rewriteAndSend(t, e, rc, "EXSET", "k", "v2")
+			if got != tc.missing {
+				t.Fatalf("EXSET after flush: %q, want %q", got, tc.missing)
+			}
+			if act, _ := h.Check([]byte(got), 2); act != proxy.Retry {
+				t.Fatalf("Check(%q) = %v, want Retry", got, act)
+			}
+			if err := h.Reload(ctx); err != nil {
+				t.Fatalf("Reload: %v", err)
+			}
+			if got, _ := rewriteAndSend(t, e, rc, "EXSET", "k", "v2"); got != "+OK\r\n" {
+				t.Fatalf("EXSET after reload: %q", got)
+			}
+			if got, _ := rewriteAndSend(t, e, rc, "EXGET", "k"); got != "*2\r\n$2\r\nv2\r\n:2\r\n" {
+				t.Errorf("EXGET: %q", got)
+			}
+		})
+	}
+}
+
+func TestScriptsMode(t *testing.T) {
+	srv := redistest.Start(t)
+	e := newExt(t, Config{Upstream: proxy.Upstream{Addr: srv.Addr}, Scripts: true})
+	ctx := ctxT(t)
+	if err := e.Load(ctx); err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	var shas []string
+	for _, c := range e.cmds {
+		if c.sha != "" {
+			shas = append(shas, c.sha)
+		}
+	}
+	rdb := direct(t, srv.Addr, nil)
+	exists, err := rdb.ScriptExists(ctx, shas...).Result()
+	if err != nil {
+		t.Fatalf("SCRIPT EXISTS: %v", err)
+	}
+	for i, ok := range exists {
+		if !ok {
+			t.Errorf("script %s not loaded", shas[i])
+		}
+	}
+	if n, err := rdb.Do(ctx, "FUNCTION", "LIST").Slice(); err != nil || len(n) != 0 {
+		t.Errorf("FUNCTION LIST = %v, %v: scripts mode must not load the library", n, err)
+	}
+	rc := dialRaw(t, srv.Addr)
+	if got, _ := rewriteAndSend(t, e, rc, "EXSET", "k", "v"); got != "+OK\r\n" {
+		t.Errorf("EXSET via EVALSHA: %q", got)
+	}
+	if got, _ := rewriteAndSend(t, e, rc, "EXGET", "k"); got != "*2\r\n$1\r\nv\r\n:1\r\n" {
+		t.Errorf("EXGET via EVALSHA: %q", got)
+	}
+}
+
+// TestRedisWithoutFunctions simulates Redis 6 by renaming FUNCTION and FCALL
+// away: the server then answers them as unknown commands, as 6.x does.
+func TestRedisWithoutFunctions(t *testing.T) {
+	srv := redistest.Start(t,
+		redistest.WithConfig("rename-command", "FUNCTION", ""),
+		redistest.WithConfig("rename-command", "FCALL", ""))
+	ctx := ctxT(t)
+
+	t.Run("load switches", func(t *testing.T) {
+		e := newExt(t, Config{Upstream: proxy.Upstream{Addr: srv.Addr}})
+		if err := e.Load(ctx); err != nil {
+			t.Fatalf("Load: %v", err)
+		}
+		if e.Mode() != "evalsha" {
+			t.Fatalf("mode %s after loading into a server without FUNCTION, want evalsha", e.Mode())
+		}
+		rc := dialRaw(t, srv.Addr)
+		if got, _ := rewriteAndSend(t, e, rc, "EXSET", "k", "v"); got != "+OK\r\n" {
+			t.Errorf("EXSET: %q", got)
+		}
+	})
+	t.Run("FCALL reply switches", func(t *testing.T) {
+		// A command rewritten before any load goes out as FCALL.
+		e := newExt(t, Config{Upstream: proxy.Upstream{Addr: srv.Addr}})
+		rc := dialRaw(t, srv.Addr)
+		got, h := rewriteAndSend(t, e, rc, "EXSET", "k2", "v")
+		if !strings.HasPrefix(got, "-ERR unknown command 'FCALL'") {
+			t.Fatalf("FCALL on a server without it: %q", got)
+		}
+		if act, _ := h.Check([]byte(got), 2); act != proxy.Retry {
+			t.Fatalf("Check = %v, want Retry", act)
+		}
+		if err := h.Reload(ctx); err != nil {
+			t.Fatalf("Reload: %v", err)
+		}
+		if got, _ := rewriteAndSend(t, e, rc, "EXSET", "k2", "v"); got != "+OK\r\n" {
+			t.Errorf("resent EXSET: %q", got)
+		}
+	})
+}
+
+func TestLoadWithPasswordAndACLUser(t *testing.T) {
+	srv := redistest.Start(t, redistest.WithConfig("requirepass", "s3cret"))
+	ctx := ctxT(t)
+	admin := direct(t, srv.Addr, &redis.Options{Password: "s3cret"})
+	if err := admin.Do(ctx, "ACL", "SETUSER", "loader", "on", ">lpw", "~*", "+@all").Err(); err != nil {
+		t.Fatalf("ACL SETUSER: %v", err)
+	}
+	tests := []struct {
+		name     string
+		up       proxy.Upstream
+		wantErr  string
+		database int
+	}{
+		{"password", proxy.Upstream{Addr: srv.Addr, Password: "s3cret", DB: 3}, "", 3},
+		{"acl user", proxy.Upstream{Addr: srv.Addr, Username: "loader", Password: "lpw"}, "", 0},
+		{"no password", proxy.Upstream{Addr: srv.Addr}, "NOAUTH", 0},
+		{"wrong password", proxy.Upstream{Addr: srv.Addr, Password: "nope"}, "WRONGPASS", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_ = admin.FunctionFlush(ctx).Err()
+			e := newExt(t, Config{Upstream: tt.up})
+			err := e.Load(ctx)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Load error = %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if n, err := admin.FunctionList(ctx, redis.FunctionListQuery{}).Result(); err != nil || len(n) != 1 {
+				t.Fatalf("FUNCTION LIST = %v, %v", n, err)
+			}
+		})
+	}
+}
+
+func TestACLUserWithoutFCALL(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := ctxT(t)
+	admin := direct(t, srv.Addr, nil)
+	for _, u := range [][]string{
+		{"nofcall", "on", ">pw", "~*", "+@all", "-fcall", "-evalsha"},
+		{"somekeys", "on", ">pw", "~a*", "+@all"},
+	} {
+		if err := admin.Do(ctx, append([]any{"ACL", "SETUSER"}, toAny(u)...)...).Err(); err != nil {
+			t.Fatalf("ACL SETUSER %v: %v", u, err)
+		}
+	}
+	for _, scripts := range []bool{false, true} {
+		e := newExt(t, Config{Upstream: proxy.Upstream{Addr: srv.Addr}, Scripts: scripts})
+		if err := e.Load(ctx); err != nil {
+			t.Fatalf("Load: %v", err)
+		}
+		call := map[bool]string{false: "FCALL", true: "EVALSHA"}[scripts]
+		t.Run(call, func(t *testing.T) {
+			rc := dialRaw(t, srv.Addr, "nofcall", "pw")
+			got, h := rewriteAndSend(t, e, rc, "EXSET", "k", "v")
+			want := "-NOPERM this user has no permissions to run the '" + strings.ToLower(call) + "' command\r\n"
+			if got != want {
+				t.Fatalf("Redis replied %q, want %q", got, want)
+			}
+			act, repl := h.Check([]byte(got), 2)
+			wantRepl := "-NOPERM this user has no permissions to run the 'exset' command (exproxy implements it with " +
+				call + ": grant +" + strings.ToLower(call) + ", or +@scripting)\r\n"
+			if act != proxy.Replace || string(repl) != wantRepl {
+				t.Errorf("Check = %v %q, want Replace %q", act, repl, wantRepl)
+			}
+
+			// Key permissions are the client's business: passed through.
+			rc = dialRaw(t, srv.Addr, "somekeys", "pw")
+			got, h = rewriteAndSend(t, e, rc, "EXSET", "k", "v")
+			if got != "-NOPERM this user has no permissions to access one of the keys used as arguments\r\n" {
+				t.Fatalf("key outside the user's patterns: %q", got)
+			}
+			if act, _ := h.Check([]byte(got), 2); act != proxy.Forward {
+				t.Errorf("Check(key NOPERM) = %v, want Forward", act)
+			}
+			if got, _ := rewriteAndSend(t, e, rc, "EXSET", "a1", "v"); got != "+OK\r\n" {
+				t.Errorf("EXSET on a permitted key: %q", got)
+			}
+		})
+	}
+}
+
+func toAny(ss []string) []any {
+	a := make([]any, len(ss))
+	for i, s := range ss {
+		a[i] = s
+	}
+	return a
+}
+
+// TestReloadCoalesces holds the first load until 49 more callers have
+// queued: they must all be served by one second load, which started after
+// they asked.
+func TestReloadCoalesces(t *testing.T) {
+	srv := redistest.Start(t)
+	e := newExt(t, Config{Upstream: proxy.Upstream{Addr: srv.Addr}})
+	ctx := ctxT(t)
+	release := make(chan struct{})
+	first := true
+	e.loader.mu.Lock()
+	e.loader.beforeLoad = func() {
+		if first {
+			first = false
+			<-release
+		}
+	}
+	e.loader.mu.Unlock()
+
+	const callers = 50
+	errs := make(chan error, callers)
+	go func() { errs <- e.Reload(ctx) }()
+	for started := false; !started; { // wait until the first load runs
+		e.loader.mu.Lock()
+		started = e.loader.loads == 1
+		e.loader.mu.Unlock()
+	}
+	var wg sync.WaitGroup
+	for i := 1; i < callers; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs <- e.Reload(ctx) }()
+	}
+	for queued := 0; queued < callers-1; {
+		e.loader.mu.Lock()
+		queued = e.loader.queued
+		e.loader.mu.Unlock()
+	}
+	close(release)
+	wg.Wait()
+	for i := 0; i < callers; i++ {
+		if err := <-errs; err != nil {
+			t.Errorf("Reload: %v", err)
+		}
+	}
+	e.loader.mu.Lock()
+	loads := e.loader.loads
+	e.loader.mu.Unlock()
+	if loads != 2 {
+		t.Errorf("%d callers caused %d loads, want 2", callers, loads)
+	}
+}
+
+func TestReloadWhileRedisDown(t *testing.T) {
+	srv := redistest.Start(t)
+	e := newExt(t, Config{Upstream: proxy.Upstream{Addr: srv.Addr}, DialTimeout: time.Second})
+	ctx := ctxT(t)
+	srv.Stop()
+	err := e.Reload(ctx)
+	if err == nil {
+		t.Fatal("Reload with Redis down succeeded")
+	}
+	// Within the cooldown the failure is answered without dialling again.
+	e.loader.mu.Lock()
+	loads := e.loader.loads
+	e.loader.mu.Unlock()
+	err2 := e.Reload(ctx)
+	e.loader.mu.Lock()
+	after := e.loader.loads
+	failedAt := e.loader.failedAt
+	e.loader.mu.Unlock()
+	if time.Since(failedAt) < failureCooldown && (after != loads || !errors.Is(err2, err) && err2.Error() != err.Error()) {
+		t.Errorf("second Reload within the cooldown loaded again (%d -> %d) or changed error: %v", loads, after, err2)
+	}
+	// Load ignores the cooldown and succeeds once Redis is back. The
+	// client may keep answering its last dial error for a moment after
+	// Redis is back (go-redis redials in the background), so try until ctx
+	// ends rather than assert about timing.
+	srv.StartAgain()
+	for {
+		err := e.Load(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("Load after restart: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := e.Reload(ctx); err != nil {
+		t.Fatalf("Reload after a successful load: %v", err)
+	}
+}
+
+func TestStartLoadsInBackground(t *testing.T) {
+	srv := redistest.Start(t)
+	e := newExt(t, Config{Upstream: proxy.Upstream{Addr: srv.Addr}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e.Start(ctx)
+	rdb := direct(t, srv.Addr, nil)
+	waitCtx := ctxT(t)
+	for {
+		libs, err := rdb.FunctionList(waitCtx, redis.FunctionListQuery{}).Result()
+		if err != nil {
+			t.Fatalf("FUNCTION LIST: %v", err)
+		}
+		if len(libs) == 1 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
