@@ -165,7 +165,7 @@ type passWorkload struct {
 	clients  int
 	pipeline int
 	size     int
-	requests int // per test (SET and GET each)
+	requests int // per test (SET and GET each); an upper bound, see calibrate
 	idle     int // idle connections held open during the run
 	target   float64
 	cpuMax   float64 // µs/request target; 0 = none
@@ -182,7 +182,7 @@ func (s *Suite) passWorkloads() []passWorkload {
 	}
 	if s.cfg.Quick {
 		for i := range w {
-			w[i].requests /= 10
+			w[i].requests /= 5
 		}
 	}
 	return w
@@ -207,6 +207,7 @@ type passResult struct {
 
 func (s *Suite) runPassthrough(ctx context.Context) {
 	for _, w := range s.passWorkloads() {
+		w.requests = s.calibrate(ctx, w)
 		r := &passResult{w: w}
 		s.pass = append(s.pass, r)
 		for round := 1; round <= s.cfg.Rounds && r.err == "" && ctx.Err() == nil; round++ {
@@ -230,6 +231,30 @@ func (s *Suite) runPassthrough(ctx context.Context) {
 		}
 		r.cmdline = "redis-benchmark " + strings.Join(s.rbConfig(w, "HOST:PORT").Args(), " ")
 	}
+}
+
+// calibrate sizes a workload so one direct run takes about two seconds
+// (0.4 s with --quick): on a loaded shared machine a fixed request count
+// could stretch the run far past its budget, and on a quiet one a short
+// run is mostly connection setup. Both sides of every round use the same
+// count, so the ratios stay comparable. The warm-up run also fills the
+// keyspace, so GETs hit.
+func (s *Suite) calibrate(ctx context.Context, w passWorkload) int {
+	secs := 2.0
+	if s.cfg.Quick {
+		secs = 0.4
+	}
+	probe := w
+	probe.requests = max(2000, w.requests/20)
+	res, err := rbench.Run(ctx, s.rbConfig(probe, s.direct.addr))
+	if err != nil {
+		s.logf("%s: calibration run failed (%v); using -n %d", w.name, err, w.requests)
+		return w.requests
+	}
+	n := int(res.RPS()*secs/2) / 1000 * 1000
+	n = max(probe.requests, min(n, w.requests))
+	s.logf("%s: calibrated at %.0f rps direct: -n %d per test", w.name, res.RPS(), n)
+	return n
 }
 
 func (s *Suite) rbConfig(w passWorkload, addr string) rbench.Config {
