@@ -34,7 +34,11 @@ type Framer struct {
 	crlf   uint8 // bytes of the CRLF after a bulk body still to come
 	chunks bool  // the bulk being read is a chunk of a streamed string
 	err    error // sticky: a framer that saw malformed input stays failed
-	depth  int
+	// seen is how many bytes of a partial line at the start of the next
+	// buf are known to hold no '\n', so a peer trickling a long line in
+	// byte by byte costs linear, not quadratic, scanning.
+	seen  int
+	depth int
 	// Normal values nest far less than 16 deep, so the stack lives in the
 	// struct and only deeper nesting allocates.
 	stack [16]frame
@@ -73,6 +77,9 @@ var (
 // belong to it, and done reports that the value ended at buf[n-1]. Header
 // lines are consumed only when complete, so n may be 0 when buf holds a
 // partial line. After done the framer is ready for the next value.
+//
+// The bytes not consumed must start the next call's buf (more may follow
+// them): the framer remembers how much of a partial line it has searched.
 //
 // After an error (*ProtocolError; n is what was consumed before the
 // malformed byte) the framer keeps returning it until Reset.
@@ -154,13 +161,20 @@ func (f *Framer) line(buf []byte, pos int) (end, next int, err error) {
 	if len(w) > max+2 {
 		w = w[:max+2]
 	}
-	i := bytes.IndexByte(w, '\n')
+	from := 0
+	if pos == 0 && f.seen <= len(w) {
+		from = f.seen
+	}
+	i := bytes.IndexByte(w[from:], '\n')
 	if i < 0 {
 		if len(w) > max+1 {
 			return -1, 0, errLineTooLong
 		}
+		f.seen = len(w)
 		return -1, 0, nil
 	}
+	i += from
+	f.seen = 0
 	if i == 0 || w[i-1] != '\r' {
 		return -1, 0, errLineEnd
 	}

@@ -1,0 +1,200 @@
+package resp
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+)
+
+// smallLimits make the fuzzer reach every limit with short inputs.
+var smallLimits = Limits{MaxBulkLen: 64, MaxInlineLen: 16, MaxArgs: 8}
+
+// seedCommands are the fuzzers' starting points: well-formed commands and
+// the malformed shapes from the unit tests.
+var seedCommands = []string{
+	"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nvalue\r\n",
+	"*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n",
+	"*0\r\n", "*-1\r\n", "\r\n", "PING\r\n", "SET k v\n",
+	`SET "a b" "\x41\n" 'c\'d'` + "\r\n",
+	`"a"b` + "\n", `'a` + "\n",
+	"*1\rX$4\rYPINGab",
+	"*1\x00\r\n", "GET a\x00b\n",
+	"*x\r\n", "*1\r\n$-1\r\n", "*1\r\n$99999999999\r\n",
+	"*3\r\n$3\r\nSET\r\n$1\r\nx\r\nfooz\r\n",
+	"*2\r\n$4\r\nECHO\r\n$0\r\n\r\n",
+}
+
+// FuzzParseCommand checks that Parse never panics, stays within its input,
+// and gives the same answer however much of the input has arrived: a
+// prefix either waits (n == 0, no error) or gives exactly the whole
+// input's result. Peek must agree with Parse.
+func FuzzParseCommand(f *testing.F) {
+	for _, s := range seedCommands {
+		f.Add([]byte(s), uint16(len(s)/2), false)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, cut uint16, small bool) {
+		p := CommandParser{}
+		if small {
+			p.Limits = smallLimits
+		}
+		n, args, inline, err := p.Parse(data, nil)
+		if n < 0 || n > len(data) {
+			t.Fatalf("n = %d outside [0, %d]", n, len(data))
+		}
+		if err != nil {
+			var pe *ProtocolError
+			if !errors.As(err, &pe) || n != 0 {
+				t.Fatalf("err %v (%T) with n %d", err, err, n)
+			}
+		}
+		whole := strs(args)
+
+		// The same parse on a prefix.
+		c := int(cut) % (len(data) + 1)
+		q := CommandParser{Limits: p.Limits}
+		pn, pargs, pinline, perr := q.Parse(data[:c], nil)
+		switch {
+		case pn == 0 && perr == nil:
+			if err == nil && n > 0 && c >= n {
+				t.Fatalf("prefix %d waits, but the whole input parsed %d bytes", c, n)
+			}
+		case perr != nil:
+			if err == nil || err.Error() != perr.Error() {
+				t.Fatalf("prefix %d: err %v; whole input: %v", c, perr, err)
+			}
+		default:
+			if pn != n || err != nil || pinline != inline || !reflect.DeepEqual(strs(pargs), whole) {
+				t.Fatalf("prefix %d: %d %q %v; whole: %d %q %v", c, pn, strs(pargs), perr, n, whole, err)
+			}
+		}
+
+		if len(data) == 0 || data[0] != '*' {
+			return
+		}
+		argc, pk, body, kerr := p.Peek(data, nil)
+		if (kerr == nil) != (err == nil) || (err != nil && kerr.Error() != err.Error()) {
+			t.Fatalf("Peek err %v, Parse err %v", kerr, err)
+		}
+		if err != nil {
+			return
+		}
+		peeked := strs(pk)
+		if len(peeked) > len(whole) && n > 0 || len(peeked) > argc {
+			t.Fatalf("Peek returned %d args of %d; Parse %d", len(peeked), argc, len(whole))
+		}
+		if n > 0 {
+			if !reflect.DeepEqual(peeked, whole) || (argc > 0) != (len(whole) > 0) {
+				t.Fatalf("Peek %d %q, Parse %q", argc, peeked, whole)
+			}
+		}
+		if (body > 0) != (len(pk) > 0) || body > len(data) {
+			t.Fatalf("body %d with %d args", body, len(pk))
+		}
+		if n > 0 && len(whole) > 0 {
+			// Re-encoded, the arguments parse back to themselves.
+			enc := AppendArrayHeader(nil, len(args))
+			for _, a := range args {
+				enc = AppendBulk(enc, a)
+			}
+			rn, rargs, _, rerr := p.Parse(enc, nil)
+			if rerr != nil || rn != len(enc) || !reflect.DeepEqual(strs(rargs), whole) {
+				t.Fatalf("re-encoded %q parsed to %d %q %v", enc, rn, strs(rargs), rerr)
+			}
+		}
+	})
+}
+
+// frameCuts frames in fed in pieces cut at the given sizes (cycled; a
+// zero size feeds one byte), and stops without error at the end of the
+// input even inside a value.
+func frameCuts(f *Framer, in []byte, cuts []byte) (ends []int, kinds []byte, err error) {
+	var pending []byte
+	fed, base, ci := 0, 0, 0
+	for {
+		n, done, err := f.Next(pending)
+		if n < 0 || n > len(pending) || (done && n == 0) {
+			return ends, kinds, errors.New("Next returned an impossible n")
+		}
+		if err != nil {
+			return ends, kinds, err
+		}
+		pending = pending[n:]
+		base += n
+		if done {
+			ends = append(ends, base)
+			kinds = append(kinds, f.Kind())
+			continue
+		}
+		if fed == len(in) {
+			return ends, kinds, nil
+		}
+		step := 1
+		if len(cuts) > 0 {
+			step = max(1, int(cuts[ci%len(cuts)]))
+			ci++
+		}
+		next := min(fed+step, len(in))
+		pending = append(pending, in[fed:next]...)
+		fed = next
+	}
+}
+
+// FuzzFramer checks that the framer never panics, never claims more than
+// it was given, and reports the same boundaries, kinds and error whether
+// the input comes whole, a byte at a time, or cut where the fuzzer says.
+func FuzzFramer(f *testing.F) {
+	for _, s := range []string{
+		"+OK\r\n", "-ERR x\r\n", ":1\r\n", "$3\r\nabc\r\n", "$-1\r\n", "*-1\r\n",
+		"*2\r\n$3\r\nfoo\r\n:1\r\n", "%1\r\n+a\r\n:1\r\n", "~1\r\n+a\r\n",
+		">2\r\n+a\r\n+b\r\n", "_\r\n", ",1.5\r\n", "#t\r\n", "(123\r\n",
+		"=8\r\ntxt:abcd\r\n", "!3\r\nERR\r\n",
+		"|1\r\n+a\r\n+b\r\n:1\r\n", "*2\r\n|1\r\n+a\r\n+b\r\n:1\r\n:2\r\n",
+		"$?\r\n;2\r\nab\r\n;0\r\n", "*?\r\n:1\r\n.\r\n", "%?\r\n+a\r\n+b\r\n.\r\n",
+	} {
+		f.Add([]byte(s), []byte{3, 1, 7}, false)
+	}
+	for _, s := range seedCommands {
+		f.Add([]byte(s), []byte{2}, true)
+	}
+	f.Fuzz(func(t *testing.T, data, cuts []byte, small bool) {
+		lim := Limits{}
+		if small {
+			lim = smallLimits
+		}
+		whole := Framer{Limits: lim}
+		ends, kinds, err := frameCuts(&whole, data, []byte{255, 255, 255, 255})
+		if err != nil {
+			var pe *ProtocolError
+			if !errors.As(err, &pe) {
+				t.Fatalf("err %v is %T, not *ProtocolError", err, err)
+			}
+		}
+		feeds := [][]byte{cuts}
+		if len(data) <= 4096 {
+			feeds = append(feeds, nil) // byte by byte
+		}
+		for _, c := range feeds {
+			split := Framer{Limits: lim}
+			sends, skinds, serr := frameCuts(&split, data, c)
+			if !reflect.DeepEqual(sends, ends) || string(skinds) != string(kinds) {
+				t.Fatalf("cuts %v: ends %v kinds %q; whole: %v %q", c, sends, skinds, ends, kinds)
+			}
+			if (serr == nil) != (err == nil) || (err != nil && serr.Error() != err.Error()) {
+				t.Fatalf("cuts %v: err %v; whole: %v", c, serr, err)
+			}
+		}
+		if err == nil && len(ends) > 0 {
+			// Framing what was framed, value by value, from a fresh
+			// framer after Reset, lands on the same boundaries.
+			whole.Reset()
+			start := 0
+			for i, end := range ends {
+				n, done, err := whole.Next(data[start:end])
+				if err != nil || !done || n != end-start || whole.Kind() != kinds[i] {
+					t.Fatalf("value %d again: %d %v %v %q", i, n, done, err, whole.Kind())
+				}
+				start = end
+			}
+		}
+	})
+}
