@@ -90,11 +90,33 @@ func (f *Framer) Next(buf []byte) (n int, done bool, err error) {
 	if f.ended {
 		f.ended, f.kind = false, 0
 	}
+	max := f.Limits.MaxInlineLen
+	if max <= 0 {
+		max = DefaultLimits().MaxInlineLen
+	}
 	pos := 0
 	for pos < len(buf) {
 		switch f.state {
 		case stBody:
 			avail := int64(len(buf) - pos)
+			if avail >= f.left+2 {
+				// The common case: the rest of the body and its CRLF
+				// are here; check them in one step.
+				end := pos + int(f.left)
+				if buf[end] != '\r' || buf[end+1] != '\n' {
+					return end, false, f.fail(errBodyEnd)
+				}
+				pos, f.left = end+2, 0
+				if f.chunks {
+					f.state = stChunk
+					continue
+				}
+				f.state = stHeader
+				if f.complete() {
+					return pos, f.finish(), nil
+				}
+				continue
+			}
 			if avail < f.left {
 				f.left -= avail
 				return len(buf), false, nil
@@ -123,7 +145,7 @@ func (f *Framer) Next(buf []byte) (n int, done bool, err error) {
 				return pos, f.finish(), nil
 			}
 		default: // stHeader, stChunk
-			end, next, err := f.line(buf, pos)
+			end, next, err := f.line(buf, pos, max)
 			if err != nil {
 				return pos, false, f.fail(err)
 			}
@@ -152,11 +174,7 @@ func (f *Framer) Next(buf []byte) (n int, done bool, err error) {
 // next the index after its '\n'; end is -1 while the line is incomplete.
 // A line is judged by its own length, never by how much is buffered, so
 // the result does not depend on how the input was split.
-func (f *Framer) line(buf []byte, pos int) (end, next int, err error) {
-	max := f.Limits.MaxInlineLen
-	if max <= 0 {
-		max = DefaultLimits().MaxInlineLen
-	}
+func (f *Framer) line(buf []byte, pos, max int) (end, next int, err error) {
 	w := buf[pos:]
 	if len(w) > max+2 {
 		w = w[:max+2]
