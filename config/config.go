@@ -83,6 +83,8 @@ type Admin struct {
 	// Listen is host:port for /healthz, /readyz, /metrics and
 	// /contention; "" disables the endpoint.
 	Listen string `yaml:"listen"`
+	// Pprof serves Go's profiler under /debug/pprof/ on the same address.
+	Pprof bool `yaml:"pprof"`
 }
 
 // Exstring configures the versioned-string commands (extensions/exstring).
@@ -151,6 +153,7 @@ func Default() *Config {
 		Log: Log{Level: "info", Format: "json", File: "stderr"},
 		Admin: Admin{
 			Listen: DefaultAdminListen,
+			Pprof:  true,
 		},
 		Exstring: Exstring{Enabled: true},
 		Contention: Contention{

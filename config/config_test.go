@@ -111,7 +111,7 @@ func TestEverySettingFromEverySource(t *testing.T) {
 		"limits.max-pending": "10", "limits.client-output-limit": "11mb",
 		"log.level": "debug", "log.format": "console", "log.file": "stdout",
 		"admin.listen": "", "contention.enabled": "false", "contention.window": "12s",
-		"contention.top": "13", "exstring.enabled": "false", "exstring.scripts": "true",
+		"contention.top": "13", "admin.pprof": "false", "exstring.enabled": "false", "exstring.scripts": "true",
 		"contention.max-keys": "16", "contention.max-patterns": "17", "contention.max-clients": "18", "contention.threshold": "14", "contention.abort-events": "true",
 		"contention.abort-sample-rate": "0.5", "contention.abort-rate-limit": "15",
 	}

@@ -191,6 +191,9 @@ func buildSettings() []Setting {
 	set, get = str(func(c *Config) *string { return &c.Admin.Listen })
 	row("admin.listen", "admin-listen", "address", "HTTP address for /healthz, /readyz, /metrics and /contention; \"\" disables it", set, get)
 
+	bset, bget = boolean(func(c *Config) *bool { return &c.Admin.Pprof })
+	row("admin.pprof", "admin-pprof", "bool", "serve Go's profiler under /debug/pprof/ on the admin address", bset, bget)
+
 	bset, bget = boolean(func(c *Config) *bool { return &c.Exstring.Enabled })
 	row("exstring.enabled", "exstring", "bool", "add the versioned-string commands (EXSET, EXCAS, ..., CAS, CAD); false makes the proxy a pure passthrough", bset, bget)
 	bset, bget = boolean(func(c *Config) *bool { return &c.Exstring.Scripts })

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+	"go.uber.org/zap"
+
+	"github.com/exproxy/exproxy/proxy"
+)
+
+// health answers /healthz and /readyz.
+type health struct {
+	// serving is true from the moment the proxy accepts clients until
+	// shutdown starts, so a load balancer stops sending new connections
+	// while the proxy drains.
+	serving atomic.Bool
+	stats   func() proxy.Stats
+	// ping checks the upstream on a connection of the proxy's own, never
+	// on a client's: a client must see in INFO and MONITOR only what it
+	// sent itself.
+	ping     func(ctx context.Context) error
+	timeout  time.Duration
+	upstream string
+	closeFn  func() error
+}
+
+func newHealth(stats func() proxy.Stats, up proxy.Upstream, dialTimeout time.Duration) *health {
+	c := redis.NewClient(&redis.Options{
+		Network:   up.Network,
+		Addr:      up.Addr,
+		Username:  up.Username,
+		Password:  up.Password,
+		DB:        up.DB,
+		TLSConfig: up.TLS,
+		// RESP2 and no CLIENT SETINFO/MAINT_NOTIFICATIONS: the check should
+		// send PING and nothing a Redis 7.0 might refuse.
+		Protocol:                 2,
+		DisableIdentity:          true,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+		DialTimeout:              dialTimeout,
+		ReadTimeout:              dialTimeout,
+		WriteTimeout:             dialTimeout,
+		PoolSize:                 1,
+		MaxRetries:               -1,
+	})
+	return &health{
+		stats:    stats,
+		ping:     func(ctx context.Context) error { return c.Ping(ctx).Err() },
+		timeout:  dialTimeout + time.Second,
+		upstream: up.String(),
+		closeFn:  c.Close,
+	}
+}
+
+func (h *health) close() {
+	if h.closeFn != nil {
+		_ = h.closeFn()
+	}
+}
+
+func (h *health) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if !h.serving.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "not serving")
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+func (h *health) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if !h.serving.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "not serving")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.timeout)
+	defer cancel()
+	if err := h.ping(ctx); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "upstream %s: %v\n", h.upstream, err)
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+// statsCollector exports proxy.Server.Stats as Prometheus metrics, read at
+// scrape time so the proxy keeps only its own atomic counters.
+type statsCollector struct {
+	stats func() proxy.Stats
+	descs []*prometheus.Desc
+}
+
+var statsMetrics = []struct {
+	name, help string
+	kind       prometheus.ValueType
+	value      func(proxy.Stats) int64
+}{
+	{"exproxy_clients_connected", "Client connections open now.", prometheus.GaugeValue, func(s proxy.Stats) int64 { return s.ClientsConnected }},
+	{"exproxy_clients_total", "Client connections accepted since start.", prometheus.CounterValue, func(s proxy.Stats) int64 { return s.ClientsTotal }},
+	{"exproxy_clients_rejected_total", "Client connections refused by max-clients.", prometheus.CounterValue, func(s proxy.Stats) int64 { return s.ClientsRejected }},
+	{"exproxy_commands_total", "Commands forwarded upstream.", prometheus.CounterValue, func(s proxy.Stats) int64 { return s.Commands }},
+	{"exproxy_upstream_errors_total", "Failed upstream dials and lost upstream connections.", prometheus.CounterValue, func(s proxy.Stats) int64 { return s.UpstreamErrors }},
+	{"exproxy_protocol_errors_total", "Malformed client input.", prometheus.CounterValue, func(s proxy.Stats) int64 { return s.ProtocolErrors }},
+	{"exproxy_output_limit_closed_total", "Clients disconnected for exceeding client-output-limit.", prometheus.CounterValue, func(s proxy.Stats) int64 { return s.OutputLimitClosed }},
+}
+
+func newStatsCollector(stats func() proxy.Stats) *statsCollector {
+	c := &statsCollector{stats: stats}
+	for _, m := range statsMetrics {
+		c.descs = append(c.descs, prometheus.NewDesc(m.name, m.help, nil, nil))
+	}
+	return c
+}
+
+// Describe implements prometheus.Collector.
+func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.stats()
+	for i, m := range statsMetrics {
+		ch <- prometheus.MustNewConstMetric(c.descs[i], m.kind, float64(m.value(s)))
+	}
+}
+
+// metricsHandler serves the proxy's counters, build info and the Go
+// runtime and process metrics from a registry of its own (not the global
+// one, so nothing an imported package registers leaks in).
+func metricsHandler(stats func() proxy.Stats) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		newStatsCollector(stats),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "exproxy_build_info",
+			Help:        "Always 1; the version label names the build.",
+			ConstLabels: prometheus.Labels{"version": version},
+		}, func() float64 { return 1 }),
+	)
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+}
+
+// adminMux routes the admin endpoints; contention may be nil (tracking off).
+func adminMux(h *health, contention http.Handler, withPprof bool) *http.ServeMux {
+	mux := http.NewServeMux()
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	mux.HandleFunc("GET /healthz", h.healthz)
+	mux.HandleFunc("GET /readyz", h.readyz)
+	mux.Handle("GET /metrics", metricsHandler(h.stats))
+	if contention != nil {
+		mux.Handle("/contention", contention)
+	} else {
+		mux.HandleFunc("/contention", func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "contention tracking is off (contention.enabled: false)", http.StatusNotFound)
+		})
+	}
+	return mux
+}
+
+// adminServer is the HTTP admin endpoint.
+type adminServer struct {
+	srv *http.Server
+	l   net.Listener
+	log *zap.Logger
+}
+
+func startAdmin(addr string, h *health, contention http.Handler, withPprof bool, log *zap.Logger) (*adminServer, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin listen: %w", err)
+	}
+	a := &adminServer{
+		srv: &http.Server{
+			Handler:           adminMux(h, contention, withPprof),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          zap.NewStdLog(log.Named("admin")),
+		},
+		l:   l,
+		log: log,
+	}
+	go func() {
+		if err := a.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("admin endpoint stopped", zap.Error(err))
+		}
+	}()
+	return a, nil
+}
+
+func (a *adminServer) addr() string { return a.l.Addr().String() }
+
+func (a *adminServer) shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := a.srv.Shutdown(ctx); err != nil {
+		_ = a.srv.Close()
+	}
+}

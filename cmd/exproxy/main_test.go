@@ -1,0 +1,301 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/exproxy/exproxy/config"
+	"github.com/exproxy/exproxy/extensions/contention"
+	"github.com/exproxy/exproxy/internal/redistest"
+	"github.com/exproxy/exproxy/proxy"
+	"github.com/exproxy/exproxy/proxy/resp"
+)
+
+// runIn runs the command in-process with an empty environment plus env.
+func runIn(vars map[string]string, args ...string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	code = run(args, env{strings.NewReader(""), &out, &errb, func(k string) (string, bool) { v, ok := vars[k]; return v, ok }})
+	return code, out.String(), errb.String()
+}
+
+func TestHelpListsEveryFlag(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"serve", "--help"}, {"help", "serve"}} {
+		code, out, _ := runIn(nil, args...)
+		if code != exitOK {
+			t.Errorf("%v: exit %d, want 0", args, code)
+		}
+		for _, s := range config.Settings() {
+			if s.Flag == "" {
+				continue
+			}
+			if !strings.Contains(out, "--"+s.Flag) || !strings.Contains(out, s.Env) {
+				t.Errorf("%v: help lacks --%s or %s", args, s.Flag, s.Env)
+			}
+		}
+		if !strings.Contains(out, "--config FILE") {
+			t.Errorf("%v: help lacks --config", args)
+		}
+	}
+	_, out, _ := runIn(nil, "--help")
+	for _, c := range commands() {
+		if !strings.Contains(out, "  "+c.name+" ") {
+			t.Errorf("top-level help lacks command %s", c.name)
+		}
+	}
+}
+
+// TestUsageErrors checks that every bad command line exits 2 with one line
+// on stderr and nothing on stdout.
+func TestUsageErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"unknown command", nil, []string{"frobnicate"}, `exproxy: unknown command "frobnicate" (see exproxy --help)`},
+		{"unknown flag", nil, []string{"--nope"}, `exproxy: flag provided but not defined: -nope (see exproxy --help)`},
+		{"flag without value", nil, []string{"serve", "--listen"}, `exproxy: flag needs an argument: -listen (see exproxy --help)`},
+		{"extra argument", nil, []string{"serve", "extra"}, `exproxy: unexpected argument "extra" (see exproxy --help)`},
+		{"bad flag value", nil, []string{"--max-clients", "0"}, `exproxy: invalid --max-clients: must be at least 1, got 0`},
+		{"bad env value", map[string]string{"EXPROXY_DIAL_TIMEOUT": "2"}, nil, `exproxy: invalid EXPROXY_DIAL_TIMEOUT: not a duration: "2" (use e.g. 500ms, 2s, 1m)`},
+		{"bad upstream keeps secret", nil, []string{"--upstream", "redis://u:hunter2@h:0"}, `exproxy: invalid --upstream: port "0" is not a number from 1 to 65535`},
+		{"missing config file", nil, []string{"--config", "/nonexistent.yaml"}, `exproxy: config file: cannot read: open /nonexistent.yaml: no such file or directory`},
+		{"log file not writable", nil, []string{"--log-file", "/nonexistent/dir/x.log", "--admin-listen="}, `exproxy: invalid --log-file: cannot open: open /nonexistent/dir/x.log: no such file or directory`},
+		{"help unknown", nil, []string{"help", "nope"}, `exproxy: unknown command "nope" (see exproxy --help)`},
+		{"lua args", nil, []string{"lua", "x"}, `exproxy: lua takes no arguments (see exproxy lua --help)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := runIn(tt.env, tt.args...)
+			if code != exitUsage {
+				t.Errorf("exit %d, want 2", code)
+			}
+			if got := strings.TrimSuffix(errOut, "\n"); got != tt.want {
+				t.Errorf("stderr\n got: %q\nwant: %q", got, tt.want)
+			}
+			if out != "" {
+				t.Errorf("stdout not empty: %q", out)
+			}
+		})
+	}
+}
+
+func TestVersionAndLua(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		code, out, _ := runIn(nil, args...)
+		if code != exitOK || out != "exproxy "+version+"\n" {
+			t.Errorf("%v: exit %d, output %q", args, code, out)
+		}
+	}
+	code, out, _ := runIn(nil, "lua")
+	if code != exitOK || !strings.HasPrefix(out, "#!lua name=exstring_") || !strings.Contains(out, "register_function") {
+		t.Errorf("lua: exit %d, output starts %q", code, out[:min(len(out), 60)])
+	}
+	code, out, _ = runIn(nil, "lua", "--help")
+	if code != exitOK || !strings.Contains(out, "FUNCTION LOAD") {
+		t.Errorf("lua --help: exit %d, output %q", code, out)
+	}
+}
+
+// TestLuaLoadsIntoRedis checks the README's recipe: what `exproxy lua`
+// prints loads into a real Redis with FUNCTION LOAD.
+func TestLuaLoadsIntoRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	_, lib, _ := runIn(nil, "lua")
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr, Protocol: 2})
+	defer client.Close()
+	name, err := client.FunctionLoad(context.Background(), lib).Result()
+	if err != nil {
+		t.Fatalf("FUNCTION LOAD: %v", err)
+	}
+	if !strings.HasPrefix(name, "exstring_") {
+		t.Errorf("library name %q", name)
+	}
+}
+
+// TestContentionConfigMapping keeps config.Contention and the tracker's
+// own Config in step: the defaults of one map onto the defaults of the
+// other, and every field is copied.
+func TestContentionConfigMapping(t *testing.T) {
+	if got, want := contentionConfig(config.Default().Contention), contention.DefaultConfig(); !reflect.DeepEqual(got, want) {
+		t.Errorf("defaults differ:\n config: %+v\ntracker: %+v", got, want)
+	}
+	c := config.Contention{
+		Enabled: true, Window: time.Minute, Top: 3, Threshold: 4, MaxKeys: 5, MaxPatterns: 6, MaxClients: 7,
+		AbortEvents: true, AbortSampleRate: 0.25, AbortRateLimit: 8,
+		Patterns: []config.PatternRule{{Match: "^a", Pattern: "a"}},
+	}
+	want := contention.Config{
+		Enabled: true, Window: time.Minute, Top: 3, Threshold: 4, MaxKeys: 5, MaxPatterns: 6, MaxClients: 7,
+		AbortEvents: true, AbortSampleRate: 0.25, AbortRateLimit: 8,
+		Patterns: []contention.PatternRule{{Match: "^a", Pattern: "a"}},
+	}
+	if got := contentionConfig(c); !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v\nwant %+v", got, want)
+	}
+}
+
+func TestProxyOptionsMapping(t *testing.T) {
+	cfg := config.Default()
+	cfg.Limits = config.Limits{ProtoMaxBulkLen: 1, InlineMaxLen: 2, MaxArgs: 3, MaxPending: 4, ClientOutputLimit: 5}
+	cfg.MaxClients, cfg.DialTimeout, cfg.WriteTimeout, cfg.DrainTimeout = 6, 7, 8, 9
+	up := proxy.Upstream{Network: "unix", Addr: "/x"}
+	got := proxyOptions(cfg, up, nil)
+	want := proxy.Options{
+		Listen: cfg.Listen, Upstream: up, DialTimeout: 7, WriteTimeout: 8, MaxClients: 6,
+		Limits:     resp.Limits{MaxBulkLen: 1, MaxInlineLen: 2, MaxArgs: 3},
+		MaxPending: 4, ClientOutputLimit: 5, DrainTimeout: 9,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v\nwant %+v", got, want)
+	}
+}
+
+func TestHealthEndpoints(t *testing.T) {
+	srv := redistest.Start(t, redistest.WithConfig("requirepass", "s3cret"))
+	tests := []struct {
+		name     string
+		up       proxy.Upstream
+		serving  bool
+		path     string
+		code     int
+		contains string
+	}{
+		{"healthz before serving", proxy.Upstream{Network: "tcp", Addr: srv.Addr, Password: "s3cret"}, false, "/healthz", 503, "not serving"},
+		{"healthz serving", proxy.Upstream{Network: "tcp", Addr: srv.Addr, Password: "s3cret"}, true, "/healthz", 200, "ok"},
+		{"readyz upstream up", proxy.Upstream{Network: "tcp", Addr: srv.Addr, Password: "s3cret"}, true, "/readyz", 200, "ok"},
+		{"readyz wrong password", proxy.Upstream{Network: "tcp", Addr: srv.Addr, Password: "wrong-pw"}, true, "/readyz", 503, "upstream " + srv.Addr + ": WRONGPASS"},
+		{"readyz not serving", proxy.Upstream{Network: "tcp", Addr: srv.Addr, Password: "s3cret"}, false, "/readyz", 503, "not serving"},
+		{"readyz upstream down", proxy.Upstream{Network: "tcp", Addr: "127.0.0.1:1"}, true, "/readyz", 503, "upstream 127.0.0.1:1: dial tcp 127.0.0.1:1"},
+		{"contention off", proxy.Upstream{Network: "tcp", Addr: srv.Addr}, true, "/contention", 404, "contention tracking is off"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHealth(func() proxy.Stats { return proxy.Stats{} }, tt.up, 2*time.Second)
+			defer h.close()
+			h.serving.Store(tt.serving)
+			rec := httptest.NewRecorder()
+			adminMux(h, nil, false).ServeHTTP(rec, httptest.NewRequest("GET", tt.path, nil))
+			if rec.Code != tt.code || !strings.Contains(rec.Body.String(), tt.contains) {
+				t.Errorf("got %d %q, want %d containing %q", rec.Code, rec.Body.String(), tt.code, tt.contains)
+			}
+			for _, secret := range []string{"s3cret", "wrong-pw"} {
+				if strings.Contains(rec.Body.String(), secret) {
+					t.Errorf("body shows a password: %q", rec.Body.String())
+				}
+			}
+		})
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	stats := proxy.Stats{ClientsConnected: 3, ClientsTotal: 10, ClientsRejected: 1, Commands: 42, UpstreamErrors: 2, ProtocolErrors: 5, OutputLimitClosed: 7}
+	h := &health{stats: func() proxy.Stats { return stats }}
+	tracker := contention.New(contention.DefaultConfig(), nil)
+	defer tracker.Close()
+	mux := adminMux(h, tracker.Handler(), true)
+
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		"exproxy_clients_connected 3\n", "exproxy_clients_total 10\n", "exproxy_clients_rejected_total 1\n",
+		"exproxy_commands_total 42\n", "exproxy_upstream_errors_total 2\n", "exproxy_protocol_errors_total 5\n",
+		"exproxy_output_limit_closed_total 7\n", `exproxy_build_info{version="` + version + `"} 1`,
+		"# TYPE exproxy_commands_total counter", "# TYPE exproxy_clients_connected gauge",
+		"go_goroutines ", "process_resident_memory_bytes ",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+
+	rec = httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest("GET", "/contention", nil))
+	var state map[string]json.RawMessage
+	if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &state) != nil || state["current"] == nil {
+		t.Errorf("/contention: %d %q", rec.Code, rec.Body.String())
+	}
+
+	rec = httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest("GET", "/debug/pprof/", nil))
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), "goroutine") {
+		t.Errorf("/debug/pprof/: %d", rec.Code)
+	}
+	rec = httptest.NewRecorder()
+	adminMux(h, nil, false).ServeHTTP(rec, httptest.NewRequest("GET", "/debug/pprof/", nil))
+	if rec.Code != 404 {
+		t.Errorf("/debug/pprof/ with pprof off: %d, want 404", rec.Code)
+	}
+}
+
+func TestLogger(t *testing.T) {
+	dir := t.TempDir()
+	logFile := filepath.Join(dir, "exproxy.log")
+	if err := os.WriteFile(logFile, []byte("{\"old\":1}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, level, format, file string
+		check                     func(t *testing.T, stdout, stderr, file string)
+	}{
+		{"json to stderr", "info", "json", "stderr", func(t *testing.T, stdout, stderr, _ string) {
+			var m map[string]any
+			line, _, _ := strings.Cut(stderr, "\n")
+			if err := json.Unmarshal([]byte(line), &m); err != nil {
+				t.Fatalf("not JSON: %q", stderr)
+			}
+			if m["msg"] != "hello" || m["level"] != "info" || m["k"] != "v" || m["ts"] == nil {
+				t.Errorf("fields: %v", m)
+			}
+			if strings.Contains(stderr, "hidden") || stdout != "" {
+				t.Errorf("debug line logged at info, or wrote stdout: %q %q", stderr, stdout)
+			}
+		}},
+		{"console to stdout at debug", "debug", "console", "stdout", func(t *testing.T, stdout, stderr, _ string) {
+			if !strings.Contains(stdout, "INFO\thello\t") || !strings.Contains(stdout, "DEBUG\thidden") || stderr != "" {
+				t.Errorf("stdout %q stderr %q", stdout, stderr)
+			}
+		}},
+		{"file is appended to", "warn", "json", logFile, func(t *testing.T, stdout, stderr, file string) {
+			if !strings.HasPrefix(file, "{\"old\":1}\n") || !strings.Contains(file, `"msg":"warned"`) || strings.Contains(file, "hello") {
+				t.Errorf("file %q", file)
+			}
+			if stdout != "" || stderr != "" {
+				t.Errorf("wrote to stdout/stderr: %q %q", stdout, stderr)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := config.Default()
+			cfg.Log = config.Log{Level: tt.level, Format: tt.format, File: tt.file}
+			var out, errb bytes.Buffer
+			log, closeLog, err := newLogger(cfg, &out, &errb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			log.Debug("hidden")
+			log.Info("hello", zap.String("k", "v"))
+			log.Warn("warned")
+			closeLog()
+			var file string
+			if b, err := os.ReadFile(logFile); err == nil {
+				file = string(b)
+			}
+			tt.check(t, out.String(), errb.String(), file)
+		})
+	}
+}

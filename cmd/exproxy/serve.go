@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/exproxy/exproxy/config"
+	"github.com/exproxy/exproxy/proxy"
+	"github.com/exproxy/exproxy/proxy/resp"
+)
+
+func serveUsage(w io.Writer) {
+	fmt.Fprint(w, `Usage: exproxy [serve] [flags]
+
+Runs the proxy until SIGTERM or SIGINT, then stops accepting, lets in-flight
+replies finish within --drain-timeout, writes the last contention window and
+exits 0. Settings come from defaults < the YAML file (--config) < EXPROXY_*
+environment variables < flags; see docs/configuration.md.
+
+Flags:
+`)
+	config.WriteFlagUsage(w)
+}
+
+func runServe(args []string, e env) int {
+	fs := flag.NewFlagSet("exproxy serve", flag.ContinueOnError)
+	// The flag package would print the whole usage after an error; one
+	// line pointing at --help is easier to read in a container's log.
+	fs.SetOutput(io.Discard)
+	flags := config.RegisterFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			serveUsage(e.stdout)
+			return exitOK
+		}
+		fmt.Fprintf(e.stderr, "exproxy: %v (see exproxy --help)\n", err)
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(e.stderr, "exproxy: unexpected argument %q (see exproxy --help)\n", fs.Arg(0))
+		return exitUsage
+	}
+	cfg, err := config.Load(flags, e.lookupEnv)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "exproxy: %v\n", err)
+		return exitUsage
+	}
+	log, closeLog, err := newLogger(cfg, e.stdout, e.stderr)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "exproxy: %v\n", err)
+		return exitUsage
+	}
+	defer closeLog()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	code, err := serve(ctx, cfg, log)
+	if err != nil {
+		log.Error("exproxy failed", zap.Error(err))
+		// The log may be a file or JSON: say it on stderr too, in one line.
+		if cfg.Log.File != "stderr" || cfg.Log.Format != "console" {
+			fmt.Fprintf(e.stderr, "exproxy: %v\n", err)
+		}
+	}
+	return code
+}
+
+// upstreamOptions maps the parsed upstream onto the core's type.
+func upstreamOptions(u config.Upstream) proxy.Upstream {
+	return proxy.Upstream{
+		Network:  u.Network,
+		Addr:     u.Addr,
+		TLS:      u.TLS,
+		Username: u.Username,
+		Password: u.Password,
+		DB:       u.DB,
+	}
+}
+
+// proxyOptions maps the configuration onto proxy.Options (without the
+// extensions, which serve adds).
+func proxyOptions(cfg *config.Config, up proxy.Upstream, log *zap.Logger) proxy.Options {
+	return proxy.Options{
+		Listen:       cfg.Listen,
+		Upstream:     up,
+		DialTimeout:  cfg.DialTimeout,
+		WriteTimeout: cfg.WriteTimeout,
+		MaxClients:   cfg.MaxClients,
+		Limits: resp.Limits{
+			MaxBulkLen:   cfg.Limits.ProtoMaxBulkLen,
+			MaxInlineLen: int(cfg.Limits.InlineMaxLen),
+			MaxArgs:      cfg.Limits.MaxArgs,
+		},
+		MaxPending:        cfg.Limits.MaxPending,
+		ClientOutputLimit: cfg.Limits.ClientOutputLimit,
+		DrainTimeout:      cfg.DrainTimeout,
+		Logger:            log,
+	}
+}
+
+// serve runs the proxy until ctx ends (a signal), then shuts down
+// gracefully. It returns the exit status, and the error behind a failure.
+func serve(ctx context.Context, cfg *config.Config, log *zap.Logger) (int, error) {
+	cu, err := cfg.ResolveUpstream()
+	if err != nil {
+		return exitUsage, err
+	}
+	up := upstreamOptions(cu)
+	opts := proxyOptions(cfg, up, log)
+
+	// Extensions run for the life of the process; their background work
+	// (loading the Lua library) stops with bgCtx.
+	bgCtx, cancelBg := context.WithCancel(context.Background())
+	defer cancelBg()
+	ext, err := buildExtensions(bgCtx, cfg, up, log)
+	if err != nil {
+		return exitUsage, err
+	}
+	defer ext.close()
+	opts.Rewriters = ext.rewriters
+	opts.Observers = ext.observers
+
+	srv, err := proxy.New(opts)
+	if err != nil {
+		return exitUsage, fmt.Errorf("proxy: %w", err)
+	}
+	l, err := listen(cfg.Listen)
+	if err != nil {
+		return exitFailure, err
+	}
+
+	health := newHealth(srv.Stats, up, cfg.DialTimeout)
+	defer health.close()
+	var admin *adminServer
+	if cfg.Admin.Listen != "" {
+		admin, err = startAdmin(cfg.Admin.Listen, health, ext.contentionHandler(), cfg.Admin.Pprof, log)
+		if err != nil {
+			_ = l.Close()
+			return exitFailure, err
+		}
+	}
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	health.serving.Store(true)
+	fields := []zap.Field{
+		zap.String("version", version),
+		zap.String("listen", l.Addr().String()),
+		zap.Stringer("upstream", up),
+		zap.Bool("exstring", cfg.Exstring.Enabled),
+		zap.Bool("contention", cfg.Contention.Enabled),
+	}
+	if admin != nil {
+		fields = append(fields, zap.String("admin", admin.addr()))
+	}
+	log.Info("exproxy started", fields...)
+
+	code, failure := exitOK, error(nil)
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", zap.Duration("drain_timeout", cfg.DrainTimeout))
+	case err := <-served:
+		// Serve only returns on its own when the listener breaks.
+		code, failure = exitFailure, fmt.Errorf("serving %s: %w", cfg.Listen, err)
+	}
+	health.serving.Store(false)
+	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+	defer cancel()
+	start := time.Now()
+	if err := srv.Shutdown(drainCtx); err != nil {
+		// Connections still open at the deadline were closed: that is the
+		// drain timeout doing its job, not a failure of the shutdown.
+		log.Warn("drain timeout: closed the connections still open", zap.Error(err))
+	}
+	if failure == nil {
+		if err := <-served; err != nil && !errors.Is(err, proxy.ErrServerClosed) {
+			code, failure = exitFailure, fmt.Errorf("serving %s: %w", cfg.Listen, err)
+		}
+	}
+	if admin != nil {
+		admin.shutdown()
+	}
+	// Flush the partial contention window after the last session is gone,
+	// so nothing counted is lost.
+	ext.close()
+	log.Info("exproxy stopped", zap.Duration("drained_in", time.Since(start)))
+	return code, failure
+}
+
+// listen opens the client listener: TCP for host:port, a unix socket for a
+// path. A socket file left by a process that died is removed first, as
+// redis-server does; one that still answers is in use and is an error.
+func listen(addr string) (net.Listener, error) {
+	if !strings.Contains(addr, "/") {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("listen: %w", err)
+		}
+		return l, nil
+	}
+	if fi, err := os.Stat(addr); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		if c, err := net.DialTimeout("unix", addr, time.Second); err == nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("listen: %s is in use by another process", addr)
+		}
+		_ = os.Remove(addr)
+	}
+	l, err := net.Listen("unix", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	return l, nil
+}
