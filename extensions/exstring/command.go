@@ -300,6 +300,9 @@ func (r *commandReply) transform(reply []byte, proto int) ([]byte, bool) {
 	if err != nil {
 		return nil, false
 	}
+	if !complete(reply, kind, n, body) {
+		return nil, false
+	}
 	switch r.op {
 	case opCount:
 		if kind != ':' {
@@ -373,6 +376,31 @@ func (r *commandReply) transform(reply []byte, proto int) ([]byte, bool) {
 		return append(out, reply[at:]...), true
 	}
 	return nil, false
+}
+
+// complete checks that the reply is exactly one aggregate of n elements
+// (or a line), so that rewriting its header cannot produce garbage.
+func complete(reply []byte, kind byte, n int64, body int) bool {
+	switch kind {
+	case '*', '%':
+		if n < 0 {
+			return body == len(reply)
+		}
+		if kind == '%' {
+			n *= 2
+		}
+		for ; n > 0; n-- {
+			end, err := skipValue(reply, body)
+			if err != nil {
+				return false
+			}
+			body = end
+		}
+		return body == len(reply)
+	case ':':
+		return body == len(reply)
+	}
+	return false
 }
 
 // listed applies COMMAND LIST's FILTERBY to an ex command.

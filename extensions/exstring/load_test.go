@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -96,20 +97,39 @@ func (rc *rawConn) do(prefix []byte, prefixArgs int, args ...string) string {
 	return rc.reply()
 }
 
-// reply reads one complete RESP value.
+// reply reads one complete RESP value, counting the values still owed
+// rather than re-parsing (COMMAND replies are large).
 func (rc *rawConn) reply() string {
 	rc.tb.Helper()
 	var buf []byte
-	for {
+	for owed := 1; owed > 0; {
 		line, err := rc.r.ReadBytes('\n')
 		if err != nil {
-			rc.tb.Fatalf("read reply: %v (so far %q)", err, buf)
+			rc.tb.Fatalf("read reply: %v (so far %.300q)", err, buf)
 		}
 		buf = append(buf, line...)
-		if end, err := skipValue(buf, 0); err == nil && end == len(buf) {
-			return string(buf)
+		n, _ := strconv.Atoi(strings.TrimSpace(string(line[1:])))
+		switch line[0] {
+		case '$', '!', '=':
+			if n >= 0 {
+				body := make([]byte, n+2)
+				if _, err := io.ReadFull(rc.r, body); err != nil {
+					rc.tb.Fatalf("read bulk: %v", err)
+				}
+				buf = append(buf, body...)
+			}
+			owed--
+		case '*', '~', '>':
+			owed += max(n, 0) - 1
+		case '%':
+			owed += 2*max(n, 0) - 1
+		case '|':
+			owed += 2 * n // the attribute's pairs; the value after it is still owed
+		default:
+			owed--
 		}
 	}
+	return string(buf)
 }
 
 // rewriteAndSend runs args through the extension and sends the result.
