@@ -115,6 +115,10 @@ func run() error {
 		}
 	}
 
+	if *perfDir != "" {
+		// Go's profiler on the admin address; costs nothing until asked.
+		proxyArgs = append(multiFlag{"--admin-pprof"}, proxyArgs...)
+	}
 	cfg := suite.Config{
 		Rounds: *rounds, Quick: *quick, OCCDuration: *occDur, MemConns: *memConns,
 		ProxyBin: bin, ProxyArgs: proxyArgs, Stub: *stub,
