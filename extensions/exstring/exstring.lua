@@ -167,9 +167,12 @@ end
 
 -- classify applies the module's strtold rules: returns 'finite', 'inf' or
 -- nil (not a float) and the string to hand to Redis. Redis's string2ld is
--- the module's parser except that it rejects "", which the module reads
--- as 0.
+-- the module's parser except that it rejects "" (the module reads 0) and
+-- anything after a NUL byte (the module's strtold stops there), so those
+-- are normalised first; the module's length limit counts every byte.
 local function classify(key, s)
+  if #s >= 5120 then return nil end
+  s = string.match(s, '^[^%z]*')
   if s == '' then return 'finite', '0' end
   local r, e = fl_add(key, '0', s)
   if r then return 'finite', s end
@@ -177,61 +180,264 @@ local function classify(key, s)
   return nil
 end
 
-local function fneg(s)
-  local c = s:byte(1)
-  if c == 45 then return s:sub(2) end          -- '-'
-  if c == 43 then return '-' .. s:sub(2) end   -- '+'
-  return '-' .. s
+---------------------------------------------------------------------------
+-- Exact x86-64 long doubles (64-bit significand, exponent down to the
+-- subnormal 2^-16445) for what Redis's 17-decimal result string cannot
+-- tell: MIN/MAX comparisons (the module compares the unrounded sum, and
+-- e.g. 0.6+0.1 > 0.7 there) and the sign of a result that prints as 0.
+-- Numbers are parsed exactly as strtold does (correct rounding, ties to
+-- even) with big naturals, so no double ever stands in for a long double.
+---------------------------------------------------------------------------
+
+-- Big naturals: little-endian arrays of base-10^7 limbs, zero is {}.
+-- Limb products stay below 2^53, so double arithmetic on them is exact.
+local BASE = 10000000
+
+local function bn_norm(a)
+  while #a > 0 and a[#a] == 0 do a[#a] = nil end
+  return a
 end
 
--- fsign_double is the sign of x - y in doubles: a fallback for differences
--- too small for %.17Lf to show. Rounding to double is monotonic, so a
--- nonzero answer has the right sign.
-local function fsign_double(x, y)
-  local d = (tonumber(x) or 0) - (tonumber(y) or 0)
-  if d < 0 then return -1 elseif d > 0 then return 1 end
+local function bn_small(n)
+  local a = {}
+  while n > 0 do
+    local r = n % BASE
+    a[#a + 1] = r
+    n = (n - r) / BASE
+  end
+  return a
+end
+
+local function bn_decimal(s)
+  local a, i = {}, #s
+  while i >= 1 do
+    local j = i - 6
+    if j < 1 then j = 1 end
+    a[#a + 1] = tonumber(s:sub(j, i))
+    i = j - 1
+  end
+  return bn_norm(a)
+end
+
+-- bn_mul_small returns a*k for 0 < k <= 2^23.
+local function bn_mul_small(a, k)
+  local r, carry = {}, 0
+  for i = 1, #a do
+    local v = a[i] * k + carry
+    local lo = v % BASE
+    r[i] = lo
+    carry = (v - lo) / BASE
+  end
+  while carry > 0 do
+    local lo = carry % BASE
+    r[#r + 1] = lo
+    carry = (carry - lo) / BASE
+  end
+  return r
+end
+
+local function bn_add_small(a, k)
+  local r = {}
+  for i = 1, #a do r[i] = a[i] end
+  local i = 1
+  while k > 0 do
+    local v = (r[i] or 0) + k
+    local lo = v % BASE
+    r[i] = lo
+    k = (v - lo) / BASE
+    i = i + 1
+  end
+  return r
+end
+
+local function bn_shl(a, k) -- a * 2^k
+  while k >= 23 do
+    a = bn_mul_small(a, 8388608)
+    k = k - 23
+  end
+  if k > 0 then a = bn_mul_small(a, 2 ^ k) end
+  return a
+end
+
+local function bn_pow10(a, e) -- a * 10^e
+  while e >= 7 do
+    a = bn_mul_small(a, BASE)
+    e = e - 7
+  end
+  if e > 0 then a = bn_mul_small(a, 10 ^ e) end
+  return a
+end
+
+local function bn_cmp(a, b)
+  if #a ~= #b then return #a < #b and -1 or 1 end
+  for i = #a, 1, -1 do
+    if a[i] ~= b[i] then return a[i] < b[i] and -1 or 1 end
+  end
   return 0
 end
 
--- fcmp orders two valid floats (kinds from classify). Finite differences
--- come from HINCRBYFLOAT x + (-y), so they are long-double exact; only a
--- difference that prints as 0 at 17 decimals falls back to doubles.
-local function fcmp(key, x, xk, y, yk)
+local function bn_add(a, b)
+  local r, carry = {}, 0
+  for i = 1, math.max(#a, #b) do
+    local v = (a[i] or 0) + (b[i] or 0) + carry
+    if v >= BASE then r[i], carry = v - BASE, 1 else r[i], carry = v, 0 end
+  end
+  if carry > 0 then r[#r + 1] = carry end
+  return r
+end
+
+local function bn_sub(a, b) -- a - b for a >= b
+  local r, borrow = {}, 0
+  for i = 1, #a do
+    local v = a[i] - (b[i] or 0) - borrow
+    if v < 0 then r[i], borrow = v + BASE, 1 else r[i], borrow = v, 0 end
+  end
+  return bn_norm(r)
+end
+
+local function bn_ndigits(a)
+  if #a == 0 then return 0 end
+  return (#a - 1) * 7 + #string.format('%d', a[#a])
+end
+
+-- A long double is {neg, hi, lo, q}: (-1)^neg * (hi*2^32 + lo) * 2^q with
+-- the significand in [2^63, 2^64) for normal numbers, q = LD_QMIN and a
+-- smaller significand for subnormals, hi = lo = 0 for (signed) zero.
+local LD_QMIN = -16445
+local TWO32 = 4294967296
+
+local function ld_zero(neg) return {neg = neg, hi = 0, lo = 0, q = 0} end
+
+local function ld_is_zero(x) return x.hi == 0 and x.lo == 0 end
+
+-- ld_round returns the long double nearest to P/Q * 2^e2 (P, Q > 0),
+-- ties to even.
+local function ld_round(P, Q, e2)
+  local est = math.floor((bn_ndigits(P) - bn_ndigits(Q)) * 3.321928094887362)
+  local k = 63 - est -- aim: 2^63 <= P*2^k/Q < 2^64
+  if e2 - k < LD_QMIN then k = e2 - LD_QMIN end
+  local T, U = P, Q
+  if k >= 0 then T = bn_shl(P, k) else U = bn_shl(Q, -k) end
+  local U63 = bn_shl(U, 63)
+  while bn_cmp(T, U63) < 0 and e2 - (k + 1) >= LD_QMIN do
+    T = bn_mul_small(T, 2)
+    k = k + 1
+  end
+  while bn_cmp(T, bn_mul_small(U63, 2)) >= 0 do
+    U = bn_mul_small(U, 2)
+    U63 = bn_mul_small(U63, 2)
+    k = k - 1
+  end
+  local q = e2 - k
+  -- Long division: the quotient T/U is below 2^64.
+  local Us = {U}
+  for i = 1, 63 do Us[i + 1] = bn_mul_small(Us[i], 2) end
+  local hi, lo, R = 0, 0, T
+  for i = 63, 0, -1 do
+    if bn_cmp(R, Us[i + 1]) >= 0 then
+      R = bn_sub(R, Us[i + 1])
+      if i >= 32 then hi = hi + 2 ^ (i - 32) else lo = lo + 2 ^ i end
+    end
+  end
+  local c = bn_cmp(bn_mul_small(R, 2), U)
+  if c > 0 or (c == 0 and lo % 2 == 1) then
+    lo = lo + 1
+    if lo == TWO32 then lo, hi = 0, hi + 1 end
+    if hi == TWO32 then hi, q = TWO32 / 2, q + 1 end
+  end
+  return {neg = false, hi = hi, lo = lo, q = q}
+end
+
+local function ld_significand(x)
+  return bn_add(bn_mul_small(bn_mul_small(bn_small(x.hi), 65536), 65536), bn_small(x.lo))
+end
+
+-- ld_parse reads a string that Redis's string2ld accepted as finite (or
+-- ""), like strtold: decimal or hexadecimal, rounded to nearest.
+local function ld_parse(s)
+  s = string.match(s, '^[^%z]*') -- strtold stops at a NUL byte
+  local neg = false
+  local c = s:sub(1, 1)
+  if c == '-' or c == '+' then
+    neg = c == '-'
+    s = s:sub(2)
+  end
+  s = string.lower(s)
+  local P, e2, e10
+  if s:sub(1, 2) == '0x' then
+    local ip, fp, ex = string.match(s, '^0x(%x*)%.?(%x*)p?([+-]?%d*)$')
+    if not ip then return nil end
+    P = {}
+    local digits = ip .. fp
+    for i = 1, #digits do
+      P = bn_add_small(bn_mul_small(P, 16), tonumber(digits:sub(i, i), 16))
+    end
+    P = bn_norm(P)
+    e2, e10 = (tonumber(ex) or 0) - 4 * #fp, 0
+  else
+    local ip, fp, ex = string.match(s, '^(%d*)%.?(%d*)e?([+-]?%d*)$')
+    if not ip then return nil end
+    P = bn_decimal(ip .. fp)
+    e2, e10 = 0, (tonumber(ex) or 0) - #fp
+  end
+  if #P == 0 then return ld_zero(neg) end
+  local Q = {1}
+  if e10 >= 0 then P = bn_pow10(P, e10) else Q = bn_pow10(Q, -e10) end
+  local x = ld_round(P, Q, e2)
+  x.neg = neg
+  return x
+end
+
+-- ld_add is x + y rounded like the x87 (round to nearest; x + -x = +0).
+local function ld_add(x, y)
+  local xz, yz = ld_is_zero(x), ld_is_zero(y)
+  if xz and yz then return ld_zero(x.neg and y.neg) end
+  if xz then return y end
+  if yz then return x end
+  local q = math.min(x.q, y.q)
+  local A, C = bn_shl(ld_significand(x), x.q - q), bn_shl(ld_significand(y), y.q - q)
+  local S, neg
+  if x.neg == y.neg then
+    S, neg = bn_add(A, C), x.neg
+  else
+    local c = bn_cmp(A, C)
+    if c == 0 then return ld_zero(false) end
+    if c > 0 then S, neg = bn_sub(A, C), x.neg else S, neg = bn_sub(C, A), y.neg end
+  end
+  local r = ld_round(S, {1}, q)
+  r.neg = neg
+  return r
+end
+
+-- ld_cmp orders two long doubles (-0 == +0).
+local function ld_cmp(x, y)
+  local xs = ld_is_zero(x) and 0 or (x.neg and -1 or 1)
+  local ys = ld_is_zero(y) and 0 or (y.neg and -1 or 1)
+  if xs ~= ys then return xs < ys and -1 or 1 end
+  if xs == 0 then return 0 end
+  local c = 0
+  if x.q ~= y.q then
+    c = x.q < y.q and -1 or 1
+  elseif x.hi ~= y.hi then
+    c = x.hi < y.hi and -1 or 1
+  elseif x.lo ~= y.lo then
+    c = x.lo < y.lo and -1 or 1
+  end
+  return xs * c
+end
+
+-- fcmp orders two valid floats given with their kinds from classify.
+local function fcmp(x, xk, y, yk)
   if xk == 'inf' or yk == 'inf' then
     local xs = xk == 'inf' and (is_neg(x) and -2 or 2) or 0
     local ys = yk == 'inf' and (is_neg(y) and -2 or 2) or 0
-    if xs == ys then return 0 end
-    return xs < ys and -1 or 1
+    if xs == ys then
+      if xs ~= 0 then return 0 end
+    else
+      return xs < ys and -1 or 1
+    end
   end
-  local d, e = fl_add(key, x, fneg(y))
-  if not d then
-    -- Overflow: x and -y are huge and of one sign, the sign of x - y.
-    return is_neg(x) and -1 or 1
-  end
-  if is_neg(d) then return -1 end
-  if d ~= '0' then return 1 end
-  return fsign_double(x, y)
-end
-
--- is_zero reports whether a valid float string denotes zero (of either
--- sign): every mantissa digit is 0.
-local function is_zero(s)
-  local m = string.lower(s):gsub('^[+-]', '')
-  if m:sub(1, 2) == '0x' then
-    m = m:sub(3):gsub('p.*$', '')
-  else
-    m = m:gsub('e.*$', '')
-  end
-  return not string.find(m, '[1-9a-f]')
-end
-
--- negzero_sum reports whether base + incr is negative although Redis
--- printed 0: Redis turns "-0" into "0", the module prints "-0" for -0.0
--- and for negative results that round to zero at 17 decimals.
-local function negzero_sum(b, n)
-  if is_zero(b) and is_zero(n) then return is_neg(b) and is_neg(n) end
-  local d = (tonumber(b) or 0) + (tonumber(n) or 0)
-  return d < 0 or (d == 0 and 1 / d < 0)
+  return ld_cmp(ld_parse(x), ld_parse(y))
 end
 
 ---------------------------------------------------------------------------
@@ -531,7 +737,7 @@ H.exincrbyfloat = function(keys, args)
     maxk, max = classify(key, o.max)
     if not maxk then return err(E_MINMAX) end
   end
-  if min and max and fcmp(key, max, maxk, min, mink) < 0 then return err(E_MINMAX) end
+  if min and max and fcmp(max, maxk, min, mink) < 0 then return err(E_MINMAX) end
   local bk, base
   if kind == 'none' then
     if o.xx then return false end
@@ -546,10 +752,18 @@ H.exincrbyfloat = function(keys, args)
   if bk == 'inf' or nk == 'inf' then return err(E_OVERFLOW) end
   local r = fl_add(key, base, num)
   if not r then return err(E_OVERFLOW) end
-  if r == '0' and negzero_sum(base, num) then r = '-0' end
-  if (max and fcmp(key, r, 'finite', max, maxk) > 0)
-      or (min and fcmp(key, r, 'finite', min, mink) < 0) then
-    return err(E_OVERFLOW)
+  if r == '0' or min or max then
+    -- Redis prints the sum with 17 decimals and turns "-0" into "0"; the
+    -- module compares the exact sum with MIN/MAX and prints "-0" for a
+    -- negative sum that rounds to zero.
+    local exact = ld_add(ld_parse(base), ld_parse(num))
+    if r == '0' and exact.neg then r = '-0' end
+    if (max and maxk == 'finite' and ld_cmp(exact, ld_parse(max)) > 0)
+        or (max and maxk == 'inf' and is_neg(max))
+        or (min and mink == 'finite' and ld_cmp(exact, ld_parse(min)) < 0)
+        or (min and mink == 'inf' and not is_neg(min)) then
+      return err(E_OVERFLOW)
+    end
   end
   local ver = new_version(o, obj and obj.ver)
   store(key, r, ver, (obj and obj.flg) or '0')

@@ -12,6 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"math/big"
+	"math/rand"
 	"net"
 	"strconv"
 	"strings"
@@ -526,6 +529,21 @@ func TestLuaEXINCRBYFLOAT(t *testing.T) {
 		{name: "max violated", cmd: cl("EXINCRBYFLOAT", "k", "1.5", "MAX", "1"), want: eOverflow, after: []luaCheck{gone}},
 		{name: "min violated", cmd: cl("EXINCRBYFLOAT", "k", "-1.5", "MIN", "-1"), want: eOverflow},
 		{name: "max reached", setup: [][]string{cl("EXSET", "k", "0.5")}, cmd: cl("EXINCRBYFLOAT", "k", "0.25", "MAX", "0.75"), want: rBulk("0.75")},
+		// The bound is compared with the unrounded long-double sum.
+		{name: "max below 80-bit sum", setup: [][]string{cl("EXSET", "k", "0.6")}, cmd: cl("EXINCRBYFLOAT", "k", "0.1", "MAX", "0.7"), want: eOverflow, after: []luaCheck{exv("0.6", 1)}},
+		{name: "max equal to 80-bit sum", setup: [][]string{cl("EXSET", "k", "0.2")}, cmd: cl("EXINCRBYFLOAT", "k", "0.1", "MAX", "0.3"), want: rBulk("0.3")},
+		{name: "min above 80-bit sum", setup: [][]string{cl("EXSET", "k", "-0.6")}, cmd: cl("EXINCRBYFLOAT", "k", "-0.1", "MIN", "-0.7"), want: eOverflow},
+		{name: "hex bound rounds", cmd: cl("EXINCRBYFLOAT", "k", "0x1.8p1", "MAX", "0x2.fffffffffffffffffp0"), want: rBulk("3")},
+		{name: "subnormal bounds", cmd: cl("EXINCRBYFLOAT", "k", "1e-4950", "MIN", "-1e-4950", "MAX", "1e-4950"), want: rBulk("0")},
+		{name: "subnormal above max", cmd: cl("EXINCRBYFLOAT", "k", "2e-4950", "MAX", "1e-4950"), want: eOverflow},
+		{name: "subnormal prints 0", cmd: cl("EXINCRBYFLOAT", "k", "4e-4951"), want: rBulk("0")},
+		{name: "negative subnormal prints -0", cmd: cl("EXINCRBYFLOAT", "k", "-4e-4951"), want: rBulk("-0")},
+		{name: "cancels below 1 ulp", setup: [][]string{cl("EXSET", "k", "-1")}, cmd: cl("EXINCRBYFLOAT", "k", "0.99999999999999999999"), want: rBulk("0")},
+		{name: "negative below 17 decimals", setup: [][]string{cl("EXSET", "k", "-1")}, cmd: cl("EXINCRBYFLOAT", "k", "0.9999999999999999999"), want: rBulk("-0")},
+		{name: "nul ends the number", cmd: cl("EXINCRBYFLOAT", "k", "2\x00junk", "MAX", "2"), want: rBulk("2")},
+		{name: "nul alone is 0", cmd: cl("EXINCRBYFLOAT", "k", "\x00"), want: rBulk("0")},
+		{name: "stored value ends at nul", setup: [][]string{cl("EXSET", "k", "1.5\x00x")}, cmd: cl("EXINCRBYFLOAT", "k", "1"), want: rBulk("2.5")},
+		{name: "too long even after nul", cmd: cl("EXINCRBYFLOAT", "k", "1\x00"+long), want: eNoFloat},
 		{name: "max infinite", cmd: cl("EXINCRBYFLOAT", "k", "1e3", "MAX", "inf", "MIN", "-inf"), want: rBulk("1000")},
 		{name: "max -inf", cmd: cl("EXINCRBYFLOAT", "k", "1", "MAX", "-inf"), want: eOverflow},
 		{name: "min +inf", cmd: cl("EXINCRBYFLOAT", "k", "1", "MIN", "inf"), want: eOverflow},
@@ -777,6 +795,69 @@ func TestLuaFloatMatchesINCRBYFLOAT(t *testing.T) {
 		got := lc.do(fcallPath(append(cl("EXINCRBYFLOAT", "k", tc.incr), tc.opts...))...)
 		if got != want || !strings.HasPrefix(got, "$") {
 			t.Errorf("%s + %s %v: EXINCRBYFLOAT %.80q, INCRBYFLOAT %.80q", tc.base, tc.incr, tc.opts, got, want)
+		}
+	}
+}
+
+// TestLuaFloatBoundsExact checks MIN/MAX decisions against an exact
+// model of the module: the sum of two 64-bit-significand floats, rounded
+// to nearest, compared with the bound (math/big with precision 64 is that
+// model for these short decimals). The bounds include the exact decimal
+// sum, where long-double rounding decides (0.6+0.1 > 0.7 in 80 bits).
+func TestLuaFloatBoundsExact(t *testing.T) {
+	addr := luaServer(t)
+	lc := luaDial(t, addr)
+	rng := rand.New(rand.NewSource(1))
+	dec := func() string {
+		s := strconv.Itoa(rng.Intn(1000))
+		if f := rng.Intn(5); f > 0 {
+			s += "." + fmt.Sprintf("%0*d", f, rng.Intn(int(math.Pow10(f))))
+		}
+		if rng.Intn(2) == 0 {
+			s = "-" + s
+		}
+		return s
+	}
+	ld := func(s string) *big.Float {
+		f, _, err := big.ParseFloat(s, 10, 64, big.ToNearestEven)
+		if err != nil {
+			t.Fatalf("parse %q: %v", s, err)
+		}
+		return f
+	}
+	format := func(f *big.Float) string {
+		s := f.Text('f', 17)
+		s = strings.TrimRight(s, "0")
+		return strings.TrimSuffix(s, ".")
+	}
+	for i := 0; i < 1000; i++ {
+		b, n := dec(), dec()
+		exact, _ := new(big.Rat).SetString(b)
+		nr, _ := new(big.Rat).SetString(n)
+		exact.Add(exact, nr)
+		var m string
+		switch i % 3 {
+		case 0:
+			m = exact.FloatString(4) // the decimal sum itself
+		case 1:
+			m = exact.FloatString(20) // idem, other spelling
+		default:
+			m = dec()
+		}
+		opt := "MAX"
+		if i%2 == 1 {
+			opt = "MIN"
+		}
+		sum := new(big.Float).SetPrec(64).SetMode(big.ToNearestEven).Add(ld(b), ld(n))
+		c := sum.Cmp(ld(m))
+		want := rBulk(format(sum))
+		if (opt == "MAX" && c > 0) || (opt == "MIN" && c < 0) {
+			want = eOverflow
+		}
+		lc.do("FLUSHALL")
+		lc.do(fcallPath(cl("EXSET", "k", b))...)
+		if got := lc.do(fcallPath(cl("EXINCRBYFLOAT", "k", n, opt, m))...); got != want {
+			t.Errorf("%s + %s %s %s: got %q, want %q", b, n, opt, m, got, want)
 		}
 	}
 }
