@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -116,4 +117,75 @@ func joinArgs(a []string) string {
 		b.WriteString(s)
 	}
 	return b.String()
+}
+
+// perfEvents are what perfStat counts: all syscalls, the ones a Go
+// network server makes (read/write on sockets, epoll, futex wake-ups for
+// parked threads, sysmon's nanosleep), context switches and CPU time.
+var perfEvents = []string{
+	"raw_syscalls:sys_enter",
+	"syscalls:sys_enter_read", "syscalls:sys_enter_write",
+	"syscalls:sys_enter_epoll_pwait", "syscalls:sys_enter_futex",
+	"syscalls:sys_enter_nanosleep", "syscalls:sys_enter_sched_yield",
+	"context-switches", "task-clock",
+}
+
+// perfStat counts perfEvents of pid while fn runs. At pipeline depth 1 a
+// proxy's cost is mostly syscalls and wake-ups, which a Go profile shows
+// only as syscall.Syscall and gopark.
+func perfStat(ctx context.Context, pid int, fn func() error) (map[string]float64, error) {
+	args := []string{"stat", "-x", ","}
+	for _, e := range perfEvents {
+		args = append(args, "-e", e)
+	}
+	cmd := exec.CommandContext(ctx, "perf", append(args, "-p", strconv.Itoa(pid))...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("perf stat: %w", err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	runErr := fn()
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	_ = cmd.Wait()
+	if runErr != nil {
+		return nil, runErr
+	}
+	// CSV lines: value,unit,event,...; unsupported events say "<not supported>".
+	c := map[string]float64{}
+	for _, line := range bytes.Split(out.Bytes(), []byte("\n")) {
+		f := bytes.Split(line, []byte(","))
+		if len(f) < 3 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(string(f[0]), 64); err == nil {
+			c[string(f[2])] = v
+		}
+	}
+	if c["raw_syscalls:sys_enter"] == 0 && c["task-clock"] == 0 {
+		return nil, fmt.Errorf("perf stat gave no counts: %s", out.String())
+	}
+	return c, nil
+}
+
+// formatPerfStat renders counts per request.
+func formatPerfStat(c map[string]float64, n int) string {
+	var b strings.Builder
+	for _, e := range perfEvents {
+		v, ok := c[e]
+		if !ok {
+			continue
+		}
+		name := strings.TrimPrefix(strings.TrimPrefix(e, "syscalls:sys_enter_"), "raw_syscalls:sys_enter")
+		switch {
+		case name == "":
+			name = "syscalls"
+		case e == "task-clock":
+			name, v = "µs CPU", v*1000 // perf reports msec
+		case strings.HasPrefix(e, "syscalls:"):
+			name += "()"
+		}
+		fmt.Fprintf(&b, "%s %.2f, ", name, v/float64(n))
+	}
+	return strings.TrimSuffix(b.String(), ", ")
 }

@@ -489,6 +489,28 @@ func (s *Suite) profile(ctx context.Context) error {
 			s.logf("pprof CPU profile of the proxy during %s: %s (top: %s)", w.name, out, path)
 		}
 	}
+	var stat strings.Builder
+	for _, pw := range s.passWorkloads()[:2] { // pipeline 1 and 16
+		var n int
+		c, err := perfStat(ctx, s.proxy.Pid, func() error {
+			r, err := rbench.Run(ctx, s.rbConfig(pw, s.via.addr))
+			n = r.Requests()
+			return err
+		})
+		if err != nil {
+			errs = append(errs, err)
+			break
+		}
+		line := fmt.Sprintf("%s, proxy per request (perf stat over %d requests): %s", pw.name, n, formatPerfStat(c, n))
+		s.logf("%s", line)
+		stat.WriteString(line + "\n")
+	}
+	if stat.Len() > 0 {
+		path := filepath.Join(s.cfg.PerfDir, "perf-stat.txt")
+		if err := os.WriteFile(path, []byte(stat.String()), 0o644); err != nil {
+			errs = append(errs, fmt.Errorf("write %s: %w", path, err))
+		}
+	}
 	data := filepath.Join(s.cfg.PerfDir, "perf.data")
 	report, err := perfRecord(ctx, s.proxy.Pid, data, load)
 	if err != nil {
