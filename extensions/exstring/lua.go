@@ -3,6 +3,7 @@ package exstring
 import (
 	"crypto/sha1"
 	"encoding/hex"
+	"strconv"
 	"strings"
 
 	_ "embed" // the Lua library ships inside the binary
@@ -119,4 +120,145 @@ func ScriptSHA(cmd string) string {
 	}
 	sum := sha1.Sum([]byte(s))
 	return hex.EncodeToString(sum[:])
+}
+
+// intPositions says where a handler's reply holds integers: -1 for the
+// top-level reply itself, i >= 0 for element i of a top-level array.
+var intPositions = map[string][]int{
+	"exset":     {-1},
+	"exappend":  {-1},
+	"exprepend": {-1},
+	"exincrby":  {-1, 0, 1},
+	"excas":     {2},
+	"exget":     {1, 2},
+	"exgae":     {1, 2},
+}
+
+// FixBigInts repairs what Lua cannot say. Redis turns a Lua number into an
+// integer reply through a C double, which is exact only up to 2^53 (and
+// for a few larger values); the library therefore returns any other
+// version or EXINCRBY value as a bulk string holding its exact decimal
+// digits, where the module replies with an integer. Given the complete
+// reply (RESP2 or RESP3) of handler h (a client command or handler name),
+// FixBigInts returns the reply with each such bulk string turned into the
+// integer the module sends, and true; it returns nil and false when there
+// is nothing to fix or reply is not one complete reply. A bulk string at an
+// integer position is always such a number: the library puts nothing else
+// there.
+func FixBigInts(h string, reply []byte) ([]byte, bool) {
+	pos := intPositions[Handler(h)]
+	if len(pos) == 0 || len(reply) == 0 {
+		return nil, false
+	}
+	isInt := func(i int) bool {
+		for _, p := range pos {
+			if p == i {
+				return true
+			}
+		}
+		return false
+	}
+	var out []byte
+	fixed := false
+	// elem copies one element that starts at reply[off:], converting it
+	// when convert is set; it returns the offset after it, or -1.
+	elem := func(off int, convert bool) int {
+		end := lineEnd(reply, off)
+		if end < 0 {
+			return -1
+		}
+		switch reply[off] {
+		case '$':
+			n, ok := atoi(reply[off+1 : end])
+			if !ok || n < 0 {
+				out = append(out, reply[off:end+2]...)
+				return end + 2
+			}
+			bodyEnd := end + 2 + n
+			if bodyEnd+2 > len(reply) || reply[bodyEnd] != '\r' || reply[bodyEnd+1] != '\n' {
+				return -1
+			}
+			body := reply[end+2 : bodyEnd]
+			if convert && isStrictInt64(body) {
+				out = append(out, ':')
+				out = append(out, body...)
+				out = append(out, '\r', '\n')
+				fixed = true
+			} else {
+				out = append(out, reply[off:bodyEnd+2]...)
+			}
+			return bodyEnd + 2
+		case '+', '-', ':', '_', ',', '#', '(':
+			out = append(out, reply[off:end+2]...)
+			return end + 2
+		}
+		return -1 // no handler returns nested aggregates
+	}
+	var next int
+	if reply[0] == '*' {
+		end := lineEnd(reply, 0)
+		if end < 0 {
+			return nil, false
+		}
+		n, ok := atoi(reply[1:end])
+		if !ok {
+			return nil, false
+		}
+		out = append(out, reply[:end+2]...)
+		next = end + 2
+		for i := 0; i < n && next >= 0; i++ {
+			if next >= len(reply) {
+				return nil, false
+			}
+			next = elem(next, isInt(i))
+		}
+	} else {
+		next = elem(0, isInt(-1))
+	}
+	if next != len(reply) || !fixed {
+		return nil, false
+	}
+	return out, true
+}
+
+// lineEnd is the index of the "\r\n" that ends the line starting at off,
+// or -1.
+func lineEnd(b []byte, off int) int {
+	for i := off; i+1 < len(b); i++ {
+		if b[i] == '\r' && b[i+1] == '\n' {
+			return i
+		}
+	}
+	return -1
+}
+
+func atoi(b []byte) (int, bool) {
+	if len(b) == 0 || len(b) > 10 {
+		return 0, false
+	}
+	neg := b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, len(b) > 0
+}
+
+// isStrictInt64 accepts what Redis's string2ll accepts (the Lua writes
+// only such strings).
+func isStrictInt64(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	_, err := strconv.ParseInt(string(b), 10, 64)
+	return err == nil && (len(b) == 1 || (b[0] != '0' && !(b[0] == '-' && b[1] == '0'))) && b[0] != '+'
 }

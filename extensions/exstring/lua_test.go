@@ -974,3 +974,74 @@ func TestLuaAssembly(t *testing.T) {
 		t.Errorf("Library() header: %q", Library()[:40])
 	}
 }
+
+func TestFixBigInts(t *testing.T) {
+	huge := rBulk(i64max)
+	tests := []struct {
+		name, h, reply string
+		want           string // "" when nothing is fixed
+	}{
+		{"exset withversion", "exset", huge, rInt(9223372036854775807)},
+		{"exset ok untouched", "exset", rOK, ""},
+		{"exappend", "EXAPPEND", rBulk("9007199254740993"), ":9007199254740993\r\n"},
+		{"exprepend negative", "exprepend", rBulk("-9223372036854775807"), ":-9223372036854775807\r\n"},
+		{"exincrby", "exincrby", huge, rInt(9223372036854775807)},
+		{"exincrby withversion", "exincrby", rArr(huge, rInt(3)), rArr(rInt(9223372036854775807), rInt(3))},
+		{"exincrby both", "exincrby", rArr(huge, rBulk("9007199254740993")), rArr(rInt(9223372036854775807), ":9007199254740993\r\n")},
+		{"exget version", "exget", rArr(rBulk("123"), huge), rArr(rBulk("123"), rInt(9223372036854775807))},
+		{"exget value is data", "exget", rArr(rBulk("9223372036854775807"), rInt(1)), ""},
+		{"exget withflags", "exget", rArr(rBulk("v\r\nx"), huge, rInt(0)), rArr(rBulk("v\r\nx"), rInt(9223372036854775807), rInt(0))},
+		{"exgae", "exgae", rArr(rBulk(""), huge, rInt(0)), rArr(rBulk(""), rInt(9223372036854775807), rInt(0))},
+		{"excas failed", "excas", rArr("+CAS_FAILED\r\n", rBulk("v"), huge), rArr("+CAS_FAILED\r\n", rBulk("v"), rInt(9223372036854775807))},
+		{"excas ok", "excas", rArr(rOK, "+\r\n", huge), rArr(rOK, "+\r\n", rInt(9223372036854775807))},
+		{"small ints untouched", "exget", rArr(rBulk("v"), rInt(1)), ""},
+		{"float is data", "exincrbyfloat", rBulk("100"), ""},
+		{"cas has no versions", "cas", rBulk("1"), ""},
+		{"error untouched", "exset", eSyntax, ""},
+		{"nil untouched", "exget", rNil, ""},
+		{"resp3 nil untouched", "exget", "_\r\n", ""},
+		{"incomplete", "exget", "*2\r\n$1\r\nv\r\n$19\r\n92233720", ""},
+		{"trailing bytes", "exset", huge + rOK, ""},
+		{"not a number", "exset", rBulk("12a"), ""},
+		{"leading zero", "exset", rBulk("012"), ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := FixBigInts(tc.h, []byte(tc.reply))
+			if ok != (tc.want != "") || string(got) != tc.want {
+				t.Errorf("FixBigInts(%q, %q) = %q, %v; want %q", tc.h, tc.reply, got, ok, tc.want)
+			}
+		})
+	}
+}
+
+// TestFixBigIntsOnTheWire feeds real replies of the library to FixBigInts
+// and expects the module's bytes.
+func TestFixBigIntsOnTheWire(t *testing.T) {
+	addr := luaServer(t)
+	for _, proto := range []int{2, 3} {
+		lc := luaDial(t, addr)
+		if proto == 3 {
+			lc.do("HELLO", "3")
+		}
+		lc.do("FLUSHALL")
+		steps := []struct {
+			cmd  []string
+			want string
+		}{
+			{cl("EXSET", "k", "v", "ABS", "9223372036854775806", "WITHVERSION"), rInt(9223372036854775806)},
+			{cl("EXAPPEND", "k", "w"), rInt(9223372036854775807)},
+			{cl("EXGET", "k", "WITHFLAGS"), rArr(rBulk("vw"), rInt(9223372036854775807), rInt(0))},
+			{cl("EXCAS", "k", "x", "1"), rArr("+CAS_FAILED\r\n", rBulk("vw"), rInt(9223372036854775807))},
+			{cl("EXGAE", "k", "EX", "100"), rArr(rBulk("vw"), rInt(9223372036854775807), rInt(0))},
+			{cl("EXINCRBY", "n", "9007199254740993", "WITHVERSION"), rArr(rInt(9007199254740993), rInt(1))},
+		}
+		for _, s := range steps {
+			raw := lc.do(fcallPath(s.cmd)...)
+			got, ok := FixBigInts(s.cmd[0], []byte(raw))
+			if !ok || string(got) != s.want {
+				t.Errorf("resp%d %q: raw %q fixed to %q, %v; want %q", proto, s.cmd, raw, got, ok, s.want)
+			}
+		}
+	}
+}
