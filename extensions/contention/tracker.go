@@ -249,7 +249,8 @@ func (t *Tracker) summarize(ws []*window, start, end time.Time, top int, minConf
 	keys := map[string]*entry{}
 	pats := map[string]*entry{}
 	clis := map[string]*entry{}
-	out := &Window{Start: start.UTC(), End: end.UTC()}
+	// Empty lists, not nulls, for JSON consumers of the admin endpoint.
+	out := &Window{Start: start.UTC(), End: end.UTC(), Keys: []Row{}, Patterns: []Row{}, Clients: []Row{}}
 	for _, w := range ws {
 		tot.add(&w.totals)
 		h.merge(&w.hist)

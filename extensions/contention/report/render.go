@@ -134,10 +134,12 @@ func (a *Aggregator) chartSVG(rows []Row) template.HTML {
 	if span <= 0 {
 		span = time.Second
 	}
-	bins := min(len(a.windows), 120)
-	bins = max(bins, 2)
-	binOf := func(ts time.Time) int {
-		b := int(float64(ts.Sub(start)) / float64(span) * float64(bins))
+	bins := max(min(len(a.windows), 120), 1)
+	// A window goes to the bin holding its middle, so windows of equal
+	// length fall one per bin when there are few.
+	binOf := func(ws time.Time, g *agg) int {
+		mid := ws.Add(g.length[ws] / 2)
+		b := int(float64(mid.Sub(start)) / float64(span) * float64(bins))
 		return min(max(b, 0), bins-1)
 	}
 	n := min(len(rows), chartSeries)
@@ -147,22 +149,23 @@ func (a *Aggregator) chartSVG(rows []Row) template.HTML {
 		series[i] = make([]int64, bins)
 		if g := a.rows[rows[i].name()]; g != nil {
 			for ts, v := range g.series {
-				series[i][binOf(ts)] += v
+				series[i][binOf(ts, g)] += v
 			}
 		}
 		for _, v := range series[i] {
 			peak = max(peak, v)
 		}
 	}
+	peak = niceCeil(peak)
 	const W, H, L, R, T, B = 900.0, 320.0, 60.0, 20.0, 20.0, 50.0
-	x := func(b int) float64 { return L + (W-L-R)*float64(b)/float64(bins-1) }
+	x := func(b int) float64 { return L + (W-L-R)*(float64(b)+0.5)/float64(bins) }
 	y := func(v int64) float64 { return T + (H-T-B)*(1-float64(v)/float64(peak)) }
 	var s strings.Builder
 	fmt.Fprintf(&s, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %g %g" width="%g" height="%g" role="img" aria-label="aborts over time">`, W, H+20*float64(n), W, H+20*float64(n))
 	fmt.Fprintf(&s, `<rect x="0" y="0" width="%g" height="%g" fill="#fff"/>`, W, H+20*float64(n))
 	// Axes, four horizontal grid lines with counts, and start/middle/end times.
 	for i := 0; i <= 4; i++ {
-		v := int64(math.Round(float64(peak) * float64(i) / 4))
+		v := peak * int64(i) / 4
 		yy := y(v)
 		fmt.Fprintf(&s, `<line x1="%g" y1="%.1f" x2="%g" y2="%.1f" stroke="#ddd"/>`, L, yy, W-R, yy)
 		fmt.Fprintf(&s, `<text x="%g" y="%.1f" font-size="11" text-anchor="end" fill="#555">%d</text>`, L-6, yy+4, v)
@@ -188,6 +191,19 @@ func (a *Aggregator) chartSVG(rows []Row) template.HTML {
 	}
 	s.WriteString(`</svg>`)
 	return template.HTML(s.String()) // built here with every label escaped
+}
+
+// niceCeil rounds n up to 4 × (1, 2, 2.5 or 5 × 10^k), so the four grid
+// lines of the chart fall on round numbers.
+func niceCeil(n int64) int64 {
+	step := float64(n) / 4
+	mag := math.Pow(10, math.Floor(math.Log10(step)))
+	for _, m := range []float64{1, 2, 2.5, 5, 10} {
+		if m*mag >= step {
+			return int64(math.Ceil(m*mag)) * 4
+		}
+	}
+	return n
 }
 
 var page = template.Must(template.New("report").Funcs(template.FuncMap{

@@ -184,7 +184,8 @@ type agg struct {
 	first, last   time.Time
 	windows       int
 	clients       map[string]bool
-	series        map[time.Time]int64 // window start → aborts, for the chart
+	series        map[time.Time]int64         // window start → aborts, for the chart
+	length        map[time.Time]time.Duration // window start → window length
 }
 
 // maxReportClients bounds the client names listed per row.
@@ -309,8 +310,10 @@ func (g *agg) add(ev *event) {
 	}
 	if g.series == nil {
 		g.series = map[time.Time]int64{}
+		g.length = map[time.Time]time.Duration{}
 	}
 	g.series[ev.WindowStart] += ev.Aborts
+	g.length[ev.WindowStart] = ev.WindowEnd.Sub(ev.WindowStart)
 }
 
 // Row is one line of the report; JSON output is an array of these, a
