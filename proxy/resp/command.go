@@ -69,11 +69,17 @@ func findCR(buf []byte, from, max int) int {
 	if len(w) > max+1 {
 		w = w[:max+1]
 	}
-	i := bytes.IndexByte(w, '\r')
-	if i < 0 || bytes.IndexByte(w[:i], 0) >= 0 {
-		return -1
+	// Header lines are a few bytes long: a plain loop beats two
+	// IndexByte calls (one for '\r', one for NUL) there.
+	for i, c := range w {
+		if c == '\r' {
+			return from + i
+		}
+		if c == 0 {
+			return -1
+		}
 	}
-	return from + i
+	return -1
 }
 
 // parseMultibulk frames "*N\r\n" followed by N "$len\r\n<bytes>\r\n"
@@ -205,6 +211,13 @@ func (p *CommandParser) splitArgs(line []byte, args [][]byte) ([][]byte, error) 
 			return args, nil
 		}
 		start := len(sc)
+		// Fast path: the plain run of an unquoted token, copied at once.
+		j := i
+		for j < len(line) && !endsPlain(line[j]) {
+			j++
+		}
+		sc = append(sc, line[i:j]...)
+		i = j
 		inq, insq, done := false, false, false
 		for !done {
 			c := at(i)
@@ -277,6 +290,12 @@ func (p *CommandParser) splitArgs(line []byte, args [][]byte) ([][]byte, error) 
 		}
 		args = append(args, sc[start:len(sc):len(sc)])
 	}
+}
+
+// endsPlain reports the bytes that end a plain run of an unquoted token:
+// the token's terminators and the quotes.
+func endsPlain(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '"' || c == '\''
 }
 
 // isSpace is C's isspace in the "C" locale.

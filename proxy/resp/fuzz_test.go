@@ -1,6 +1,7 @@
 package resp
 
 import (
+	"bytes"
 	"errors"
 	"reflect"
 	"testing"
@@ -195,6 +196,110 @@ func FuzzFramer(f *testing.F) {
 				}
 				start = end
 			}
+		}
+	})
+}
+
+// refSplitArgs is a second, deliberately literal transcription of sds.c's
+// sdssplitargs (a NUL-terminated C string walked with a pointer), kept
+// free of the fast paths in splitArgs so the two can be compared.
+func refSplitArgs(line []byte) ([]string, bool) {
+	s := append(append([]byte(nil), line...), 0) // the C string
+	p := 0
+	var out []string
+	for {
+		for s[p] != 0 && isSpace(s[p]) {
+			p++
+		}
+		if s[p] == 0 {
+			return out, true
+		}
+		var cur []byte
+		inq, insq, done := false, false, false
+		for !done {
+			if inq {
+				if s[p] == '\\' && s[p+1] == 'x' && isHex(s[p+2]) && isHex(s[p+3]) {
+					cur = append(cur, unhex(s[p+2])*16+unhex(s[p+3]))
+					p += 3
+				} else if s[p] == '\\' && s[p+1] != 0 {
+					p++
+					c := s[p]
+					switch c {
+					case 'n':
+						c = '\n'
+					case 'r':
+						c = '\r'
+					case 't':
+						c = '\t'
+					case 'b':
+						c = '\b'
+					case 'a':
+						c = '\a'
+					}
+					cur = append(cur, c)
+				} else if s[p] == '"' {
+					if s[p+1] != 0 && !isSpace(s[p+1]) {
+						return nil, false
+					}
+					done = true
+				} else if s[p] == 0 {
+					return nil, false
+				} else {
+					cur = append(cur, s[p])
+				}
+			} else if insq {
+				if s[p] == '\\' && s[p+1] == '\'' {
+					p++
+					cur = append(cur, '\'')
+				} else if s[p] == '\'' {
+					if s[p+1] != 0 && !isSpace(s[p+1]) {
+						return nil, false
+					}
+					done = true
+				} else if s[p] == 0 {
+					return nil, false
+				} else {
+					cur = append(cur, s[p])
+				}
+			} else {
+				switch s[p] {
+				case ' ', '\n', '\r', '\t', 0:
+					done = true
+				case '"':
+					inq = true
+				case '\'':
+					insq = true
+				default:
+					cur = append(cur, s[p])
+				}
+			}
+			if s[p] != 0 {
+				p++
+			}
+		}
+		out = append(out, string(cur))
+	}
+}
+
+// FuzzSplitArgs compares the inline tokenizer with the literal
+// transcription above on lines without NUL or '\n' (Parse never hands
+// it others).
+func FuzzSplitArgs(f *testing.F) {
+	for _, s := range []string{`a b`, `"a\x41\n" 'b\'c'`, `ab"c d"e`, "\va\vb", `"a\`, `'a'b`, `x'y z' w`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		if bytes.IndexByte(line, 0) >= 0 || bytes.IndexByte(line, '\n') >= 0 {
+			return
+		}
+		var p CommandParser
+		args, err := p.splitArgs(line, nil)
+		want, ok := refSplitArgs(line)
+		if ok != (err == nil) {
+			t.Fatalf("%q: err %v, reference ok %v", line, err, ok)
+		}
+		if ok && !reflect.DeepEqual(strs(args), append([]string{}, want...)) {
+			t.Fatalf("%q: %q, reference %q", line, strs(args), want)
 		}
 	})
 }
