@@ -103,7 +103,7 @@ func (a *Aggregator) writeTable(w io.Writer, rows []Row) error {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "%s\tTX\tCOMMITS\tABORTS\tABORT%%\tEXECABORT\tSTALE\tCAS_FAIL\tRETRY/COMMIT\tRETRY_MAX\tGAVE_UP\tP50_MS\tP99_MS\tFIRST_SEEN\tLAST_SEEN\t\n", strings.ToUpper(a.opts.By))
+	fmt.Fprintf(tw, "%s\tTX\tCOMMITS\tABORTS\tABORT%%\tEXECABORT\tSTALE\tCAS_FAIL\tRETRY/COMMIT\tRETRY_MAX\tCHAINS_GIVEN_UP\tP50_MS\tP99_MS\tFIRST_SEEN\tLAST_SEEN\t\n", strings.ToUpper(a.opts.By))
 	for i := range rows {
 		r := &rows[i]
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%d\t%d\t%d\t%.2f\t%d\t%d\t%s\t%s\t%s\t%s\t\n",
