@@ -15,7 +15,7 @@ import (
 )
 
 const (
-	initialReplyBuf = 4 << 10
+	initialReplyBuf = 1 << 10
 	steadyReplyBuf  = 64 << 10
 	// flushAt bounds the reply bytes batched before a write to the client,
 	// so a large reply streams through instead of piling up here.

@@ -20,7 +20,7 @@ import (
 const (
 	// initialReadBuf is small so that idle sessions stay cheap; buffers
 	// grow with traffic and shrink back after a burst.
-	initialReadBuf = 4 << 10
+	initialReadBuf = 1 << 10
 	// steadyReadBuf is the size a busy session keeps between bursts.
 	steadyReadBuf = 64 << 10
 	// maxBufferedCommand is the largest command held whole in memory;
@@ -35,7 +35,7 @@ const (
 // "read side", the reply loop those marked "reply side".
 type session struct {
 	srv    *Server
-	log    *zap.Logger
+	log    sessionLog
 	client net.Conn
 	rinfo  SessionInfo // ID and Addr only: what the read side may show a Rewriter
 
@@ -77,7 +77,7 @@ func newSession(srv *Server, client net.Conn, id uint64) *session {
 		parser: resp.CommandParser{Limits: srv.opts.Limits},
 	}
 	s.rinfo = SessionInfo{ID: id, Addr: client.RemoteAddr().String()}
-	s.log = srv.log.With(zap.Uint64("session", id), zap.String("client", s.rinfo.Addr))
+	s.log = sessionLog{base: srv.log, id: id, addr: s.rinfo.Addr}
 	s.rs.init(s)
 	return s
 }
