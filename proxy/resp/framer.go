@@ -26,6 +26,14 @@ const MaxDepth = 1024
 // copied once used and is not safe for concurrent use.
 type Framer struct {
 	Limits Limits
+	// Command makes the framer walk client commands (multibulk only; see
+	// CommandParser for inline ones) exactly as Redis and CommandParser
+	// do: every element must be a "$" bulk, line ends are found by their
+	// '\r' and the bytes after it and after each body are skipped unseen,
+	// and the errors are CommandParser's. The proxy uses it to stream a
+	// command too large to buffer, so that it ends the command where
+	// Redis will.
+	Command bool
 
 	state  uint8
 	kind   byte
@@ -93,6 +101,9 @@ func (f *Framer) Next(buf []byte) (n int, done bool, err error) {
 	max := f.Limits.MaxInlineLen
 	if max <= 0 {
 		max = DefaultLimits().MaxInlineLen
+	}
+	if f.Command {
+		return f.nextCommand(buf, max)
 	}
 	pos := 0
 	for pos < len(buf) {
@@ -365,7 +376,7 @@ func (f *Framer) Kind() byte { return f.kind }
 // Reset forgets any value in progress, and any error.
 func (f *Framer) Reset() {
 	more := f.more[:0]
-	*f = Framer{Limits: f.Limits, more: more}
+	*f = Framer{Limits: f.Limits, Command: f.Command, more: more}
 }
 
 func quoteByte(c byte) string {
@@ -374,4 +385,66 @@ func quoteByte(c byte) string {
 		return "'" + string([]byte{c}) + "'"
 	}
 	return "'\\x" + string([]byte{hexdigits[c>>4], hexdigits[c&15]}) + "'"
+}
+
+// nextCommand is Next for Command mode: parseMultibulk's rules, resumable.
+// depth is 0 before the "*N" line and 1 after it; left counts a body and
+// the two bytes after it together, since Redis does not look at them.
+func (f *Framer) nextCommand(buf []byte, max int) (n int, done bool, err error) {
+	lim := f.Limits.orDefault()
+	pos := 0
+	for pos < len(buf) {
+		if f.state == stBody {
+			avail := int64(len(buf) - pos)
+			if avail < f.left {
+				f.left -= avail
+				return len(buf), false, nil
+			}
+			pos += int(f.left)
+			f.left, f.state = 0, stHeader
+			if f.complete() {
+				return pos, f.finish(), nil
+			}
+			continue
+		}
+		cr := findCR(buf, pos, max)
+		if cr < 0 || cr-pos > max {
+			if cr-pos > max || len(buf)-pos > max {
+				if f.depth == 0 {
+					return pos, false, f.fail(ErrTooBigMbulkCount)
+				}
+				return pos, false, f.fail(ErrTooBigBulkCount)
+			}
+			return pos, false, nil
+		}
+		if cr+2 > len(buf) {
+			return pos, false, nil
+		}
+		if f.depth == 0 {
+			f.kind = '*'
+			if buf[pos] != '*' {
+				return pos, false, f.fail(&ProtocolError{"expected '*', got " + quoteByte(buf[pos])})
+			}
+			ll, ok := ParseInt(buf[pos+1 : cr])
+			if !ok || ll > int64(lim.MaxArgs) {
+				return pos, false, f.fail(ErrInvalidMultibulkLen)
+			}
+			pos = cr + 2
+			if ll <= 0 {
+				return pos, f.finish(), nil
+			}
+			_ = f.push(frame{left: ll})
+			continue
+		}
+		if buf[pos] != '$' {
+			return pos, false, f.fail(expectedDollar(buf[pos]))
+		}
+		bl, ok := ParseInt(buf[pos+1 : cr])
+		if !ok || bl < 0 || bl > lim.MaxBulkLen {
+			return pos, false, f.fail(ErrInvalidBulkLen)
+		}
+		pos = cr + 2
+		f.left, f.state = bl+2, stBody
+	}
+	return pos, false, nil
 }

@@ -2,6 +2,7 @@ package resp
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -198,5 +199,59 @@ func TestFramerPartialHeaderNotConsumed(t *testing.T) {
 	n, done, err = f.Next([]byte(":2\r\n"))
 	if err != nil || !done || n != 4 {
 		t.Fatalf("n, done, err = %d, %v, %v; want 4, true, nil", n, done, err)
+	}
+}
+
+// TestFramerCommandMode checks the framer on client commands, which must
+// end where CommandParser (and Redis) end them.
+func TestFramerCommandMode(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		lim  Limits
+		ends []int
+		err  error
+	}{
+		{name: "set", in: "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n", ends: []int{27}},
+		{name: "two", in: "*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nPING\r\n", ends: []int{14, 28}},
+		{name: "empty", in: "*0\r\n*-1\r\n", ends: []int{4, 9}},
+		{name: "lenient ends", in: "*1\rX$4\rYPINGab", ends: []int{14}},
+		{name: "binary body", in: "*1\r\n$4\r\n\r\n*1\r\n", ends: []int{14}},
+		{name: "not a bulk", in: "*2\r\n$3\r\nGET\r\n:1\r\n", err: &ProtocolError{"expected '$', got ':'"}},
+		{name: "bad count", in: "*x\r\n", err: ErrInvalidMultibulkLen},
+		{name: "too many args", in: "*9\r\n", lim: Limits{MaxArgs: 8}, err: ErrInvalidMultibulkLen},
+		{name: "bad bulk", in: "*1\r\n$-1\r\n", err: ErrInvalidBulkLen},
+		{name: "bulk over limit", in: "*1\r\n$65\r\n", lim: Limits{MaxBulkLen: 64}, err: ErrInvalidBulkLen},
+		{name: "long count line", in: "*12345", lim: Limits{MaxInlineLen: 4}, err: ErrTooBigMbulkCount},
+		{name: "long bulk line", in: "*1\r\n$12345", lim: Limits{MaxInlineLen: 4}, err: ErrTooBigBulkCount},
+		{name: "inline", in: "PING\r\n", err: &ProtocolError{"expected '*', got 'P'"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, step := range []byte{255, 1, 3} {
+				f := Framer{Limits: tt.lim, Command: true}
+				ends, kinds, err := frameCuts(&f, []byte(tt.in), []byte{step})
+				if tt.err != nil {
+					if err == nil || err.Error() != tt.err.Error() {
+						t.Fatalf("step %d: err %v, want %v", step, err, tt.err)
+					}
+					continue
+				}
+				if err != nil || !reflect.DeepEqual(ends, tt.ends) {
+					t.Fatalf("step %d: ends %v err %v, want %v", step, ends, err, tt.ends)
+				}
+				for _, k := range kinds {
+					if k != '*' {
+						t.Fatalf("kind %q", k)
+					}
+				}
+				// Parse agrees on the first command.
+				var p CommandParser
+				p.Limits = tt.lim
+				if n, _, _, _ := p.Parse([]byte(tt.in), nil); n != tt.ends[0] {
+					t.Fatalf("Parse n %d, framer %d", n, tt.ends[0])
+				}
+			}
+		})
 	}
 }

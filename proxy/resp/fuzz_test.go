@@ -72,6 +72,26 @@ func FuzzParseCommand(f *testing.F) {
 		if len(data) == 0 || data[0] != '*' {
 			return
 		}
+		// The framer in Command mode must end the command where Parse
+		// does, with the same error, however the input is cut.
+		for _, cuts := range [][]byte{{255, 255, 255, 255}, {byte(cut), 1}} {
+			cf := Framer{Limits: p.Limits, Command: true}
+			ends, _, ferr := frameCuts(&cf, data, cuts)
+			switch {
+			case err != nil:
+				if ferr == nil || ferr.Error() != err.Error() {
+					t.Fatalf("command framer err %v, Parse err %v", ferr, err)
+				}
+			case n > 0:
+				if len(ends) == 0 || ends[0] != n {
+					t.Fatalf("command framer ends %v (err %v), Parse n %d", ends, ferr, n)
+				}
+			default:
+				if len(ends) != 0 || ferr != nil {
+					t.Fatalf("command framer ends %v err %v, Parse waits", ends, ferr)
+				}
+			}
+		}
 		argc, pk, body, kerr := p.Peek(data, nil)
 		if (kerr == nil) != (err == nil) || (err != nil && kerr.Error() != err.Error()) {
 			t.Fatalf("Peek err %v, Parse err %v", kerr, err)

@@ -126,6 +126,13 @@ func TestParseErrorsMatchRedis(t *testing.T) {
 			if !errors.As(perr, &pe) {
 				t.Fatalf("Parse: err = %v, want a *ProtocolError", perr)
 			}
+			if in[0] == '*' {
+				// The framer streaming a big command must fail the same way.
+				cf := Framer{Command: true}
+				if _, _, ferr := frameCuts(&cf, []byte(in), []byte{5}); ferr == nil || ferr.Error() != perr.Error() {
+					t.Fatalf("command framer: err %v, Parse: %v", ferr, perr)
+				}
+			}
 			c, br := dial(t, srv)
 			go func() { _, _ = c.Write([]byte(in)) }() // Redis may close before reading all
 			line, err := br.ReadString('\n')
