@@ -163,3 +163,59 @@ func TestZeroAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestHugeClaimsAllocateNothing checks that what a peer claims never turns
+// into an allocation: a 4 GB bulk, two billion arguments.
+func TestHugeClaimsAllocateNothing(t *testing.T) {
+	p := CommandParser{Limits: Limits{MaxBulkLen: 1 << 40}}
+	argv := make([][]byte, 0, 4)
+	claims := [][]byte{
+		[]byte("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$4294967296\r\nxyz"),
+		[]byte("*2147483647\r\n$3\r\nSET\r\n"),
+	}
+	for _, in := range claims {
+		a := testing.AllocsPerRun(10, func() {
+			n, args, _, err := p.Parse(in, argv)
+			if n != 0 || err != nil {
+				t.Fatalf("Parse(%q) = %d, %v; want to wait", in, n, err)
+			}
+			argv = args
+			argc, _, body, err := p.Peek(in, argv)
+			if argc < 2 || body == 0 || err != nil {
+				t.Fatalf("Peek(%q) = %d, %d, %v", in, argc, body, err)
+			}
+		})
+		if a != 0 {
+			t.Errorf("%q: %v allocations", in, a)
+		}
+	}
+	var f Framer
+	f.Limits.MaxBulkLen = 1 << 40
+	if a := testing.AllocsPerRun(1, func() { _, _, _ = f.Next([]byte("$4294967296\r\nabc")) }); a != 0 {
+		t.Errorf("Framer: %v allocations for a 4 GB claim", a)
+	}
+}
+
+// TestFramerStreams64MB walks a 64 MB reply fed through one reused 64 KB
+// buffer, as the proxy forwards it: the value ends exactly at its last byte
+// and nothing of its size is ever held.
+func TestFramerStreams64MB(t *testing.T) {
+	const size = 64 << 20
+	var f Framer
+	head := []byte("$67108864\r\n")
+	n, done, err := f.Next(head)
+	if n != len(head) || done || err != nil {
+		t.Fatalf("header: %d %v %v", n, done, err)
+	}
+	chunk := bytes.Repeat([]byte("\r\n$*"), 16<<10) // 64 KB of RESP-looking bytes
+	for sent := 0; sent < size; sent += len(chunk) {
+		n, done, err := f.Next(chunk)
+		if n != len(chunk) || done || err != nil {
+			t.Fatalf("at %d: %d %v %v", sent, n, done, err)
+		}
+	}
+	n, done, err = f.Next([]byte("\r\n+OK\r\n"))
+	if n != 2 || !done || err != nil || f.Kind() != '$' {
+		t.Fatalf("end: %d %v %v %q", n, done, err, f.Kind())
+	}
+}

@@ -106,6 +106,7 @@ func TestParseErrorsMatchRedis(t *testing.T) {
 		"*1\r\n$" + big,
 		"*1\r\n$1\x00\r\n" + big,
 		big,
+		strings.Repeat("y", 64<<10+1), // one byte over the limit
 		"GET a\x00b\n" + big,
 		`SET "a` + "\r\n",
 		`SET 'a` + "\r\n",
@@ -178,6 +179,8 @@ func TestParseArgsMatchRedis(t *testing.T) {
 		eval + "\xff\xfe \x80\r\n",
 		eval + "*3\r\n",
 		eval + "$3\r\n",
+		// The longest inline line Redis's limit allows (64 KB + LF).
+		eval + strings.Repeat("y", 64<<10-len(eval)) + "\n",
 		mb("a", "", "\r\n", "\x00\xff"),
 		mb(strings.Repeat("v", 100000)),
 		// Redis skips the byte after '\r' and the two after a bulk unseen.
