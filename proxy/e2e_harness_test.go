@@ -216,7 +216,8 @@ func (p *proxyRun) stats() (st proxy.Stats) {
 type harness struct {
 	*proxyRun
 	Redis    *redistest.Server
-	password string // for the test's own admin connections to Redis
+	password string   // for the test's own admin connections to Redis
+	own      sync.Map // local addresses of the test's own connections to Redis
 }
 
 func newHarness(tb testing.TB, hopts ...harnessOption) *harness {
@@ -253,7 +254,10 @@ func (h *harness) client(tb testing.TB, proto int, mods ...func(*redis.Options))
 
 // direct is a go-redis client talking to Redis itself.
 func (h *harness) direct(tb testing.TB, proto int, mods ...func(*redis.Options)) *redis.Client {
-	mods = append([]func(*redis.Options){func(o *redis.Options) { o.Password = h.password }}, mods...)
+	mods = append([]func(*redis.Options){func(o *redis.Options) {
+		o.Password = h.password
+		o.ClientName = directClientName // numClients leaves these out
+	}}, mods...)
 	return newGoRedis(tb, h.Redis.Addr, proto, mods...)
 }
 
@@ -283,15 +287,21 @@ func dialRaw(tb testing.TB, addr string) *rawConn {
 		tb.Fatalf("dial %s: %v", addr, err)
 	}
 	tb.Cleanup(func() { _ = c.Close() })
-	return &rawConn{tb: tb, c: c, br: bufio.NewReaderSize(c, 64<<10)}
+	return &rawConn{tb: tb, c: c, br: newBufioReader(c)}
 }
+
+func newBufioReader(c net.Conn) *bufio.Reader { return bufio.NewReaderSize(c, 64<<10) }
 
 // proxyRaw and directRaw open raw connections to the proxy and to Redis;
 // directRaw authenticates when the harness has a password.
 func (h *harness) proxyRaw(tb testing.TB) *rawConn { return dialRaw(tb, h.Addr) }
 
+// directClientName names the test's own go-redis connections to Redis.
+const directClientName = "e2e-direct"
+
 func (h *harness) directRaw(tb testing.TB) *rawConn {
 	r := dialRaw(tb, h.Redis.Addr)
+	h.own.Store(r.c.LocalAddr().String(), true)
 	if h.password != "" {
 		if got := r.do("AUTH", h.password); got != "+OK\r\n" {
 			tb.Fatalf("AUTH on admin connection: %q", got)
@@ -581,9 +591,32 @@ func (h *harness) clientList(tb testing.TB) []string {
 	return lines
 }
 
-// numClients counts Redis's client connections, not counting the one
-// asking.
-func (h *harness) numClients(tb testing.TB) int { return len(h.clientList(tb)) - 1 }
+// numClients counts Redis's client connections other than the test's own
+// direct ones (the proxy's upstream connections, in practice).
+func (h *harness) numClients(tb testing.TB) int {
+	tb.Helper()
+	n := 0
+	for _, l := range h.clientList(tb) {
+		if strings.Contains(l, " name="+directClientName+" ") {
+			continue
+		}
+		if _, mine := h.own.Load(clientField(l, "addr")); mine {
+			continue
+		}
+		n++
+	}
+	return n
+}
+
+// clientField returns one field of a CLIENT LIST line.
+func clientField(line, name string) string {
+	for _, f := range strings.Fields(line) {
+		if v, ok := strings.CutPrefix(f, name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
 
 func openFDs() int {
 	ents, err := os.ReadDir("/proc/self/fd")

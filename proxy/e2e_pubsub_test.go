@@ -266,3 +266,62 @@ func TestE2EClientTracking(t *testing.T) {
 		})
 	}
 }
+
+// TestE2EModeSwitching: sequences that move a connection into and out of
+// subscribe and MONITOR mode — by UNSUBSCRIBE, RESET, QUIT, and SUBSCRIBE
+// inside MULTI/EXEC — give Redis's exact byte stream, whether sent in one
+// write or command by command.
+func TestE2EModeSwitching(t *testing.T) {
+	h := newHarness(t)
+	cases := map[string][][]string{
+		"unsubscribe":      {{"SUBSCRIBE", "a"}, {"UNSUBSCRIBE", "a"}, {"PING"}, {"GET", "x"}, {"QUIT"}},
+		"reset_subscribed": {{"SUBSCRIBE", "a"}, {"RESET"}, {"PING"}, {"GET", "x"}, {"QUIT"}},
+		"subscribe_in_exec": {{"MULTI"}, {"SUBSCRIBE", "ch"}, {"EXEC"}, {"PING"}, {"GET", "x"}, {"UNSUBSCRIBE"},
+			{"PING"}, {"QUIT"}},
+		"monitor_reset":     {{"MONITOR"}, {"RESET"}, {"PING"}, {"QUIT"}},
+		"pattern_remains":   {{"SUBSCRIBE", "a", "b"}, {"PSUBSCRIBE", "p"}, {"UNSUBSCRIBE"}, {"PING"}, {"PUNSUBSCRIBE"}, {"PING"}, {"QUIT"}},
+		"quit_subscribed":   {{"SUBSCRIBE", "a"}, {"QUIT"}},
+		"reply_off_in_sub":  {{"CLIENT", "REPLY", "OFF"}, {"SUBSCRIBE", "a"}, {"CLIENT", "REPLY", "ON"}, {"PING"}, {"UNSUBSCRIBE"}, {"PING"}, {"QUIT"}},
+		"hello_in_sub":      {{"SUBSCRIBE", "a"}, {"HELLO", "3"}, {"PING"}, {"HELLO", "2"}, {"PING"}, {"QUIT"}},
+		"ssubscribe_only":   {{"SSUBSCRIBE", "s"}, {"PING"}, {"SUNSUBSCRIBE"}, {"PING"}, {"QUIT"}},
+		"unsubscribe_twice": {{"SUBSCRIBE", "a"}, {"UNSUBSCRIBE"}, {"UNSUBSCRIBE"}, {"PING"}, {"QUIT"}},
+	}
+	for name, cmds := range cases {
+		for _, proto := range protocols {
+			for _, oneWrite := range []bool{true, false} {
+				t.Run(fmt.Sprintf("%s_RESP%d_onewrite_%v", name, proto, oneWrite), func(t *testing.T) {
+					var in []string
+					if proto == 3 {
+						in = append(in, string(encodeCommand("HELLO", "3")))
+					}
+					for _, c := range cmds {
+						in = append(in, string(encodeCommand(c...)))
+					}
+					run := func(addr string) string {
+						r := dialRaw(t, addr)
+						defer r.close()
+						if oneWrite {
+							r.writeString(strings.Join(in, ""))
+						} else {
+							for _, part := range in {
+								if err := r.writeE([]byte(part)); err != nil {
+									break
+								}
+							}
+						}
+						out, err := r.readUntilEOF()
+						if err != nil {
+							t.Errorf("%s: not closed after QUIT: %v (got %q)", addr, err, out)
+						}
+						return helloMask(out)
+					}
+					want := run(h.Redis.Addr)
+					got := run(h.Addr)
+					if got != want {
+						t.Errorf("proxy:\n%q\ndirect:\n%q", got, want)
+					}
+				})
+			}
+		}
+	}
+}

@@ -1,0 +1,657 @@
+package proxy_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+
+	"github.com/exproxy/exproxy/internal/redistest"
+	"github.com/exproxy/exproxy/proxy"
+)
+
+// TestE2EUpstreamUnreachable: with Redis down, commands get an -ERR naming
+// the upstream and the cause; the proxy keeps serving and recovers when
+// Redis comes back on the same port.
+func TestE2EUpstreamUnreachable(t *testing.T) {
+	r := redistest.Start(t)
+	r.Stop()
+	p := startProxy(t, r.Addr, withOptions(func(o *proxy.Options) { o.DialTimeout = 500 * time.Millisecond }))
+
+	for i := 0; i < 3; i++ { // the proxy keeps serving: every attempt is answered
+		c := dialRaw(t, p.Addr)
+		c.send("PING")
+		got, err := c.readE()
+		if err != nil {
+			t.Fatalf("attempt %d: no reply while Redis is down: %v (got %q)", i, err, got)
+		}
+		if !strings.HasPrefix(got, "-ERR ") || !strings.Contains(got, r.Addr) || !strings.Contains(got, "refused") {
+			t.Fatalf("attempt %d: reply %q: want -ERR naming %s and the cause (connection refused)", i, got, r.Addr)
+		}
+		// Afterwards the connection is either closed or keeps answering
+		// with errors; it must not pretend to be connected.
+		if c.writeE(encodeCommand("PING")) == nil {
+			if got, err := c.readE(); err == nil && !strings.HasPrefix(got, "-ERR ") {
+				t.Fatalf("attempt %d: second PING = %q", i, got)
+			}
+		}
+		c.close()
+	}
+	if st := p.stats(); st.UpstreamErrors < 1 {
+		t.Errorf("Stats.UpstreamErrors = %d after failed dials", st.UpstreamErrors)
+	}
+
+	ctx := context.Background()
+	cl := newGoRedis(t, p.Addr, 2)
+	if err := cl.Ping(ctx).Err(); err == nil || !strings.Contains(err.Error(), r.Addr) {
+		t.Errorf("go-redis PING while Redis is down: %v, want an error naming %s", err, r.Addr)
+	}
+
+	r.StartAgain()
+	eventually(t, "proxy recovers after Redis restarts", func() bool {
+		c, err := net.DialTimeout("tcp", p.Addr, ioTimeout)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		rc := &rawConn{tb: t, c: c, br: newBufioReader(c)}
+		if rc.writeE(encodeCommand("PING")) != nil {
+			return false
+		}
+		v, err := rc.readE()
+		return err == nil && v == "+PONG\r\n"
+	})
+	for _, proto := range protocols {
+		cl := newGoRedis(t, p.Addr, proto)
+		if err := cl.Set(ctx, "back", "1", 0).Err(); err != nil {
+			t.Errorf("RESP%d SET after recovery: %v", proto, err)
+		}
+	}
+}
+
+// TestE2EUpstreamDialTimeout: an upstream whose accept queue is full never
+// completes the TCP handshake; the client gets an -ERR naming the upstream
+// once the dial timeout passes (bounded here only by ioTimeout).
+func TestE2EUpstreamDialTimeout(t *testing.T) {
+	addr := fullBacklogListener(t)
+	p := startProxy(t, addr, withOptions(func(o *proxy.Options) { o.DialTimeout = 300 * time.Millisecond }))
+	c := dialRaw(t, p.Addr)
+	c.send("PING")
+	got, err := c.readE()
+	if err != nil {
+		t.Fatalf("no reply: %v", err)
+	}
+	if !strings.HasPrefix(got, "-ERR ") || !strings.Contains(got, addr) || !strings.Contains(strings.ToLower(got), "timeout") {
+		t.Fatalf("reply %q: want -ERR naming %s and the cause (timeout)", got, addr)
+	}
+	t.Logf("reply: %q", got)
+}
+
+// fullBacklogListener returns the address of a listening socket with a
+// zero backlog that never accepts, its queue already filled: further
+// connection attempts hang (Linux drops their SYNs).
+func fullBacklogListener(t *testing.T) string {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatalf("socket: %v", err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatalf("bind: %v", err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatalf("getsockname: %v", err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	for i := 0; ; i++ {
+		c, err := net.DialTimeout("tcp", addr, 300*time.Millisecond)
+		if err != nil {
+			break // the queue is full
+		}
+		t.Cleanup(func() { c.Close() })
+		if i > 20 {
+			t.Skip("cannot fill the accept queue on this kernel")
+		}
+	}
+	return addr
+}
+
+// TestE2EUpstreamLostMidSession: Redis dies while a BLPOP (and a command
+// pipelined behind it) are pending: both are answered with an error that
+// says the outcome is unknown, then the client connection is closed. A
+// subscriber and an idle client are closed too. Reconnecting works.
+func TestE2EUpstreamLostMidSession(t *testing.T) {
+	h := newHarness(t)
+	for _, proto := range protocols {
+		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
+			a := h.proxyRaw(t)
+			sub := h.proxyRaw(t)
+			idle := h.proxyRaw(t)
+			for _, c := range []*rawConn{a, sub, idle} {
+				if proto == 3 {
+					c.do("HELLO", "3")
+				}
+			}
+			idle.do("PING")
+			sub.do("SUBSCRIBE", "ch")
+			a.write(append(encodeCommand("BLPOP", "q", "0"), encodeCommand("PING")...))
+			h.waitBlocked(t, 1)
+
+			h.Redis.Stop()
+
+			out, err := a.readUntilEOF()
+			if err != nil {
+				t.Errorf("client with pending commands not closed: %v (got %q)", err, out)
+			}
+			replies := strings.SplitAfter(out, "\r\n")
+			if len(replies) > 0 && replies[len(replies)-1] == "" {
+				replies = replies[:len(replies)-1]
+			}
+			if len(replies) != 2 {
+				t.Errorf("pending commands got %d replies %q, want 2 errors", len(replies), out)
+			}
+			for _, rep := range replies {
+				if !strings.HasPrefix(rep, "-") || !strings.Contains(strings.ToLower(rep), "unknown") {
+					t.Errorf("pending command reply %q: want an error saying the outcome is unknown", rep)
+				}
+			}
+			if out, err := sub.readUntilEOF(); err != nil {
+				t.Errorf("subscriber not closed: %v (got %q)", err, out)
+			} else if out != "" && !strings.HasPrefix(out, "-") && !strings.HasPrefix(out, ">") {
+				t.Errorf("subscriber got %q before close", out)
+			}
+			if out, err := idle.readUntilEOF(); err != nil {
+				t.Errorf("idle client not closed: %v (got %q)", err, out)
+			} else if out != "" && !strings.HasPrefix(out, "-") {
+				t.Errorf("idle client got %q before close", out)
+			}
+
+			h.Redis.StartAgain()
+			c := h.proxyRaw(t)
+			if got := c.do("PING"); got != "+PONG\r\n" {
+				t.Fatalf("PING on a new connection after Redis came back: %q", got)
+			}
+			cl := h.client(t, proto)
+			if err := cl.Ping(context.Background()).Err(); err != nil {
+				t.Fatalf("go-redis after Redis came back: %v", err)
+			}
+		})
+	}
+}
+
+// TestE2EClientDisconnectClosesUpstream: each client's upstream connection
+// lives exactly as long as the client's, blocked or not.
+func TestE2EClientDisconnectClosesUpstream(t *testing.T) {
+	h := newHarness(t)
+	var conns []*rawConn
+	for i := 0; i < 10; i++ {
+		c := h.proxyRaw(t)
+		if got := c.do("PING"); got != "+PONG\r\n" {
+			t.Fatalf("PING: %q", got)
+		}
+		conns = append(conns, c)
+	}
+	if n := h.numClients(t); n != 10 {
+		t.Errorf("10 proxied clients: Redis has %d connections", n)
+	}
+	for _, c := range conns {
+		c.close()
+	}
+	eventually(t, "upstream connections closed", func() bool { return h.numClients(t) == 0 })
+
+	// A client blocked in BLPOP, and one in the middle of sending a command.
+	b := h.proxyRaw(t)
+	b.send("BLPOP", "q", "0")
+	h.waitBlocked(t, 1)
+	half := h.proxyRaw(t)
+	half.do("PING")
+	half.writeString("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100\r\nonly-part")
+	b.close()
+	half.close()
+	eventually(t, "upstream connections of blocked and half-sent clients closed", func() bool { return h.numClients(t) == 0 })
+	h.waitBlocked(t, 0)
+	if v := h.directRaw(t).do("EXISTS", "k"); v != ":0\r\n" {
+		t.Errorf("half-sent SET was executed: EXISTS k = %q", v)
+	}
+}
+
+// TestE2EConnectDisconnectNoLeaks: 1,000 connect/disconnect cycles leave
+// no goroutines, file descriptors or upstream connections behind.
+func TestE2EConnectDisconnectNoLeaks(t *testing.T) {
+	h := newHarness(t, withLogLevel(zapcore.WarnLevel))
+	cycle := func(i int) {
+		c, err := net.DialTimeout("tcp", h.Addr, ioTimeout)
+		if err != nil {
+			t.Fatalf("cycle %d: dial: %v", i, err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(ioTimeout))
+		switch i % 4 {
+		case 0, 1: // a full command and reply
+			if _, err := c.Write([]byte("*1\r\n$4\r\nPING\r\n")); err != nil {
+				t.Fatalf("cycle %d: write: %v", i, err)
+			}
+			buf := make([]byte, 7)
+			if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "+PONG\r\n" {
+				t.Fatalf("cycle %d: reply %q, %v", i, buf, err)
+			}
+		case 2: // connect and leave at once
+		case 3: // send and leave without reading
+			_, _ = c.Write([]byte("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n"))
+		}
+	}
+	for i := 0; i < 20; i++ { // warm up pools and lazily started goroutines
+		cycle(i)
+	}
+	eventually(t, "warm-up connections closed upstream", func() bool { return h.numClients(t) == 0 })
+	baseG, baseFD := settleGoroutines(), openFDs()
+
+	for i := 0; i < 1000; i++ {
+		cycle(i)
+	}
+	eventually(t, "upstream connections closed after 1,000 cycles", func() bool { return h.numClients(t) == 0 })
+	var g, fd int
+	deadline := time.Now().Add(ioTimeout)
+	for {
+		g, fd = settleGoroutines(), openFDs()
+		if (g <= baseG+2 && fd <= baseFD+2) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if g > baseG+2 {
+		buf := make([]byte, 1<<20)
+		n := runtime.Stack(buf, true)
+		t.Errorf("goroutines: %d before, %d after 1,000 cycles\n%s", baseG, g, buf[:n])
+	}
+	if fd > baseFD+2 {
+		t.Errorf("open fds: %d before, %d after 1,000 cycles", baseFD, fd)
+	}
+	if st := h.stats(); st.ClientsConnected != 0 || st.ClientsTotal < 1020 {
+		t.Errorf("Stats after cycles: %+v (want ClientsConnected 0, ClientsTotal >= 1020)", st)
+	}
+}
+
+func settleGoroutines() int {
+	runtime.GC()
+	return runtime.NumGoroutine()
+}
+
+// malformed inputs on which Redis answers a protocol error and closes.
+var malformedClosing = []struct{ name, in string }{
+	{"bulk_length_not_a_number", "*1\r\n$abc\r\n"},
+	{"multibulk_length_not_a_number", "*abc\r\n"},
+	{"expected_dollar", "*1\r\nfoo\r\n"},
+	{"expected_dollar_colon", "*1\r\n:1\r\n"},
+	{"negative_bulk", "*1\r\n$-1\r\n"},
+	{"negative_bulk_second_arg", "*2\r\n$4\r\nECHO\r\n$-5\r\n"},
+	{"multibulk_too_long", "*3000000000\r\n"},
+	{"bulk_4GB", "*1\r\n$4294967296\r\n"},
+	{"bulk_over_512MB", "*1\r\n$536870913\r\n"},
+	{"after_good_command", "PING\r\n*1\r\n$x\r\n"},
+	{"unbalanced_double_quote", "PING\r\n\"unbalanced\r\n"},
+	{"unbalanced_single_quote", "SET a 'b\r\n"},
+	{"quote_not_followed_by_space", "SET a \"b\"c\r\n"},
+	{"inline_too_big", strings.Repeat("a", 70<<10)},
+	{"mbulk_count_too_big", "*" + strings.Repeat("1", 70<<10)},
+	{"bulk_count_too_big", "*1\r\n$" + strings.Repeat("1", 70<<10)},
+}
+
+// odd inputs Redis accepts without closing.
+var oddButAccepted = []struct{ name, in string }{
+	{"zero_args", "*0\r\nPING\r\n"},
+	{"null_multibulk", "*-1\r\nPING\r\n"},
+	{"negative_multibulk", "*-5\r\nPING\r\n"},
+	{"bulk_header_inline", "$3\r\nfoo\r\n"},
+	{"bulk_without_crlf", "*1\r\n$4\r\nPINGXX"}, // Redis skips two bytes, whatever they are
+	{"lf_only_inline", "PING\nPING\n"},
+}
+
+func TestE2EMalformedInput(t *testing.T) {
+	h := newHarness(t)
+	for _, tc := range malformedClosing {
+		t.Run(tc.name, func(t *testing.T) {
+			want := closeExchange(t, h.Redis.Addr, tc.in)
+			got := closeExchange(t, h.Addr, tc.in)
+			if got != want {
+				t.Errorf("input %s:\n proxy %q\ndirect %q", clip(tc.in), got, want)
+			}
+			if !strings.Contains(want, "-ERR Protocol error: ") {
+				t.Errorf("test assumption: Redis answered %q", want)
+			}
+		})
+	}
+	for _, tc := range oddButAccepted {
+		t.Run(tc.name, func(t *testing.T) {
+			want := exchangeUntilMarker(t, h.Redis.Addr, tc.in)
+			got := exchangeUntilMarker(t, h.Addr, tc.in)
+			if got != want {
+				t.Errorf("input %q:\n proxy %q\ndirect %q", tc.in, got, want)
+			}
+		})
+	}
+	if st := h.stats(); st.ProtocolErrors < int64(len(malformedClosing)) {
+		t.Errorf("Stats.ProtocolErrors = %d, want >= %d", st.ProtocolErrors, len(malformedClosing))
+	}
+	// The proxy still serves.
+	if got := h.proxyRaw(t).do("PING"); got != "+PONG\r\n" {
+		t.Errorf("PING after malformed input: %q", got)
+	}
+}
+
+// exchangeUntilMarker sends input then ECHO marker and returns what came
+// before the marker's reply, or everything up to the close.
+func exchangeUntilMarker(t *testing.T, addr, input string) string {
+	r := dialRaw(t, addr)
+	defer r.close()
+	r.writeString(input)
+	r.send("ECHO", "--marker--")
+	var out strings.Builder
+	for {
+		v, err := r.readE()
+		if err != nil {
+			out.WriteString(v)
+			out.WriteString("<closed: " + err.Error() + ">")
+			return out.String()
+		}
+		if v == "$10\r\n--marker--\r\n" {
+			return out.String()
+		}
+		out.WriteString(v)
+	}
+}
+
+// TestE2EHugeBulkClaim: a 4 GB claim is refused like Redis refuses it, and
+// a 400 MB claim (below the 512 MB limit, so it must be streamed) makes the
+// proxy allocate nothing of that size.
+func TestE2EHugeBulkClaim(t *testing.T) {
+	h := newHarness(t)
+	base := settledHeap()
+	got := closeExchange(t, h.Addr, "*1\r\n$4294967296\r\n")
+	if got != "-ERR Protocol error: invalid bulk length\r\n" {
+		t.Errorf("4 GB claim: %q", got)
+	}
+	after := settledHeap()
+	if d := after.TotalAlloc - base.TotalAlloc; d > 64<<20 {
+		t.Errorf("4 GB claim: the process allocated %d MB", d>>20)
+	}
+
+	base = settledHeap()
+	peak := startHeapPeak()
+	c := h.proxyRaw(t)
+	const sent = 1 << 20
+	c.writeString("*3\r\n$3\r\nSET\r\n$4\r\nhuge\r\n$400000000\r\n" + strings.Repeat("x", sent))
+	// Wait until Redis holds the forwarded part of the value: the proxy
+	// has seen the claim and streamed what came (it may keep back a
+	// small partial chunk, hence half).
+	eventually(t, "partial 400 MB value forwarded to Redis", func() bool {
+		for _, l := range h.clientList(t) {
+			q, _ := strconv.Atoi(clientField(l, "qbuf"))
+			if clientField(l, "cmd") == "NULL" && q >= sent/2 {
+				return true
+			}
+		}
+		return false
+	})
+	p := peak.end()
+	if growth := int64(p) - int64(base.HeapInuse); growth > 64<<20 {
+		t.Errorf("a 400 MB claim grew the heap by %d MB", growth>>20)
+	}
+	after = settledHeap()
+	if d := after.TotalAlloc - base.TotalAlloc; d > 64<<20 {
+		t.Errorf("a 400 MB claim made the process allocate %d MB", d>>20)
+	}
+	c.close()
+	eventually(t, "upstream of abandoned 400 MB SET closed", func() bool { return h.numClients(t) == 0 })
+}
+
+func TestE2EMaxClients(t *testing.T) {
+	h := newHarness(t, withOptions(func(o *proxy.Options) { o.MaxClients = 2 }))
+	a, b := h.proxyRaw(t), h.proxyRaw(t)
+	for _, c := range []*rawConn{a, b} {
+		if got := c.do("PING"); got != "+PONG\r\n" {
+			t.Fatalf("PING: %q", got)
+		}
+	}
+	want := closeExchange(t, h.Addr, "")
+	if want != "-ERR max number of clients reached\r\n" {
+		t.Errorf("third client got %q, want -ERR max number of clients reached", want)
+	}
+	// Sending a command does not change the answer.
+	if got := closeExchange(t, h.Addr, "*1\r\n$4\r\nPING\r\n"); got != "-ERR max number of clients reached\r\n" {
+		t.Errorf("third client with a command got %q", got)
+	}
+	if st := h.stats(); st.ClientsRejected < 2 {
+		t.Errorf("Stats.ClientsRejected = %d, want >= 2", st.ClientsRejected)
+	}
+	if n := h.numClients(t); n != 2 {
+		t.Errorf("rejected clients reached Redis: %d upstream connections, want 2", n)
+	}
+	a.close()
+	eventually(t, "a slot to free up", func() bool {
+		c, err := net.DialTimeout("tcp", h.Addr, ioTimeout)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		r := &rawConn{tb: t, c: c, br: newBufioReader(c)}
+		if r.writeE(encodeCommand("PING")) != nil {
+			return false
+		}
+		v, err := r.readE()
+		return err == nil && v == "+PONG\r\n"
+	})
+}
+
+// TestE2ESlowReader: a client that pipelines GETs of a large value and
+// never reads is disconnected once its buffered replies pass
+// ClientOutputLimit, and it is logged.
+func TestE2ESlowReader(t *testing.T) {
+	h := newHarness(t, withOptions(func(o *proxy.Options) {
+		o.ClientOutputLimit = 1 << 20
+		o.WriteTimeout = 10 * time.Minute // the output limit, not a timeout, must act
+	}))
+	val := strings.Repeat("v", 256<<10)
+	if got := h.directRaw(t).do("SET", "big", val); got != "+OK\r\n" {
+		t.Fatalf("SET: %q", got)
+	}
+	c := h.proxyRaw(t)
+	// (A tiny SO_RCVBUF would make the closed proxy socket's remaining
+	// data crawl through zero-window probes; the default is realistic.)
+	const gets = 400 // 100 MB of replies, far beyond socket buffers plus 1 MB
+	var cmds []byte
+	for i := 0; i < gets; i++ {
+		cmds = append(cmds, encodeCommand("GET", "big")...)
+	}
+	if err := c.writeE(cmds); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	eventually(t, "Stats.OutputLimitClosed >= 1", func() bool { return h.stats().OutputLimitClosed >= 1 })
+	out, err := c.readUntilEOF()
+	if err != nil {
+		t.Fatalf("slow reader not disconnected: %v after %d bytes", err, len(out))
+	}
+	if len(out) >= gets*len(val) {
+		t.Errorf("slow reader received all %d bytes: not disconnected", len(out))
+	}
+	logs := strings.ToLower(h.logs.text())
+	if !strings.Contains(logs, "limit") {
+		t.Errorf("no log line about the output limit; logs:\n%s", h.logs.text())
+	}
+	eventually(t, "upstream of the slow reader closed", func() bool { return h.numClients(t) == 0 })
+	// Others are unaffected.
+	if got := h.proxyRaw(t).do("STRLEN", "big"); got != ":262144\r\n" {
+		t.Errorf("STRLEN through proxy: %q", got)
+	}
+}
+
+// TestE2EShutdownDrains: Shutdown stops accepting, lets replies already
+// pending (a BLPOP, a command pipelined behind it) finish within the drain
+// time, closes idle clients, and Serve returns ErrServerClosed.
+func TestE2EShutdownDrains(t *testing.T) {
+	h := newHarness(t, withOptions(func(o *proxy.Options) { o.DrainTimeout = ioTimeout }))
+	a := h.proxyRaw(t)
+	a.write(append(encodeCommand("BLPOP", "q", "0"), encodeCommand("ECHO", "behind")...))
+	idle := h.proxyRaw(t)
+	idle.do("PING")
+	h.waitBlocked(t, 1)
+
+	done := make(chan error, 1)
+	h.once.Do(func() {}) // this test shuts the proxy down itself
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+		defer cancel()
+		done <- callShutdown(h.Srv, ctx)
+	}()
+	eventually(t, "listener closed", func() bool {
+		c, err := net.DialTimeout("tcp", h.Addr, time.Second)
+		if err != nil {
+			return true
+		}
+		c.Close()
+		return false
+	})
+	if out, err := idle.readUntilEOF(); err != nil || out != "" {
+		t.Errorf("idle client at shutdown: %q, %v; want closed without a reply", out, err)
+	}
+	h.directRaw(t).do("RPUSH", "q", "v")
+	if got := a.read(); got != "*2\r\n$1\r\nq\r\n$1\r\nv\r\n" {
+		t.Errorf("pending BLPOP during shutdown = %q", got)
+	}
+	if got := a.read(); got != "$6\r\nbehind\r\n" {
+		t.Errorf("pending ECHO during shutdown = %q", got)
+	}
+	if out, err := a.readUntilEOF(); err != nil || out != "" {
+		t.Errorf("after its replies, the client is closed: got %q, %v", out, err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Shutdown = %v", err)
+		}
+	case <-time.After(ioTimeout):
+		t.Fatal("Shutdown did not return")
+	}
+	select {
+	case err := <-h.served:
+		if !errors.Is(err, proxy.ErrServerClosed) {
+			t.Errorf("Serve = %v, want ErrServerClosed", err)
+		}
+	case <-time.After(ioTimeout):
+		t.Fatal("Serve did not return")
+	}
+	eventually(t, "upstream connections closed", func() bool { return h.numClients(t) == 0 })
+}
+
+// TestE2EShutdownDrainDeadline: a reply that never comes does not hold
+// Shutdown past its deadline; the client is closed.
+func TestE2EShutdownDrainDeadline(t *testing.T) {
+	h := newHarness(t, withOptions(func(o *proxy.Options) { o.DrainTimeout = 300 * time.Millisecond }))
+	a := h.proxyRaw(t)
+	a.send("BLPOP", "never", "0")
+	h.waitBlocked(t, 1)
+	h.once.Do(func() {})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- callShutdown(h.Srv, ctx) }()
+	select {
+	case err := <-done:
+		t.Logf("Shutdown past its deadline returned %v", err)
+	case <-time.After(ioTimeout):
+		t.Fatal("Shutdown did not return after its deadline")
+	}
+	out, err := a.readUntilEOF()
+	if err != nil {
+		t.Errorf("client with a reply that never came not closed: %v", err)
+	}
+	if out != "" && !strings.HasPrefix(out, "-") {
+		t.Errorf("client got %q at forced close", out)
+	}
+	eventually(t, "upstream connection closed", func() bool { return h.numClients(t) == 0 })
+}
+
+// TestE2EUpstreamKilledByRedis: Redis closing the proxied connection
+// (CLIENT KILL by an operator) ends the client's connection too, and it
+// can reconnect.
+func TestE2EUpstreamKilledByRedis(t *testing.T) {
+	h := newHarness(t)
+	for _, proto := range protocols {
+		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
+			c := h.proxyRaw(t)
+			if proto == 3 {
+				c.do("HELLO", "3")
+			}
+			id := strings.TrimSuffix(strings.TrimPrefix(c.do("CLIENT", "ID"), ":"), "\r\n")
+			if got := h.directRaw(t).do("CLIENT", "KILL", "ID", id); got != ":1\r\n" {
+				t.Fatalf("CLIENT KILL ID %s: %q", id, got)
+			}
+			out, err := c.readUntilEOF()
+			if err != nil {
+				t.Fatalf("client not closed after its upstream connection was killed: %v (got %q)", err, out)
+			}
+			if out != "" && !strings.HasPrefix(out, "-") {
+				t.Errorf("client got %q before close", out)
+			}
+			if got := h.proxyRaw(t).do("PING"); got != "+PONG\r\n" {
+				t.Fatalf("reconnect: %q", got)
+			}
+		})
+	}
+}
+
+// TestE2ERedisMaxClients: when Redis itself refuses the connection, the
+// client sees Redis's own error, then the close.
+func TestE2ERedisMaxClients(t *testing.T) {
+	h := newHarness(t, withRedis(redistest.WithConfig("maxclients", "1")))
+	hold := h.directRaw(t) // Redis's only slot
+	hold.do("PING")
+	want := closeExchange(t, h.Redis.Addr, "*1\r\n$4\r\nPING\r\n")
+	if want != "-ERR max number of clients reached\r\n" {
+		t.Fatalf("test assumption: Redis answered %q", want)
+	}
+	got := closeExchange(t, h.Addr, "*1\r\n$4\r\nPING\r\n")
+	if !strings.Contains(got, "max number of clients reached") {
+		t.Errorf("through proxy: %q, want Redis's -ERR max number of clients reached", got)
+	}
+}
+
+// TestE2EHalfClose: a client that sends its commands and shuts down its
+// write side (printf ... | nc) still gets every reply, then the close, as
+// from Redis.
+func TestE2EHalfClose(t *testing.T) {
+	h := newHarness(t)
+	in := "SET a 1\r\nGET a\r\n" + string(encodeCommand("INCR", "a")) + "PING\r\n"
+	run := func(addr string) string {
+		h.resetRedis(t)
+		r := dialRaw(t, addr)
+		defer r.close()
+		r.writeString(in)
+		if err := r.c.(*net.TCPConn).CloseWrite(); err != nil {
+			t.Fatalf("CloseWrite: %v", err)
+		}
+		out, err := r.readUntilEOF()
+		if err != nil {
+			t.Errorf("%s: %v", addr, err)
+		}
+		return out
+	}
+	want := run(h.Redis.Addr)
+	got := run(h.Addr)
+	if got != want {
+		t.Errorf("half-closed client: proxy %q, direct %q", got, want)
+	}
+}
