@@ -1,0 +1,108 @@
+# exproxy developer targets. `make help` lists them.
+#
+# Newcomer on a fresh Debian/Ubuntu machine with Go installed:
+#   make run    # local redis-server (if none on 6379) + the proxy on 127.0.0.1:6380
+#   make test   # installs redis-server if missing (as root), then vet + race tests
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+GO        ?= go
+BIN       := bin/exproxy
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+# Race tests of the whole tree take a few minutes on 2 cores; the timeout
+# only catches a hang.
+TESTFLAGS ?= -race -timeout 30m
+FUZZTIME  ?= 15s
+BENCHFLAGS ?=
+IMAGE     ?= exproxy:$(VERSION)
+
+# Where `make run` puts things.
+RUN_LISTEN   ?= 127.0.0.1:6380
+RUN_UPSTREAM ?= 127.0.0.1:6379
+RUN_FLAGS    ?=
+
+.PHONY: help build run test deps bench fuzz lint docker clean
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+build: ## build bin/exproxy (static, version from git)
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/exproxy
+
+# redis-server is needed by `make run` and by the tests. Installing needs
+# root; otherwise say exactly what to run.
+define need_redis
+	if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "redis-server/redis-cli missing: installing redis-server and redis-tools"; \
+			DEBIAN_FRONTEND=noninteractive apt-get update -q; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server redis-tools; \
+		else \
+			echo "redis-server and redis-cli are needed. Install them with:"; \
+			echo "  sudo apt-get update && sudo apt-get install -y redis-server redis-tools"; \
+			exit 1; \
+		fi; \
+	fi
+endef
+
+deps: ## install redis-server/redis-tools (as root) and download Go modules
+	@$(need_redis)
+	$(GO) mod download
+
+# run: uses a Redis already answering on 127.0.0.1:6379, or starts one as a
+# child (no persistence, data in a temp dir) that stops when the proxy does.
+run: build ## run the proxy on 127.0.0.1:6380 in front of a local Redis (Ctrl-C stops both)
+	@$(need_redis)
+	@up='$(RUN_UPSTREAM)'; up_host=$${up%:*}; up_port=$${up##*:}; listen='$(RUN_LISTEN)'; redis_pid=; dir=; \
+	cleanup() { \
+		if [ -n "$$redis_pid" ]; then kill "$$redis_pid" 2>/dev/null || true; wait "$$redis_pid" 2>/dev/null || true; fi; \
+		if [ -n "$$dir" ]; then rm -rf "$$dir"; fi; \
+	}; \
+	trap cleanup EXIT; \
+	reply=$$(redis-cli -h "$$up_host" -p "$$up_port" ping 2>&1 || true); \
+	case "$$reply" in \
+	PONG*|NOAUTH*|*"NOAUTH"*) echo "using the Redis already answering on $(RUN_UPSTREAM)";; \
+	*) dir=$$(mktemp -d); \
+	   echo "starting redis-server on $(RUN_UPSTREAM) (data in $$dir, stopped on exit)"; \
+	   redis-server --bind "$$up_host" --port "$$up_port" --save '' --appendonly no \
+	     --dir "$$dir" --logfile "$$dir/redis.log" --daemonize no & redis_pid=$$!; \
+	   for i in $$(seq 100); do \
+	     redis-cli -h "$$up_host" -p "$$up_port" ping >/dev/null 2>&1 && break; \
+	     kill -0 "$$redis_pid" 2>/dev/null || { echo "redis-server failed to start:"; cat "$$dir/redis.log"; exit 1; }; \
+	     sleep 0.1; \
+	   done;; \
+	esac; \
+	echo "exproxy on $(RUN_LISTEN): try  redis-cli -p $${listen##*:} ping"; \
+	./$(BIN) --listen $(RUN_LISTEN) --upstream $(RUN_UPSTREAM) --log-format console $(RUN_FLAGS) || status=$$?; \
+	exit $${status:-0}
+
+test: ## go vet + all tests with -race (installs redis-server first if missing and root)
+	@$(need_redis)
+	$(GO) vet ./...
+	$(GO) test $(TESTFLAGS) ./...
+
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+bench: ## benchmark exproxy against direct Redis (go run ./bench/cmd/exbench; BENCHFLAGS=--quick for a smoke run)
+	@$(need_redis)
+	$(GO) run ./bench/cmd/exbench $(BENCHFLAGS)
+
+fuzz: ## run every Go fuzz target for FUZZTIME (default 15s) each
+	@for pkg in $$($(GO) list ./...); do \
+		for target in $$($(GO) test -list '^Fuzz' "$$pkg" | grep '^Fuzz' || true); do \
+			echo "== $$pkg $$target"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) "$$pkg"; \
+		done; \
+	done
+
+docker: ## build the container image (needs a Docker engine)
+	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+
+clean: ## remove build output
+	rm -rf bin
