@@ -21,9 +21,10 @@ var errOutputLimit = errors.New("client output buffer limit reached")
 // output batches replies for one client. Only the reply loop calls
 // append/flush; the flusher goroutine exists only while the client stalls.
 type output struct {
-	conn  net.Conn
-	buf   []byte
-	limit int64
+	conn         net.Conn
+	buf          []byte
+	limit        int64
+	writeTimeout time.Duration // a stalled client that accepts nothing for this long is closed
 
 	deadline time.Time // write deadline currently set on conn
 
@@ -36,8 +37,8 @@ type output struct {
 	idle      chan struct{} // closed by the flusher when it drains and exits
 }
 
-func newOutput(conn net.Conn, limit int64) *output {
-	return &output{conn: conn, limit: limit}
+func newOutput(conn net.Conn, limit int64, writeTimeout time.Duration) *output {
+	return &output{conn: conn, limit: limit, writeTimeout: writeTimeout}
 }
 
 // flush writes what append collected. It returns errOutputLimit when a
@@ -110,11 +111,10 @@ func (o *output) shrink() {
 	}
 }
 
-// flusher writes the backlog of a stalled client without a deadline (the
-// limit, not time, decides when to give up) and hands the connection back
-// to the fast path once everything is written.
+// flusher writes the backlog of a stalled client and hands the connection
+// back to the fast path once everything is written. A client that takes
+// nothing for writeTimeout is given up on.
 func (o *output) flusher() {
-	_ = o.conn.SetWriteDeadline(time.Time{})
 	var chunk []byte
 	for {
 		o.mu.Lock()
@@ -128,10 +128,14 @@ func (o *output) flusher() {
 		}
 		chunk, o.backlog = o.backlog, chunk[:0]
 		o.mu.Unlock()
+		_ = o.conn.SetWriteDeadline(time.Now().Add(o.writeTimeout))
 		if _, err := o.conn.Write(chunk); err != nil {
 			o.mu.Lock()
 			o.err = err
 			o.mu.Unlock()
+			// Closing ends the session even if no further reply comes
+			// to run into the error.
+			_ = o.conn.Close()
 		}
 	}
 }

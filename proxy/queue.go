@@ -29,9 +29,20 @@ type entry struct {
 	// protocol of HELLO (as "2"/"3", with name/user in arg2/arg3).
 	arg, arg2, arg3 string
 	sub             cmdKind // for kindClient: which subcommand mattered
-	subArgs         int32   // (un)subscribe: channels named; -1 under CLIENT REPLY OFF
-	resolved        bool    // resolve has fixed replies
+	subArgs         int32   // (un)subscribe: channels named
+	replyMode       replyMode
+	resolved        bool // resolve has fixed replies
 }
+
+// replyMode marks a CLIENT REPLY command.
+type replyMode uint8
+
+const (
+	replyUnchanged replyMode = iota
+	replyOff
+	replySkip
+	replyOn
+)
 
 // observed is the part of an entry only observers need.
 type observed struct {

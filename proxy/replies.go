@@ -15,8 +15,6 @@ import (
 )
 
 const (
-	initialReplyBuf = 1 << 10
-	steadyReplyBuf  = 64 << 10
 	// flushAt bounds the reply bytes batched before a write to the client,
 	// so a large reply streams through instead of piling up here.
 	flushAt = 64 << 10
@@ -36,18 +34,20 @@ const (
 // replySide reads replies from upstream, pairs each with its entry and
 // forwards it. All its fields belong to the reply goroutine.
 type replySide struct {
-	s      *session
-	out    *output
-	buf    []byte
-	r, w   int
-	framer resp.Framer
-	info   SessionInfo
-	obs    []SessionObserver
+	s        *session
+	out      *output
+	buf      []byte
+	r, w     int
+	lastRead int
+	framer   resp.Framer
+	info     SessionInfo
+	obs      []SessionObserver
 
 	// RESP2 subscriptions, counted from Redis's own confirmations so that
 	// an UNSUBSCRIBE of everything knows how many replies it gets.
 	chans, pats, shards int
 	monitor             bool
+	replyOff, replySkip bool // CLIENT REPLY state, as Redis applies it
 	quit                bool // QUIT answered: the upstream close is expected
 
 	// the reply being read
@@ -67,7 +67,7 @@ type replySide struct {
 
 func (r *replySide) init(s *session) {
 	r.s = s
-	r.out = newOutput(s.client, s.srv.opts.ClientOutputLimit)
+	r.out = newOutput(s.client, s.srv.opts.ClientOutputLimit, s.srv.opts.WriteTimeout)
 	r.framer.Limits = s.srv.opts.Limits
 	r.framer.Limits.MaxInlineLen = max(r.framer.Limits.MaxInlineLen, 64<<10)
 	r.info = SessionInfo{ID: s.rinfo.ID, Addr: s.rinfo.Addr, User: "default", Proto: 2}
@@ -79,7 +79,7 @@ func (r *replySide) init(s *session) {
 func (r *replySide) loop() {
 	s := r.s
 	defer r.finish()
-	r.buf = make([]byte, initialReplyBuf)
+	r.buf = make([]byte, minBuf)
 	for {
 		if !r.emitHead() {
 			return
@@ -104,6 +104,10 @@ func (r *replySide) loop() {
 		n, err := up.Read(r.buf[r.w:])
 		if n > 0 {
 			r.w += n
+			r.lastRead = n
+			if r.w == len(r.buf) {
+				r.lastRead = len(r.buf)
+			}
 			if !r.feed() {
 				return
 			}
@@ -188,8 +192,8 @@ func (r *replySide) feed() bool {
 	}
 	if r.r == r.w {
 		r.r, r.w = 0, 0
-		if len(r.buf) > steadyReplyBuf {
-			r.buf = make([]byte, steadyReplyBuf)
+		if n := resize(len(r.buf), r.lastRead); n != len(r.buf) {
+			r.buf = make([]byte, n)
 		}
 	}
 	return true
@@ -362,7 +366,7 @@ func (r *replySide) resend(e *entry) bool {
 	ok := s.q.push([]entry{ne})
 	var werr error
 	if ok {
-		_, werr = s.up.Write(data)
+		werr = s.writeUp(data)
 	}
 	s.upMu.Unlock()
 	return ok && werr == nil
@@ -400,28 +404,67 @@ func (r *replySide) headEntry() *entry {
 	}
 }
 
-// resolve fixes the reply count of (un)subscribe commands, which depends
-// on the protocol and subscriptions in force when they run.
+// resolve fixes how many regular replies an entry gets. That depends on
+// the state the session is in when the command runs — CLIENT REPLY
+// OFF/SKIP, the protocol, RESP2 subscribed mode — which is known here, in
+// reply order, and not when the command was sent.
 func (r *replySide) resolve(e *entry) {
-	if e.cmd == nil || e.resolved {
+	if e.resolved {
 		return
 	}
 	e.resolved = true
-	switch e.cmd.kind {
-	case kindSubscribe, kindUnsubscribe:
-		if e.subArgs < 0 {
-			return // CLIENT REPLY OFF
+	if e.local != nil {
+		return
+	}
+	silenced := r.replyOff || r.replySkip
+	subMode := r.info.Proto == 2 && r.subscribed()
+	if e.replyMode != replyUnchanged {
+		if subMode {
+			// Redis refuses CLIENT in RESP2 subscribed mode; the error
+			// is silenced like any other reply.
+			if silenced {
+				e.replies = 0
+			}
+			r.replySkip = false
+			return
 		}
+		switch e.replyMode {
+		case replyOff:
+			r.replyOff, e.replies = true, 0
+		case replySkip:
+			r.replySkip = !r.replyOff
+			e.replies = 0
+		case replyOn:
+			r.replyOff, r.replySkip, e.replies = false, false, 1
+		}
+		return
+	}
+	r.replySkip = false
+	if e.cmd != nil && e.cmd.kind == kindReset {
+		r.replyOff = false // RESET clears CLIENT REPLY OFF before it answers
+		return
+	}
+	if e.cmd != nil && (e.cmd.kind == kindSubscribe || e.cmd.kind == kindUnsubscribe) {
+		// Confirmations are sent even under CLIENT REPLY OFF.
 		n := e.subArgs
 		switch {
-		case r.info.Proto == 3 && n > 0, r.info.Proto == 3 && e.cmd.kind == kindUnsubscribe:
+		case r.info.Proto == 3 && (n > 0 || e.cmd.kind == kindUnsubscribe):
 			e.replies = 0 // confirmations come as pushes
 		case n > 0:
 			e.replies = n
 		case e.cmd.kind == kindUnsubscribe:
 			e.replies = int32(max(1, r.subCount(e.cmd.name)))
+		case silenced:
+			e.replies = 0 // its arity error is silenced
 		default:
 			e.replies = 1 // arity error
+		}
+		return
+	}
+	if silenced {
+		e.replies = 0
+		if e.cmd != nil && e.cmd.kind == kindQuit {
+			r.quit = true // no +OK will say so
 		}
 	}
 }
@@ -529,6 +572,7 @@ func (r *replySide) apply(e *entry, head []byte) {
 		if bytes.HasPrefix(head, []byte("+RESET")) {
 			r.info.DB, r.info.Name, r.info.User, r.info.Proto = 0, "", "default", 2
 			r.chans, r.pats, r.shards, r.monitor = 0, 0, 0, false
+			r.replyOff, r.replySkip = false, false
 		}
 	case kindMonitor:
 		if ok {

@@ -203,8 +203,25 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// dialUpstream opens one upstream connection for a session.
+// dialUpstream opens one upstream connection for a session. The dial runs
+// on a goroutine of its own: dialling takes a deep stack (resolver, TLS),
+// and a session goroutine that grew one would keep it for as long as the
+// connection is idle, which is most of a sidecar's connections' lives.
 func (s *Server) dialUpstream(ctx context.Context) (net.Conn, error) {
+	type result struct {
+		conn net.Conn
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		c, err := s.dial(ctx)
+		ch <- result{c, err}
+	}()
+	r := <-ch
+	return r.conn, r.err
+}
+
+func (s *Server) dial(ctx context.Context) (net.Conn, error) {
 	u := s.opts.Upstream
 	ctx, cancel := context.WithTimeout(ctx, s.opts.DialTimeout)
 	defer cancel()

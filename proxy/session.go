@@ -18,11 +18,6 @@ import (
 )
 
 const (
-	// initialReadBuf is small so that idle sessions stay cheap; buffers
-	// grow with traffic and shrink back after a burst.
-	initialReadBuf = 1 << 10
-	// steadyReadBuf is the size a busy session keeps between bursts.
-	steadyReadBuf = 64 << 10
 	// maxBufferedCommand is the largest command held whole in memory;
 	// larger ones (e.g. a 64 MB SET) stream through in chunks.
 	maxBufferedCommand = 1 << 20
@@ -42,8 +37,9 @@ type session struct {
 	q    *queue
 	wake atomic.Bool // the read loop interrupted the reply loop's upstream read
 
-	upMu sync.Mutex // orders pushes and upstream writes of the two loops
-	up   net.Conn   // set by the read side under upMu; nil until dialled
+	upMu       sync.Mutex // orders pushes and upstream writes of the two loops
+	up         net.Conn   // set by the read side under upMu; nil until dialled
+	upDeadline time.Time  // write deadline set on up; under upMu
 
 	closing  atomic.Bool   // no more commands will come from the client
 	draining atomic.Bool   // server shutdown: stop reading the client
@@ -59,8 +55,6 @@ type session struct {
 	batch       []entry
 	inMulti     bool
 	queued      []string
-	replyOff    bool // CLIENT REPLY OFF in force
-	skipNext    bool // CLIENT REPLY SKIP: the next command gets no reply
 	hasLocal    bool // the batch holds a locally answered entry
 	batchFailed bool // the last batch could not reach upstream
 
@@ -129,12 +123,13 @@ func (s *session) upstream() net.Conn {
 // upstream, one write per batch of whatever the client had sent.
 func (s *session) readLoop() {
 	defer s.endReading()
-	s.rbuf = make([]byte, initialReadBuf)
+	s.rbuf = make([]byte, minBuf)
+	lastRead := 0
 	for {
 		if s.r == s.w {
 			s.r, s.w = 0, 0
-			if len(s.rbuf) > steadyReadBuf {
-				s.rbuf = make([]byte, steadyReadBuf)
+			if n := resize(len(s.rbuf), lastRead); n != len(s.rbuf) {
+				s.rbuf = make([]byte, n)
 			}
 		}
 		if s.w == len(s.rbuf) {
@@ -144,6 +139,10 @@ func (s *session) readLoop() {
 		}
 		n, err := s.client.Read(s.rbuf[s.w:])
 		s.w += n
+		lastRead = n
+		if s.w == len(s.rbuf) {
+			lastRead = len(s.rbuf) // filled: more is likely waiting
+		}
 		if n > 0 {
 			if !s.process() {
 				return
@@ -224,10 +223,6 @@ func (s *session) route(raw []byte, args [][]byte, argc int, partial bool) (skip
 	s.srv.stats.commands.Add(1)
 	cmd := s.srv.table.lookup(args[0])
 	e := entry{cmd: cmd, replies: 1}
-	if s.replyOff || s.skipNext {
-		e.replies = 0
-		s.skipNext = false
-	}
 	rewritten := false
 	if cmd != nil {
 		s.sendSideState(&e, cmd, args)
@@ -285,7 +280,7 @@ func (s *session) sendSideState(e *entry, cmd *command, args [][]byte) {
 	case kindExec, kindDiscard:
 		s.inMulti = false
 	case kindReset:
-		s.inMulti, s.replyOff, s.skipNext = false, false, false
+		s.inMulti = false
 		s.queued = nil
 	case kindSelect:
 		if len(args) == 2 {
@@ -321,29 +316,21 @@ func (s *session) sendSideState(e *entry, cmd *command, args [][]byte) {
 			e.sub = kindClient
 			e.arg = string(args[2])
 		case equalFold(args[1], "reply") && len(args) == 3 && !s.inMulti:
-			// Redis does not answer CLIENT REPLY OFF or SKIP themselves.
+			// Whether it takes effect depends on the mode the session is
+			// in when it runs, which only the reply side knows: see resolve.
 			switch {
 			case equalFold(args[2], "off"):
-				s.replyOff = true
-				e.replies = 0
+				e.replyMode = replyOff
 			case equalFold(args[2], "skip"):
-				if !s.replyOff {
-					e.replies = 0
-					s.skipNext = true
-				}
+				e.replyMode = replySkip
 			case equalFold(args[2], "on"):
-				s.replyOff = false
-				e.replies = 1
+				e.replyMode = replyOn
 			}
 		}
 	case kindSubscribe, kindUnsubscribe:
 		// How many replies depends on the protocol in force when the
 		// command runs, which only the reply side knows; see resolve.
-		if e.replies == 0 {
-			e.subArgs = -1
-		} else {
-			e.subArgs = int32(len(args) - 1)
-		}
+		e.subArgs = int32(len(args) - 1)
 	}
 }
 
@@ -392,7 +379,7 @@ func (s *session) send() bool {
 	}
 	ok := s.flushBatch()
 	s.batch = s.batch[:0]
-	if cap(s.upbuf) > steadyReadBuf {
+	if cap(s.upbuf) > steadyBuf {
 		s.upbuf = nil
 	} else {
 		s.upbuf = s.upbuf[:0]
@@ -418,7 +405,7 @@ func (s *session) flushBatch() bool {
 	}
 	var err error
 	if len(s.upbuf) > 0 {
-		_, err = s.up.Write(s.upbuf)
+		err = s.writeUp(s.upbuf)
 	}
 	up := s.up
 	s.upMu.Unlock()
@@ -433,6 +420,20 @@ func (s *session) flushBatch() bool {
 		return false
 	}
 	return true
+}
+
+// writeUp writes to the upstream connection; the caller holds upMu. A
+// Redis that stops reading (it never should) cannot hang the session past
+// WriteTimeout. The deadline is refreshed only when half used up, so the
+// common write pays for a clock read, not a timer update.
+func (s *session) writeUp(b []byte) error {
+	now := time.Now()
+	if s.upDeadline.Sub(now) < s.srv.opts.WriteTimeout/2 {
+		s.upDeadline = now.Add(s.srv.opts.WriteTimeout)
+		_ = s.up.SetWriteDeadline(s.upDeadline)
+	}
+	_, err := s.up.Write(b)
+	return err
 }
 
 // interruptReplies wakes a reply loop blocked reading upstream so that it
@@ -465,7 +466,7 @@ func (s *session) failBatch(err error) {
 	s.hasLocal = true
 	s.batchFailed = true
 	// Session state changed by these commands never reached Redis.
-	s.inMulti, s.replyOff, s.skipNext = false, false, false
+	s.inMulti = false
 }
 
 // protocolError answers malformed input the way Redis does, after the
@@ -525,7 +526,7 @@ func (s *session) streamCommand() bool {
 		}
 		if n > 0 && forward {
 			s.upMu.Lock()
-			_, werr := up.Write(s.rbuf[s.r : s.r+n])
+			werr := s.writeUp(s.rbuf[s.r : s.r+n])
 			s.upMu.Unlock()
 			if werr != nil {
 				return false
