@@ -5,6 +5,7 @@ package redistest
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -25,17 +26,28 @@ type Server struct {
 
 	tb   testing.TB
 	args []string
+	tls  *tls.Config // non-nil: the port speaks TLS
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
 }
 
 // Option adjusts the server's configuration.
-type Option func(*[]string)
+type Option func(*Server)
 
 // WithConfig adds a redis.conf directive, e.g. WithConfig("requirepass", "s3cret").
 func WithConfig(name string, values ...string) Option {
-	return func(a *[]string) { *a = append(*a, append([]string{"--" + name}, values...)...) }
+	return func(s *Server) { s.args = append(s.args, append([]string{"--" + name}, values...)...) }
+}
+
+// WithTLS makes the server's port speak TLS only, with the given PEM files;
+// clients need no certificate of their own.
+func WithTLS(certFile, keyFile, caFile string) Option {
+	return func(s *Server) {
+		s.tls = &tls.Config{InsecureSkipVerify: true} // readiness probe only
+		s.args = append(s.args, "--tls-cert-file", certFile, "--tls-key-file", keyFile,
+			"--tls-ca-cert-file", caFile, "--tls-auth-clients", "no")
+	}
 }
 
 // Binary returns the redis-server path, or "" when it is not installed.
@@ -69,10 +81,10 @@ func Start(tb testing.TB, opts ...Option) *Server {
 		"--daemonize", "no",
 		"--protected-mode", "no",
 	}
-	for _, o := range opts {
-		o(&args)
-	}
 	s.args = args
+	for _, o := range opts {
+		o(s)
+	}
 	// A port can be taken between FreePort and the bind; retry a few times.
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
@@ -90,7 +102,11 @@ func Start(tb testing.TB, opts ...Option) *Server {
 }
 
 func (s *Server) start(bin string) error {
-	args := append([]string{"--port", strconv.Itoa(s.Port)}, s.args...)
+	ports := []string{"--port", strconv.Itoa(s.Port)}
+	if s.tls != nil {
+		ports = []string{"--port", "0", "--tls-port", strconv.Itoa(s.Port)}
+	}
+	args := append(ports, s.args...)
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = s.Dir
 	if err := cmd.Start(); err != nil {
@@ -105,7 +121,7 @@ func (s *Server) start(bin string) error {
 			return fmt.Errorf("redis-server on port %d exited at start: %s", s.Port, s.logTail())
 		default:
 		}
-		if pingOK(s.Addr) {
+		if pingOK(s.Addr, s.tls) {
 			s.mu.Lock()
 			s.cmd, s.done = cmd, done
 			s.mu.Unlock()
@@ -120,8 +136,15 @@ func (s *Server) start(bin string) error {
 
 // pingOK reports whether the server answers at all (+PONG, or -NOAUTH when
 // a password is set: both mean it is up).
-func pingOK(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+func pingOK(addr string, tlsConfig *tls.Config) bool {
+	var c net.Conn
+	var err error
+	d := &net.Dialer{Timeout: 200 * time.Millisecond}
+	if tlsConfig != nil {
+		c, err = tls.DialWithDialer(d, "tcp", addr, tlsConfig)
+	} else {
+		c, err = d.Dial("tcp", addr)
+	}
 	if err != nil {
 		return false
 	}
