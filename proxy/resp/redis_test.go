@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"reflect"
 	"strconv"
@@ -397,4 +398,62 @@ func TestFramerOnRedisPush(t *testing.T) {
 	if len(kinds) != 6 || !bytes.Contains(kinds, []byte{'>'}) {
 		t.Fatalf("kinds %q; want six values including a push", kinds)
 	}
+}
+
+// TestParseInlineRandomMatchesRedis sends random inline lines built from
+// the characters sdssplitargs treats specially, and checks that Redis and
+// Parse split them into the same arguments or both refuse them.
+func TestParseInlineRandomMatchesRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	const eval = "EVAL \"return ARGV\" 0 "
+	const alphabet = "ab x4F \t\v\f\r\"'\\\\\"'"
+	r := rand.New(rand.NewPCG(5, 6))
+	var c net.Conn
+	var br *bufio.Reader
+	var p CommandParser
+	var refused, parsed int
+	for i := 0; i < 2000; i++ {
+		line := make([]byte, r.IntN(16))
+		for j := range line {
+			line[j] = alphabet[r.IntN(len(alphabet))]
+		}
+		in := eval + string(line) + "\r\n"
+		n, args, _, perr := p.Parse([]byte(in), nil)
+		if perr == nil && n != len(in) {
+			t.Fatalf("%q: Parse consumed %d of %d", in, n, len(in))
+		}
+		if c == nil {
+			c, br = dial(t, srv)
+		}
+		if _, err := c.Write([]byte(in)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := readReply(br)
+		if err != nil {
+			t.Fatalf("%q: reading reply: %v", in, err)
+		}
+		if rerr, ok := got.(error); ok {
+			if perr == nil || rerr.Error() != "ERR "+perr.Error() {
+				t.Fatalf("%q: Redis %v, Parse %v", in, rerr, perr)
+			}
+			c = nil // Redis closed it
+			refused++
+			continue
+		}
+		if perr != nil {
+			t.Fatalf("%q: Redis parsed %q, Parse: %v", in, got, perr)
+		}
+		want := make([]any, 0, len(args))
+		for _, a := range args[3:] {
+			want = append(want, string(a))
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: Redis %q, Parse %q", in, got, want)
+		}
+		parsed++
+	}
+	if refused < 20 || parsed < 20 {
+		t.Fatalf("%d refused, %d parsed: the generator no longer exercises both", refused, parsed)
+	}
+	t.Logf("%d lines refused by both, %d split identically", refused, parsed)
 }
