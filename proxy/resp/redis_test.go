@@ -457,3 +457,66 @@ func TestParseInlineRandomMatchesRedis(t *testing.T) {
 	}
 	t.Logf("%d lines refused by both, %d split identically", refused, parsed)
 }
+
+// TestParseMultibulkMutationsMatchRedis corrupts bytes of valid multibulk
+// commands at random and checks that Redis and Parse agree on the outcome:
+// the same protocol error, or the same arguments. Inputs that Parse says
+// are incomplete are skipped, since Redis would wait for more.
+func TestParseMultibulkMutationsMatchRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	const mutants = "0123456789-$*\r\nx"
+	r := rand.New(rand.NewPCG(7, 8))
+	var p CommandParser
+	var errorsSeen, argsSeen int
+	for i := 0; i < 1500; i++ {
+		args := []string{"EVAL", "return ARGV", "0"}
+		for j := r.IntN(3); j >= 0; j-- {
+			args = append(args, strings.Repeat("v", r.IntN(6)))
+		}
+		in := AppendArrayHeader(nil, len(args))
+		for _, a := range args {
+			in = AppendBulkString(in, a)
+		}
+		for j := 1 + r.IntN(2); j > 0; j-- {
+			in[r.IntN(len(in))] = mutants[r.IntN(len(mutants))]
+		}
+		n, got, _, perr := p.Parse(in, nil)
+		var want any
+		switch {
+		case perr != nil:
+			want = errors.New("ERR " + perr.Error())
+		case n == 0:
+			continue // incomplete: Redis waits
+		case len(got) < 3 || string(got[0]) != "EVAL" || string(got[1]) != "return ARGV" || string(got[2]) != "0":
+			continue // no longer a command that echoes its arguments
+		default:
+			w := []any{}
+			for _, a := range got[3:] {
+				w = append(w, string(a))
+			}
+			want = w
+		}
+		c, br := dial(t, srv)
+		go func() { _, _ = c.Write(in) }()
+		reply, err := readReply(br)
+		if err != nil {
+			t.Fatalf("%q: reading reply: %v", in, err)
+		}
+		c.Close()
+		if werr, ok := want.(error); ok {
+			errorsSeen++
+			if rerr, ok := reply.(error); !ok || rerr.Error() != werr.Error() {
+				t.Fatalf("%q: Redis %q, Parse %v", in, reply, werr)
+			}
+			continue
+		}
+		argsSeen++
+		if !reflect.DeepEqual(reply, want) {
+			t.Fatalf("%q: Redis %q, Parse %q", in, reply, want)
+		}
+	}
+	if errorsSeen < 50 || argsSeen < 50 {
+		t.Fatalf("%d errors, %d parses compared: the mutations no longer exercise both", errorsSeen, argsSeen)
+	}
+	t.Logf("%d protocol errors and %d parses agree with Redis", errorsSeen, argsSeen)
+}
