@@ -93,3 +93,40 @@ func TestMillionKeysMemoryFlat(t *testing.T) {
 		t.Errorf("hot key row: %+v (found %v)", hot, ok)
 	}
 }
+
+// TestShardsShareCapacity checks that one busy shard can use the spare
+// capacity the quiet shards leave, and that all shards together never
+// exceed the cap.
+func TestShardsShareCapacity(t *testing.T) {
+	tests := []struct {
+		name      string
+		sessions  int
+		wantTotal int
+	}{
+		// Cap 160: each of the 8 shards keeps 10 of its own, 80 are shared.
+		{"one busy session", 1, 10 + 80},
+		{"two busy sessions", 2, 2*10 + 80},
+		{"every shard busy", nShards, 160},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tr, _, _ := newTestTracker(t, Config{MaxKeys: 160})
+			for i := 0; i < tc.sessions; i++ {
+				s := tr.Open(&proxy.SessionInfo{ID: uint64(i), Addr: "10.0.0.1:1"})
+				for j := 0; j < 1000; j++ {
+					s.Observe(ev("watch", okR, "k"+strconv.Itoa(i)+"x"+strconv.Itoa(j)))
+					s.Observe(ev("multi", okR))
+					s.Observe(ev("exec", commitR))
+				}
+			}
+			if keys, _, _ := tr.tableSizes(); keys != tc.wantTotal {
+				t.Errorf("keys held %d, want %d", keys, tc.wantTotal)
+			}
+			tr.Flush()
+			// A new window starts with the whole pool again.
+			if keys, _, _ := tr.tableSizes(); keys != 0 {
+				t.Errorf("new window holds %d keys", keys)
+			}
+		})
+	}
+}

@@ -3,6 +3,7 @@ package contention
 import (
 	"container/heap"
 	"sort"
+	"sync/atomic"
 	"time"
 )
 
@@ -87,19 +88,38 @@ func (e *entry) addClient(c string) {
 // table is a map bounded to max entries with eviction of the lowest weight
 // (a min-heap gives it in O(log n)); evicted counts go to other so the
 // totals stay exact.
+//
+// The shards of one window share their capacity: each table may always
+// hold max entries of its own (its reserve) and may borrow more from pool,
+// a count shared by the window's tables, before it has to evict. So a
+// shard whose sessions touch many keys can use what quiet shards leave,
+// while the sum over the shards never exceeds the configured cap.
 type table struct {
-	max     int
+	max     int           // the reserve: entries held without borrowing
+	pool    *atomic.Int64 // shared spare capacity; nil = none
 	m       map[string]*entry
 	h       entryHeap
 	other   counts
 	evicted int64
 }
 
-func newTable(max int) *table {
+func newTable(max int, pool *atomic.Int64) *table {
 	if max < 1 {
 		max = 1
 	}
-	return &table{max: max, m: make(map[string]*entry)}
+	return &table{max: max, pool: pool, m: make(map[string]*entry)}
+}
+
+// borrow takes one entry's capacity from the shared pool.
+func (t *table) borrow() bool {
+	if t.pool == nil {
+		return false
+	}
+	if t.pool.Add(-1) >= 0 {
+		return true
+	}
+	t.pool.Add(1)
+	return false
 }
 
 func (t *table) len() int { return len(t.m) }
@@ -109,7 +129,7 @@ func (t *table) update(name, pattern string, d *counts, dur time.Duration, timed
 	e := t.m[name]
 	if e == nil {
 		var weight int64
-		if len(t.m) >= t.max {
+		if len(t.m) >= t.max && !t.borrow() {
 			min := heap.Pop(&t.h).(*entry)
 			delete(t.m, min.name)
 			t.other.add(&min.counts)

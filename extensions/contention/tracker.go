@@ -28,8 +28,8 @@ const (
 )
 
 // nShards spreads sessions over independent locks so that EXECs of many
-// sessions do not serialise on one mutex. Each shard has its own tables,
-// each capped at 1/nShards of the configured maximum.
+// sessions do not serialise on one mutex. Each shard has its own tables;
+// together they stay within the configured caps (see table).
 const nShards = 8
 
 // observed are the commands the tracker needs to see.
@@ -113,20 +113,37 @@ func newTracker(cfg Config, log *zap.Logger, now func() time.Time) *Tracker {
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
+	pools := t.newPools()
 	for i := range t.shards {
-		t.shards[i].w = t.newWindow()
+		t.shards[i].w = t.newWindow(pools)
 	}
 	go t.run()
 	return t
 }
 
-func (t *Tracker) newWindow() *window {
-	per := func(n int) int { return max(n/nShards, 1) }
+func (t *Tracker) newWindow(pools *windowPools) *window {
+	// Each shard's reserve is half its fair share; the other half of the
+	// cap is a pool any shard of the window may borrow from.
+	reserve := func(n int) int { return max(n/(2*nShards), 1) }
 	return &window{
-		keys:     newTable(per(t.cfg.MaxKeys)),
-		patterns: newTable(per(t.cfg.MaxPatterns)),
-		clients:  newTable(per(t.cfg.MaxClients)),
+		keys:     newTable(reserve(t.cfg.MaxKeys), &pools.keys),
+		patterns: newTable(reserve(t.cfg.MaxPatterns), &pools.patterns),
+		clients:  newTable(reserve(t.cfg.MaxClients), &pools.clients),
 	}
+}
+
+// windowPools is the spare capacity shared by one window's shards.
+type windowPools struct {
+	keys, patterns, clients atomic.Int64
+}
+
+func (t *Tracker) newPools() *windowPools {
+	p := &windowPools{}
+	spare := func(n int) int64 { return int64(max(n-nShards*max(n/(2*nShards), 1), 0)) }
+	p.keys.Store(spare(t.cfg.MaxKeys))
+	p.patterns.Store(spare(t.cfg.MaxPatterns))
+	p.clients.Store(spare(t.cfg.MaxClients))
+	return p
 }
 
 // Observes implements proxy.Observer.
@@ -191,9 +208,10 @@ func (t *Tracker) rotate(final bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	ws := make([]*window, 0, nShards)
+	pools := t.newPools()
 	for i := range t.shards {
 		s := &t.shards[i]
-		fresh := t.newWindow()
+		fresh := t.newWindow(pools)
 		s.mu.Lock()
 		ws = append(ws, s.w)
 		s.w = fresh
@@ -217,8 +235,7 @@ func (t *Tracker) snapshot(top int) (cur, last *Window) {
 	ws := make([]*window, 0, nShards)
 	for i := range t.shards {
 		s := &t.shards[i]
-		c := t.newWindow()
-		c.keys.max, c.patterns.max, c.clients.max = 1<<62, 1<<62, 1<<62
+		c := &window{keys: newTable(1, nil), patterns: newTable(1, nil), clients: newTable(1, nil)}
 		s.mu.Lock()
 		copyWindow(c, s.w)
 		s.mu.Unlock()
