@@ -192,9 +192,10 @@ func (s *session) exec(ev *proxy.Event) {
 				s.chainSig, s.chainKeys, s.chainAborts = "", nil, 0
 			}
 		}
-	} else {
-		s.endChain()
 	}
+	// A MULTI/EXEC without WATCH leaves the chain alone: it cannot be a
+	// retry of anything, and applications often pipeline such blocks
+	// between attempts.
 	client := s.client()
 	s.t.apply(s.sh, &d, keys, s.patterns(keys), dur, timed, client)
 	if d.Aborts == 1 && s.t.allowEvent() {

@@ -82,6 +82,11 @@ func TestSessionOutcomes(t *testing.T) {
 			ev("watch", okR, "a"), ev("multi", okR), ev("exec", nil2),
 			ev("watch", okR, "b"), ev("multi", okR), ev("exec", commitR)}, false,
 			counts{Transactions: 2, Aborts: 1, Commits: 1, ChainsGivenUp: 1}},
+		{"unwatched transaction between attempts keeps the chain", []*proxy.Event{
+			ev("watch", okR, "a"), ev("multi", okR), ev("exec", nil2),
+			ev("multi", okR), ev("exec", commitR),
+			ev("watch", okR, "a"), ev("multi", okR), ev("exec", commitR)}, false,
+			counts{Transactions: 3, Aborts: 1, Commits: 2, Retries: 1, CommitRetries: 1, RetriesMax: 1}},
 		{"retry chain abandoned by disconnect", []*proxy.Event{
 			ev("watch", okR, "a"), ev("multi", okR), ev("exec", nil2)}, true,
 			counts{Transactions: 1, Aborts: 1, ChainsGivenUp: 1}},
