@@ -55,6 +55,11 @@ func ParseUpstream(s string) (Upstream, error) {
 	}
 	scheme, _, hasScheme := strings.Cut(s, "://")
 	if !hasScheme {
+		if strings.HasPrefix(s, "//") {
+			// A socket path like this is legal but almost surely a URL
+			// whose scheme was forgotten; its userinfo must not be logged.
+			return Upstream{}, fmt.Errorf("%q looks like a URL without a scheme (use redis://, rediss:// or unix://)", RedactURL(s))
+		}
 		if strings.Contains(s, "/") {
 			return Upstream{Network: "unix", Addr: s}, nil
 		}
@@ -142,20 +147,30 @@ func hostPort(s string) (string, error) {
 	return net.JoinHostPort(host, port), nil
 }
 
-var userinfoRE = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.-]*://)([^@/?#]*)@`)
+var schemeRE = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.-]*:)?//`)
 
 // RedactURL replaces the password in an upstream URL with "xxxxx", so it
-// can be logged. It works on text that is not a valid URL too.
+// can be logged. It works on text that is not a valid URL too, reading the
+// userinfo as net/url does (up to the last "@" of the authority, the
+// password after its first ":").
 func RedactURL(s string) string {
-	m := userinfoRE.FindStringSubmatchIndex(s)
+	m := schemeRE.FindStringIndex(s)
 	if m == nil {
 		return s
 	}
-	user, pass, hasPass := strings.Cut(s[m[4]:m[5]], ":")
+	authority := s[m[1]:]
+	if i := strings.IndexAny(authority, "/?#"); i >= 0 {
+		authority = authority[:i]
+	}
+	at := strings.LastIndex(authority, "@")
+	if at < 0 {
+		return s
+	}
+	user, pass, hasPass := strings.Cut(authority[:at], ":")
 	if !hasPass || pass == "" {
 		return s
 	}
-	return s[:m[4]] + user + ":xxxxx" + s[m[5]:]
+	return s[:m[1]] + user + ":xxxxx" + s[m[1]+at:]
 }
 
 // ResolveUpstream parses c.Upstream, applies the credential overrides and

@@ -48,6 +48,7 @@ func TestParseUpstream(t *testing.T) {
 		{in: "redis://h:1/1/2", err: `database "1/2" is not a number >= 0`},
 		{in: "redis://h:1?db=1&db=2", err: `unsupported URL parameter "db" (only db is known)`},
 		{in: "unix://", err: `"unix://" has no socket path (use unix:///path/redis.sock)`},
+		{in: "//u:secret@h:1", err: `"//u:xxxxx@h:1" looks like a URL without a scheme (use redis://, rediss:// or unix://)`},
 		{in: "tcp://h:1", err: `unsupported scheme "tcp" (use redis://, rediss:// or unix://)`},
 		{in: "redis://u:sec ret@h:1", err: `not a valid URL "redis://u:xxxxx@h:1": net/url: invalid userinfo`},
 	}
@@ -84,6 +85,7 @@ func TestRedactURL(t *testing.T) {
 		{"redis://u:sec ret@h:1", "redis://u:xxxxx@h:1"},
 		{"redis://u:a:b@h", "redis://u:xxxxx@h"},
 		{"/run/redis.sock", "/run/redis.sock"},
+		{"//u:secret@h", "//u:xxxxx@h"},
 	}
 	for _, tt := range tests {
 		if got := RedactURL(tt.in); got != tt.want {
