@@ -43,9 +43,12 @@ type Framer struct {
 	chunks bool  // the bulk being read is a chunk of a streamed string
 	err    error // sticky: a framer that saw malformed input stays failed
 	// seen is how many bytes of a partial line at the start of the next
-	// buf are known to hold no '\n', so a peer trickling a long line in
-	// byte by byte costs linear, not quadratic, scanning.
-	seen  int
+	// buf are known to hold no line end, so a peer trickling a long line
+	// in byte by byte costs linear, not quadratic, scanning. nul records
+	// a NUL byte among them in Command mode, which hides the line end as
+	// it does from Redis.
+	seen int
+	nul  bool
 	depth int
 	// Normal values nest far less than 16 deep, so the stack lives in the
 	// struct and only deeper nesting allocates.
@@ -407,7 +410,7 @@ func (f *Framer) nextCommand(buf []byte, max int) (n int, done bool, err error) 
 			}
 			continue
 		}
-		cr := findCR(buf, pos, max)
+		cr := f.findCR(buf, pos, max)
 		if cr < 0 || cr-pos > max {
 			if cr-pos > max || len(buf)-pos > max {
 				if f.depth == 0 {
@@ -447,4 +450,33 @@ func (f *Framer) nextCommand(buf []byte, max int) (n int, done bool, err error) 
 		f.left, f.state = bl+2, stBody
 	}
 	return pos, false, nil
+}
+
+// findCR is the package's findCR for Command mode, resumable: it skips
+// the part of a partial line searched by the previous call.
+func (f *Framer) findCR(buf []byte, pos, max int) int {
+	from := pos
+	if pos == 0 && f.seen <= len(buf) {
+		from = f.seen
+	}
+	end := len(buf)
+	if end > pos+max+1 {
+		end = pos + max + 1
+	}
+	if !f.nul {
+		for i := from; i < end; i++ {
+			switch buf[i] {
+			case '\r':
+				f.seen, f.nul = 0, false
+				return i
+			case 0:
+				f.nul = true
+			}
+			if f.nul {
+				break
+			}
+		}
+	}
+	f.seen = end - pos
+	return -1
 }
