@@ -47,8 +47,8 @@ type Framer struct {
 	// in byte by byte costs linear, not quadratic, scanning. nul records
 	// a NUL byte among them in Command mode, which hides the line end as
 	// it does from Redis.
-	seen int
-	nul  bool
+	seen  int
+	nul   bool
 	depth int
 	// Normal values nest far less than 16 deep, so the stack lives in the
 	// struct and only deeper nesting allocates.
