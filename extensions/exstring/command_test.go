@@ -392,7 +392,7 @@ func TestCommandTransformLeavesOddRepliesAlone(t *testing.T) {
 		{[]string{"COMMAND"}, "-NOPERM this user has no permissions to run the 'command' command\r\n"},
 		{[]string{"COMMAND", "COUNT"}, "-ERR something\r\n"},
 		{[]string{"COMMAND", "INFO", "exset"}, "*2\r\n$-1\r\n$-1\r\n"}, // count does not match the names
-		{[]string{"COMMAND", "DOCS"}, "*1\r\n"},                       // truncated
+		{[]string{"COMMAND", "DOCS"}, "*1\r\n"},                        // truncated
 		{[]string{"COMMAND", "LIST", "FILTERBY"}, "-ERR syntax error\r\n"},
 	}
 	for _, tt := range tests {

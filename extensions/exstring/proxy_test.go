@@ -1,0 +1,532 @@
+package exstring
+
+// End-to-end tests: a real redis-server, the proxy core in front of it with
+// this extension as its only Rewriter, and clients speaking RESP2 and RESP3
+// (go-redis, and raw bytes where exact reply bytes matter).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/exproxy/exproxy/internal/redistest"
+	"github.com/exproxy/exproxy/proxy"
+)
+
+type e2e struct {
+	redis *redistest.Server
+	ext   *Extension
+	addr  string // the proxy
+}
+
+type e2eConfig struct {
+	redisOpts []redistest.Option
+	ext       Config
+	noPreload bool // leave loading to the first command's Retry
+}
+
+func startE2E(t *testing.T, c e2eConfig) *e2e {
+	t.Helper()
+	srv := redistest.Start(t, c.redisOpts...)
+	cfg := c.ext
+	cfg.Upstream.Addr = srv.Addr
+	cfg.Logger = zaptest.NewLogger(t)
+	ext := newExt(t, cfg)
+	if !c.noPreload {
+		if err := ext.Load(ctxT(t)); err != nil {
+			t.Fatalf("Load: %v", err)
+		}
+	}
+	p, err := proxy.New(proxy.Options{
+		Upstream:  proxy.Upstream{Network: "tcp", Addr: srv.Addr},
+		Logger:    zaptest.NewLogger(t),
+		Rewriters: []proxy.Rewriter{ext},
+	})
+	if err != nil {
+		t.Fatalf("proxy.New: %v", err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(l) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+		defer cancel()
+		if err := p.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if err := <-served; !errors.Is(err, proxy.ErrServerClosed) {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return &e2e{redis: srv, ext: ext, addr: l.Addr().String()}
+}
+
+func (x *e2e) client(t *testing.T, proto int, o *redis.Options) *redis.Client {
+	if o == nil {
+		o = &redis.Options{}
+	}
+	o.Protocol = proto
+	// No silent client retries: a resent EXINCRBY would count twice, and a
+	// hang must show as one timeout, not several.
+	o.MaxRetries = -1
+	return direct(t, x.addr, o)
+}
+
+// rawClient is a raw connection to the proxy, in RESP3 after HELLO 3.
+func (x *e2e) rawClient(t *testing.T, proto int) *rawConn {
+	rc := dialRaw(t, x.addr)
+	if proto == 3 {
+		if got := rc.do(nil, 0, "HELLO", "3"); !strings.HasPrefix(got, "%") {
+			t.Fatalf("HELLO 3: %q", got)
+		}
+	}
+	return rc
+}
+
+// TestProxySpecExamples checks exact reply bytes through the proxy for the
+// spec's examples, in both protocols. The Lua engineer's tests cover the
+// semantics exhaustively; these prove the rewrite carries them unchanged.
+func TestProxySpecExamples(t *testing.T) {
+	x := startE2E(t, e2eConfig{})
+	arity := func(c string) string { return "-ERR wrong number of arguments for '" + c + "' command\r\n" }
+	const wrongType = "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
+	steps := []struct {
+		cmd   string
+		want  string
+		want3 string // when RESP3 differs
+	}{
+		{"EXSET a v1", "+OK\r\n", ""},
+		{"EXGET a", "*2\r\n$2\r\nv1\r\n:1\r\n", ""},
+		{"exset a v2 VER 1", "+OK\r\n", ""},
+		{"EXSET a v3 VER 1", "-ERR update version is stale\r\n", ""},
+		{"EXSET a v3 NX", "$-1\r\n", "_\r\n"},
+		{"EXSET a v3 WITHVERSION", ":3\r\n", ""},
+		{"EXGET a WITHFLAGS", "*3\r\n$2\r\nv3\r\n:3\r\n:0\r\n", ""},
+		{"EXGET nosuch", "$-1\r\n", "_\r\n"},
+		{"EXCAS a v4 3", "*3\r\n+OK\r\n+\r\n:4\r\n", ""},
+		{"EXCAS a v5 3", "*3\r\n+CAS_FAILED\r\n$2\r\nv4\r\n:4\r\n", ""},
+		{"EXCAS nosuch v 1", ":-1\r\n", ""},
+		{"EXCAS a v5 x", "-ERR version should be integer\r\n", ""},
+		{"EXCAD a 3", ":0\r\n", ""},
+		{"EXCAD a 4", ":1\r\n", ""},
+		{"EXCAD a 4", ":-1\r\n", ""},
+		{"EXINCRBY n 5", ":5\r\n", ""},
+		{"EXINCRBY n 1 WITHVERSION", "*2\r\n:6\r\n:2\r\n", ""},
+		{"EXINCRBY n 1 MAX 6", "-ERR increment or decrement would overflow\r\n", ""},
+		{"EXINCRBYFLOAT f 0.1", "$3\r\n0.1\r\n", ""},
+		{"EXINCRBYFLOAT f 0.2", "$3\r\n0.3\r\n", ""},
+		{"EXSETVER n 10", ":1\r\n", ""},
+		{"EXGET n", "*2\r\n$1\r\n6\r\n:10\r\n", ""},
+		{"EXSETVER nosuch abc", ":0\r\n", ""},
+		{"EXAPPEND s abc", ":1\r\n", ""},
+		{"EXPREPEND s x", ":2\r\n", ""},
+		{"EXGAE s EX 100", "*3\r\n$4\r\nxabc\r\n:2\r\n:0\r\n", ""},
+		{"TYPE s", "+exstrtype\r\n", ""},
+		{"GET s", wrongType, ""},
+		{"SET p hello", "+OK\r\n", ""},
+		{"TYPE p", "+string\r\n", ""},
+		{"type nosuch", "+none\r\n", ""},
+		{"TYPE", arity("type"), ""},
+		{"EXSET p v", wrongType, ""},
+		{"CAS p hello world", ":1\r\n", ""},
+		{"CAS p hello x", ":0\r\n", ""},
+		{"CAS s xabc y", wrongType, ""},
+		{"CAD p world", ":1\r\n", ""},
+		{"CAD p world", ":-1\r\n", ""},
+		{"EXSET k", arity("exset"), ""},
+		{"EXGET", arity("exget"), ""},
+		{"ExCaS", arity("excas"), ""},
+		{"EXSET k v EX 0", "-ERR syntax error\r\n", ""},
+	}
+	for _, proto := range []int{2, 3} {
+		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
+			if err := direct(t, x.redis.Addr, nil).FlushAll(ctxT(t)).Err(); err != nil {
+				t.Fatal(err)
+			}
+			rc := x.rawClient(t, proto)
+			for _, s := range steps {
+				want := s.want
+				if proto == 3 && s.want3 != "" {
+					want = s.want3
+				}
+				if got := rc.do(nil, 0, strings.Fields(s.cmd)...); got != want {
+					t.Errorf("%s = %q, want %q", s.cmd, got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestProxyMultiExec(t *testing.T) {
+	x := startE2E(t, e2eConfig{})
+	for _, proto := range []int{2, 3} {
+		rc := x.rawClient(t, proto)
+		for _, s := range []struct{ cmd, want string }{
+			{"MULTI", "+OK\r\n"},
+			{"EXSET m" + strconv.Itoa(proto) + " v", "+QUEUED\r\n"},
+			{"EXSET", "+QUEUED\r\n"}, // module arity errors are EXEC elements, not EXECABORT
+			{"EXGET m" + strconv.Itoa(proto), "+QUEUED\r\n"},
+			{"EXEC", "*3\r\n+OK\r\n-ERR wrong number of arguments for 'exset' command\r\n*2\r\n$1\r\nv\r\n:1\r\n"},
+		} {
+			if got := rc.do(nil, 0, strings.Fields(s.cmd)...); got != s.want {
+				t.Errorf("RESP%d %s = %q, want %q", proto, s.cmd, got, s.want)
+			}
+		}
+	}
+}
+
+// TestProxyPipelineAcrossFlush sends 100 mixed commands in one pipeline
+// with a flush of the library in the middle: every reply must come back,
+// correct and in order, the ex commands after the flush included. Several
+// retries are outstanding at once here (every ex command already sent when
+// the flush lands fails), which is what distinguishes it from a single
+// retry: a timeout means the core lost a held-back reply.
+func TestProxyPipelineAcrossFlush(t *testing.T) {
+	tests := []struct {
+		name  string
+		cfg   e2eConfig
+		flush []any
+	}{
+		{"FUNCTION FLUSH", e2eConfig{}, []any{"FUNCTION", "FLUSH"}},
+		{"SCRIPT FLUSH", e2eConfig{ext: Config{Scripts: true}}, []any{"SCRIPT", "FLUSH"}},
+		{"never loaded", e2eConfig{noPreload: true}, []any{"FUNCTION", "FLUSH"}},
+	}
+	for _, tt := range tests {
+		for _, proto := range []int{2, 3} {
+			t.Run(fmt.Sprintf("%s/RESP%d", tt.name, proto), func(t *testing.T) {
+				x := startE2E(t, tt.cfg)
+				ctx := ctxT(t)
+				rdb := x.client(t, proto, nil)
+				cmds, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+					for i := 0; i < 100; i++ {
+						switch {
+						case i == 50:
+							p.Do(ctx, tt.flush...)
+						case i%4 == 0:
+							p.Do(ctx, "EXSET", "k"+strconv.Itoa(i), "v"+strconv.Itoa(i))
+						case i%4 == 1:
+							p.Do(ctx, "EXGET", "k"+strconv.Itoa(i-1))
+						case i%4 == 2:
+							p.Do(ctx, "EXINCRBY", "cnt", "1")
+						default:
+							p.Do(ctx, "INCR", "plain")
+						}
+					}
+					return nil
+				})
+				if err != nil {
+					t.Fatalf("pipeline: %v", err)
+				}
+				if len(cmds) != 100 {
+					t.Fatalf("%d replies, want 100", len(cmds))
+				}
+				var incr, exincr int64
+				for i, c := range cmds {
+					v, err := c.(*redis.Cmd).Result()
+					if err != nil {
+						t.Errorf("command %d %v: %v", i, c.Args(), err)
+						continue
+					}
+					var want any
+					switch {
+					case i == 50:
+						want = "OK"
+					case i%4 == 0:
+						want = "OK"
+					case i%4 == 1:
+						want = fmt.Sprint([]any{"v" + strconv.Itoa(i-1), int64(1)})
+						v = fmt.Sprint(v)
+					case i%4 == 2:
+						exincr++
+						want = exincr
+					default:
+						incr++
+						want = incr
+					}
+					if v != want {
+						t.Errorf("reply %d to %v = %#v, want %#v", i, c.Args(), v, want)
+					}
+				}
+			})
+		}
+	}
+}
+
+// casIncrement runs workers × perWorker increments of key through fn and
+// returns nothing; fn must retry until its increment lands.
+func concurrently(t *testing.T, workers, perWorker int, fn func(ctx context.Context) error) {
+	t.Helper()
+	// No deadline: under contention this is hundreds of thousands of round
+	// trips on a slow machine, and go-redis's own read timeout already
+	// guards each one against a hang.
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < perWorker; i++ {
+				if err := fn(ctx); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// TestProxyConcurrentIncrements: 32 clients × 500 increments of one key by
+// optimistic locking through the proxy; no update may be lost. With 32
+// contenders each increment costs about 32 attempts, so RESP3, whose path
+// through the proxy is the same, runs 100 per client to keep the suite short.
+func TestProxyConcurrentIncrements(t *testing.T) {
+	const workers = 32
+	x := startE2E(t, e2eConfig{})
+	for _, proto := range []int{2, 3} {
+		per := 500
+		if proto == 3 || testing.Short() {
+			per = 100
+		}
+		total := workers * per
+		rdb := x.client(t, proto, &redis.Options{PoolSize: workers})
+		check := func(t *testing.T, key string, wantValue string, wantVersion int64) {
+			got, err := rdb.Do(ctxT(t), "EXGET", key).Slice()
+			if err != nil {
+				t.Fatalf("EXGET: %v", err)
+			}
+			if got[0] != wantValue || got[1] != wantVersion {
+				t.Errorf("%s = %v, want [%s %d]", key, got, wantValue, wantVersion)
+			}
+		}
+		t.Run(fmt.Sprintf("EXCAS/RESP%d", proto), func(t *testing.T) {
+			key := "excas" + strconv.Itoa(proto)
+			if err := rdb.Do(ctxT(t), "EXSET", key, "0").Err(); err != nil {
+				t.Fatal(err)
+			}
+			concurrently(t, workers, per, func(ctx context.Context) error {
+				cur, err := rdb.Do(ctx, "EXGET", key).Slice()
+				if err != nil {
+					return fmt.Errorf("EXGET: %w", err)
+				}
+				for {
+					n, _ := strconv.ParseInt(cur[0].(string), 10, 64)
+					r, err := rdb.Do(ctx, "EXCAS", key, strconv.FormatInt(n+1, 10), cur[1]).Slice()
+					if err != nil {
+						return fmt.Errorf("EXCAS: %w", err)
+					}
+					if r[0] == "OK" {
+						return nil
+					}
+					if r[0] != "CAS_FAILED" {
+						return fmt.Errorf("EXCAS replied %v", r)
+					}
+					cur = r[1:] // the failure carries the current value and version
+				}
+			})
+			check(t, key, strconv.Itoa(total), int64(total)+1)
+		})
+		t.Run(fmt.Sprintf("EXSET VER/RESP%d", proto), func(t *testing.T) {
+			key := "exsetver" + strconv.Itoa(proto)
+			if err := rdb.Do(ctxT(t), "EXSET", key, "0").Err(); err != nil {
+				t.Fatal(err)
+			}
+			concurrently(t, workers, per, func(ctx context.Context) error {
+				for {
+					cur, err := rdb.Do(ctx, "EXGET", key).Slice()
+					if err != nil {
+						return fmt.Errorf("EXGET: %w", err)
+					}
+					n, _ := strconv.ParseInt(cur[0].(string), 10, 64)
+					err = rdb.Do(ctx, "EXSET", key, strconv.FormatInt(n+1, 10), "VER", cur[1]).Err()
+					if err == nil {
+						return nil
+					}
+					if err.Error() != "ERR update version is stale" {
+						return fmt.Errorf("EXSET VER: %w", err)
+					}
+				}
+			})
+			check(t, key, strconv.Itoa(total), int64(total)+1)
+		})
+		t.Run(fmt.Sprintf("EXINCRBY/RESP%d", proto), func(t *testing.T) {
+			key := "exincrby" + strconv.Itoa(proto)
+			concurrently(t, workers, per, func(ctx context.Context) error {
+				return rdb.Do(ctx, "EXINCRBY", key, "1").Err()
+			})
+			check(t, key, strconv.Itoa(total), int64(total))
+		})
+	}
+}
+
+func TestProxyPasswordAndACL(t *testing.T) {
+	x := startE2E(t, e2eConfig{
+		redisOpts: []redistest.Option{redistest.WithConfig("requirepass", "s3cret")},
+		ext:       Config{Upstream: proxy.Upstream{Password: "s3cret"}},
+	})
+	ctx := ctxT(t)
+	admin := direct(t, x.redis.Addr, &redis.Options{Password: "s3cret"})
+	for _, u := range [][]string{
+		{"app", "on", ">apw", "~*", "+@all"},
+		{"noscripts", "on", ">npw", "~*", "+@all", "-@scripting"},
+		{"somekeys", "on", ">spw", "~a*", "+@all"},
+	} {
+		if err := admin.Do(ctx, append([]any{"ACL", "SETUSER"}, toAny(u)...)...).Err(); err != nil {
+			t.Fatalf("ACL SETUSER: %v", err)
+		}
+	}
+	for _, proto := range []int{2, 3} {
+		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
+			app := x.client(t, proto, &redis.Options{Username: "app", Password: "apw"})
+			if v, err := app.Do(ctx, "EXSET", "k", "v", "WITHVERSION").Int64(); err != nil || v < 1 {
+				t.Fatalf("app EXSET = %v, %v", v, err)
+			}
+			def := x.client(t, proto, &redis.Options{Password: "s3cret"})
+			if got, err := def.Do(ctx, "TYPE", "k").Text(); err != nil || got != "exstrtype" {
+				t.Errorf("default user TYPE = %q, %v", got, err)
+			}
+			anon := x.client(t, proto, &redis.Options{})
+			if err := anon.Do(ctx, "EXGET", "k").Err(); err == nil || !strings.HasPrefix(err.Error(), "NOAUTH") {
+				t.Errorf("unauthenticated EXGET: %v, want NOAUTH", err)
+			}
+			ns := x.client(t, proto, &redis.Options{Username: "noscripts", Password: "npw"})
+			err := ns.Do(ctx, "EXGET", "k").Err()
+			want := "NOPERM this user has no permissions to run the 'exget' command (exproxy implements it with FCALL: grant +fcall, or +@scripting)"
+			if err == nil || err.Error() != want {
+				t.Errorf("user without +fcall: %v, want %q", err, want)
+			}
+			if v, err := ns.Get(ctx, "plain").Result(); !errors.Is(err, redis.Nil) {
+				t.Errorf("user without +fcall, GET = %q, %v: plain commands must still work", v, err)
+			}
+			sk := x.client(t, proto, &redis.Options{Username: "somekeys", Password: "spw"})
+			if err := sk.Do(ctx, "EXSET", "k", "v").Err(); err == nil || err.Error() != "NOPERM this user has no permissions to access one of the keys used as arguments" {
+				t.Errorf("key outside the user's patterns: %v", err)
+			}
+			if err := sk.Do(ctx, "EXSET", "a1", "v").Err(); err != nil {
+				t.Errorf("key inside the user's patterns: %v", err)
+			}
+		})
+	}
+}
+
+// TestProxyCommandIntrospection asks through the proxy the way clients
+// that route by key do.
+func TestProxyCommandIntrospection(t *testing.T) {
+	x := startE2E(t, e2eConfig{})
+	for _, proto := range []int{2, 3} {
+		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
+			ctx := ctxT(t)
+			rdb := x.client(t, proto, nil)
+			cmds, err := rdb.Command(ctx).Result()
+			if err != nil {
+				t.Fatalf("COMMAND: %v", err)
+			}
+			for _, s := range specs {
+				c := cmds[s.name]
+				if c == nil {
+					t.Errorf("COMMAND lacks %s", s.name)
+					continue
+				}
+				if c.FirstKeyPos != 1 || c.LastKeyPos != 1 || c.StepCount != 1 || c.Arity != int8(s.arity) {
+					t.Errorf("%s: %+v", s.name, c)
+				}
+				if c.ReadOnly != (s.name == "exget") {
+					t.Errorf("%s: ReadOnly = %v", s.name, c.ReadOnly)
+				}
+			}
+			if cmds["set"] == nil || cmds["get"].FirstKeyPos != 1 {
+				t.Errorf("native entries lost: set=%v get=%v", cmds["set"], cmds["get"])
+			}
+			n, err := rdb.Do(ctx, "COMMAND", "COUNT").Int()
+			if err != nil || n != len(cmds) {
+				t.Errorf("COMMAND COUNT = %d, %v; COMMAND lists %d", n, err, len(cmds))
+			}
+			list, err := rdb.CommandList(ctx, &redis.FilterBy{Pattern: "ex*"}).Result()
+			if err != nil || !containsAll(list, exNamesForTest()[:10]) {
+				t.Errorf("COMMAND LIST FILTERBY PATTERN ex* = %v, %v", list, err)
+			}
+			keys, err := rdb.CommandGetKeys(ctx, "EXCAS", "the-key", "v", "3").Result()
+			if err != nil || len(keys) != 1 || keys[0] != "the-key" {
+				t.Errorf("COMMAND GETKEYS EXCAS = %v, %v", keys, err)
+			}
+			kf, err := rdb.CommandGetKeysAndFlags(ctx, "EXGET", "kk").Result()
+			if err != nil || len(kf) != 1 || kf[0].Key != "kk" || strings.Join(kf[0].Flags, ",") != "RO,access" {
+				t.Errorf("COMMAND GETKEYSANDFLAGS EXGET = %+v, %v", kf, err)
+			}
+			info, err := rdb.Do(ctx, "COMMAND", "INFO", "exset", "nosuch").Slice()
+			if err != nil || len(info) != 2 || info[1] != nil {
+				t.Fatalf("COMMAND INFO exset nosuch = %v, %v", info, err)
+			}
+			if e, ok := info[0].([]any); !ok || e[0] != "exset" || e[3] != int64(1) {
+				t.Errorf("COMMAND INFO exset = %v", info[0])
+			}
+			docs, err := rdb.Do(ctx, "COMMAND", "DOCS", "excas").Result()
+			if err != nil || !strings.Contains(fmt.Sprint(docs), "excas") || !strings.Contains(fmt.Sprint(docs), "if its version matches") {
+				t.Errorf("COMMAND DOCS excas = %v, %v", docs, err)
+			}
+		})
+	}
+}
+
+// TestProxyRedisWithoutFunctions: a Redis that does not know FUNCTION (6.x,
+// simulated by renaming it away) gets EVALSHA once the load has found out.
+func TestProxyRedisWithoutFunctions(t *testing.T) {
+	x := startE2E(t, e2eConfig{redisOpts: []redistest.Option{
+		redistest.WithConfig("rename-command", "FUNCTION", ""),
+		redistest.WithConfig("rename-command", "FCALL", ""),
+	}})
+	if x.ext.Mode() != "evalsha" {
+		t.Fatalf("mode %s, want evalsha", x.ext.Mode())
+	}
+	ctx := ctxT(t)
+	for _, proto := range []int{2, 3} {
+		rdb := x.client(t, proto, nil)
+		key := "k" + strconv.Itoa(proto)
+		if err := rdb.Do(ctx, "EXSET", key, "v").Err(); err != nil {
+			t.Fatalf("EXSET: %v", err)
+		}
+		if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := rdb.Do(ctx, "EXGET", key).Slice(); err != nil || fmt.Sprint(got) != "[v 1]" {
+			t.Errorf("EXGET after SCRIPT FLUSH = %v, %v", got, err)
+		}
+	}
+}
+
+func exNamesForTest() []string {
+	names := make([]string, len(specs))
+	for i, s := range specs {
+		names[i] = s.name
+	}
+	return names
+}
+
+func containsAll(list, want []string) bool {
+	have := map[string]bool{}
+	for _, s := range list {
+		have[s] = true
+	}
+	for _, s := range want {
+		if !have[s] {
+			return false
+		}
+	}
+	return true
+}
