@@ -507,6 +507,13 @@ func TestE2EShutdownDrains(t *testing.T) {
 	a.write(append(encodeCommand("BLPOP", "q", "0"), encodeCommand("ECHO", "behind")...))
 	idle := h.proxyRaw(t)
 	idle.do("PING")
+	sub := h.proxyRaw(t) // RESP2 subscriber: nothing pending, relay mode
+	sub.do("SUBSCRIBE", "ch")
+	sub3 := h.proxyRaw(t) // RESP3 subscriber
+	sub3.do("HELLO", "3")
+	sub3.do("SUBSCRIBE", "ch")
+	mon := h.proxyRaw(t)
+	mon.do("MONITOR")
 	h.waitBlocked(t, 1)
 
 	done := make(chan error, 1)
@@ -526,6 +533,11 @@ func TestE2EShutdownDrains(t *testing.T) {
 	})
 	if out, err := idle.readUntilEOF(); err != nil || out != "" {
 		t.Errorf("idle client at shutdown: %q, %v; want closed without a reply", out, err)
+	}
+	for name, c := range map[string]*rawConn{"RESP2 subscriber": sub, "RESP3 subscriber": sub3, "MONITOR client": mon} {
+		if out, err := c.readUntilEOF(); err != nil {
+			t.Errorf("%s not closed at shutdown: %v (got %q)", name, err, out)
+		}
 	}
 	h.directRaw(t).do("RPUSH", "q", "v")
 	if got := a.read(); got != "*2\r\n$1\r\nq\r\n$1\r\nv\r\n" {

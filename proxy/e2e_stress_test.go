@@ -1,0 +1,213 @@
+package proxy_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/exproxy/exproxy/proxy"
+)
+
+// TestE2ETrickle: commands arriving a few bytes at a time (split at
+// arbitrary points: inside headers, inside bulk bodies, between CR and LF)
+// get the same replies as from Redis.
+func TestE2ETrickle(t *testing.T) {
+	h := newHarness(t)
+	var in bytes.Buffer
+	in.Write(encodeCommand("SET", "k", strings.Repeat("abc\r\n", 20000))) // 100 KB body
+	in.Write(encodeCommand("GET", "k"))
+	in.WriteString("SET inl \"x y\"\r\nGET inl\r\n")
+	in.Write(encodeCommand("MULTI"))
+	in.Write(encodeCommand("INCR", "n"))
+	in.Write(encodeCommand("EXEC"))
+	in.Write(encodeCommand("HSET", "h", "a", "", "b", "\x00"))
+	in.Write(encodeCommand("HGETALL", "h"))
+	in.Write(encodeCommand("STRLEN", "k"))
+	for _, proto := range protocols {
+		for _, mode := range []string{"bytewise", "random"} {
+			t.Run(fmt.Sprintf("RESP%d_%s", proto, mode), func(t *testing.T) {
+				rng := rand.New(rand.NewSource(int64(proto)))
+				run := func(addr string) string {
+					h.resetRedis(t)
+					r := dialRaw(t, addr)
+					defer r.close()
+					if proto == 3 {
+						r.do("HELLO", "3")
+					}
+					b := in.Bytes()
+					for len(b) > 0 {
+						n := 1
+						if mode == "random" {
+							n = 1 + rng.Intn(700)
+						}
+						if mode == "bytewise" && bytes.HasPrefix(b, []byte("abc\r\n")) {
+							n = 1 + rng.Intn(5000) // keep the 100 KB body from taking 100,000 writes
+						}
+						if n > len(b) {
+							n = len(b)
+						}
+						r.write(b[:n])
+						b = b[n:]
+					}
+					r.send("ECHO", "--end--")
+					var out strings.Builder
+					for {
+						v := r.read()
+						if v == "$7\r\n--end--\r\n" {
+							return out.String()
+						}
+						out.WriteString(v)
+					}
+				}
+				want := run(h.Redis.Addr)
+				got := run(h.Addr)
+				if got != want {
+					t.Errorf("trickled input: replies differ\n proxy %s\ndirect %s", clip(got), clip(want))
+				}
+			})
+		}
+	}
+}
+
+// TestE2EMaxPendingBackpressure: with a small MaxPending a deep pipeline
+// waits instead of failing, and completes in order.
+func TestE2EMaxPendingBackpressure(t *testing.T) {
+	h := newHarness(t, withOptions(func(o *proxy.Options) { o.MaxPending = 8 }))
+	for _, proto := range protocols {
+		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
+			ctx := context.Background()
+			cl := h.client(t, proto)
+			key := "bp" + strconv.Itoa(proto)
+			p := cl.Pipeline()
+			cmds := make([]*redis.IntCmd, 3000)
+			for i := range cmds {
+				cmds[i] = p.Incr(ctx, key)
+			}
+			if _, err := p.Exec(ctx); err != nil {
+				t.Fatalf("pipeline: %v", err)
+			}
+			for i, c := range cmds {
+				if c.Val() != int64(i+1) {
+					t.Fatalf("reply %d = %d", i, c.Val())
+				}
+			}
+		})
+	}
+}
+
+// TestE2EBigValuesPipelined: a pipeline that both sends and receives many
+// large values (the client writes everything before reading anything)
+// completes, as it does against Redis, while the buffered replies stay
+// under the default client output limit.
+func TestE2EBigValuesPipelined(t *testing.T) {
+	h := newHarness(t)
+	for _, proto := range protocols {
+		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
+			ctx := context.Background()
+			cl := h.client(t, proto)
+			val := strings.Repeat("0123456789abcdef", (1<<20)/16)
+			const n = 24 // 24 MB each way
+			p := cl.Pipeline()
+			gets := make([]*redis.StringCmd, n)
+			for i := 0; i < n; i++ {
+				p.Set(ctx, "bv"+strconv.Itoa(i), val, 0)
+				gets[i] = p.Get(ctx, "bv"+strconv.Itoa(i))
+			}
+			if _, err := p.Exec(ctx); err != nil {
+				t.Fatalf("pipeline: %v", err)
+			}
+			for i, g := range gets {
+				if g.Val() != val {
+					t.Fatalf("GET %d: %d bytes, equal %v", i, len(g.Val()), g.Val() == val)
+				}
+			}
+		})
+	}
+}
+
+// TestE2EConcurrentClients: many clients at once, each with its own
+// state (db, name, transactions), see only their own.
+func TestE2EConcurrentClients(t *testing.T) {
+	h := newHarness(t, withLogLevel(zapcore.WarnLevel))
+	const clients, ops = 16, 100
+	var wg sync.WaitGroup
+	errc := make(chan error, clients)
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			ctx := context.Background()
+			proto := 2 + i%2
+			cl := newGoRedis(t, h.Addr, proto, func(o *redis.Options) { o.DB = i % 4; o.PoolSize = 2 })
+			key := "cc" + strconv.Itoa(i)
+			for j := 0; j < ops; j++ {
+				var incr *redis.IntCmd
+				_, err := cl.TxPipelined(ctx, func(p redis.Pipeliner) error {
+					incr = p.Incr(ctx, key)
+					p.Get(ctx, key)
+					return nil
+				})
+				if err != nil {
+					errc <- fmt.Errorf("client %d op %d: %v", i, j, err)
+					return
+				}
+				if incr.Val() != int64(j+1) {
+					errc <- fmt.Errorf("client %d op %d: INCR = %d", i, j, incr.Val())
+					return
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Error(err)
+	}
+	ctx := context.Background()
+	for i := 0; i < clients; i++ {
+		d := h.direct(t, 2, func(o *redis.Options) { o.DB = i % 4 })
+		if v, err := d.Get(ctx, "cc"+strconv.Itoa(i)).Int(); err != nil || v != ops {
+			t.Errorf("client %d: db %d key = %d, %v", i, i%4, v, err)
+		}
+	}
+}
+
+// TestE2ELongInline: inline commands up to Redis's 64 KB line limit work.
+func TestE2ELongInline(t *testing.T) {
+	h := newHarness(t)
+	in := "SET long " + strings.Repeat("z", 60<<10) + "\r\nSTRLEN long\r\n"
+	want := exchangeUntilMarker(t, h.Redis.Addr, in)
+	got := exchangeUntilMarker(t, h.Addr, in)
+	if got != want || want != "+OK\r\n:61440\r\n" {
+		t.Errorf("long inline: proxy %q, direct %q", got, want)
+	}
+}
+
+// TestE2ECommandBehindLargeValue: a small command that arrives in the same
+// write as a large (streamed) one is forwarded too, without waiting for
+// more input.
+func TestE2ECommandBehindLargeValue(t *testing.T) {
+	h := newHarness(t)
+	for _, size := range []int{100 << 10, 1 << 20, 8 << 20} {
+		t.Run(fmt.Sprintf("%dKB", size>>10), func(t *testing.T) {
+			r := h.proxyRaw(t)
+			r.write(append(encodeCommand("SET", "k", strings.Repeat("x", size)), encodeCommand("PING")...))
+			if got := r.read(); got != "+OK\r\n" {
+				t.Fatalf("SET: %q", got)
+			}
+			got, err := r.readE()
+			if err != nil || got != "+PONG\r\n" {
+				t.Fatalf("PING sent in the same write as a %d KB SET: %q, %v (cmdstat_ping on Redis: %s)",
+					size>>10, got, err, h.infoField(t, "commandstats", "cmdstat_ping"))
+			}
+		})
+	}
+}
