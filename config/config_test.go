@@ -452,3 +452,34 @@ func TestFlagUsageListsEveryFlag(t *testing.T) {
 		t.Error("usage shows a secret")
 	}
 }
+
+// TestShippedExamplesLoad keeps the example configuration files valid.
+func TestShippedExamplesLoad(t *testing.T) {
+	doc, err := os.ReadFile("../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "## Example file\n\n```yaml\n")
+	example, _, ok2 := strings.Cut(rest, "```\n")
+	if !ok || !ok2 {
+		t.Fatal("docs/configuration.md has no example YAML block under \"## Example file\"")
+	}
+	deploy, err := os.ReadFile("../deploy/exproxy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, text := range map[string]string{"docs/configuration.md example": example, "deploy/exproxy.yaml": string(deploy)} {
+		c := Default()
+		if err := c.loadYAML(name, []byte(text)); err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		// The docs example names CA files that do not exist here; check
+		// everything but the TLS files.
+		c.TLS = TLS{}
+		c.Upstream = strings.Replace(c.Upstream, "rediss://", "redis://", 1)
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
