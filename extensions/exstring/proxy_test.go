@@ -530,3 +530,24 @@ func containsAll(list, want []string) bool {
 	}
 	return true
 }
+
+// TestProxyDiscoversMissingFunctions: nothing was loaded before the first
+// command, so it goes out as FCALL; Redis answers it as an unknown command,
+// and the command must still succeed (sent again as EVALSHA).
+func TestProxyDiscoversMissingFunctions(t *testing.T) {
+	x := startE2E(t, e2eConfig{noPreload: true, redisOpts: []redistest.Option{
+		redistest.WithConfig("rename-command", "FUNCTION", ""),
+		redistest.WithConfig("rename-command", "FCALL", ""),
+	}})
+	ctx := ctxT(t)
+	rdb := x.client(t, 2, nil)
+	if err := rdb.Do(ctx, "EXSET", "k", "v").Err(); err != nil {
+		t.Fatalf("first EXSET: %v", err)
+	}
+	if x.ext.Mode() != "evalsha" {
+		t.Errorf("mode %s, want evalsha", x.ext.Mode())
+	}
+	if got, err := rdb.Do(ctx, "EXGET", "k").Slice(); err != nil || fmt.Sprint(got) != "[v 1]" {
+		t.Errorf("EXGET = %v, %v", got, err)
+	}
+}
