@@ -49,7 +49,8 @@ type Extension struct {
 	cmds   []*command          // handled commands, in specs order then type, command
 	byName map[string]*command // lower-case name -> command
 
-	loader loader
+	loader    loader
+	startDone chan struct{} // for tests: closed when Start's goroutine ends
 
 	info [2][]byte // COMMAND INFO entries of all ex commands, RESP2 and RESP3, concatenated
 	docs [2][]byte // COMMAND DOCS name/entry pairs, concatenated

@@ -3,6 +3,7 @@ package exstring
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -211,8 +212,8 @@ func TestReloadAfterCloseFails(t *testing.T) {
 	if err := e.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if err := e.Reload(context.Background()); err == nil {
-		t.Error("Reload after Close succeeded")
+	if err := e.Reload(context.Background()); !errors.Is(err, errClosed) {
+		t.Errorf("Reload after Close = %v, want errClosed", err)
 	}
 }
 

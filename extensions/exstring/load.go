@@ -50,6 +50,9 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
+// errClosed answers loads asked for after Close.
+var errClosed = errors.New("exstring: load: extension closed")
+
 // failureCooldown is how long a failed load answers later Reload calls
 // without trying again, so that many sessions retrying against a Redis
 // that is down do not hammer it. Successes are never cached (see Reload).
@@ -108,11 +111,15 @@ func (l *loader) init(e *Extension) {
 // Redis is unreachable, until it succeeds or ctx ends. It never blocks or
 // fails the proxy: a command arriving before the load triggers its own.
 func (e *Extension) Start(ctx context.Context) {
+	done := e.startDone
 	go func() {
+		if done != nil {
+			defer close(done)
+		}
 		backoff := 100 * time.Millisecond
 		for {
 			err := e.Load(ctx)
-			if err == nil || ctx.Err() != nil {
+			if err == nil || ctx.Err() != nil || errors.Is(err, errClosed) {
 				return
 			}
 			e.cfg.Logger.Warn("exstring: loading the Lua library failed; retrying",
@@ -171,7 +178,7 @@ func (l *loader) reload(ctx context.Context, useCooldown bool) error {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		return errors.New("exstring: load: extension closed")
+		return errClosed
 	}
 	if useCooldown && l.lastErr != nil && time.Since(l.failedAt) < failureCooldown {
 		err := l.lastErr

@@ -491,6 +491,24 @@ func TestReloadWhileRedisDown(t *testing.T) {
 	}
 }
 
+// TestStartStopsOnClose: Start's retry loop against a Redis that is down
+// must end when the extension is closed, even though ctx never ends.
+func TestStartStopsOnClose(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.Stop()
+	e, err := New(Config{Upstream: proxy.Upstream{Addr: srv.Addr}, DialTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	e.startDone = done
+	e.Start(context.Background())
+	if err := e.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	<-done // a leak shows as this test hanging
+}
+
 func TestStartLoadsInBackground(t *testing.T) {
 	srv := redistest.Start(t)
 	e := newExt(t, Config{Upstream: proxy.Upstream{Addr: srv.Addr}})
