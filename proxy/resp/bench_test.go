@@ -151,6 +151,15 @@ func TestZeroAllocs(t *testing.T) {
 		{"Parse multibulk", func() { _, argv, _, _ = p.Parse(set, argv) }},
 		{"Parse inline", func() { _, argv, _, _ = p.Parse(inline, argv) }},
 		{"Peek", func() { _, argv, _, _ = p.Peek(set[:40], argv) }},
+		{"ResumableParser", func() {
+			var rp ResumableParser
+			if n, _, _, _ := rp.Parse(set[:30], argv); n != 0 {
+				t.Fatal("partial command parsed")
+			}
+			if n, args, _, _ := rp.Parse(set, argv); n != len(set) || len(args) != 3 {
+				t.Fatal("command not parsed")
+			}
+		}},
 		{"Framer", func() {
 			if _, done, err := f.Next(reply); !done || err != nil {
 				t.Fatal("reply not framed")
