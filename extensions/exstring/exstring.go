@@ -72,6 +72,7 @@ type command struct {
 	sha    string // SHA1 of script, what EVALSHA names
 
 	noperm [2][]byte // replacement NOPERM replies per mode
+	inner  []byte    // replacement for an ACL refusal inside the Lua
 	info   [2][]byte // COMMAND INFO entry per protocol
 	docs   [2][]byte // COMMAND DOCS name + entry per protocol
 }
@@ -99,6 +100,7 @@ func New(cfg Config) (*Extension, error) {
 			}
 			c.noperm[modeFCALL] = nopermReply(name, "FCALL", "fcall")
 			c.noperm[modeEVALSHA] = nopermReply(name, "EVALSHA", "evalsha")
+			c.inner = innerNopermReply(name)
 		}
 		e.cmds = append(e.cmds, c)
 		e.byName[name] = c
@@ -131,6 +133,19 @@ func prefix(call, fn string, numkeys int) []byte {
 func nopermReply(name, call, lower string) []byte {
 	return []byte("-NOPERM this user has no permissions to run the '" + name +
 		"' command (exproxy implements it with " + call + ": grant +" + lower + ", or +@scripting)\r\n")
+}
+
+// luaCalls are the commands the Lua runs (exstring.lua's redis.call), which
+// Redis checks against the client's ACL user like any other command.
+const luaCalls = "TYPE, HLEN, HMGET, HSET, HDEL, HINCRBYFLOAT, GET, SET, DEL, PERSIST, PEXPIREAT, TIME"
+
+// innerNopermReply replaces Redis's "ERR The user executing the script
+// can't run this command ... script: exset_1a2b3c4d, on @user_function:487",
+// which names neither the client's command nor what to grant.
+func innerNopermReply(name string) []byte {
+	return []byte("-NOPERM this user has no permissions to run the '" + name +
+		"' command (exproxy implements it in Lua, which runs " + luaCalls +
+		" as this user: grant them, e.g. +@hash +@string +@keyspace +time)\r\n")
 }
 
 // Commands lists the lower-case command names the extension handles.
@@ -200,6 +215,8 @@ func (c *command) Check(head []byte, proto int) (proxy.ReplyAction, []byte) {
 		return proxy.Replace, c.noperm[modeFCALL]
 	case hasPrefix(head, "-NOPERM this user has no permissions to run the 'evalsha' command"):
 		return proxy.Replace, c.noperm[modeEVALSHA]
+	case hasPrefix(head, "-ERR The user executing the script can't run this command"):
+		return proxy.Replace, c.inner
 	case unknownFCALL(head):
 		// Redis before 7 (or FCALL renamed away): use scripts from now
 		// on. The resend is rewritten again and goes out as EVALSHA.

@@ -162,6 +162,8 @@ func TestCheck(t *testing.T) {
 			"-NOPERM this user has no permissions to run the 'exset' command (exproxy implements it with FCALL: grant +fcall, or +@scripting)\r\n"},
 		{"no evalsha permission", "-NOPERM this user has no permissions to run the 'evalsha' command\r\n", proxy.Replace,
 			"-NOPERM this user has no permissions to run the 'exset' command (exproxy implements it with EVALSHA: grant +evalsha, or +@scripting)\r\n"},
+		{"ACL refusal inside the Lua", "-ERR The user executing the script can't run this command or subcommand script: exset_be55ff87, on @user_function:487.\r\n", proxy.Replace,
+			"-NOPERM this user has no permissions to run the 'exset' command (exproxy implements it in Lua, which runs " + luaCalls + " as this user: grant them, e.g. +@hash +@string +@keyspace +time)\r\n"},
 		{"key permission passes", "-NOPERM this user has no permissions to access one of the keys used as arguments\r\n", proxy.Forward, ""},
 		{"unknown other command passes", "-ERR unknown command 'FCALLX', with args beginning with: \r\n", proxy.Forward, ""},
 		{"empty", "", proxy.Forward, ""},

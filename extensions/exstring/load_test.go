@@ -350,6 +350,7 @@ func TestACLUserWithoutFCALL(t *testing.T) {
 	for _, u := range [][]string{
 		{"nofcall", "on", ">pw", "~*", "+@all", "-fcall", "-evalsha"},
 		{"somekeys", "on", ">pw", "~a*", "+@all"},
+		{"nohash", "on", ">pw", "~*", "+@all", "-@hash"},
 	} {
 		if err := admin.Do(ctx, append([]any{"ACL", "SETUSER"}, toAny(u)...)...).Err(); err != nil {
 			t.Fatalf("ACL SETUSER %v: %v", u, err)
@@ -386,6 +387,16 @@ func TestACLUserWithoutFCALL(t *testing.T) {
 			}
 			if got, _ := rewriteAndSend(t, e, rc, "EXSET", "a1", "v"); got != "+OK\r\n" {
 				t.Errorf("EXSET on a permitted key: %q", got)
+			}
+
+			// Allowed to call the Lua, not the commands it runs.
+			rc = dialRaw(t, srv.Addr, "nohash", "pw")
+			got, h = rewriteAndSend(t, e, rc, "EXSET", "k", "v")
+			if !strings.HasPrefix(got, "-ERR The user executing the script can't run this command or subcommand") {
+				t.Fatalf("user without hash commands: %q", got)
+			}
+			if act, repl := h.Check([]byte(got), 2); act != proxy.Replace || !strings.HasPrefix(string(repl), "-NOPERM this user has no permissions to run the 'exset' command (exproxy implements it in Lua") {
+				t.Errorf("Check(%q) = %v %q", got, act, repl)
 			}
 		})
 	}

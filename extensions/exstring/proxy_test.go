@@ -386,6 +386,7 @@ func TestProxyPasswordAndACL(t *testing.T) {
 		{"app", "on", ">apw", "~*", "+@all"},
 		{"noscripts", "on", ">npw", "~*", "+@all", "-@scripting"},
 		{"somekeys", "on", ">spw", "~a*", "+@all"},
+		{"nohash", "on", ">hpw", "~*", "+@all", "-@hash"},
 	} {
 		if err := admin.Do(ctx, append([]any{"ACL", "SETUSER"}, toAny(u)...)...).Err(); err != nil {
 			t.Fatalf("ACL SETUSER: %v", err)
@@ -420,6 +421,10 @@ func TestProxyPasswordAndACL(t *testing.T) {
 			}
 			if err := sk.Do(ctx, "EXSET", "a1", "v").Err(); err != nil {
 				t.Errorf("key inside the user's patterns: %v", err)
+			}
+			nh := x.client(t, proto, &redis.Options{Username: "nohash", Password: "hpw"})
+			if err := nh.Do(ctx, "EXGET", "k").Err(); err == nil || !strings.HasPrefix(err.Error(), "NOPERM this user has no permissions to run the 'exget' command (exproxy implements it in Lua, which runs TYPE") {
+				t.Errorf("user without hash commands: %v", err)
 			}
 		})
 	}
