@@ -325,3 +325,139 @@ func TestE2EModeSwitching(t *testing.T) {
 		}
 	}
 }
+
+// TestE2ETrackingSelfInvalidation: a RESP3 connection that invalidates its
+// own tracked keys gets the pushes right after the replies (also after an
+// EXEC and in BCAST mode), byte for byte as from Redis.
+func TestE2ETrackingSelfInvalidation(t *testing.T) {
+	h := newHarness(t)
+	h.sameAsRedis(t, 3, []step{
+		c("CLIENT", "TRACKING", "ON"), c("GET", "k"),
+		c("MULTI"), c("SET", "k", "1"), c("GET", "k"), {args: []string{"EXEC"}, n: 2},
+		{args: []string{"SET", "k", "2"}, n: 2}, c("PING"),
+		c("GET", "k"), {args: []string{"EVAL", "redis.call('set', KEYS[1], 'x') return 1", "1", "k"}, n: 2},
+		c("CLIENT", "TRACKING", "OFF"),
+		c("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "b:"), {args: []string{"SET", "b:1", "v"}, n: 2},
+		{args: []string{"MSET", "b:2", "v", "b:3", "v"}, n: 2}, c("SET", "other", "v"), c("PING"),
+		c("CLIENT", "TRACKING", "OFF"),
+		c("CLIENT", "TRACKING", "ON", "NOLOOP"), c("GET", "k"), c("SET", "k", "3"), c("PING"),
+	})
+}
+
+// TestE2EPushesInterleavedWithReplies: a RESP3 subscriber keeps issuing
+// commands while a publisher floods it; every reply pairs with its command
+// and every message arrives, in order.
+func TestE2EPushesInterleavedWithReplies(t *testing.T) {
+	h := newHarness(t)
+	s := h.proxyRaw(t)
+	s.do("HELLO", "3")
+	if got := s.do("SUBSCRIBE", "flood"); !strings.HasPrefix(got, ">3") {
+		t.Fatalf("SUBSCRIBE: %q", got)
+	}
+	const msgs, cmds = 3000, 2000
+	pubDone := make(chan error, 1)
+	go func() {
+		pub := dialRaw(t, h.Redis.Addr)
+		defer pub.close()
+		var b []byte
+		for i := 0; i < msgs; i++ {
+			b = append(b, encodeCommand("PUBLISH", "flood", strconv.Itoa(i))...)
+		}
+		if err := pub.writeE(b); err != nil {
+			pubDone <- err
+			return
+		}
+		for i := 0; i < msgs; i++ {
+			if _, err := pub.readE(); err != nil {
+				pubDone <- err
+				return
+			}
+		}
+		pubDone <- nil
+	}()
+	var b []byte
+	for i := 0; i < cmds; i++ {
+		b = append(b, encodeCommand("INCR", "ctr")...)
+	}
+	writeDone := make(chan error, 1)
+	go func() { writeDone <- s.writeE(b) }()
+	nextMsg, nextReply := 0, 1
+	for nextMsg < msgs || nextReply <= cmds {
+		v := s.read()
+		if strings.HasPrefix(v, ">3\r\n$7\r\nmessage\r\n") {
+			m := strconv.Itoa(nextMsg)
+			if want := fmt.Sprintf(">3\r\n$7\r\nmessage\r\n$5\r\nflood\r\n$%d\r\n%s\r\n", len(m), m); v != want {
+				t.Fatalf("message %d = %q", nextMsg, v)
+			}
+			nextMsg++
+			continue
+		}
+		if want := fmt.Sprintf(":%d\r\n", nextReply); v != want {
+			t.Fatalf("reply %d = %q (after %d messages)", nextReply, v, nextMsg)
+		}
+		nextReply++
+	}
+	if err := <-writeDone; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-pubDone; err != nil {
+		t.Fatal(err)
+	}
+	if got := s.do("PING"); got != "+PONG\r\n" {
+		t.Fatalf("PING: %q", got)
+	}
+}
+
+// TestE2EResp2RelayWithCommands: a RESP2 client pipelines SUBSCRIBE, PINGs
+// and UNSUBSCRIBE while messages flood in, then normal commands: after
+// the relay ends, replies pair with requests again.
+func TestE2EResp2RelayWithCommands(t *testing.T) {
+	h := newHarness(t)
+	s := h.proxyRaw(t)
+	s.do("SUBSCRIBE", "flood2")
+	pub := h.directRaw(t)
+	var pb []byte
+	for i := 0; i < 1000; i++ {
+		pb = append(pb, encodeCommand("PUBLISH", "flood2", strconv.Itoa(i))...)
+	}
+	pub.write(pb)
+	var b []byte
+	for i := 0; i < 50; i++ {
+		b = append(b, encodeCommand("PING", "p"+strconv.Itoa(i))...)
+	}
+	b = append(b, encodeCommand("UNSUBSCRIBE", "flood2")...)
+	for i := 0; i < 50; i++ {
+		b = append(b, encodeCommand("ECHO", "e"+strconv.Itoa(i))...)
+	}
+	s.write(b)
+	msgs, pongs := 0, 0
+	for {
+		v := s.read()
+		switch {
+		case strings.HasPrefix(v, "*3\r\n$7\r\nmessage\r\n"):
+			msgs++
+		case strings.HasPrefix(v, "*2\r\n$4\r\npong\r\n"):
+			if want := fmt.Sprintf("*2\r\n$4\r\npong\r\n$%d\r\np%d\r\n", len(strconv.Itoa(pongs))+1, pongs); v != want {
+				t.Fatalf("pong %d = %q", pongs, v)
+			}
+			pongs++
+		case strings.HasPrefix(v, "*3\r\n$11\r\nunsubscribe\r\n"):
+			if pongs != 50 {
+				t.Fatalf("unsubscribe after %d pongs", pongs)
+			}
+			for i := 0; i < 50; i++ {
+				e := "e" + strconv.Itoa(i)
+				if got, want := s.read(), fmt.Sprintf("$%d\r\n%s\r\n", len(e), e); got != want {
+					t.Fatalf("ECHO %d after UNSUBSCRIBE = %q, want %q", i, got, want)
+				}
+			}
+			t.Logf("%d messages arrived before UNSUBSCRIBE", msgs)
+			if got := s.do("PING"); got != "+PONG\r\n" {
+				t.Fatalf("PING: %q", got)
+			}
+			return
+		default:
+			t.Fatalf("unexpected %q", v)
+		}
+	}
+}

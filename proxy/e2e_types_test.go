@@ -118,22 +118,34 @@ func TestE2EBinarySafeValues(t *testing.T) {
 	}
 }
 
-// patternReader produces n deterministic bytes that include CR, LF and NUL,
-// without holding them all.
+// patternPeriod is prime, so the pattern does not line up with any
+// buffer size.
+const patternPeriod = 4093
+
+// patternTable holds two periods, so any window of up to one period is a
+// plain slice.
+var patternTable = func() []byte {
+	b := make([]byte, 2*patternPeriod)
+	for i := range b {
+		j := i % patternPeriod
+		switch {
+		case j%97 == 0:
+			b[i] = '\r'
+		case j%97 == 1:
+			b[i] = '\n'
+		case j%89 == 5:
+			b[i] = 0
+		default:
+			b[i] = byte((j*131 + j>>3) % 251)
+		}
+	}
+	return b
+}()
+
+// patternReader produces n bytes of the pattern (with CR, LF and NUL in
+// it) without holding them.
 type patternReader struct {
 	off, n int64
-}
-
-func patternByte(i int64) byte {
-	switch i % 1021 {
-	case 0:
-		return '\r'
-	case 1:
-		return '\n'
-	case 500:
-		return 0
-	}
-	return byte((i*131 + i>>11) % 251)
 }
 
 func (p *patternReader) Read(b []byte) (int, error) {
@@ -143,11 +155,15 @@ func (p *patternReader) Read(b []byte) (int, error) {
 	if rem := p.n - p.off; int64(len(b)) > rem {
 		b = b[:rem]
 	}
-	for i := range b {
-		b[i] = patternByte(p.off + int64(i))
+	total := 0
+	for len(b) > 0 {
+		i := int(p.off % patternPeriod)
+		n := copy(b, patternTable[i:i+patternPeriod])
+		b = b[n:]
+		p.off += int64(n)
+		total += n
 	}
-	p.off += int64(len(b))
-	return len(b), nil
+	return total, nil
 }
 
 // patternChecker verifies that what is written to it is the pattern.
@@ -157,13 +173,22 @@ type patternChecker struct {
 }
 
 func (p *patternChecker) Write(b []byte) (int, error) {
-	for i, x := range b {
-		if p.bad == 0 && x != patternByte(p.off+int64(i)) {
-			p.bad = p.off + int64(i) + 1
+	n := len(b)
+	for len(b) > 0 {
+		i := int(p.off % patternPeriod)
+		k := min(len(b), patternPeriod)
+		if p.bad == 0 && !bytes.Equal(b[:k], patternTable[i:i+k]) {
+			for j := 0; j < k; j++ {
+				if b[j] != patternTable[i+j] {
+					p.bad = p.off + int64(j) + 1
+					break
+				}
+			}
 		}
+		b = b[k:]
+		p.off += int64(k)
 	}
-	p.off += int64(len(b))
-	return len(b), nil
+	return n, nil
 }
 
 // heapPeak samples HeapInuse until stopped and reports the largest value.
