@@ -251,3 +251,30 @@ func TestRewriteAllocatesNothing(t *testing.T) {
 		t.Errorf("Rewrite allocates %.1f times per call, want 0", n)
 	}
 }
+
+// TestLuaCallsListed keeps the permission hint in step with the Lua: every
+// command exstring.lua runs must be named in luaCalls.
+func TestLuaCallsListed(t *testing.T) {
+	listed := map[string]bool{}
+	for _, c := range strings.Split(luaCalls, ", ") {
+		listed[c] = true
+	}
+	found := 0
+	for _, call := range []string{"redis.call('", "redis.pcall('"} {
+		for rest := luaBody; ; {
+			i := strings.Index(rest, call)
+			if i < 0 {
+				break
+			}
+			rest = rest[i+len(call):]
+			name := strings.ToUpper(rest[:strings.IndexByte(rest, '\'')])
+			found++
+			if !listed[name] {
+				t.Errorf("exstring.lua runs %s, which luaCalls does not name", name)
+			}
+		}
+	}
+	if found == 0 {
+		t.Fatal("found no redis.call in exstring.lua: the test no longer reads it right")
+	}
+}
