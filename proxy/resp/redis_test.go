@@ -520,3 +520,72 @@ func TestParseMultibulkMutationsMatchRedis(t *testing.T) {
 	}
 	t.Logf("%d protocol errors and %d parses agree with Redis", errorsSeen, argsSeen)
 }
+
+// TestFramerStreamsRedis64MB sends a 64 MB SET to redis-server in 64 KB
+// pieces, framing the command on the way out with a Command-mode framer,
+// then GETs the value back and frames the reply through one reused 64 KB
+// buffer: neither direction ever holds the value.
+func TestFramerStreamsRedis64MB(t *testing.T) {
+	srv := redistest.Start(t)
+	c, _ := dial(t, srv)
+	const size = 64 << 20
+	piece := bytes.Repeat([]byte("\r\n*$"), 16<<10) // 64 KB that looks like RESP
+
+	head := AppendArrayHeader(nil, 3)
+	head = AppendBulkString(head, "SET")
+	head = AppendBulkString(head, "big")
+	head = AppendBulkHeader(head, size)
+	cf := Framer{Command: true}
+	send := func(b []byte, last bool) {
+		t.Helper()
+		n, done, err := cf.Next(b)
+		if err != nil || n != len(b) || done != last {
+			t.Fatalf("command framer: %d of %d, done %v, %v", n, len(b), done, err)
+		}
+		if _, err := c.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(head, false)
+	for sent := 0; sent < size; sent += len(piece) {
+		send(piece, false)
+	}
+	send([]byte("\r\n"), true)
+	if _, err := c.Write([]byte("*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n")); err != nil {
+		t.Fatal(err)
+	}
+
+	var f Framer
+	buf := make([]byte, 64<<10)
+	held := 0 // bytes at the start of buf the framer has not consumed
+	var kinds []byte
+	total := 0
+	for len(kinds) < 2 {
+		n, err := c.Read(buf[held:])
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", total, err)
+		}
+		pending := buf[:held+n]
+		for len(pending) > 0 {
+			m, done, err := f.Next(pending)
+			if err != nil {
+				t.Fatal(err)
+			}
+			total += m
+			pending = pending[m:]
+			if done {
+				kinds = append(kinds, f.Kind())
+			}
+			if m == 0 {
+				break // a partial header line: keep it for the next read
+			}
+		}
+		held = copy(buf, pending)
+	}
+	if string(kinds) != "+$" {
+		t.Fatalf("reply kinds %q, want \"+$\"", kinds)
+	}
+	if want := len("+OK\r\n") + len("$67108864\r\n") + size + 2; total != want {
+		t.Fatalf("framed %d bytes, want %d", total, want)
+	}
+}
