@@ -5,6 +5,7 @@
 //
 //	exproxy [serve] [flags]        run the proxy (the default command)
 //	exproxy contention [FILE ...]  report contention from the proxy's logs
+//	exproxy config [flags]         print the effective configuration
 //	exproxy lua                    print the versioned-string Lua library
 //	exproxy version                print the version
 //
@@ -48,6 +49,7 @@ func commands() []command {
 	return []command{
 		{"serve", "run the proxy (the default when no command is given)", runServe},
 		{"contention", "report optimistic-locking contention from the proxy's logs", runContention},
+		{"config", "print the effective configuration and where each value came from", runConfig},
 		{"lua", "print the Lua library behind the versioned-string commands", runLua},
 		{"version", "print the version", runVersion},
 		{"help", "show help for a command", runHelp},

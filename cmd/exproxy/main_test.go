@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
+	"io"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -298,4 +300,78 @@ func TestLogger(t *testing.T) {
 			tt.check(t, out.String(), errb.String(), file)
 		})
 	}
+}
+
+// TestConfigCommand checks that `exproxy config` shows each value with its
+// source, hides passwords, and prints YAML that loads back to the same
+// settings.
+func TestConfigCommand(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "in.yaml")
+	in := "log:\n  level: warn\ncontention:\n  patterns:\n    - {match: '^a: #b$', pattern: 'yes'}\n"
+	if err := os.WriteFile(file, []byte(in), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{"EXPROXY_UPSTREAM_PASSWORD": "hunter22", "EXPROXY_LISTEN": "127.0.0.1:7777"}
+	code, out, errOut := runIn(vars, "config", "--config", file, "--max-clients", "5", "--upstream", "redis://u:hunter11@h:1/2")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{
+		"listen: 127.0.0.1:7777  # EXPROXY_LISTEN\n",
+		"max-clients: 5  # --max-clients\n",
+		"  level: warn  # " + file + " line 2\n",
+		"upstream: redis://u:xxxxx@h:1/2  # --upstream\n",
+		"# upstream-password: xxxxx  # EXPROXY_UPSTREAM_PASSWORD\n",
+		"dial-timeout: 2s  # default\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "hunter") {
+		t.Errorf("output shows a password:\n%s", out)
+	}
+
+	// Read the output back as a file: every setting but the credentials
+	// must come out the same.
+	back := filepath.Join(dir, "back.yaml")
+	if err := os.WriteFile(back, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fs := flagSet()
+	flags := config.RegisterFlags(fs)
+	if err := fs.Parse([]string{"--config", back}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := config.Load(flags, nil)
+	if err != nil {
+		t.Fatalf("output does not load back: %v\n%s", err, out)
+	}
+	fs = flagSet()
+	flags = config.RegisterFlags(fs)
+	if err := fs.Parse([]string{"--config", file, "--max-clients", "5", "--upstream", "redis://u:hunter11@h:1/2"}); err != nil {
+		t.Fatal(err)
+	}
+	want, err := config.Load(flags, func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range config.Settings() {
+		if s.Secret || s.Type == "upstream" {
+			continue
+		}
+		if g, w := s.Value(got), s.Value(want); g != w {
+			t.Errorf("%s: read back %q, want %q", s.Key, g, w)
+		}
+	}
+	if !reflect.DeepEqual(got.Contention.Patterns, want.Contention.Patterns) {
+		t.Errorf("patterns: read back %v, want %v", got.Contention.Patterns, want.Contention.Patterns)
+	}
+}
+
+func flagSet() *flag.FlagSet {
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
 }
