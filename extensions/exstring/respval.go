@@ -82,6 +82,9 @@ func readLine(b []byte, i int) (line []byte, next int, err error) {
 	if j < 0 {
 		return nil, 0, errShort
 	}
+	if j == 0 {
+		return nil, 0, errors.New("exstring: RESP line without a type")
+	}
 	return b[i+1 : i+j], i + j + 2, nil
 }
 
@@ -106,9 +109,18 @@ func header(b []byte, i int) (kind byte, n int64, next int, err error) {
 	return kind, n, next, nil
 }
 
+// maxDepth bounds nesting; COMMAND replies nest six deep, and a bound
+// keeps a hostile reply from recursing without end.
+const maxDepth = 64
+
 // skipValue returns the offset just after the complete value starting at
 // b[i]. An attribute belongs to the value after it, as in proxy/resp.
-func skipValue(b []byte, i int) (int, error) {
+func skipValue(b []byte, i int) (int, error) { return skipDepth(b, i, 0) }
+
+func skipDepth(b []byte, i, depth int) (int, error) {
+	if depth > maxDepth {
+		return 0, errors.New("exstring: RESP value nested too deeply")
+	}
 	kind, n, next, err := header(b, i)
 	if err != nil {
 		return 0, err
@@ -136,12 +148,12 @@ func skipValue(b []byte, i int) (int, error) {
 			return 0, errShort
 		}
 		for ; n > 0; n-- {
-			if next, err = skipValue(b, next); err != nil {
+			if next, err = skipDepth(b, next, depth+1); err != nil {
 				return 0, err
 			}
 		}
 		if kind == '|' {
-			return skipValue(b, next)
+			return skipDepth(b, next, depth+1)
 		}
 		return next, nil
 	}
