@@ -224,3 +224,55 @@ func TestE2EClientNameIDResetQuit(t *testing.T) {
 }
 
 func helloMask(s string) string { return helloID.ReplaceAllString(s, "$$2\r\nid\r\n:ID\r\n") }
+
+// TestE2ENoPhantomPendingReplies: after sequences where Redis suppresses
+// or refuses things (CLIENT REPLY ON refused in RESP2 subscribe mode while
+// replies are off, PING suppressed), the proxy must not expect replies
+// that never come. With everything answered, losing the upstream closes
+// the client without "outcome unknown" errors for phantom commands.
+func TestE2ENoPhantomPendingReplies(t *testing.T) {
+	// (CLIENT REPLY inside MULTI is left out: Redis 7.0 itself then sends
+	// an EXEC array with the wrong element count.)
+	cases := map[string][][]string{
+		"refused_reply_on_in_sub": {{"CLIENT", "REPLY", "OFF"}, {"SUBSCRIBE", "a"}, {"CLIENT", "REPLY", "ON"}, {"PING"},
+			{"UNSUBSCRIBE"}, {"PING"}, {"CLIENT", "REPLY", "ON"}, {"PING"}},
+		"reply_off_ping":  {{"CLIENT", "REPLY", "OFF"}, {"PING"}, {"CLIENT", "REPLY", "ON"}, {"PING"}},
+		"skip_in_sub":     {{"SUBSCRIBE", "a"}, {"CLIENT", "REPLY", "SKIP"}, {"PING"}, {"UNSUBSCRIBE"}, {"PING"}},
+		"reset_reply_off": {{"CLIENT", "REPLY", "OFF"}, {"RESET"}, {"PING"}},
+	}
+	for name, cmds := range cases {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t)
+			var in []byte
+			for _, c := range cmds {
+				in = append(in, encodeCommand(c...)...)
+			}
+			in = append(in, encodeCommand("ECHO", "--end--")...)
+			run := func(addr string) (*rawConn, string) {
+				r := dialRaw(t, addr)
+				r.write(in)
+				var out strings.Builder
+				for {
+					v, err := r.readE()
+					if err != nil {
+						t.Fatalf("%s: %v after %q", addr, err, out.String())
+					}
+					if v == "$7\r\n--end--\r\n" {
+						return r, out.String()
+					}
+					out.WriteString(v)
+				}
+			}
+			d, want := run(h.Redis.Addr)
+			d.close()
+			p, got := run(h.Addr)
+			if got != want {
+				t.Errorf("replies: proxy %q, direct %q", got, want)
+			}
+			h.Redis.Stop()
+			if out, err := p.readUntilEOF(); err != nil || out != "" {
+				t.Errorf("after every command was answered, losing the upstream gave %q, %v; want a plain close", out, err)
+			}
+		})
+	}
+}

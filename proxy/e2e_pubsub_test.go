@@ -278,10 +278,14 @@ func TestE2EModeSwitching(t *testing.T) {
 		"reset_subscribed": {{"SUBSCRIBE", "a"}, {"RESET"}, {"PING"}, {"GET", "x"}, {"QUIT"}},
 		"subscribe_in_exec": {{"MULTI"}, {"SUBSCRIBE", "ch"}, {"EXEC"}, {"PING"}, {"GET", "x"}, {"UNSUBSCRIBE"},
 			{"PING"}, {"QUIT"}},
-		"monitor_reset":     {{"MONITOR"}, {"RESET"}, {"PING"}, {"QUIT"}},
-		"pattern_remains":   {{"SUBSCRIBE", "a", "b"}, {"PSUBSCRIBE", "p"}, {"UNSUBSCRIBE"}, {"PING"}, {"PUNSUBSCRIBE"}, {"PING"}, {"QUIT"}},
-		"quit_subscribed":   {{"SUBSCRIBE", "a"}, {"QUIT"}},
-		"reply_off_in_sub":  {{"CLIENT", "REPLY", "OFF"}, {"SUBSCRIBE", "a"}, {"CLIENT", "REPLY", "ON"}, {"PING"}, {"UNSUBSCRIBE"}, {"PING"}, {"QUIT"}},
+		"monitor_reset":   {{"MONITOR"}, {"RESET"}, {"PING"}, {"QUIT"}},
+		"pattern_remains": {{"SUBSCRIBE", "a", "b"}, {"PSUBSCRIBE", "p"}, {"UNSUBSCRIBE"}, {"PING"}, {"PUNSUBSCRIBE"}, {"PING"}, {"QUIT"}},
+		"quit_subscribed": {{"SUBSCRIBE", "a"}, {"QUIT"}},
+		// CLIENT REPLY ON is refused in RESP2 subscribe mode, silently (replies
+		// are off). QUIT comes with replies on: Redis closes a client after
+		// QUIT only once it writes a reply.
+		"reply_off_in_sub": {{"CLIENT", "REPLY", "OFF"}, {"SUBSCRIBE", "a"}, {"CLIENT", "REPLY", "ON"}, {"PING"}, {"UNSUBSCRIBE"},
+			{"PING"}, {"CLIENT", "REPLY", "ON"}, {"PING"}, {"QUIT"}},
 		"hello_in_sub":      {{"SUBSCRIBE", "a"}, {"HELLO", "3"}, {"PING"}, {"HELLO", "2"}, {"PING"}, {"QUIT"}},
 		"ssubscribe_only":   {{"SSUBSCRIBE", "s"}, {"PING"}, {"SUNSUBSCRIBE"}, {"PING"}, {"QUIT"}},
 		"unsubscribe_twice": {{"SUBSCRIBE", "a"}, {"UNSUBSCRIBE"}, {"UNSUBSCRIBE"}, {"PING"}, {"QUIT"}},
