@@ -15,9 +15,11 @@
 --
 -- Exactness: Lua numbers are doubles, so versions and integer values never
 -- pass through Lua arithmetic. They are kept as canonical decimal strings and
--- added/compared digit by digit. Float arithmetic is done by Redis itself
--- (HINCRBYFLOAT on a scratch field of the same key: 80-bit long double and
--- the module's %.17Lf formatting); the scratch field never outlives a call.
+-- added/compared digit by digit. Floats (EXINCRBYFLOAT) are parsed, added
+-- and compared as exact 80-bit long doubles in Lua (big-number arithmetic),
+-- and the result is formatted by Redis itself (HINCRBYFLOAT on a scratch
+-- field of the key, the module's %.17Lf formatting); the scratch field
+-- never outlives a call.
 
 local F_MARK, F_VAL, F_VER, F_FLG, F_TMP = '_exs', 'val', 'ver', 'flg', '_tmp'
 local LAYOUT = '1'
@@ -151,36 +153,6 @@ local function int_reply(s)
 end
 
 ---------------------------------------------------------------------------
--- Long-double floats, evaluated by Redis on a scratch field of the key.
----------------------------------------------------------------------------
-
--- fl_add returns base + incr formatted by HINCRBYFLOAT, or nil and the
--- error text. The scratch field is always removed again: on a missing key
--- the HSET creates the key and the HDEL deletes it.
-local function fl_add(key, base, incr)
-  redis.call('HSET', key, F_TMP, base)
-  local r = redis.pcall('HINCRBYFLOAT', key, F_TMP, incr)
-  redis.call('HDEL', key, F_TMP)
-  if type(r) == 'table' then return nil, r.err or '' end
-  return r
-end
-
--- classify applies the module's strtold rules: returns 'finite', 'inf' or
--- nil (not a float) and the string to hand to Redis. Redis's string2ld is
--- the module's parser except that it rejects "" (the module reads 0) and
--- anything after a NUL byte (the module's strtold stops there), so those
--- are normalised first; the module's length limit counts every byte.
-local function classify(key, s)
-  if #s >= 5120 then return nil end
-  s = string.match(s, '^[^%z]*')
-  if s == '' then return 'finite', '0' end
-  local r, e = fl_add(key, '0', s)
-  if r then return 'finite', s end
-  if string.find(e, 'NaN or Infinity', 1, true) then return 'inf', s end
-  return nil
-end
-
----------------------------------------------------------------------------
 -- Exact x86-64 long doubles (64-bit significand, exponent down to the
 -- subnormal 2^-16445) for what Redis's 17-decimal result string cannot
 -- tell: MIN/MAX comparisons (the module compares the unrounded sum, and
@@ -189,16 +161,17 @@ end
 -- even) with big naturals, so no double ever stands in for a long double.
 ---------------------------------------------------------------------------
 
--- Big naturals: little-endian arrays of base-10^7 limbs, zero is {}.
--- Limb products stay below 2^53, so double arithmetic on them is exact.
-local BASE = 10000000
+-- Big naturals: little-endian arrays of base-2^24 limbs, zero is {}.
+-- Products of a limb and a factor up to 2^28 stay below 2^53, so double
+-- arithmetic on them is exact, and shifts by whole limbs are moves.
+local BASE = 16777216
 
 local function bn_norm(a)
   while #a > 0 and a[#a] == 0 do a[#a] = nil end
   return a
 end
 
-local function bn_small(n)
+local function bn_small(n) -- 0 <= n < 2^53
   local a = {}
   while n > 0 do
     local r = n % BASE
@@ -208,20 +181,9 @@ local function bn_small(n)
   return a
 end
 
-local function bn_decimal(s)
-  local a, i = {}, #s
-  while i >= 1 do
-    local j = i - 6
-    if j < 1 then j = 1 end
-    a[#a + 1] = tonumber(s:sub(j, i))
-    i = j - 1
-  end
-  return bn_norm(a)
-end
-
--- bn_mul_small returns a*k for 0 < k <= 2^23.
-local function bn_mul_small(a, k)
-  local r, carry = {}, 0
+-- bn_mul_add returns a*k + c for 0 <= k, c <= 2^28.
+local function bn_mul_add(a, k, c)
+  local r, carry = {}, c
   for i = 1, #a do
     local v = a[i] * k + carry
     local lo = v % BASE
@@ -233,38 +195,40 @@ local function bn_mul_small(a, k)
     r[#r + 1] = lo
     carry = (carry - lo) / BASE
   end
-  return r
+  return bn_norm(r)
 end
 
-local function bn_add_small(a, k)
-  local r = {}
-  for i = 1, #a do r[i] = a[i] end
-  local i = 1
-  while k > 0 do
-    local v = (r[i] or 0) + k
-    local lo = v % BASE
-    r[i] = lo
-    k = (v - lo) / BASE
-    i = i + 1
-  end
-  return r
-end
+local function bn_mul_small(a, k) return bn_mul_add(a, k, 0) end
 
 local function bn_shl(a, k) -- a * 2^k
-  while k >= 23 do
-    a = bn_mul_small(a, 8388608)
-    k = k - 23
+  local w = math.floor(k / 24)
+  a = bn_mul_small(a, 2 ^ (k - 24 * w))
+  if w == 0 or #a == 0 then return a end
+  local r = {}
+  for i = 1, w do r[i] = 0 end
+  for i = 1, #a do r[w + i] = a[i] end
+  return r
+end
+
+-- bn_digits reads a string of digits in base 10 or 16.
+local function bn_digits(s, hex)
+  local a, step, radix = {}, 7, 10
+  if hex then step, radix = 6, 16 end
+  local i = 1
+  while i <= #s do
+    local chunk = s:sub(i, i + step - 1)
+    a = bn_mul_add(a, radix ^ #chunk, tonumber(chunk, radix))
+    i = i + step
   end
-  if k > 0 then a = bn_mul_small(a, 2 ^ k) end
   return a
 end
 
-local function bn_pow10(a, e) -- a * 10^e
-  while e >= 7 do
-    a = bn_mul_small(a, BASE)
-    e = e - 7
+local function bn_pow5(a, e) -- a * 5^e
+  while e >= 11 do
+    a = bn_mul_small(a, 48828125)
+    e = e - 11
   end
-  if e > 0 then a = bn_mul_small(a, 10 ^ e) end
+  if e > 0 then a = bn_mul_small(a, 5 ^ e) end
   return a
 end
 
@@ -295,9 +259,15 @@ local function bn_sub(a, b) -- a - b for a >= b
   return bn_norm(r)
 end
 
-local function bn_ndigits(a)
-  if #a == 0 then return 0 end
-  return (#a - 1) * 7 + #string.format('%d', a[#a])
+-- bn_log2 approximates log2(a) for a > 0 from the leading limbs.
+local function bn_log2(a)
+  local n = #a
+  local f = a[n]
+  if n >= 2 then f = f * BASE + a[n - 1] end
+  if n >= 3 then f = f * BASE + a[n - 2] end
+  local shift = 0
+  if n > 3 then shift = 24 * (n - 3) end
+  return math.log(f) / math.log(2) + shift
 end
 
 -- A long double is {neg, hi, lo, q}: (-1)^neg * (hi*2^32 + lo) * 2^q with
@@ -313,8 +283,7 @@ local function ld_is_zero(x) return x.hi == 0 and x.lo == 0 end
 -- ld_round returns the long double nearest to P/Q * 2^e2 (P, Q > 0),
 -- ties to even.
 local function ld_round(P, Q, e2)
-  local est = math.floor((bn_ndigits(P) - bn_ndigits(Q)) * 3.321928094887362)
-  local k = 63 - est -- aim: 2^63 <= P*2^k/Q < 2^64
+  local k = 63 - math.floor(bn_log2(P) - bn_log2(Q)) -- aim: 2^63 <= P*2^k/Q < 2^64
   if e2 - k < LD_QMIN then k = e2 - LD_QMIN end
   local T, U = P, Q
   if k >= 0 then T = bn_shl(P, k) else U = bn_shl(Q, -k) end
@@ -323,22 +292,36 @@ local function ld_round(P, Q, e2)
     T = bn_mul_small(T, 2)
     k = k + 1
   end
-  while bn_cmp(T, bn_mul_small(U63, 2)) >= 0 do
+  local U64 = bn_mul_small(U63, 2)
+  while bn_cmp(T, U64) >= 0 do
     U = bn_mul_small(U, 2)
-    U63 = bn_mul_small(U63, 2)
+    U64 = bn_mul_small(U64, 2)
     k = k - 1
   end
   local q = e2 - k
-  -- Long division: the quotient T/U is below 2^64.
-  local Us = {U}
-  for i = 1, 63 do Us[i + 1] = bn_mul_small(Us[i], 2) end
-  local hi, lo, R = 0, 0, T
-  for i = 63, 0, -1 do
-    if bn_cmp(R, Us[i + 1]) >= 0 then
-      R = bn_sub(R, Us[i + 1])
-      if i >= 32 then hi = hi + 2 ^ (i - 32) else lo = lo + 2 ^ i end
+  -- T/U < 2^64: long division in four base-2^16 digits, each estimated
+  -- in doubles and corrected exactly.
+  local R, dig = T, {}
+  for i = 3, 0, -1 do
+    local Ui = bn_shl(U, 16 * i)
+    local d = 0
+    if #R > 0 then
+      d = math.floor(2 ^ (bn_log2(R) - bn_log2(Ui)))
+      if d > 65535 then d = 65535 end
     end
+    local prod = bn_mul_small(Ui, d)
+    while bn_cmp(prod, R) > 0 do
+      d = d - 1
+      prod = bn_sub(prod, Ui)
+    end
+    R = bn_sub(R, prod)
+    while bn_cmp(R, Ui) >= 0 do
+      d = d + 1
+      R = bn_sub(R, Ui)
+    end
+    dig[i] = d
   end
+  local hi, lo = dig[3] * 65536 + dig[2], dig[1] * 65536 + dig[0]
   local c = bn_cmp(bn_mul_small(R, 2), U)
   if c > 0 or (c == 0 and lo % 2 == 1) then
     lo = lo + 1
@@ -349,51 +332,112 @@ local function ld_round(P, Q, e2)
 end
 
 local function ld_significand(x)
-  return bn_add(bn_mul_small(bn_mul_small(bn_small(x.hi), 65536), 65536), bn_small(x.lo))
+  return bn_add(bn_shl(bn_small(x.hi), 32), bn_small(x.lo))
 end
 
--- ld_parse reads a string that Redis's string2ld accepted as finite (or
--- ""), like strtold: decimal or hexadecimal, rounded to nearest.
-local function ld_parse(s)
-  s = string.match(s, '^[^%z]*') -- strtold stops at a NUL byte
-  local neg = false
-  local c = s:sub(1, 1)
-  if c == '-' or c == '+' then
-    neg = c == '-'
-    s = s:sub(2)
-  end
-  s = string.lower(s)
-  local P, e2, e10
-  if s:sub(1, 2) == '0x' then
-    local ip, fp, ex = string.match(s, '^0x(%x*)%.?(%x*)p?([+-]?%d*)$')
-    if not ip then return nil end
-    P = {}
-    local digits = ip .. fp
-    for i = 1, #digits do
-      P = bn_add_small(bn_mul_small(P, 16), tonumber(digits:sub(i, i), 16))
-    end
-    P = bn_norm(P)
-    e2, e10 = (tonumber(ex) or 0) - 4 * #fp, 0
+-- LD_QMAX is the exponent of the largest finite long double,
+-- (2^64-1) * 2^16320.
+local LD_QMAX = 16320
+
+-- ld_exact rounds a finite value from fparse to its long double (strtold
+-- rounds to nearest, ties to even), once: the result is kept in v.
+-- 10^e10 = 5^e10 * 2^e10 keeps the big numbers a third shorter.
+local function ld_exact(v)
+  if v.hi then return v end
+  local P, Q = bn_digits(v.digits, v.hex), {1}
+  if v.e10 >= 0 then P = bn_pow5(P, v.e10) else Q = bn_pow5(Q, -v.e10) end
+  local x = ld_round(P, Q, v.e2 + v.e10)
+  v.hi, v.lo, v.q = x.hi, x.lo, x.q
+  return v
+end
+
+-- Magnitudes as log10, from the leading digits: accurate to about 1e-12,
+-- which decides every comparison that is not a near tie (those go to the
+-- exact long doubles).
+local LOG10_2 = 0.30102999566398120
+local LOG_OT = 16384 * LOG10_2  -- overflow: rounds to 2^16384 or more
+local LOG_UT = -16446 * LOG10_2 -- underflow: at most half the smallest subnormal
+
+-- flog10 is log10 of |v| for a nonzero finite value from fparse.
+local function flog10(v)
+  if v.l then return v.l end
+  local d = v.digits
+  if v.hex then
+    local lead = d:sub(1, 13)
+    v.l = math.log10(tonumber(lead, 16)) + (v.e2 + 4 * (#d - #lead)) * LOG10_2
   else
-    local ip, fp, ex = string.match(s, '^(%d*)%.?(%d*)e?([+-]?%d*)$')
-    if not ip then return nil end
-    P = bn_decimal(ip .. fp)
-    e2, e10 = 0, (tonumber(ex) or 0) - #fp
+    local lead = d:sub(1, 17)
+    v.l = math.log10(tonumber(lead)) + v.e10 + #d - #lead
   end
-  if #P == 0 then return ld_zero(neg) end
-  local Q = {1}
-  if e10 >= 0 then P = bn_pow10(P, e10) else Q = bn_pow10(Q, -e10) end
-  local x = ld_round(P, Q, e2)
-  x.neg = neg
-  return x
+  return v.l
+end
+
+-- fparse is the float parser of the module (strtold on a copy of at most
+-- 5119 bytes, so it stops at a NUL byte; leading whitespace, trailing
+-- garbage, NaN, overflow to +-inf and underflow to 0 are rejected; "" is
+-- 0), done in Lua so that a rejected number never costs a write. It
+-- returns nil (not a float) or the value and the string that means the
+-- same to Redis's HINCRBYFLOAT. The value is {neg, inf = true} for an
+-- infinity; otherwise ld_exact turns it into a long double on demand: the
+-- big-number work (slow for huge exponents) is done only where the
+-- magnitudes (flog10) cannot decide.
+local function fparse(s)
+  if #s >= 5120 then return nil end
+  s = string.match(s, '^[^%z]*')
+  if s == '' then return ld_zero(false), '0' end
+  local sign, body = string.match(string.lower(s), '^([+-]?)(.*)$')
+  local neg = sign == '-'
+  if body == 'inf' or body == 'infinity' then return {neg = neg, inf = true}, s end
+  local v = {neg = neg, e2 = 0, e10 = 0}
+  local m, ex = string.match(body, '^0x([%x%.]*)(.*)$')
+  if m then
+    if not string.find(m, '%x') or not string.match(m, '^%x*%.?%x*$')
+        or (ex ~= '' and not string.match(ex, '^p[+-]?%d+$')) then
+      return nil
+    end
+    local ip, fp = string.match(m, '^(%x*)%.?(%x*)$')
+    local digits = string.gsub(ip .. fp, '^0+', '')
+    if digits == '' then return ld_zero(neg), s end
+    v.hex, v.digits = true, digits
+    v.e2 = (tonumber(ex:sub(2)) or 0) - 4 * #fp
+  else
+    m, ex = string.match(body, '^([%d%.]*)(.*)$')
+    if not string.find(m, '%d') or not string.match(m, '^%d*%.?%d*$')
+        or (ex ~= '' and not string.match(ex, '^e[+-]?%d+$')) then
+      return nil
+    end
+    local ip, fp = string.match(m, '^(%d*)%.?(%d*)$')
+    local digits = string.gsub(ip .. fp, '^0+', '')
+    if digits == '' then return ld_zero(neg), s end
+    v.digits = digits
+    v.e10 = (tonumber(ex:sub(2)) or 0) - #fp
+  end
+  -- Overflow to inf and underflow to 0 are decided from the magnitude;
+  -- only a value within 1e-9 of a limit needs the exact rounding.
+  local l = flog10(v)
+  if l > LOG_OT + 1e-9 or l < LOG_UT - 1e-9 then return nil end
+  if math.abs(l - LOG_OT) <= 1e-9 or math.abs(l - LOG_UT) <= 1e-9 then
+    local x = ld_exact(v)
+    if ld_is_zero(x) or x.q > LD_QMAX then return nil end
+  end
+  return v, s
 end
 
 -- ld_add is x + y rounded like the x87 (round to nearest; x + -x = +0).
 local function ld_add(x, y)
+  x, y = ld_exact(x), ld_exact(y)
   local xz, yz = ld_is_zero(x), ld_is_zero(y)
   if xz and yz then return ld_zero(x.neg and y.neg) end
   if xz then return y end
   if yz then return x end
+  -- An operand below a quarter ulp of the other only decides the
+  -- direction of rounding: any such stand-in gives the same result, and
+  -- a small one keeps the big numbers short.
+  if x.q - y.q > 130 then
+    y = {neg = y.neg, hi = 0, lo = 1, q = x.q - 70}
+  elseif y.q - x.q > 130 then
+    x = {neg = x.neg, hi = 0, lo = 1, q = y.q - 70}
+  end
   local q = math.min(x.q, y.q)
   local A, C = bn_shl(ld_significand(x), x.q - q), bn_shl(ld_significand(y), y.q - q)
   local S, neg
@@ -426,18 +470,48 @@ local function ld_cmp(x, y)
   return xs * c
 end
 
--- fcmp orders two valid floats given with their kinds from classify.
-local function fcmp(x, xk, y, yk)
-  if xk == 'inf' or yk == 'inf' then
-    local xs = xk == 'inf' and (is_neg(x) and -2 or 2) or 0
-    local ys = yk == 'inf' and (is_neg(y) and -2 or 2) or 0
-    if xs == ys then
-      if xs ~= 0 then return 0 end
-    else
-      return xs < ys and -1 or 1
-    end
+-- fcmp orders two values from fparse, infinities included.
+local function fcmp(x, y)
+  local xi = x.inf and (x.neg and -1 or 1) or 0
+  local yi = y.inf and (y.neg and -1 or 1) or 0
+  if xi ~= 0 or yi ~= 0 then
+    if xi == yi then return 0 end
+    if xi ~= 0 and yi ~= 0 then return xi < yi and -1 or 1 end
+    if xi ~= 0 then return xi end
+    return -yi
   end
-  return ld_cmp(ld_parse(x), ld_parse(y))
+  return ld_cmp(ld_exact(x), ld_exact(y))
+end
+
+-- fsum_approx is the sign and magnitude of x + y for finite values: {neg,
+-- l = log10|sum|}, {neg, zero = true} when both are zero, or nil when
+-- they nearly cancel (within 1e-4), where only the exact sum can tell.
+local function fsum_approx(x, y)
+  local xz, yz = ld_is_zero(x), ld_is_zero(y)
+  if xz and yz then return {neg = x.neg and y.neg, zero = true} end
+  if xz then return {neg = y.neg, l = flog10(y)} end
+  if yz then return {neg = x.neg, l = flog10(x)} end
+  local big, lb, ls = x, flog10(x), flog10(y)
+  if ls > lb then big, lb, ls = y, ls, lb end
+  local r = 10 ^ (ls - lb)
+  if x.neg == y.neg then return {neg = big.neg, l = lb + math.log10(1 + r)} end
+  if 1 - r < 1e-4 then return nil end
+  return {neg = big.neg, l = lb + math.log10(1 - r)}
+end
+
+-- fcmp_approx orders an approximate sum and a value from fparse, or
+-- returns nil when they are too close to call (1e-7 in log10).
+local function fcmp_approx(a, y)
+  local ys
+  if y.inf then return y.neg and 1 or -1 end
+  if ld_is_zero(y) then ys = 0 else ys = y.neg and -1 or 1 end
+  local as = a.zero and 0 or (a.neg and -1 or 1)
+  if as ~= ys then return as < ys and -1 or 1 end
+  if as == 0 then return 0 end
+  local d = a.l - flog10(y)
+  if math.abs(d) < 1e-7 then return nil end
+  local c = d > 0 and 1 or -1
+  return as * c
 end
 
 ---------------------------------------------------------------------------
@@ -723,50 +797,72 @@ H.exincrbyfloat = function(keys, args)
   local key = a[1]
   local kind, obj = load(key)
   if kind == 'other' then return err(E_WRONGTYPE) end
-  local nk, num = classify(key, a[2])
-  if not nk then return err(E_NOFLOAT) end
+  local nv, num = fparse(a[2])
+  if not nv then return err(E_NOFLOAT) end
   local o = parse_opts(a, 3, ALLOW_EXINCRBYFLOAT)
   if not o then return err(E_SYNTAX) end
   if not check_expire(o) or not check_version(o) then return err(E_SYNTAX) end
-  local mink, min, maxk, max
+  local minv, maxv
   if o.min then
-    mink, min = classify(key, o.min)
-    if not mink then return err(E_MINMAX) end
+    minv = fparse(o.min)
+    if not minv then return err(E_MINMAX) end
   end
   if o.max then
-    maxk, max = classify(key, o.max)
-    if not maxk then return err(E_MINMAX) end
+    maxv = fparse(o.max)
+    if not maxv then return err(E_MINMAX) end
   end
-  if min and max and fcmp(max, maxk, min, mink) < 0 then return err(E_MINMAX) end
-  local bk, base
+  if minv and maxv and fcmp(maxv, minv) < 0 then return err(E_MINMAX) end
+  local bv, base
   if kind == 'none' then
     if o.xx then return false end
-    bk, base = 'finite', '0'
+    bv, base = ld_zero(false), '0'
   else
     if o.nx then return false end
-    bk, base = classify(key, obj.val)
-    if not bk then return err(E_NOFLOAT) end
+    bv, base = fparse(obj.val)
+    if not bv then return err(E_NOFLOAT) end
     if stale(o, obj.ver) then return err(E_STALE) end
   end
-  -- Any infinity in the sum gives inf or NaN: both are overflow.
-  if bk == 'inf' or nk == 'inf' then return err(E_OVERFLOW) end
-  local r = fl_add(key, base, num)
-  if not r then return err(E_OVERFLOW) end
-  if r == '0' or min or max then
-    -- Redis prints the sum with 17 decimals and turns "-0" into "0"; the
-    -- module compares the exact sum with MIN/MAX and prints "-0" for a
-    -- negative sum that rounds to zero.
-    local exact = ld_add(ld_parse(base), ld_parse(num))
-    if r == '0' and exact.neg then r = '-0' end
-    if (max and maxk == 'finite' and ld_cmp(exact, ld_parse(max)) > 0)
-        or (max and maxk == 'inf' and is_neg(max))
-        or (min and mink == 'finite' and ld_cmp(exact, ld_parse(min)) < 0)
-        or (min and mink == 'inf' and not is_neg(min)) then
-      return err(E_OVERFLOW)
-    end
+  -- Any infinity in the sum gives inf or NaN: both are overflow. The
+  -- bounds are compared with the exact long-double sum, as the module
+  -- does; Redis's result string below has only 17 decimals.
+  if bv.inf or nv.inf then return err(E_OVERFLOW) end
+  -- The sum's magnitude decides overflow and the bounds unless it is a
+  -- near tie; then the exact sum does (e.g. 0.6+0.1 > 0.7 in 80 bits).
+  local sum = fsum_approx(bv, nv)
+  local exact
+  local function exact_sum()
+    exact = exact or ld_add(bv, nv)
+    return exact
+  end
+  if sum and sum.l and sum.l > LOG_OT - 1e-7
+      and (sum.l > LOG_OT + 1e-7 or exact_sum().q > LD_QMAX) then
+    return err(E_OVERFLOW)
+  end
+  local function beyond(bound, bad)
+    if not bound then return false end
+    local c = sum and fcmp_approx(sum, bound)
+    if not c then c = fcmp(exact_sum(), bound) end
+    return c == bad
+  end
+  if beyond(maxv, 1) or beyond(minv, -1) then return err(E_OVERFLOW) end
+  -- Redis formats the sum as the module does (%.17Lf, trailing zeros
+  -- cut), except that it turns "-0" into "0". The scratch field lives
+  -- only during this call; on a new key it is the first field written.
+  redis.call('HSET', key, F_TMP, base)
+  local r = redis.pcall('HINCRBYFLOAT', key, F_TMP, num)
+  if type(r) ~= 'string' then
+    -- Unreachable: overflow was ruled out above.
+    redis.call('HDEL', key, F_TMP)
+    return err(E_OVERFLOW)
+  end
+  if r == '0' then
+    local neg
+    if sum then neg = sum.neg else neg = exact_sum().neg end
+    if neg then r = '-0' end
   end
   local ver = new_version(o, obj and obj.ver)
   store(key, r, ver, (obj and obj.flg) or '0')
+  redis.call('HDEL', key, F_TMP)
   apply_ttl(key, o)
   return r
 end
