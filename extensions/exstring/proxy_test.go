@@ -305,7 +305,9 @@ func TestProxyConcurrentIncrements(t *testing.T) {
 			per = 100
 		}
 		total := workers * per
-		rdb := x.client(t, proto, &redis.Options{PoolSize: workers})
+		// A generous read timeout: 32 busy clients under -race on a small
+		// machine can stall one reply for seconds; it guards a hang only.
+		rdb := x.client(t, proto, &redis.Options{PoolSize: workers, ReadTimeout: ioTimeout})
 		check := func(t *testing.T, key string, wantValue string, wantVersion int64) {
 			got, err := rdb.Do(ctxT(t), "EXGET", key).Slice()
 			if err != nil {
