@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -557,4 +558,61 @@ func TestProxyDiscoversMissingFunctions(t *testing.T) {
 	if got, err := rdb.Do(ctx, "EXGET", "k").Slice(); err != nil || fmt.Sprint(got) != "[v 1]" {
 		t.Errorf("EXGET = %v, %v", got, err)
 	}
+}
+
+// cli runs redis-cli against addr and returns its output (non-tty form).
+func cli(t *testing.T, addr string, args ...string) string {
+	t.Helper()
+	bin := redistest.CLI()
+	if bin == "" {
+		t.Fatal("redis-cli not found on PATH; install redis-tools")
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, append([]string{"-h", host, "-p", port}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-cli %v: %v: %s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// TestRedisCLI: the README's recipes — through the proxy, and the library
+// loaded by hand with no proxy at all.
+func TestRedisCLI(t *testing.T) {
+	t.Run("through the proxy", func(t *testing.T) {
+		x := startE2E(t, e2eConfig{})
+		for _, s := range []struct{ cmd, want string }{
+			{"EXSET stock:42 10", "OK"},
+			{"EXGET stock:42", "10\n1"},
+			{"EXCAS stock:42 9 1", "OK\n\n2"},
+			{"EXCAS stock:42 8 1", "CAS_FAILED\n9\n2"},
+			{"TYPE stock:42", "exstrtype"},
+		} {
+			if got := cli(t, x.addr, strings.Fields(s.cmd)...); got != s.want {
+				t.Errorf("redis-cli %s = %q, want %q", s.cmd, got, s.want)
+			}
+		}
+	})
+	t.Run("without the proxy", func(t *testing.T) {
+		srv := redistest.Start(t)
+		if got := cli(t, srv.Addr, "FUNCTION", "LOAD", Library()); got != LibraryName() {
+			t.Fatalf("FUNCTION LOAD = %q, want %q", got, LibraryName())
+		}
+		v := Version()
+		for _, s := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"FCALL", "exset_" + v, "1", "mykey", "hello"}, "OK"},
+			{[]string{"FCALL", "exget_" + v, "1", "mykey"}, "hello\n1"},
+			{[]string{"FCALL", "excas_" + v, "1", "mykey", "bye", "1"}, "OK\n\n2"},
+			{[]string{"FCALL_RO", "exget_" + v, "1", "mykey"}, "bye\n2"},
+			{[]string{"FCALL", "extype_" + v, "1", "mykey"}, "exstrtype"},
+		} {
+			if got := cli(t, srv.Addr, s.args...); got != s.want {
+				t.Errorf("redis-cli %v = %q, want %q", s.args, got, s.want)
+			}
+		}
+	})
 }
