@@ -40,6 +40,7 @@ type Framer struct {
 	ended  bool  // the last Next finished a value; Kind is kept until the next starts
 	left   int64 // bulk bytes still to come in stBody
 	crlf   uint8 // bytes of the CRLF after a bulk body still to come
+	cr     bool  // in stLine: the last byte consumed was '\r'
 	chunks bool  // the bulk being read is a chunk of a streamed string
 	err    error // sticky: a framer that saw malformed input stays failed
 	// seen is how many bytes of a partial line at the start of the next
@@ -67,6 +68,7 @@ const (
 	stBody                // inside a bulk body
 	stCRLF                // at the CRLF after a bulk body
 	stChunk               // inside a streamed string: a ";N" line is next
+	stLine                // inside a simple string or error too long to wait for
 )
 
 var (
@@ -91,6 +93,11 @@ var (
 //
 // The bytes not consumed must start the next call's buf (more may follow
 // them): the framer remembers how much of a partial line it has searched.
+//
+// Simple strings and errors are the exception to whole lines: one longer
+// than Limits.MaxInlineLen is not an error but is consumed as it arrives,
+// like a bulk body (bounded by MaxBulkLen), since Redis sends such lines
+// from Lua scripts. Every other line longer than MaxInlineLen is an error.
 //
 // After an error (*ProtocolError; n is what was consumed before the
 // malformed byte) the framer keeps returning it until Reset.
@@ -158,8 +165,44 @@ func (f *Framer) Next(buf []byte) (n int, done bool, err error) {
 			if f.complete() {
 				return pos, f.finish(), nil
 			}
+		case stLine:
+			i := bytes.IndexByte(buf[pos:], '\n')
+			if i < 0 {
+				// left counts the bytes after the type byte; the last
+				// may yet turn out to be the line's '\r'.
+				f.left += int64(len(buf) - pos)
+				if f.left-1 > f.maxBulk() {
+					return pos, false, f.fail(errLineTooLong)
+				}
+				f.cr = buf[len(buf)-1] == '\r'
+				return len(buf), false, nil
+			}
+			if !(i > 0 && buf[pos+i-1] == '\r' || i == 0 && f.cr) {
+				return pos, false, f.fail(errLineEnd)
+			}
+			if f.left+int64(i)-1 > f.maxBulk() {
+				return pos, false, f.fail(errLineTooLong)
+			}
+			pos += i + 1
+			f.state, f.left, f.cr = stHeader, 0, false
+			if f.complete() {
+				return pos, f.finish(), nil
+			}
 		default: // stHeader, stChunk
 			end, next, err := f.line(buf, pos, max)
+			if err == errLineTooLong && f.state == stHeader && (buf[pos] == '+' || buf[pos] == '-') {
+				// Redis sends status and error lines of any length
+				// from Lua ({ok=...}, {err=...}, redis.error_reply):
+				// rather than refuse them or buffer them whole, pass
+				// them through as they come, like a bulk body, with
+				// MaxBulkLen as the bound.
+				if f.depth == 0 {
+					f.kind = buf[pos]
+				}
+				f.state, f.left, f.cr, f.seen = stLine, 0, false, 0
+				pos++
+				continue
+			}
 			if err != nil {
 				return pos, false, f.fail(err)
 			}

@@ -76,7 +76,7 @@ func TestFramerRandomSplits(t *testing.T) {
 // and returns where each ends.
 func radixEnds(data []byte) ([]int, error) {
 	src := bytes.NewReader(data)
-	br := bufio.NewReaderSize(src, 1<<16)
+	br := bufio.NewReaderSize(src, 1<<20) // radix needs whole lines buffered
 	opts := resp.NewOpts()
 	var ends []int
 	for {

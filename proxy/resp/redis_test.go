@@ -277,6 +277,11 @@ func TestFramerOnRedisReplies(t *testing.T) {
 			{[]string{"XRANGE", "st", "-", "+"}, '*'},
 			{[]string{"XINFO", "STREAM", "st"}, k('*', '%')},
 			{[]string{"EVAL", "return {1, 'two', {ok='OK'}, {err='ERR inner'}, {3.5}}", "0"}, '*'},
+			// Status and error lines far over MaxInlineLen, from Lua.
+			{[]string{"EVAL", "return {err=string.rep('x', 100000)}", "0"}, '-'},
+			{[]string{"EVAL", "return {ok=string.rep('y', 100000)}", "0"}, '+'},
+			{[]string{"EVAL", "return redis.error_reply(string.rep('z', 100000))", "0"}, '-'},
+			{[]string{"EVAL", "return {1, {ok=string.rep('w', 100000)}}", "0"}, '*'},
 			{[]string{"MULTI"}, '+'},
 			{[]string{"GET", "s"}, '+'},
 			{[]string{"HGETALL", "h"}, '+'},
