@@ -830,19 +830,50 @@ func TestLuaFloatBoundsExact(t *testing.T) {
 		s = strings.TrimRight(s, "0")
 		return strings.TrimSuffix(s, ".")
 	}
-	for i := 0; i < 1000; i++ {
-		b, n := dec(), dec()
-		exact, _ := new(big.Rat).SetString(b)
-		nr, _ := new(big.Rat).SetString(n)
-		exact.Add(exact, nr)
-		var m string
-		switch i % 3 {
-		case 0:
-			m = exact.FloatString(4) // the decimal sum itself
-		case 1:
-			m = exact.FloatString(20) // idem, other spelling
-		default:
-			m = dec()
+	// sci draws m*10^e with a small m; huge and tiny exponents take the
+	// exact path (big numbers) whenever the sum ties with the bound.
+	sci := func(e int) (*big.Int, int, string) {
+		m := big.NewInt(int64(1 + rng.Intn(9999)))
+		if rng.Intn(2) == 0 {
+			m.Neg(m)
+		}
+		return m, e, m.String() + "e" + strconv.Itoa(e)
+	}
+	for i := 0; i < 1300; i++ {
+		var b, n, m string
+		if i < 1000 {
+			b, n = dec(), dec()
+			exact, _ := new(big.Rat).SetString(b)
+			nr, _ := new(big.Rat).SetString(n)
+			exact.Add(exact, nr)
+			switch i % 3 {
+			case 0:
+				m = exact.FloatString(4) // the decimal sum itself
+			case 1:
+				m = exact.FloatString(20) // idem, other spelling
+			default:
+				m = dec()
+			}
+		} else {
+			e := rng.Intn(8000) - 4000
+			bm, be, bs := sci(e)
+			nm, ne, ns := sci(e + rng.Intn(7) - 3)
+			if i%4 == 0 {
+				// Operands that cancel to within 1e-9 or exactly: only
+				// the exact sum tells its sign and size.
+				nm = new(big.Int).Mul(bm, big.NewInt(-1000000))
+				nm.Add(nm, big.NewInt(int64(rng.Intn(3)-1)))
+				ne = be - 6
+				ns = nm.String() + "e" + strconv.Itoa(ne)
+			}
+			b, n = bs, ns
+			lo := min(be, ne)
+			sum := new(big.Int).Mul(bm, new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(be-lo)), nil))
+			sum.Add(sum, new(big.Int).Mul(nm, new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(ne-lo)), nil)))
+			m = sum.String() + "e" + strconv.Itoa(lo)
+			if i%3 == 0 {
+				_, _, m = sci(e)
+			}
 		}
 		opt := "MAX"
 		if i%2 == 1 {
