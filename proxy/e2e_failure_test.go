@@ -667,3 +667,61 @@ func TestE2EHalfClose(t *testing.T) {
 		t.Errorf("half-closed client: proxy %q, direct %q", got, want)
 	}
 }
+
+// TestE2EUpstreamWriteTimeout: a Redis that stops reading (here: the
+// process is stopped with SIGSTOP) does not hang the client past
+// WriteTimeout: it gets an error and the connection is closed.
+func TestE2EUpstreamWriteTimeout(t *testing.T) {
+	h := newHarness(t, withOptions(func(o *proxy.Options) { o.WriteTimeout = time.Second }))
+	pid, err := strconv.Atoi(strings.TrimSpace(h.infoField(t, "server", "process_id")))
+	if err != nil {
+		t.Fatalf("redis pid: %v", err)
+	}
+	c := h.proxyRaw(t)
+	c.do("PING") // upstream connected
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatalf("SIGSTOP: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+	// 32 MB cannot fit in the socket buffers: the proxy's write blocks.
+	go func() {
+		_ = c.c.SetWriteDeadline(time.Now().Add(ioTimeout))
+		_, _ = c.c.Write(encodeCommand("SET", "k", strings.Repeat("w", 32<<20)))
+	}()
+	out, err := c.readUntilEOF()
+	if err != nil {
+		t.Fatalf("client not answered or closed while Redis does not read: %v (got %q)", err, out)
+	}
+	if out != "" && !strings.HasPrefix(out, "-ERR") {
+		t.Errorf("client got %q", out)
+	}
+	t.Logf("client got %q, then the close", out)
+}
+
+// TestE2EClientWriteTimeout: Options.WriteTimeout also bounds a write to a
+// client that does not drain, even below ClientOutputLimit.
+func TestE2EClientWriteTimeout(t *testing.T) {
+	h := newHarness(t, withOptions(func(o *proxy.Options) {
+		o.WriteTimeout = time.Second
+		o.ClientOutputLimit = 1 << 30
+	}))
+	val := strings.Repeat("v", 256<<10)
+	h.directRaw(t).do("SET", "big", val)
+	c := h.proxyRaw(t)
+	eventually(t, "client accepted", func() bool { return h.stats().ClientsConnected == 1 })
+	var cmds []byte
+	const gets = 200 // 50 MB of replies, not read
+	for i := 0; i < gets; i++ {
+		cmds = append(cmds, encodeCommand("GET", "big")...)
+	}
+	if err := c.writeE(cmds); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the proxy to close the client that does not read (WriteTimeout 1s)", func() bool {
+		return h.stats().ClientsConnected == 0
+	})
+	out, err := c.readUntilEOF()
+	if err != nil || len(out) >= gets*len(val) {
+		t.Errorf("client read %d bytes, %v; want the close before all replies", len(out), err)
+	}
+}
