@@ -19,7 +19,16 @@
 -- and compared as exact 80-bit long doubles in Lua (big-number arithmetic),
 -- and the result is formatted by Redis itself (HINCRBYFLOAT on a scratch
 -- field of the key, the module's %.17Lf formatting); the scratch field
--- never outlives a call.
+-- never outlives a call, and a refused command writes nothing.
+--
+-- Where stock Redis cannot match the module (see lua.go for the list):
+--  * integers beyond 2^53 that a double cannot hold come back as bulk
+--    strings with the exact digits (FixBigInts turns them into integers);
+--  * expire times whose arithmetic overflows int64 (undefined in the
+--    module) answer ERR syntax error;
+--  * a past EXAT/PXAT deletes the key at once, not a millisecond later;
+--  * TYPE needs the extype handler; OBJECT ENCODING, MEMORY USAGE, hash
+--    commands and keyspace events show the backing hash.
 
 local F_MARK, F_VAL, F_VER, F_FLG, F_TMP = '_exs', 'val', 'ver', 'flg', '_tmp'
 local LAYOUT = '1'

@@ -9,6 +9,33 @@ import (
 	_ "embed" // the Lua library ships inside the binary
 )
 
+// The library reproduces spec/exstring.md byte for byte on Redis 7.0,
+// with these differences that stock Redis imposes (each has a test):
+//
+//   - Integer replies go through a C double in Redis's Lua bridge, so a
+//     version or EXINCRBY value that a double cannot hold (|v| > 2^53, not
+//     a multiple of its spacing) is sent as a bulk string of its exact
+//     digits, never as a wrong integer. FixBigInts restores the module's
+//     integer reply from a complete reply.
+//   - EX/PX/EXAT/PXAT times whose conversion to an absolute time in ms
+//     overflows int64 (undefined behaviour in the module) answer
+//     "ERR syntax error" and change nothing.
+//   - A past EXAT/PXAT makes the key expire at once (PEXPIREAT now); the
+//     module lets it live until the clock ticks.
+//   - The key is a hash: TYPE must be rewritten to the extype handler;
+//     OBJECT ENCODING, MEMORY USAGE, DEBUG OBJECT, hash commands and
+//     keyspace notifications show the hash. A hash that is not a
+//     well-formed exString (user hash, extra or missing field, bad
+//     version or flags) answers WRONGTYPE to every ex command.
+//   - Replication and AOF carry the Lua's effects (HSET, PEXPIREAT,
+//     PERSIST, DEL), so replicas keep TTLs exactly (the module's KEEPTTL
+//     replication bug is not reproduced).
+//
+// EXINCRBYFLOAT is exact: numbers are parsed, summed and compared with
+// MIN/MAX as 80-bit long doubles (big-number arithmetic in Lua, taken
+// only where magnitudes cannot decide), and Redis's HINCRBYFLOAT formats
+// the result like the module (%.17Lf), with the module's "-0" restored.
+
 // luaBody is the one source of truth for the semantics of the commands:
 // handlers H[name](keys, args) that return the client's reply verbatim.
 //
