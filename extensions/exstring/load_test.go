@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -302,6 +303,19 @@ func TestRedisWithoutFunctions(t *testing.T) {
 			t.Errorf("resent EXSET: %q", got)
 		}
 	})
+}
+
+func TestLoadOverUnixSocket(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "redis.sock")
+	srv := redistest.Start(t, redistest.WithConfig("unixsocket", sock), redistest.WithConfig("unixsocketperm", "700"))
+	e := newExt(t, Config{Upstream: proxy.Upstream{Network: "unix", Addr: sock}})
+	if err := e.Load(ctxT(t)); err != nil {
+		t.Fatalf("Load over %s: %v", sock, err)
+	}
+	libs, err := direct(t, srv.Addr, nil).FunctionList(ctxT(t), redis.FunctionListQuery{}).Result()
+	if err != nil || len(libs) != 1 || libs[0].Name != LibraryName() {
+		t.Fatalf("FUNCTION LIST = %+v, %v", libs, err)
+	}
 }
 
 func TestLoadWithPasswordAndACLUser(t *testing.T) {
