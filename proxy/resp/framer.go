@@ -177,11 +177,13 @@ func (f *Framer) Next(buf []byte) (n int, done bool, err error) {
 				f.cr = buf[len(buf)-1] == '\r'
 				return len(buf), false, nil
 			}
-			if !(i > 0 && buf[pos+i-1] == '\r' || i == 0 && f.cr) {
-				return pos, false, f.fail(errLineEnd)
-			}
+			// Length first, as the partial-line check above judges
+			// it, so that the error does not depend on the split.
 			if f.left+int64(i)-1 > f.maxBulk() {
 				return pos, false, f.fail(errLineTooLong)
+			}
+			if !(i > 0 && buf[pos+i-1] == '\r' || i == 0 && f.cr) {
+				return pos, false, f.fail(errLineEnd)
 			}
 			pos += i + 1
 			f.state, f.left, f.cr = stHeader, 0, false
