@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -449,6 +450,7 @@ func TestReloadCoalesces(t *testing.T) {
 		e.loader.mu.Lock()
 		started = e.loader.loads == 1
 		e.loader.mu.Unlock()
+		runtime.Gosched()
 	}
 	var wg sync.WaitGroup
 	for i := 1; i < callers; i++ {
@@ -459,6 +461,7 @@ func TestReloadCoalesces(t *testing.T) {
 		e.loader.mu.Lock()
 		queued = e.loader.queued
 		e.loader.mu.Unlock()
+		runtime.Gosched()
 	}
 	close(release)
 	wg.Wait()
