@@ -15,14 +15,13 @@ const MaxDepth = 1024
 //
 // It understands every RESP2 and RESP3 type, including streamed strings
 // ("$?" then ";N" chunks up to ";0") and streamed aggregates ("*?", "%?",
-// "~?" up to "."). Map and attribute counts are pairs. A command is an
-// array of bulk strings, so the Framer also walks commands (the proxy
-// streams commands too large to buffer with it); unlike Redis's command
-// parser it insists on CRLF after every line and bulk body.
+// "~?" up to "."). Map and attribute counts are pairs. It insists on CRLF
+// after every line and bulk body; set Command to walk client commands
+// with Redis's own leniency instead.
 //
 // The zero value is ready to use with DefaultLimits; Limits.MaxInlineLen
-// bounds header lines (and whole simple strings and errors, which are one
-// line), Limits.MaxBulkLen bulk strings and chunks. A Framer must not be
+// bounds the lines it needs whole, Limits.MaxBulkLen bulk strings, chunks
+// and overlong status and error lines (see Next). A Framer must not be
 // copied once used and is not safe for concurrent use.
 type Framer struct {
 	Limits Limits
