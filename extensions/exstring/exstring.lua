@@ -532,25 +532,17 @@ local function valid_flags(f)
 end
 
 -- load returns 'none', 'other' (any key that is not a well-formed
--- exString) or 'ex' and the object {val, ver, flg}. Commands that do not
--- need the value pass novalue: it is then only checked to exist (values
--- can be large, and Lua would copy it).
-local function load(key, novalue)
+-- exString) or 'ex' and the object {val, ver, flg}.
+local function load(key)
   local t = redis.call('TYPE', key).ok
   if t == 'none' then return 'none' end
   if t ~= 'hash' or redis.call('HLEN', key) ~= 4 then return 'other' end
-  local r = redis.call('HMGET', key, F_MARK, F_VER, F_FLG)
-  local val
-  if novalue then
-    val = redis.call('HEXISTS', key, F_VAL) == 1
-  else
-    val = redis.call('HGET', key, F_VAL)
-  end
-  if r[1] ~= LAYOUT or not val or not r[2] or not parse_int(r[2])
-      or not valid_flags(r[3]) then
+  local r = redis.call('HMGET', key, F_MARK, F_VAL, F_VER, F_FLG)
+  if r[1] ~= LAYOUT or not r[2] or not r[3] or not parse_int(r[3])
+      or not valid_flags(r[4]) then
     return 'other'
   end
-  return 'ex', {val = val, ver = r[2], flg = r[3]}
+  return 'ex', {val = r[2], ver = r[3], flg = r[4]}
 end
 
 local function store(key, val, ver, flg)
@@ -713,7 +705,7 @@ H.exset = function(keys, args)
     if not valid_flags(flg) then return err(E_SYNTAX) end
   end
   local key = a[1]
-  local kind, obj = load(key, true)
+  local kind, obj = load(key)
   if kind == 'none' then
     if o.xx then return false end
   else
@@ -744,7 +736,7 @@ end
 H.exsetver = function(keys, args)
   local a, argc = argv(keys, args)
   if argc ~= 3 then return arity('exsetver') end
-  local kind, obj = load(a[1], true)
+  local kind, obj = load(a[1])
   if kind == 'other' then return err(E_WRONGTYPE) end
   if kind == 'none' then return 0 end
   local v = parse_int(a[2])
@@ -895,11 +887,11 @@ H.excas = function(keys, args)
   if not v then return err(E_VERINT) end
   if not check_expire(o) or is_neg(v) then return err(E_SYNTAX) end
   local key = a[1]
-  local kind, obj = load(key, true)
+  local kind, obj = load(key)
   if kind == 'other' then return err(E_WRONGTYPE) end
   if kind == 'none' then return -1 end
   if obj.ver ~= v then
-    return {{ok = 'CAS_FAILED'}, redis.call('HGET', key, F_VAL), int_reply(obj.ver)}
+    return {{ok = 'CAS_FAILED'}, obj.val, int_reply(obj.ver)}
   end
   local ver = next_version(obj.ver)
   store(key, a[2], ver, obj.flg)
@@ -911,7 +903,7 @@ end
 H.excad = function(keys, args)
   local a, argc = argv(keys, args)
   if argc ~= 3 then return arity('excad') end
-  local kind, obj = load(a[1], true)
+  local kind, obj = load(a[1])
   if kind == 'other' then return err(E_WRONGTYPE) end
   local v = parse_int(a[2])
   if not v then return err(E_SYNTAX) end
@@ -999,7 +991,7 @@ end
 H.extype = function(keys, args)
   local a, argc = argv(keys, args)
   if argc ~= 2 then return arity('type') end
-  local kind = load(a[1], true)
+  local kind = load(a[1])
   if kind == 'ex' then return {ok = 'exstrtype'} end
   return redis.call('TYPE', a[1])
 end
