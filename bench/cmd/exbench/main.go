@@ -44,7 +44,7 @@ func run() error {
 		quick     = flag.Bool("quick", false, "smoke run: 2 rounds, 1/10 of the requests, 0.5s optimistic-locking runs, 1,000 connections for memory")
 		proxyBin  = flag.String("proxy-bin", "", "use this exproxy binary instead of building ./cmd/exproxy")
 		stub      = flag.Bool("stub-proxy", false, "no proxy: measure direct Redis twice (harness development only; the report says STUB)")
-		occDur    = flag.Duration("occ-duration", 2*time.Second, "length of one optimistic-locking run")
+		occDur    = flag.Duration("occ-duration", 1500*time.Millisecond, "length of one optimistic-locking run")
 		memConns  = flag.Int("mem-conns", 10000, "idle connections for the memory figure")
 		only      = flag.String("only", "", "comma-separated workload groups to run: passthrough,occ,memory (default all)")
 		noPin     = flag.Bool("no-pin", false, "do not pin processes with taskset")

@@ -112,6 +112,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		Protocol:        proto,
 		DisableIdentity: true,
 		MaxRetries:      -1, // a silent client-side retry would hide proxy errors
+		// The default 3 s read timeout fires on a heavily shared machine
+		// without anything being wrong; a hung proxy still shows.
+		ReadTimeout:  30 * time.Second,
+		WriteTimeout: 30 * time.Second,
 	})
 	defer rdb.Close()
 

@@ -36,7 +36,7 @@ func (s *Suite) report() {
 		fmt.Fprintf(tw, "workload\tdirect rps\t%s rps\t%s/direct\tproxy CPU µs/req\tredis CPU µs/req direct|%s\tGET p50 ms direct|%s\ttarget\n", viaName, viaName, viaName, viaName)
 		for _, r := range s.pass {
 			if len(r.ratios) == 0 {
-				fmt.Fprintf(tw, "%s\tERROR: %s\t\t\t\t\t\t\n", r.w.name, oneLine(r.err))
+				fmt.Fprintf(tw, "%s\tERROR (below)\t\t\t\t\t\t\n", r.w.name)
 				continue
 			}
 			d := collect(r.direct, func(p passRun) float64 { return p.rps })
@@ -52,7 +52,7 @@ func (s *Suite) report() {
 				ratio.Format("%.2f"), cpuS.Format("%.2f"), rd.Median, rp.Median, ld.Median, lp.Median,
 				s.passTarget(r, ratio, cpuS))
 			if r.err != "" {
-				fmt.Fprintf(tw, "%s\tERROR in a later round: %s\t\t\t\t\t\t\n", r.w.name, oneLine(r.err))
+				fmt.Fprintf(tw, "%s\tERROR in a later round (below)\t\t\t\t\t\t\n", r.w.name)
 			}
 		}
 		tw.Flush()
@@ -73,7 +73,7 @@ func (s *Suite) report() {
 			}
 			runs := g.runs[v]
 			if len(runs) == 0 {
-				fmt.Fprintf(tw, "%s\t%s\tERROR: %s\t\t\t\t\t\t\n", v.method, v.side, oneLine(g.errs[v]))
+				fmt.Fprintf(tw, "%s\t%s\tERROR (below)\t\t\t\t\t\t\n", v.method, v.side)
 				continue
 			}
 			cps := stats.Summarize(collectO(runs, occ.Result.CommitsPerSec))
@@ -83,8 +83,8 @@ func (s *Suite) report() {
 			p50 := stats.Summarize(collectO(runs, func(r occ.Result) float64 { return float64(r.P50) }))
 			p99 := stats.Summarize(collectO(runs, func(r occ.Result) float64 { return float64(r.P99) }))
 			check := fmt.Sprintf("ok (%d runs)", len(runs))
-			if e := g.errs[v]; e != "" {
-				check = "FAILED: " + oneLine(e)
+			if g.errs[v] != "" {
+				check = "FAILED (below)"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t%v\t%v\t%s\n", v.method, v.side, cps.Format("%.0f"),
 				rpc.Median, rtc.Median, rta.Median, dur(p50.Median), dur(p99.Median), check)
@@ -182,8 +182,8 @@ func dur(ns float64) time.Duration {
 
 func oneLine(s string) string {
 	s = strings.ReplaceAll(s, "\n", " ")
-	if len(s) > 300 {
-		s = s[:300] + "..."
+	if len(s) > 600 {
+		s = s[:600] + "..."
 	}
 	return s
 }

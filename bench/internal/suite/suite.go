@@ -233,14 +233,14 @@ func (s *Suite) runPassthrough(ctx context.Context) {
 	}
 }
 
-// calibrate sizes a workload so one direct run takes about two seconds
+// calibrate sizes a workload so one direct run takes about 1.5 seconds
 // (0.4 s with --quick): on a loaded shared machine a fixed request count
 // could stretch the run far past its budget, and on a quiet one a short
 // run is mostly connection setup. Both sides of every round use the same
 // count, so the ratios stay comparable. The warm-up run also fills the
 // keyspace, so GETs hit.
 func (s *Suite) calibrate(ctx context.Context, w passWorkload) int {
-	secs := 2.0
+	secs := 1.5
 	if s.cfg.Quick {
 		secs = 0.4
 	}
