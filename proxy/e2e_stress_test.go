@@ -211,3 +211,60 @@ func TestE2ECommandBehindLargeValue(t *testing.T) {
 		})
 	}
 }
+
+// TestE2EManyArguments: commands with very many arguments (too large for
+// one read buffer) give Redis's replies.
+func TestE2EManyArguments(t *testing.T) {
+	h := newHarness(t)
+	many := func(name string, prefix []string, n int, arg func(i int) string) []string {
+		args := append([]string{name}, prefix...)
+		for i := 0; i < n; i++ {
+			args = append(args, arg(i))
+		}
+		return args
+	}
+	script := []step{
+		{args: many("RPUSH", []string{"l"}, 200000, func(i int) string { return strconv.Itoa(i) })},
+		c("LLEN", "l"), c("LINDEX", "l", "-1"),
+		{args: many("MSET", nil, 60000, func(i int) string { return "k" + strconv.Itoa(i/2) })},
+		c("GET", "k29999"),
+		{args: many("DEL", nil, 30000, func(i int) string { return "k" + strconv.Itoa(i) })},
+		{args: many("SADD", []string{"s"}, 50000, func(i int) string { return strings.Repeat("m", 1+i%50) + strconv.Itoa(i) })},
+		c("SCARD", "s"), c("PING"),
+	}
+	for _, proto := range protocols {
+		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) { h.sameAsRedis(t, proto, script) })
+	}
+}
+
+// TestE2EConfiguredLimits: limits set below Redis's defaults are enforced
+// with Redis's protocol errors, and the connection is closed.
+func TestE2EConfiguredLimits(t *testing.T) {
+	h := newHarness(t, withOptions(func(o *proxy.Options) {
+		o.Limits.MaxBulkLen = 1 << 10
+		o.Limits.MaxInlineLen = 1 << 10
+		o.Limits.MaxArgs = 10
+	}))
+	cases := []struct{ name, in, want string }{
+		{"bulk", string(encodeCommand("SET", "k", strings.Repeat("b", 1025))), "-ERR Protocol error: invalid bulk length\r\n"},
+		{"args", string(encodeCommand("DEL", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10")), "-ERR Protocol error: invalid multibulk length\r\n"},
+		{"inline", "SET k " + strings.Repeat("i", 2000) + "\r\n", "-ERR Protocol error: too big inline request\r\n"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := closeExchange(t, h.Addr, tc.in)
+			if got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+	t.Run("at_the_limits", func(t *testing.T) {
+		r := h.proxyRaw(t)
+		if got := r.do("SET", "k", strings.Repeat("b", 1024)); got != "+OK\r\n" {
+			t.Errorf("1 KB bulk: %q", got)
+		}
+		if got := r.do("DEL", "1", "2", "3", "4", "5", "6", "7", "8", "9"); got != ":0\r\n" {
+			t.Errorf("10 arguments: %q", got)
+		}
+	})
+}
