@@ -345,3 +345,57 @@ func TestBinaryListenInUse(t *testing.T) {
 		t.Errorf("stderr: %q", stderr.String())
 	}
 }
+
+// TestBinarySecondSignalStopsDrain: while the proxy drains (a BLPOP keeps
+// a reply pending, the drain timeout is an hour), a second SIGTERM ends
+// the process at once instead of being swallowed.
+func TestBinarySecondSignalStopsDrain(t *testing.T) {
+	srv := redistest.Start(t)
+	listen, admin := freeAddr(t), freeAddr(t)
+	p := startProxy(t, admin, nil, "--listen", listen, "--upstream", srv.Addr, "--admin-listen", admin, "--drain-timeout", "1h")
+
+	c, err := net.Dial("tcp", listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// PING first, so the BLPOP after it is known to have reached Redis.
+	if _, err := c.Write([]byte("PING\r\nBLPOP never-pushed 0\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != "+PONG\r\n" {
+		t.Fatalf("PING: %q, %v", line, err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// /healthz turns 503 once the drain has begun, which is after the
+	// default signal handling is restored.
+	for {
+		resp, err := http.Get("http://" + admin + "/healthz")
+		if err != nil {
+			t.Fatalf("admin endpoint gone before the drain ended: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case <-p.done:
+		t.Fatalf("exproxy exited (%v) before the second signal, with a BLPOP pending and an hour to drain", p.err)
+	default:
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+	var ee *exec.ExitError
+	if !errors.As(p.err, &ee) {
+		t.Fatalf("exit: %v, want death by SIGTERM", p.err)
+	}
+	if ws, ok := ee.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
+		t.Errorf("exit: %v, want death by SIGTERM", p.err)
+	}
+}

@@ -65,7 +65,7 @@ func runServe(args []string, e env) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	code, err := serve(ctx, cfg, log)
+	code, err := serve(ctx, stop, cfg, log)
 	if err != nil {
 		log.Error("exproxy failed", zap.Error(err))
 		// The log may be a file or JSON: say it on stderr too, in one line.
@@ -110,8 +110,10 @@ func proxyOptions(cfg *config.Config, up proxy.Upstream, log *zap.Logger) proxy.
 }
 
 // serve runs the proxy until ctx ends (a signal), then shuts down
-// gracefully. It returns the exit status, and the error behind a failure.
-func serve(ctx context.Context, cfg *config.Config, log *zap.Logger) (int, error) {
+// gracefully; it calls restoreSignals when the drain starts, so that a
+// second Ctrl-C ends an impatient wait at once. It returns the exit status,
+// and the error behind a failure.
+func serve(ctx context.Context, restoreSignals func(), cfg *config.Config, log *zap.Logger) (int, error) {
 	cu, err := cfg.ResolveUpstream()
 	if err != nil {
 		return exitUsage, err
@@ -169,6 +171,7 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger) (int, error
 	code, failure := exitOK, error(nil)
 	select {
 	case <-ctx.Done():
+		restoreSignals()
 		log.Info("shutting down", zap.Duration("drain_timeout", cfg.DrainTimeout))
 	case err := <-served:
 		// Serve only returns on its own when the listener breaks.
