@@ -1029,8 +1029,12 @@ func TestLuaGoRedis(t *testing.T) {
 			if v, err := rdb.FCall(ctx, FunctionName("exincrbyfloat"), []string{"f"}, "0.1").Text(); err != nil || v != "0.1" {
 				t.Errorf("EXINCRBYFLOAT = %q, %v", v, err)
 			}
-			if v, err := rdb.FCall(ctx, FunctionName("type"), []string{"k"}).Text(); err != nil || v != "exstrtype" {
-				t.Errorf("TYPE = %q, %v", v, err)
+			if v, err := rdb.FCallRO(ctx, FunctionName("type"), []string{"k"}).Text(); err != nil || v != "exstrtype" {
+				t.Errorf("TYPE via FCALL_RO = %q, %v", v, err)
+			}
+			// Only exget and extype are flagged no-writes.
+			if err := rdb.FCallRO(ctx, FunctionName("exset"), []string{"k"}, "v").Err(); err == nil || !strings.Contains(err.Error(), "write flag") {
+				t.Errorf("EXSET via FCALL_RO = %v, want a refusal", err)
 			}
 			// DUMP/RESTORE keeps value, version and flags.
 			if err := call("exset", "d", "ABS", "77", "FLAGS", "5").Err(); err != nil {
