@@ -167,6 +167,7 @@ func serve(ctx context.Context, restoreSignals func(), cfg *config.Config, log *
 		fields = append(fields, zap.String("admin", admin.addr()))
 	}
 	log.Info("exproxy started", fields...)
+	warnSettings(cfg, up, log)
 
 	code, failure := exitOK, error(nil)
 	select {
@@ -224,4 +225,21 @@ func listen(addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
 	return l, nil
+}
+
+// warnSettings logs settings that work but are likely mistakes.
+func warnSettings(cfg *config.Config, up proxy.Upstream, log *zap.Logger) {
+	if up.TLS != nil && up.TLS.InsecureSkipVerify {
+		log.Warn("TLS certificate verification of the upstream is off (tls.insecure-skip-verify)")
+	}
+	// Each client costs two descriptors: its own and its upstream
+	// connection. Go raises the soft limit to the hard one at start-up, so
+	// what is left here is the real ceiling.
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil {
+		if need := 2*uint64(cfg.MaxClients) + 32; lim.Cur < need {
+			log.Warn("the open-file limit is below what max-clients needs; clients past it will fail to connect",
+				zap.Int("max_clients", cfg.MaxClients), zap.Uint64("nofile_limit", lim.Cur), zap.Uint64("nofile_needed", need))
+		}
+	}
 }
