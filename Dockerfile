@@ -27,7 +27,8 @@ COPY --from=build /out/exproxy /usr/local/bin/exproxy
 ENV EXPROXY_LISTEN=0.0.0.0:6380 \
     EXPROXY_ADMIN_LISTEN=0.0.0.0:9380
 EXPOSE 6380 9380
-# distroless's nonroot user (65532).
-USER nonroot:nonroot
+# distroless's nonroot user, by number so that Kubernetes' runAsNonRoot can
+# verify it without reading /etc/passwd.
+USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/exproxy"]
 CMD ["serve"]
