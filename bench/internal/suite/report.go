@@ -27,7 +27,7 @@ func (s *Suite) report() {
 	if s.cfg.Stub {
 		fmt.Fprintf(out, "*** STUB RUN: no proxy; the \"stub\" column is a second DIRECT measurement, not exproxy. ***\n\n")
 	}
-	fmt.Fprintf(out, "exbench: %d rounds per workload, interleaved direct/%s; figures are median [min..max] over rounds.\n", s.cfg.Rounds, viaName)
+	fmt.Fprintf(out, "exbench: %d rounds per workload, interleaved direct/%s (passthrough alternates which goes first); figures are median [min..max] over rounds.\n", s.cfg.Rounds, viaName)
 	fmt.Fprintf(out, "Pinning: redis-server cpu %q; exproxy and all load generators cpu %q.\n", s.cfg.CPURedis, s.cfg.CPULoad)
 
 	if len(s.pass) > 0 {

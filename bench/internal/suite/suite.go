@@ -211,18 +211,27 @@ func (s *Suite) runPassthrough(ctx context.Context) {
 		r := &passResult{w: w}
 		s.pass = append(s.pass, r)
 		for round := 1; round <= s.cfg.Rounds && r.err == "" && ctx.Err() == nil; round++ {
-			d, err := s.passOnce(ctx, w, s.direct)
-			if err != nil {
-				r.err = err.Error()
-				s.fail("%s direct: %v", w.name, err)
+			// Alternate which side goes first (direct, proxy | proxy,
+			// direct | ...), so a machine that gets busier or quieter during
+			// the run does not favour one side.
+			order := []side{s.direct, s.via}
+			if round%2 == 0 {
+				order[0], order[1] = order[1], order[0]
+			}
+			got := map[string]passRun{}
+			for _, sd := range order {
+				run, err := s.passOnce(ctx, w, sd)
+				if err != nil {
+					r.err = err.Error()
+					s.fail("%s %s: %v", w.name, sd.name, err)
+					break
+				}
+				got[sd.name] = run
+			}
+			if r.err != "" {
 				break
 			}
-			p, err := s.passOnce(ctx, w, s.via)
-			if err != nil {
-				r.err = err.Error()
-				s.fail("%s %s: %v", w.name, s.via.name, err)
-				break
-			}
+			d, p := got[s.direct.name], got[s.via.name]
 			r.direct = append(r.direct, d)
 			r.proxy = append(r.proxy, p)
 			r.ratios = append(r.ratios, p.rps/d.rps)
