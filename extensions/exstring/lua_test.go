@@ -1171,3 +1171,31 @@ func TestFixBigIntsOnTheWire(t *testing.T) {
 		}
 	}
 }
+
+// FuzzFixBigInts: any bytes, complete or not, never panic; a fixed reply
+// has nothing left to fix and keeps the reply's type.
+func FuzzFixBigInts(f *testing.F) {
+	for _, seed := range []string{
+		rBulk(i64max), rArr(rBulk("v"), rBulk(i64max), rInt(0)), rArr("+CAS_FAILED\r\n", rBulk("v"), rBulk(i64min)),
+		rArr(rBulk(i64max), rInt(1)), "*3\r\n$1\r\nv\r\n$19\r\n", "$-1\r\n", "*-1\r\n", "*2\r\n*1\r\n:1\r\n:2\r\n", "$5\r\n12\r\n",
+	} {
+		for _, h := range []string{"exset", "exget", "excas", "exincrby"} {
+			f.Add(h, []byte(seed))
+		}
+	}
+	f.Fuzz(func(t *testing.T, h string, reply []byte) {
+		out, ok := FixBigInts(h, reply)
+		if !ok {
+			if out != nil {
+				t.Fatalf("not ok but returned %q", out)
+			}
+			return
+		}
+		if out[0] != reply[0] && !(reply[0] == '$' && out[0] == ':') {
+			t.Fatalf("type changed: %q -> %q", reply, out)
+		}
+		if again, ok := FixBigInts(h, out); ok {
+			t.Fatalf("fixed twice: %q -> %q -> %q", reply, out, again)
+		}
+	})
+}
