@@ -177,6 +177,19 @@ func FixBigInts(h string, reply []byte) ([]byte, bool) {
 	if len(pos) == 0 || len(reply) == 0 {
 		return nil, false
 	}
+	// A first pass only looks, so the common case (nothing to fix)
+	// allocates nothing.
+	if _, fixed, ok := fixInts(pos, reply, false); !ok || !fixed {
+		return nil, false
+	}
+	out, _, _ := fixInts(pos, reply, true)
+	return out, true
+}
+
+// fixInts walks one reply; with build it also returns the fixed copy.
+// fixed says whether a bulk string stands at an integer position, ok
+// whether reply is exactly one complete reply of a handler's shape.
+func fixInts(pos []int, reply []byte, build bool) (out []byte, fixed, ok bool) {
 	isInt := func(i int) bool {
 		for _, p := range pos {
 			if p == i {
@@ -185,10 +198,13 @@ func FixBigInts(h string, reply []byte) ([]byte, bool) {
 		}
 		return false
 	}
-	var out []byte
-	fixed := false
-	// elem copies one element that starts at reply[off:], converting it
-	// when convert is set; it returns the offset after it, or -1.
+	emit := func(b ...byte) {
+		if build {
+			out = append(out, b...)
+		}
+	}
+	// elem handles the element at reply[off:], converting it when
+	// convert is set; it returns the offset after it, or -1.
 	elem := func(off int, convert bool) int {
 		end := lineEnd(reply, off)
 		if end < 0 {
@@ -198,7 +214,7 @@ func FixBigInts(h string, reply []byte) ([]byte, bool) {
 		case '$':
 			n, ok := atoi(reply[off+1 : end])
 			if !ok || n < 0 {
-				out = append(out, reply[off:end+2]...)
+				emit(reply[off : end+2]...)
 				return end + 2
 			}
 			bodyEnd := end + 2 + n
@@ -207,16 +223,16 @@ func FixBigInts(h string, reply []byte) ([]byte, bool) {
 			}
 			body := reply[end+2 : bodyEnd]
 			if convert && isStrictInt64(body) {
-				out = append(out, ':')
-				out = append(out, body...)
-				out = append(out, '\r', '\n')
+				emit(':')
+				emit(body...)
+				emit('\r', '\n')
 				fixed = true
 			} else {
-				out = append(out, reply[off:bodyEnd+2]...)
+				emit(reply[off : bodyEnd+2]...)
 			}
 			return bodyEnd + 2
 		case '+', '-', ':', '_', ',', '#', '(':
-			out = append(out, reply[off:end+2]...)
+			emit(reply[off : end+2]...)
 			return end + 2
 		}
 		return -1 // no handler returns nested aggregates
@@ -225,27 +241,27 @@ func FixBigInts(h string, reply []byte) ([]byte, bool) {
 	if reply[0] == '*' {
 		end := lineEnd(reply, 0)
 		if end < 0 {
-			return nil, false
+			return nil, false, false
 		}
 		n, ok := atoi(reply[1:end])
 		if !ok {
-			return nil, false
+			return nil, false, false
 		}
-		out = append(out, reply[:end+2]...)
+		emit(reply[:end+2]...)
 		next = end + 2
 		for i := 0; i < n && next >= 0; i++ {
 			if next >= len(reply) {
-				return nil, false
+				return nil, false, false
 			}
 			next = elem(next, isInt(i))
 		}
 	} else {
 		next = elem(0, isInt(-1))
 	}
-	if next != len(reply) || !fixed {
-		return nil, false
+	if next != len(reply) {
+		return nil, false, false
 	}
-	return out, true
+	return out, fixed, true
 }
 
 // lineEnd is the index of the "\r\n" that ends the line starting at off,

@@ -1199,3 +1199,18 @@ func FuzzFixBigInts(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkFixBigInts(b *testing.B) {
+	for _, bc := range []struct{ name, h, reply string }{
+		{"nothing to fix", "exget", rArr(rBulk(strings.Repeat("v", 100)), rInt(7), rInt(0))},
+		{"fix version", "exget", rArr(rBulk(strings.Repeat("v", 100)), rBulk(i64max), rInt(0))},
+	} {
+		reply := []byte(bc.reply)
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				FixBigInts(bc.h, reply)
+			}
+		})
+	}
+}
