@@ -73,6 +73,7 @@ type command struct {
 
 	noperm [2][]byte // replacement NOPERM replies per mode
 	inner  []byte    // replacement for an ACL refusal inside the Lua
+	bigInt bool      // replies may hold integers Lua sent as bulk strings (FixBigInts)
 	info   [2][]byte // COMMAND INFO entry per protocol
 	docs   [2][]byte // COMMAND DOCS name + entry per protocol
 }
@@ -101,6 +102,7 @@ func New(cfg Config) (*Extension, error) {
 			c.noperm[modeFCALL] = nopermReply(name, "FCALL", "fcall")
 			c.noperm[modeEVALSHA] = nopermReply(name, "EVALSHA", "evalsha")
 			c.inner = innerNopermReply(name)
+			c.bigInt = len(intPositions[Handler(lua)]) > 0
 		}
 		e.cmds = append(e.cmds, c)
 		e.byName[name] = c
@@ -203,7 +205,20 @@ func (e *Extension) Rewrite(args [][]byte, argc int, s *proxy.SessionInfo) (prox
 // Check recovers from a library that vanished and clarifies permission
 // errors. It looks only at error replies.
 func (c *command) Check(head []byte, proto int) (proxy.ReplyAction, []byte) {
-	if len(head) == 0 || head[0] != '-' {
+	if len(head) == 0 {
+		return proxy.Forward, nil
+	}
+	if head[0] != '-' {
+		// Lua can return an integer beyond 2^53 only as a bulk string of
+		// its digits; put back the module's integer reply. Only a reply
+		// that fits in head can be fixed (FixBigInts checks it is whole):
+		// the integers sit in small replies, or after a value of at most
+		// a couple of hundred bytes.
+		if c.bigInt && bytes.IndexByte(head, '$') >= 0 {
+			if fixed, ok := FixBigInts(c.name, head); ok {
+				return proxy.Replace, fixed
+			}
+		}
 		return proxy.Forward, nil
 	}
 	switch {

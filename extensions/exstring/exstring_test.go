@@ -231,10 +231,40 @@ func BenchmarkRewrite(b *testing.B) {
 	}
 }
 
+func TestCheckFixesBigIntegers(t *testing.T) {
+	e := newOffline(t, false)
+	long := strings.Repeat("x", 300)
+	tests := []struct {
+		cmd   []string
+		reply string
+		act   proxy.ReplyAction
+		want  string
+	}{
+		{[]string{"EXGET", "k"}, "*2\r\n$1\r\nv\r\n$16\r\n9007199254740993\r\n", proxy.Replace, "*2\r\n$1\r\nv\r\n:9007199254740993\r\n"},
+		{[]string{"EXGET", "k"}, "*2\r\n$1\r\nv\r\n:9007199254740992\r\n", proxy.Forward, ""},
+		{[]string{"EXSET", "k", "v", "WITHVERSION"}, "$16\r\n9007199254740993\r\n", proxy.Replace, ":9007199254740993\r\n"},
+		{[]string{"EXINCRBY", "k", "1"}, "$19\r\n9223372036854775807\r\n", proxy.Replace, ":9223372036854775807\r\n"},
+		{[]string{"EXCAS", "k", "v", "1"}, "*3\r\n+CAS_FAILED\r\n$2\r\n12\r\n$16\r\n9007199254740993\r\n", proxy.Replace, "*3\r\n+CAS_FAILED\r\n$2\r\n12\r\n:9007199254740993\r\n"},
+		{[]string{"EXINCRBYFLOAT", "k", "1"}, "$3\r\n1.5\r\n", proxy.Forward, ""}, // a float is a bulk string by right
+		{[]string{"CAS", "k", "a", "b"}, ":1\r\n", proxy.Forward, ""},
+		// A reply larger than what Check sees cannot be fixed (documented).
+		{[]string{"EXGET", "k"}, ("*2\r\n$300\r\n" + long + "\r\n$16\r\n9007199254740993\r\n")[:proxy.HeadSize], proxy.Forward, ""},
+	}
+	for _, tt := range tests {
+		rw, _ := e.Rewrite(argv(tt.cmd...), len(tt.cmd), &proxy.SessionInfo{})
+		for _, proto := range []int{2, 3} {
+			act, repl := rw.Reply.Check([]byte(tt.reply), proto)
+			if act != tt.act || string(repl) != tt.want {
+				t.Errorf("%v: Check(%q) = %v %q, want %v %q", tt.cmd, tt.reply, act, repl, tt.act, tt.want)
+			}
+		}
+	}
+}
+
 func BenchmarkCheck(b *testing.B) {
 	e := newOffline(b, false)
-	rw, _ := e.Rewrite(argv("EXCAS", "k", "v", "1"), 4, &proxy.SessionInfo{})
-	head := []byte("*3\r\n+OK\r\n+\r\n:2\r\n")
+	rw, _ := e.Rewrite(argv("EXGET", "k"), 2, &proxy.SessionInfo{})
+	head := []byte("*2\r\n$5\r\nvalue\r\n:2\r\n")
 	b.ReportAllocs()
 	for b.Loop() {
 		if act, _ := rw.Reply.Check(head, 2); act != proxy.Forward {

@@ -149,6 +149,14 @@ func TestProxySpecExamples(t *testing.T) {
 		{"EXGET", arity("exget"), ""},
 		{"ExCaS", arity("excas"), ""},
 		{"EXSET k v EX 0", "-ERR syntax error\r\n", ""},
+		// Integers a double cannot hold arrive as integers (FixBigInts).
+		{"EXSET big v ABS 9007199254740992", "+OK\r\n", ""},
+		{"EXSET big v WITHVERSION", ":9007199254740993\r\n", ""},
+		{"EXGET big", "*2\r\n$1\r\nv\r\n:9007199254740993\r\n", ""},
+		{"EXCAS big w 1", "*3\r\n+CAS_FAILED\r\n$1\r\nv\r\n:9007199254740993\r\n", ""},
+		{"EXINCRBY bi 9223372036854775807 WITHVERSION", "*2\r\n:9223372036854775807\r\n:1\r\n", ""},
+		{"EXSET wrap v ABS 9223372036854775807", "+OK\r\n", ""},
+		{"EXSET wrap v WITHVERSION", ":-9223372036854775808\r\n", ""},
 	}
 	for _, proto := range []int{2, 3} {
 		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
