@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap/zaptest"
@@ -623,4 +624,31 @@ func TestRedisCLI(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestProxyRetryMinimal is the smallest case of several retries in flight:
+// one write carrying EXSET, FUNCTION FLUSH, EXSET, EXGET, PING. Both ex
+// commands after the flush fail at Redis and must be resent, in order,
+// with PING's reply held behind them.
+func TestProxyRetryMinimal(t *testing.T) {
+	x := startE2E(t, e2eConfig{})
+	for _, proto := range []int{2, 3} {
+		rc := x.rawClient(t, proto)
+		key := "min" + strconv.Itoa(proto)
+		cmds := [][]string{{"EXSET", key, "1"}, {"FUNCTION", "FLUSH"}, {"EXSET", key, "2"}, {"EXGET", key}, {"PING"}}
+		var b []byte
+		for _, c := range cmds {
+			b = append(b, "*"+strconv.Itoa(len(c))+"\r\n"+bulkStrings(c...)...)
+		}
+		_ = rc.c.SetDeadline(time.Now().Add(ioTimeout))
+		if _, err := rc.c.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"+OK\r\n", "+OK\r\n", "+OK\r\n", "*2\r\n$1\r\n2\r\n:2\r\n", "+PONG\r\n"}
+		for i, w := range want {
+			if got := rc.reply(); got != w {
+				t.Errorf("RESP%d reply %d to %v = %q, want %q", proto, i, cmds[i], got, w)
+			}
+		}
+	}
 }
