@@ -652,3 +652,35 @@ func TestProxyRetryMinimal(t *testing.T) {
 		}
 	}
 }
+
+// TestProxyFlushInsideTransaction pins down the documented limitation: a
+// flush between MULTI and EXEC fails that EXEC's ex elements with Redis's
+// error (they cannot be resent outside the transaction), and the next
+// command recovers.
+func TestProxyFlushInsideTransaction(t *testing.T) {
+	x := startE2E(t, e2eConfig{})
+	admin := direct(t, x.redis.Addr, nil)
+	for _, proto := range []int{2, 3} {
+		rc := x.rawClient(t, proto)
+		key := "tx" + strconv.Itoa(proto)
+		nilReply := map[int]string{2: "$-1\r\n", 3: "_\r\n"}[proto]
+		if got := rc.do(nil, 0, "MULTI"); got != "+OK\r\n" {
+			t.Fatalf("MULTI: %q", got)
+		}
+		if got := rc.do(nil, 0, "EXSET", key, "v"); got != "+QUEUED\r\n" {
+			t.Fatalf("EXSET in MULTI: %q", got)
+		}
+		if err := admin.FunctionFlush(ctxT(t)).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if got := rc.do(nil, 0, "EXEC"); got != "*1\r\n-ERR Function not found\r\n" {
+			t.Errorf("RESP%d EXEC after a flush = %q", proto, got)
+		}
+		if got := rc.do(nil, 0, "EXGET", key); got != nilReply {
+			t.Errorf("RESP%d EXGET after the failed EXEC = %q, want %q", proto, got, nilReply)
+		}
+		if got := rc.do(nil, 0, "EXSET", key, "w"); got != "+OK\r\n" {
+			t.Errorf("RESP%d EXSET after recovery = %q", proto, got)
+		}
+	}
+}
