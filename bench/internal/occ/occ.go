@@ -43,6 +43,10 @@ type Config struct {
 	Duration time.Duration
 	Prefix   string // key prefix, unique per run so runs never see each other's keys
 	Protocol int    // RESP version go-redis negotiates (2 or 3)
+	// CPU, when set, reads a process's CPU time (the proxy's); it is
+	// sampled at the start and end of the measured window only, so setup
+	// and verification are not counted.
+	CPU func() time.Duration
 }
 
 // Result is what one run measured.
@@ -52,6 +56,7 @@ type Result struct {
 	RoundTrips int64
 	Elapsed    time.Duration
 	P50, P99   time.Duration // per committed increment, retries included
+	CPU        time.Duration // Config.CPU's delta over the measured window
 }
 
 // CommitsPerSec is the committed-update throughput.
@@ -145,6 +150,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
+	var cpu0 time.Duration
+	if cfg.CPU != nil {
+		cpu0 = cfg.CPU()
+	}
 	start := time.Now()
 	deadline := start.Add(cfg.Duration)
 	for w := 0; w < cfg.Clients; w++ {
@@ -173,6 +182,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	var cpuUsed time.Duration
+	if cfg.CPU != nil {
+		cpuUsed = cfg.CPU() - cpu0
+	}
 	for _, err := range errs {
 		if err != nil {
 			return Result{}, fmt.Errorf("occ %s on %s: %w", cfg.Method, cfg.Addr, err)
@@ -193,6 +206,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		Elapsed:    elapsed,
 		P50:        stats.Percentile(all, 50),
 		P99:        stats.Percentile(all, 99),
+		CPU:        cpuUsed,
 	}
 	if res.Commits == 0 {
 		return res, fmt.Errorf("occ %s on %s: no update committed in %v", cfg.Method, cfg.Addr, cfg.Duration)

@@ -65,15 +65,15 @@ func (s *Suite) report() {
 	for _, g := range s.occs {
 		fmt.Fprintf(out, "\nOPTIMISTIC LOCKING: 32 go-redis clients, read-modify-write +1 on %d key(s), %v per run\n", g.keys, s.cfg.OCCDuration)
 		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-		fmt.Fprintf(tw, "method\tpath\tcommits/s\tretries/commit\tRT/commit\tRT/attempt\tp50\tp99\tno lost update\n")
+		fmt.Fprintf(tw, "method\tpath\tcommits/s\tretries/commit\tRT/commit\tRT/attempt\tproxy CPU µs/RT\tp50\tp99\tno lost update\n")
 		for _, v := range g.variants {
 			if why := g.skipped[v]; why != "" {
-				fmt.Fprintf(tw, "%s\t%s\tskipped: %s\t\t\t\t\t\t\n", v.method, v.side, why)
+				fmt.Fprintf(tw, "%s\t%s\tskipped: %s\t\t\t\t\t\t\t\n", v.method, v.side, why)
 				continue
 			}
 			runs := g.runs[v]
 			if len(runs) == 0 {
-				fmt.Fprintf(tw, "%s\t%s\tERROR (below)\t\t\t\t\t\t\n", v.method, v.side)
+				fmt.Fprintf(tw, "%s\t%s\tERROR (below)\t\t\t\t\t\t\t\n", v.method, v.side)
 				continue
 			}
 			cps := stats.Summarize(collectO(runs, occ.Result.CommitsPerSec))
@@ -82,12 +82,18 @@ func (s *Suite) report() {
 			rta := stats.Summarize(collectO(runs, func(r occ.Result) float64 { return float64(r.RoundTrips) / float64(r.Attempts) }))
 			p50 := stats.Summarize(collectO(runs, func(r occ.Result) float64 { return float64(r.P50) }))
 			p99 := stats.Summarize(collectO(runs, func(r occ.Result) float64 { return float64(r.P99) }))
+			cpuRT := "-"
+			if v.side != "direct" && !s.cfg.Stub {
+				cpuRT = fmt.Sprintf("%.1f", stats.Summarize(collectO(runs, func(r occ.Result) float64 {
+					return float64(r.CPU.Nanoseconds()) / 1000 / float64(r.RoundTrips)
+				})).Median)
+			}
 			check := fmt.Sprintf("ok (%d runs)", len(runs))
 			if g.errs[v] != "" {
 				check = "FAILED (below)"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t%v\t%v\t%s\n", v.method, v.side, cps.Format("%.0f"),
-				rpc.Median, rtc.Median, rta.Median, dur(p50.Median), dur(p99.Median), check)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t%s\t%v\t%v\t%s\n", v.method, v.side, cps.Format("%.0f"),
+				rpc.Median, rtc.Median, rta.Median, cpuRT, dur(p50.Median), dur(p99.Median), check)
 		}
 		tw.Flush()
 		if cv := stats.Summarize(g.casVsWatchDirect); cv.Valid() {

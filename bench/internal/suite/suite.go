@@ -353,14 +353,18 @@ func (s *Suite) runOCC(ctx context.Context) {
 				if g.skipped[v] != "" || g.errs[v] != "" {
 					continue
 				}
-				addr := s.direct.addr
+				addr, pid := s.direct.addr, 0
 				if v.side != "direct" {
-					addr = s.via.addr
+					addr, pid = s.via.addr, s.via.pid
+				}
+				var cpuFn func() time.Duration
+				if pid != 0 {
+					cpuFn = func() time.Duration { return cpu(pid) }
 				}
 				res, err := occ.Run(ctx, occ.Config{
 					Addr: addr, Method: v.method, Clients: 32, Keys: keys, Duration: dur,
 					Prefix:   fmt.Sprintf("exbench:%s:%s:%d:%d", v.method, v.side, keys, round),
-					Protocol: s.cfg.Protocol,
+					Protocol: s.cfg.Protocol, CPU: cpuFn,
 				})
 				if err != nil {
 					if ctx.Err() != nil {
