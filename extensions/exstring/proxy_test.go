@@ -684,3 +684,22 @@ func TestProxyFlushInsideTransaction(t *testing.T) {
 		}
 	}
 }
+
+// TestProxyRedisRestart: Redis restarts empty (no persistence), so the
+// library is gone; the first ex command on a new connection reloads it
+// through the loader's own connection, which must get past its dead one.
+func TestProxyRedisRestart(t *testing.T) {
+	x := startE2E(t, e2eConfig{})
+	ctx := ctxT(t)
+	for _, proto := range []int{2, 3} {
+		rdb := x.client(t, proto, nil)
+		if err := rdb.Do(ctx, "EXSET", "k", "v1").Err(); err != nil {
+			t.Fatalf("EXSET before restart: %v", err)
+		}
+		x.redis.Restart()
+		rdb = x.client(t, proto, nil) // the old connection died with Redis
+		if got, err := rdb.Do(ctx, "EXSET", "k", "v2", "WITHVERSION").Int64(); err != nil || got != 1 {
+			t.Errorf("RESP%d EXSET after restart = %d, %v; want version 1 (the data went with the restart)", proto, got, err)
+		}
+	}
+}
