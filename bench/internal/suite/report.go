@@ -121,6 +121,10 @@ func (s *Suite) report() {
 			k := perConnKiB(m.proxyBefore, m.proxyAfter, m.conns)
 			fmt.Fprintf(out, "  exproxy (fresh process):          %.1f KiB/conn (%d -> %d KiB)   target <= 16 KiB: %s\n",
 				k, m.proxyBefore>>10, m.proxyAfter>>10, verdict(k <= 16))
+			if m.stackAfter > 0 {
+				fmt.Fprintf(out, "    of which Go stacks %.1f KiB/conn, Go heap in use %.1f KiB/conn (exproxy /metrics)\n",
+					perConnKiB(m.stackBefore, m.stackAfter, m.conns), perConnKiB(m.heapBefore, m.heapAfter, m.conns))
+			}
 		} else if s.cfg.Stub {
 			fmt.Fprintf(out, "  exproxy: skipped (stub run)\n")
 		}

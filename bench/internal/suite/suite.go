@@ -401,6 +401,9 @@ type memResult struct {
 	conns                   int
 	proxyBefore, proxyAfter int64
 	redisBefore, redisAfter int64 // redis's own cost of the same connections, direct
+	// Go runtime figures of the proxy from its /metrics, when available.
+	stackBefore, stackAfter int64
+	heapBefore, heapAfter   int64
 	err                     string
 }
 
@@ -442,6 +445,7 @@ func (s *Suite) runMemory(ctx context.Context) {
 	defer p.Stop()
 	settle()
 	pb, err := fixture.RSS(p.Pid)
+	sb, hb, merr := fixture.GoMemStats(p.Admin)
 	if err == nil {
 		var conns *idle.Conns
 		conns, err = idle.Open(ctx, p.Addr, m.conns, 64)
@@ -450,6 +454,9 @@ func (s *Suite) runMemory(ctx context.Context) {
 			var pa int64
 			pa, err = fixture.RSS(p.Pid)
 			m.proxyBefore, m.proxyAfter = pb, pa
+			if sa, ha, err2 := fixture.GoMemStats(p.Admin); merr == nil && err2 == nil {
+				m.stackBefore, m.stackAfter, m.heapBefore, m.heapAfter = sb, sa, hb, ha
+			}
 			conns.Close()
 		}
 	}
