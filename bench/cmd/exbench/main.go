@@ -210,7 +210,7 @@ func printMachine(bin string, stub bool) {
 		redisVer = strings.TrimSpace(string(b))
 	}
 	commit := "unknown"
-	if b, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
+	if b, err := exec.Command("git", "describe", "--always", "--dirty").Output(); err == nil {
 		commit = strings.TrimSpace(string(b))
 	}
 	fmt.Printf("machine: %d CPUs, %s, Linux %s\n", runtime.NumCPU(), model, kernel)
