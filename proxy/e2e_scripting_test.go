@@ -33,6 +33,12 @@ func TestE2EScriptingPassthrough(t *testing.T) {
 		c("FCALL", "nosuchfn", "0"), c("FUNCTION", "LIST", "LIBRARYNAME", "e2elib"),
 		c("FUNCTION", "DUMP"), c("FUNCTION", "DELETE", "e2elib"), c("FCALL", "e2e_echo", "0", "x"),
 		c("SCRIPT", "FLUSH"), c("EVALSHA", sha, "0"),
+		// Long status and error lines (beyond the 64 KB inline limit),
+		// and newlines in them (Redis turns them into spaces).
+		c("EVAL", "return {ok=string.rep('s', 100000)}", "0"), c("EVAL", "return {err=string.rep('e', 100000)}", "0"),
+		c("EVAL", "return redis.status_reply(string.rep('t', 1048576))", "0"),
+		c("EVAL", "return {err='ERR multi\\r\\nline'}", "0"), c("EVAL", "return {ok='a\\nb'}", "0"),
+		c("EVAL", "return {1, {ok=string.rep('n', 70000)}, {err=string.rep('m', 70000)}}", "0"),
 		// A transaction around scripts.
 		c("MULTI"), c("EVAL", "return 1", "0"), c("FCALL", "nosuchfn", "0"), c("EXEC"),
 	}

@@ -225,7 +225,9 @@ func TestE2EManyArguments(t *testing.T) {
 	}
 	script := []step{
 		{args: many("RPUSH", []string{"l"}, 200000, func(i int) string { return strconv.Itoa(i) })},
-		c("LLEN", "l"), c("LINDEX", "l", "-1"),
+		c("LLEN", "l"), c("LINDEX", "l", "-1"), c("LRANGE", "l", "0", "-1"), // a 200,000-element reply
+		{args: many("HSET", []string{"h"}, 40000, func(i int) string { return "f" + strconv.Itoa(i) })},
+		c("HGETALL", "h"), // a 20,000-pair map in RESP3
 		{args: many("MSET", nil, 60000, func(i int) string { return "k" + strconv.Itoa(i/2) })},
 		c("GET", "k29999"),
 		{args: many("DEL", nil, 30000, func(i int) string { return "k" + strconv.Itoa(i) })},
