@@ -64,8 +64,8 @@ const (
 	// Retry drops the reply, calls Reload, resends the original command and
 	// holds the replies behind it until the resent command's reply is in,
 	// so the client sees them in order. Used when the Lua library vanished
-	// (FUNCTION FLUSH, restart, failover). The core retries at most once per
-	// command and only for commands it could keep a copy of.
+	// (FUNCTION FLUSH, restart, failover). The core resends a command at
+	// most three times, and only commands it kept a copy of (up to 64 KB).
 	Retry
 	// Replace sends the handler's replacement instead of the reply.
 	Replace

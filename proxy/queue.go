@@ -18,9 +18,11 @@ type entry struct {
 	local      []byte
 	closeAfter bool // close the client once this entry is done (protocol errors)
 
-	rw     ReplyHandler
-	resend []byte // the bytes sent upstream, kept for a Retry
-	slot   *slot  // for a resent command: where its reply goes in client order
+	rw       ReplyHandler
+	resend   []byte // the bytes sent upstream, kept for a Retry
+	slot     *slot  // for a resent command: where its reply goes in client order
+	attempts uint8  // times the command was resent
+	seq      uint64 // position in the session's command stream
 
 	obs *observed // non-nil when an Observer wants this command
 
@@ -58,7 +60,8 @@ type observed struct {
 type queue struct {
 	mu      sync.Mutex
 	in      []entry
-	n       int // entries in in and out not yet popped
+	n       int    // entries in in and out not yet popped
+	seq     uint64 // sequence number of the next entry pushed
 	max     int
 	space   *sync.Cond    // producer waits here when n reaches max
 	notify  chan struct{} // consumer wake-up when it has no upstream to read
@@ -92,6 +95,10 @@ func (q *queue) push(es []entry) bool {
 	if q.closed {
 		q.mu.Unlock()
 		return false
+	}
+	for i := range es {
+		es[i].seq = q.seq
+		q.seq++
 	}
 	q.in = append(q.in, es...)
 	q.n += len(es)
@@ -149,6 +156,13 @@ func (q *queue) pending() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.n
+}
+
+// total is the sequence number the next pushed entry will get.
+func (q *queue) total() uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.seq
 }
 
 func (q *queue) isClosed() bool {

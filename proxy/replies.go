@@ -20,6 +20,10 @@ const (
 	flushAt = 64 << 10
 	// reloadTimeout bounds a Retry's Reload; the session's replies wait.
 	reloadTimeout = 5 * time.Second
+	// maxAttempts bounds how often one command is sent. More than one
+	// retry is needed when the library vanishes again while a resend is
+	// on its way, e.g. a FLUSH pipelined behind the command being resent.
+	maxAttempts = 3
 )
 
 // disposition is what happens to the bytes of the reply being read.
@@ -51,18 +55,21 @@ type replySide struct {
 	quit                bool // QUIT answered: the upstream close is expected
 
 	// the reply being read
-	active  bool
-	decided bool
-	disp    disposition
-	e       *entry // the entry it answers; nil when unsolicited
-	pend    []byte // bytes held until the reply's fate is decided; its head
-	tail    []byte // last bytes of a RESP2 (un)subscribe confirmation
-	tbuf    []byte // whole reply for a transformer
-	retry   bool
-	cur     *slot   // where this reply goes while replies are reordered
-	reorder []*slot // replies held behind a resent command, in client order
-	event   Event   // reused for every observed reply
-	wrote   bool    // some bytes of the current reply reached the client
+	active   bool
+	decided  bool
+	disp     disposition
+	e        *entry // the entry it answers; nil when unsolicited
+	pend     []byte // bytes held until the reply's fate is decided; its head
+	tail     []byte // last bytes of a RESP2 (un)subscribe confirmation
+	tbuf     []byte // whole reply for a transformer
+	retry    bool
+	cur      *slot   // where this reply goes while replies are reordered
+	reorder  []*slot // replies held behind a resent command, in client order
+	failed   []entry // commands waiting to be resent, in client order
+	retrying bool    // the read loop is paused until they are resent
+	fence    uint64  // sequence number of the first command sent after the pause
+	event    Event   // reused for every observed reply
+	wrote    bool    // some bytes of the current reply reached the client
 }
 
 func (r *replySide) init(s *session) {
@@ -263,7 +270,7 @@ func (r *replySide) decide() {
 		r.write(repl)
 		r.disp = dispDrop
 	case Retry:
-		if e.resend != nil && e.slot == nil {
+		if e.resend != nil && e.attempts < maxAttempts {
 			r.retry = true
 			r.disp = dispDrop
 		}
@@ -321,7 +328,7 @@ func (r *replySide) complete() bool {
 		r.tbuf = r.tbuf[:0]
 	}
 	if r.retry {
-		return r.resend(e)
+		return r.retryLater(e)
 	}
 	r.apply(e, head)
 	if e.obs != nil {
@@ -336,38 +343,75 @@ func (r *replySide) complete() bool {
 	if e.replies <= 0 || (len(head) > 0 && head[0] == '-') {
 		r.s.q.pop()
 	}
-	return !e.closeAfter
+	return !e.closeAfter && r.maybeResend()
 }
 
-// resend reloads what the rewrite needs and sends the command again; its
-// reply will fill a slot that holds back the replies behind it.
-func (r *replySide) resend(e *entry) bool {
-	s := r.s
-	sl := &slot{}
-	r.reorder = append(r.reorder, sl)
-	ctx, cancel := context.WithTimeout(context.Background(), reloadTimeout)
-	err := e.rw.Reload(ctx)
-	cancel()
-	if err != nil {
-		s.log.Warn("reload for resend failed", zap.Error(err))
-		sl.data = resp.AppendError(nil, "ERR exproxy: "+err.Error())
-		sl.ready = true
-		r.releaseSlots()
-		r.s.q.pop()
-		return true
+// retryLater sets e aside to be sent again. The first failure pauses the
+// read loop; once every command sent before that is answered (they ran
+// against the same missing library, so the ex commands among them fail
+// too), the library is reloaded and all failed commands are resent in
+// their original order, before anything the client sent later. Replies
+// behind them wait in slots, so the client sees every reply in order.
+func (r *replySide) retryLater(e *entry) bool {
+	// The slot keeps this reply's place in client order: the one decide
+	// made if replies are already held back, else a new one.
+	sl := r.cur
+	if sl == nil {
+		sl = &slot{}
+		r.reorder = append(r.reorder, sl)
 	}
+	r.cur = nil
 	ne := *e
 	ne.slot = sl
 	ne.replies = 1
-	data := e.resend
-	ne.resend = nil
+	ne.attempts++
+	ne.resolved = true
+	r.failed = append(r.failed, ne)
+	if !r.retrying {
+		r.retrying = true
+		r.fence = r.s.pause()
+	}
 	r.s.q.pop()
+	return r.maybeResend()
+}
+
+// maybeResend resends the failed commands once nothing sent before the
+// pause is still unanswered.
+func (r *replySide) maybeResend() bool {
+	if !r.retrying {
+		return true
+	}
+	if h := r.s.q.head(); h != nil && h.seq < r.fence {
+		return true
+	}
+	s := r.s
+	failed := r.failed
+	r.failed, r.retrying = nil, false
+	ctx, cancel := context.WithTimeout(context.Background(), reloadTimeout)
+	err := failed[0].rw.Reload(ctx)
+	cancel()
+	if err != nil {
+		s.log.Warn("reload for resend failed", zap.Error(err))
+		msg := resp.AppendError(nil, "ERR exproxy: "+err.Error())
+		for _, f := range failed {
+			f.slot.data, f.slot.ready = msg, true
+		}
+		r.releaseSlots()
+		s.resume()
+		return true
+	}
+	var data []byte
+	for i := range failed {
+		data = append(data, failed[i].resend...)
+	}
 	s.upMu.Lock()
-	ok := s.q.push([]entry{ne})
+	ok := s.q.push(failed)
 	var werr error
 	if ok {
 		werr = s.writeUp(data)
 	}
+	s.paused = false
+	s.resumed.Broadcast()
 	s.upMu.Unlock()
 	return ok && werr == nil
 }
@@ -500,6 +544,9 @@ func (r *replySide) emitHead() bool {
 		if closeAfter {
 			_ = r.flush()
 			r.out.drain(time.Second)
+			return false
+		}
+		if !r.maybeResend() {
 			return false
 		}
 	}
@@ -698,6 +745,11 @@ func (r *replySide) upstreamLost(err error) {
 		r.failPending(nil)
 		return
 	}
+	s.upMu.Lock()
+	if s.upErr != nil {
+		err = s.upErr
+	}
+	s.upMu.Unlock()
 	if !errors.Is(err, net.ErrClosed) {
 		s.srv.stats.upstreamErrors.Add(1)
 		s.log.Warn("upstream connection lost", zap.String("upstream", s.srv.opts.Upstream.String()), zap.Error(err))
@@ -765,6 +817,7 @@ func (r *replySide) finish() {
 	for _, o := range r.obs {
 		o.Close()
 	}
+	s.resume()
 	s.close()
 	s.srv.forget(s)
 	close(s.done)

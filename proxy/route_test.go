@@ -22,7 +22,7 @@ func benchSession(b *testing.B) *session {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := &session{srv: srv, parser: resp.CommandParser{Limits: srv.opts.Limits}}
+	s := &session{srv: srv, parser: resp.ResumableParser{CommandParser: resp.CommandParser{Limits: srv.opts.Limits}}}
 	return s
 }
 

@@ -40,6 +40,9 @@ type session struct {
 	upMu       sync.Mutex // orders pushes and upstream writes of the two loops
 	up         net.Conn   // set by the read side under upMu; nil until dialled
 	upDeadline time.Time  // write deadline set on up; under upMu
+	upErr      error      // under upMu: why writing upstream failed
+	paused     bool       // under upMu: the reply loop is resending; send nothing new
+	resumed    *sync.Cond // on upMu: signalled when paused ends
 
 	closing  atomic.Bool   // no more commands will come from the client
 	draining atomic.Bool   // server shutdown: stop reading the client
@@ -48,7 +51,7 @@ type session struct {
 	// read side
 	rbuf        []byte
 	r, w        int
-	parser      resp.CommandParser
+	parser      resp.ResumableParser // re-parses nothing when a command trickles in over many reads
 	argv        [][]byte
 	inline      []byte
 	upbuf       []byte
@@ -68,8 +71,9 @@ func newSession(srv *Server, client net.Conn, id uint64) *session {
 		client: client,
 		q:      newQueue(srv.opts.MaxPending),
 		done:   make(chan struct{}),
-		parser: resp.CommandParser{Limits: srv.opts.Limits},
+		parser: resp.ResumableParser{CommandParser: resp.CommandParser{Limits: srv.opts.Limits}},
 	}
+	s.resumed = sync.NewCond(&s.upMu)
 	s.rinfo = SessionInfo{ID: id, Addr: client.RemoteAddr().String()}
 	s.log = sessionLog{base: srv.log, id: id, addr: s.rinfo.Addr}
 	s.rs.init(s)
@@ -174,7 +178,9 @@ func (s *session) makeRoom() bool {
 		s.rbuf = nb
 		return true
 	}
-	return s.streamCommand()
+	// What follows the streamed command in the buffer is processed now:
+	// the client may be waiting for its replies and send nothing more.
+	return s.streamCommand() && s.process()
 }
 
 // process frames and routes every complete command in the buffer, then
@@ -399,6 +405,9 @@ func (s *session) needsUpstream() bool {
 func (s *session) flushBatch() bool {
 	s.q.waitSpace()
 	s.upMu.Lock()
+	for s.paused {
+		s.resumed.Wait()
+	}
 	if !s.q.push(s.batch) {
 		s.upMu.Unlock()
 		return false
@@ -422,6 +431,23 @@ func (s *session) flushBatch() bool {
 	return true
 }
 
+// pause stops the read loop from sending anything new, and returns the
+// sequence number the next command sent will get.
+func (s *session) pause() uint64 {
+	s.upMu.Lock()
+	defer s.upMu.Unlock()
+	s.paused = true
+	return s.q.total()
+}
+
+// resume lets the read loop send again.
+func (s *session) resume() {
+	s.upMu.Lock()
+	s.paused = false
+	s.resumed.Broadcast()
+	s.upMu.Unlock()
+}
+
 // writeUp writes to the upstream connection; the caller holds upMu. A
 // Redis that stops reading (it never should) cannot hang the session past
 // WriteTimeout. The deadline is refreshed only when half used up, so the
@@ -433,6 +459,13 @@ func (s *session) writeUp(b []byte) error {
 		_ = s.up.SetWriteDeadline(s.upDeadline)
 	}
 	_, err := s.up.Write(b)
+	if err != nil && s.upErr == nil {
+		// A failed write leaves the connection in an unknown state: close
+		// it, so the reply loop's read fails too and every pending command
+		// is answered with this cause.
+		s.upErr = fmt.Errorf("write: %w", err)
+		_ = s.up.Close()
+	}
 	return err
 }
 
@@ -507,8 +540,8 @@ func (s *session) streamCommand() bool {
 	}
 	up := s.upstream()
 	forward = forward && up != nil && s.batchFailed == false
-	var f resp.Framer
-	f.Limits = s.parser.Limits
+	// Command mode ends the command exactly where Redis would.
+	f := resp.Framer{Limits: s.parser.Limits, Command: true}
 	if skip > 0 {
 		// The rewrite replaced the header and name: walk them without
 		// sending, so the framer still counts the arguments that follow.
