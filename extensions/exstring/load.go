@@ -107,9 +107,10 @@ func (l *loader) init(e *Extension) {
 	})
 }
 
-// Start loads the library in the background, retrying with backoff while
-// Redis is unreachable, until it succeeds or ctx ends. It never blocks or
-// fails the proxy: a command arriving before the load triggers its own.
+// Start loads the library in the background, retrying with backoff (up to
+// every 5 s, logging each failure) until it succeeds, ctx ends or the
+// extension is closed. It never blocks or fails the proxy: a command
+// arriving before the load triggers its own.
 func (e *Extension) Start(ctx context.Context) {
 	done := e.startDone
 	go func() {
