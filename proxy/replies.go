@@ -402,7 +402,7 @@ func (r *replySide) maybeResend() bool {
 	}
 	var data []byte
 	for i := range failed {
-		data = append(data, failed[i].resend...)
+		data = s.rewriteAgain(data, failed[i].resend, failed[i].cmd)
 	}
 	s.upMu.Lock()
 	ok := s.q.push(failed)

@@ -242,14 +242,16 @@ func (s *session) route(raw []byte, args [][]byte, argc int, partial bool) (skip
 				}
 				e.rw = rw.Reply
 				if rw.Prefix != nil {
-					start := len(s.upbuf)
 					skip = afterName(raw, args[0])
-					s.upbuf = resp.AppendArrayHeader(s.upbuf, argc-1+rw.PrefixArgs)
-					s.upbuf = append(s.upbuf, rw.Prefix...)
+					s.upbuf = appendRewrite(s.upbuf, rw, argc)
 					if !partial {
 						s.upbuf = append(s.upbuf, raw[skip:]...)
-						if e.rw != nil && len(s.upbuf)-start <= maxResend {
-							e.resend = bytes.Clone(s.upbuf[start:])
+						// The command as the client sent it is kept, not
+						// its rewrite: a resend rewrites it again, since the
+						// reason for the resend may change the rewrite
+						// (FCALL unknown: EVALSHA instead).
+						if e.rw != nil && len(raw) <= maxResend {
+							e.resend = bytes.Clone(raw)
 						}
 					}
 					rewritten = true
@@ -338,6 +340,29 @@ func (s *session) sendSideState(e *entry, cmd *command, args [][]byte) {
 		// command runs, which only the reply side knows; see resolve.
 		e.subArgs = int32(len(args) - 1)
 	}
+}
+
+// appendRewrite appends the header of a rewritten command: the new
+// argument count and the prefix that replaces the name.
+func appendRewrite(dst []byte, rw Rewrite, argc int) []byte {
+	dst = resp.AppendArrayHeader(dst, argc-1+rw.PrefixArgs)
+	return append(dst, rw.Prefix...)
+}
+
+// rewriteAgain appends to dst what to send for raw, a command kept for a
+// resend, rewriting it as the rewriter now would.
+func (s *session) rewriteAgain(dst, raw []byte, cmd *command) []byte {
+	p := resp.CommandParser{Limits: s.parser.Limits}
+	_, args, _, err := p.Parse(raw, nil)
+	if err != nil || len(args) == 0 || cmd == nil || cmd.rewriter == nil {
+		return append(dst, raw...)
+	}
+	rw, ok := cmd.rewriter.Rewrite(args, len(args), &s.rinfo)
+	if !ok || rw.Prefix == nil {
+		return append(dst, raw...)
+	}
+	dst = appendRewrite(dst, rw, len(args))
+	return append(dst, raw[afterName(raw, args[0]):]...)
 }
 
 // afterName is the offset in a multibulk command just past its name.
