@@ -2,8 +2,12 @@ package occ
 
 import (
 	"context"
+	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/exproxy/exproxy/internal/redistest"
 )
@@ -36,5 +40,29 @@ func TestRunDirectMethods(t *testing.T) {
 				t.Errorf("watch: %d round trips for %d attempts, want 3 each", res.RoundTrips, res.Attempts)
 			}
 		}
+	}
+}
+
+// A final value that disagrees with the committed count must come back as
+// ErrLostUpdate, which exbench turns into a failed run.
+func TestVerifyDetectsLostUpdate(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, Protocol: 2})
+	defer rdb.Close()
+	ctx := context.Background()
+	keys := []string{"lost:0", "lost:1"}
+	if err := rdb.MSet(ctx, "lost:0", "5", "lost:1", "7").Err(); err != nil {
+		t.Fatal(err)
+	}
+	counts := make([]atomic.Int64, 2)
+	counts[0].Store(5)
+	counts[1].Store(7)
+	if err := verify(ctx, rdb, Watch, keys, counts); err != nil {
+		t.Fatalf("matching counts: %v", err)
+	}
+	counts[1].Store(8) // one increment committed but not in the value
+	err := verify(ctx, rdb, Watch, keys, counts)
+	if !errors.Is(err, ErrLostUpdate) {
+		t.Fatalf("verify = %v, want ErrLostUpdate", err)
 	}
 }
