@@ -234,7 +234,8 @@ func (c *command) Check(head []byte, proto int) (proxy.ReplyAction, []byte) {
 		return proxy.Replace, c.inner
 	case unknownFCALL(head):
 		// Redis before 7 (or FCALL renamed away): use scripts from now
-		// on. The resend is rewritten again and goes out as EVALSHA.
+		// on. The core rewrites a command again to resend it, so the
+		// resend goes out as EVALSHA.
 		c.ext.switchToScripts("FCALL is unknown to the server")
 		return proxy.Retry, nil
 	}
@@ -243,38 +244,6 @@ func (c *command) Check(head []byte, proto int) (proxy.ReplyAction, []byte) {
 
 // Reload loads the library again; concurrent calls share loads.
 func (c *command) Reload(ctx context.Context) error { return c.ext.Reload(ctx) }
-
-// Resend returns the bytes to send again for a Retry, given the bytes sent
-// the first time (array header, prefix, the client's arguments). When the
-// reply that asked for the retry also switched the mode (FCALL unknown to
-// the server), the old FCALL prefix is swapped for the EVALSHA one: both
-// are PrefixArgs 3, so the array header stays valid. Otherwise data is
-// returned as it is.
-func (c *command) Resend(data []byte) []byte {
-	i := bytes.Index(data, []byte("\r\n"))
-	if len(data) == 0 || data[0] != '*' || i < 0 {
-		return data
-	}
-	i += 2
-	mode := c.ext.mode.Load()
-	for nk := 0; nk < 2; nk++ {
-		for m := range c.prefix {
-			p := c.prefix[m][nk]
-			if p == nil || !bytes.HasPrefix(data[i:], p) {
-				continue
-			}
-			if int32(m) == mode {
-				return data
-			}
-			np := c.prefix[mode][nk]
-			out := make([]byte, 0, len(data)-len(p)+len(np))
-			out = append(out, data[:i]...)
-			out = append(out, np...)
-			return append(out, data[i+len(p):]...)
-		}
-	}
-	return data
-}
 
 func hasPrefix(b []byte, p string) bool { return len(b) >= len(p) && string(b[:len(p)]) == p }
 

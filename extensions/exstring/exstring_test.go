@@ -122,25 +122,6 @@ func TestModeSwitchTakesEffectOnNextRewrite(t *testing.T) {
 	}
 }
 
-func TestResendFollowsModeSwitch(t *testing.T) {
-	e := newOffline(t, false)
-	for _, args := range [][]string{{"EXSET", "k", "v", "EX", "10"}, {"EXGET"}} {
-		rw, _ := e.Rewrite(argv(args...), len(args), &proxy.SessionInfo{})
-		h := rw.Reply.(*command)
-		sent := "*" + strconv.Itoa(len(args)-1+rw.PrefixArgs) + "\r\n" + string(rw.Prefix) + bulkStrings(args[1:]...)
-		if got := h.Resend([]byte(sent)); string(got) != sent {
-			t.Errorf("%v: Resend without a mode switch changed %q to %q", args, sent, got)
-		}
-		e.switchToScripts("test")
-		rw2, _ := e.Rewrite(argv(args...), len(args), &proxy.SessionInfo{})
-		want := "*" + strconv.Itoa(len(args)-1+rw2.PrefixArgs) + "\r\n" + string(rw2.Prefix) + bulkStrings(args[1:]...)
-		if got := h.Resend([]byte(sent)); string(got) != want {
-			t.Errorf("%v: Resend after the switch = %q, want %q", args, got, want)
-		}
-		e.mode.Store(modeFCALL)
-	}
-}
-
 func TestCheck(t *testing.T) {
 	e := newOffline(t, false)
 	rw, _ := e.Rewrite(argv("EXSET", "k", "v"), 3, &proxy.SessionInfo{})
