@@ -55,21 +55,28 @@ type replySide struct {
 	quit                bool // QUIT answered: the upstream close is expected
 
 	// the reply being read
-	active   bool
-	decided  bool
-	disp     disposition
-	e        *entry // the entry it answers; nil when unsolicited
-	pend     []byte // bytes held until the reply's fate is decided; its head
-	tail     []byte // last bytes of a RESP2 (un)subscribe confirmation
-	tbuf     []byte // whole reply for a transformer
-	retry    bool
-	cur      *slot   // where this reply goes while replies are reordered
-	reorder  []*slot // replies held behind a resent command, in client order
-	failed   []entry // commands waiting to be resent, in client order
-	retrying bool    // the read loop is paused until they are resent
-	fence    uint64  // sequence number of the first command sent after the pause
-	event    Event   // reused for every observed reply
-	wrote    bool    // some bytes of the current reply reached the client
+	active  bool
+	decided bool
+	disp    disposition
+	e       *entry // the entry it answers; nil when unsolicited
+	pend    []byte // bytes held until the reply's fate is decided; its head
+	tail    []byte // last bytes of a RESP2 (un)subscribe confirmation
+	tbuf    []byte // whole reply for a transformer
+	retry   bool
+	cur     *slot   // where this reply goes while replies are reordered
+	reorder []*slot // replies held behind a resent command, in client order
+	failed  []entry // commands waiting to be resent, in client order
+	// MULTI as Redis runs it: how many commands it queued so far, and
+	// which of them were rewritten, so that EXEC's reply can be given to
+	// their ReplyHandlers element by element.
+	inMulti  bool
+	queuedN  int
+	queuedRw []queuedRewrite
+	execFix  bool   // the EXEC reply being read is buffered for fixExec
+	retrying bool   // the read loop is paused until they are resent
+	fence    uint64 // sequence number of the first command sent after the pause
+	event    Event  // reused for every observed reply
+	wrote    bool   // some bytes of the current reply reached the client
 }
 
 func (r *replySide) init(s *session) {
@@ -207,7 +214,7 @@ func (r *replySide) feed() bool {
 }
 
 func (r *replySide) begin() {
-	r.active, r.decided, r.retry, r.wrote = true, false, false, false
+	r.active, r.decided, r.retry, r.wrote, r.execFix = true, false, false, false, false
 	r.disp = dispForward
 	r.e, r.cur = nil, nil
 	r.pend = r.pend[:0]
@@ -226,6 +233,9 @@ func (r *replySide) fastPath() bool {
 	}
 	if r.framer.Kind() == '>' {
 		return true
+	}
+	if e.cmd != nil && e.cmd.kind == kindExec && len(r.queuedRw) > 0 {
+		return false
 	}
 	if e.rw != nil || e.obs != nil || e.slot != nil || (e.cmd != nil && e.cmd.kind != kindPlain && e.cmd.kind != kindMulti && e.cmd.kind != kindExec && e.cmd.kind != kindDiscard) {
 		return false
@@ -252,6 +262,9 @@ func (r *replySide) decide() {
 		return
 	}
 	r.e = e
+	if e.cmd != nil && e.cmd.kind == kindExec && len(r.queuedRw) > 0 && kind == '*' {
+		r.disp, r.execFix = dispBuffer, true
+	}
 	if e.cmd != nil && (e.cmd.kind == kindSubscribe || e.cmd.kind == kindUnsubscribe) && r.info.Proto == 2 {
 		r.tail = appendTail(make([]byte, 0, 32), r.pend)
 	}
@@ -322,11 +335,15 @@ func (r *replySide) complete() bool {
 	}
 	head := r.head()
 	if r.disp == dispBuffer {
-		t := e.rw.(ReplyTransformer)
 		r.disp = dispForward
-		r.write(t.Transform(r.tbuf, r.info.Proto))
+		if r.execFix {
+			r.write(r.fixExec(r.tbuf))
+		} else {
+			r.write(e.rw.(ReplyTransformer).Transform(r.tbuf, r.info.Proto))
+		}
 		r.tbuf = r.tbuf[:0]
 	}
+	r.trackMulti(e)
 	if r.retry {
 		return r.retryLater(e)
 	}
@@ -414,6 +431,68 @@ func (r *replySide) maybeResend() bool {
 	s.resumed.Broadcast()
 	s.upMu.Unlock()
 	return ok && werr == nil
+}
+
+type queuedRewrite struct {
+	idx int // position in EXEC's reply
+	rw  ReplyHandler
+}
+
+// trackMulti follows MULTI ... EXEC from the replies: in MULTI, every
+// command answered with a status reply (+QUEUED) takes the next element
+// of EXEC's reply; errors are not queued.
+func (r *replySide) trackMulti(e *entry) {
+	if e.cmd != nil {
+		switch e.cmd.kind {
+		case kindMulti:
+			if !r.inMulti {
+				r.inMulti, r.queuedN, r.queuedRw = true, 0, r.queuedRw[:0]
+			}
+			return
+		case kindExec, kindDiscard, kindReset:
+			r.inMulti, r.queuedN, r.queuedRw = false, 0, r.queuedRw[:0]
+			return
+		}
+	}
+	if !r.inMulti || r.framer.Kind() != '+' {
+		return
+	}
+	if e.rw != nil {
+		r.queuedRw = append(r.queuedRw, queuedRewrite{idx: r.queuedN, rw: e.rw})
+	}
+	r.queuedN++
+}
+
+// fixExec gives each element of an EXEC reply that answers a rewritten
+// command to that command's ReplyHandler, as its reply would have been
+// given outside MULTI (e.g. exstring restores integers beyond 2^53 that
+// Lua could only return as strings). Retry cannot apply inside EXEC.
+func (r *replySide) fixExec(reply []byte) []byte {
+	nl := bytes.IndexByte(reply, '\n')
+	if nl < 0 {
+		return reply
+	}
+	out := append([]byte(nil), reply[:nl+1]...)
+	rest := reply[nl+1:]
+	f := resp.Framer{Limits: r.framer.Limits}
+	q := r.queuedRw
+	for i := 0; len(rest) > 0; i++ {
+		f.Reset()
+		n, done, err := f.Next(rest)
+		if err != nil || !done {
+			return reply
+		}
+		el := rest[:n]
+		rest = rest[n:]
+		if len(q) > 0 && q[0].idx == i {
+			if act, repl := q[0].rw.Check(el, r.info.Proto); act == Replace {
+				el = repl
+			}
+			q = q[1:]
+		}
+		out = append(out, el...)
+	}
+	return out
 }
 
 // releaseSlots writes the leading ready slots to the client.
