@@ -75,7 +75,9 @@ const (
 type ReplyHandler interface {
 	// Check looks at head, the first bytes of the reply (at least its first
 	// line, at most HeadSize bytes), in the client's protocol (2 or 3). For
-	// Replace it returns the complete replacement reply.
+	// Replace it returns the complete replacement reply. Inside MULTI it is
+	// called twice: with +QUEUED, and later with the command's whole
+	// element of EXEC's reply, where only Replace has an effect.
 	Check(head []byte, proto int) (ReplyAction, []byte)
 	// Reload is called before a Retry resend; the session's replies wait.
 	Reload(ctx context.Context) error
