@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"bufio"
 	"context"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -123,5 +124,38 @@ func skipValue(t *testing.T, br *bufio.Reader, line func() string) {
 		for i, n := 0, atoi(l[1:len(l)-2]); i < 2*n; i++ {
 			skipValue(t, br, line)
 		}
+	}
+}
+
+// TestLongReplyIntegersExact: a reply longer than what Check sees (a long
+// value before the version) is buffered and fixed whole.
+func TestLongReplyIntegersExact(t *testing.T) {
+	r := redistest.Start(t)
+	ext, err := exstring.New(exstring.Config{Upstream: proxy.Upstream{Network: "tcp", Addr: r.Addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ext.Close() })
+	addr := smokeProxy(t, r.Addr, func(o *proxy.Options) { o.Rewriters = []proxy.Rewriter{ext} })
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	val := strings.Repeat("x", 1000)
+	const max = "9223372036854775807"
+	cmds := "*5\r\n$5\r\nEXSET\r\n$1\r\nk\r\n$1000\r\n" + val + "\r\n$3\r\nABS\r\n$19\r\n" + max + "\r\n" +
+		"*2\r\n$5\r\nEXGET\r\n$1\r\nk\r\n"
+	if _, err := c.Write([]byte(cmds)); err != nil {
+		t.Fatal(err)
+	}
+	want := "+OK\r\n*2\r\n$1000\r\n" + val + "\r\n:" + max + "\r\n"
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatalf("read: %v (got %q)", err, got)
+	}
+	if string(got) != want {
+		t.Fatalf("EXGET of a long value = %q", got)
 	}
 }

@@ -69,6 +69,10 @@ const (
 	Retry
 	// Replace sends the handler's replacement instead of the reply.
 	Replace
+	// Buffer holds the whole reply (up to MaxTransformBytes, beyond which
+	// it is forwarded unchanged) and sends what the handler's Transform
+	// makes of it; the handler must be a ReplyTransformer.
+	Buffer
 )
 
 // ReplyHandler inspects the reply to a rewritten command.
@@ -83,10 +87,10 @@ type ReplyHandler interface {
 	Reload(ctx context.Context) error
 }
 
-// ReplyTransformer is a ReplyHandler that needs the whole reply (COMMAND,
-// COMMAND INFO/DOCS/COUNT/LIST, which must list the added commands). The
-// core buffers the complete reply (up to MaxTransformBytes, beyond which it
-// forwards unchanged) and sends Transform's result instead.
+// ReplyTransformer is a ReplyHandler that may need the whole reply
+// (COMMAND, COMMAND INFO/DOCS/COUNT/LIST, which must list the added
+// commands). When its Check answers Buffer, the core buffers the complete
+// reply and sends Transform's result instead.
 type ReplyTransformer interface {
 	ReplyHandler
 	Transform(reply []byte, proto int) []byte

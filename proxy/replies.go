@@ -287,7 +287,7 @@ func (r *replySide) decide() {
 			r.retry = true
 			r.disp = dispDrop
 		}
-	case Forward:
+	case Buffer:
 		if _, ok := e.rw.(ReplyTransformer); ok {
 			r.disp = dispBuffer
 		}

@@ -267,9 +267,9 @@ type commandReply struct {
 	andFlags bool     // opGetKeys: GETKEYSANDFLAGS
 }
 
-// Check forwards: only Transform changes the reply.
+// Check asks for the whole reply: Transform changes it.
 func (r *commandReply) Check(head []byte, proto int) (proxy.ReplyAction, []byte) {
-	return proxy.Forward, nil
+	return proxy.Buffer, nil
 }
 
 // Reload has nothing to reload: COMMAND needs no library.

@@ -163,8 +163,8 @@ func transformed(tb testing.TB, e *Extension, rc *rawConn, proto int, cmd ...str
 		tb.Fatalf("%v: reply handler %T is not a ReplyTransformer", cmd, rw.Reply)
 	}
 	raw = []byte(rc.do(nil, 0, cmd...))
-	if act, _ := tr.Check(raw, proto); act != proxy.Forward {
-		tb.Fatalf("%v: Check = %v, want Forward", cmd, act)
+	if act, _ := tr.Check(raw, proto); act != proxy.Buffer {
+		tb.Fatalf("%v: Check = %v, want Buffer", cmd, act)
 	}
 	return raw, tr.Transform(raw, proto)
 }

@@ -202,6 +202,15 @@ func (e *Extension) Rewrite(args [][]byte, argc int, s *proxy.SessionInfo) (prox
 	return proxy.Rewrite{Prefix: c.prefix[e.mode.Load()][nk], PrefixArgs: 3, Reply: c}, true
 }
 
+// Transform restores integers beyond 2^53 in a reply too long for Check
+// to see whole.
+func (c *command) Transform(reply []byte, proto int) []byte {
+	if fixed, ok := FixBigInts(c.name, reply); ok {
+		return fixed
+	}
+	return reply
+}
+
 // Check recovers from a library that vanished and clarifies permission
 // errors. It looks only at error replies.
 func (c *command) Check(head []byte, proto int) (proxy.ReplyAction, []byte) {
@@ -217,6 +226,11 @@ func (c *command) Check(head []byte, proto int) (proxy.ReplyAction, []byte) {
 		if c.bigInt && bytes.IndexByte(head, '$') >= 0 {
 			if fixed, ok := FixBigInts(c.name, head); ok {
 				return proxy.Replace, fixed
+			}
+			if len(head) >= proxy.HeadSize && (head[0] == '*' || head[0] == '>') {
+				// The reply goes on past head (a long value before the
+				// version): look at all of it in Transform.
+				return proxy.Buffer, nil
 			}
 		}
 		return proxy.Forward, nil
@@ -278,3 +292,5 @@ var (
 	_ proxy.Rewriter     = (*Extension)(nil)
 	_ proxy.ReplyHandler = (*command)(nil)
 )
+
+var _ proxy.ReplyTransformer = (*command)(nil)

@@ -228,8 +228,9 @@ func TestCheckFixesBigIntegers(t *testing.T) {
 		{[]string{"EXCAS", "k", "v", "1"}, "*3\r\n+CAS_FAILED\r\n$2\r\n12\r\n$16\r\n9007199254740993\r\n", proxy.Replace, "*3\r\n+CAS_FAILED\r\n$2\r\n12\r\n:9007199254740993\r\n"},
 		{[]string{"EXINCRBYFLOAT", "k", "1"}, "$3\r\n1.5\r\n", proxy.Forward, ""}, // a float is a bulk string by right
 		{[]string{"CAS", "k", "a", "b"}, ":1\r\n", proxy.Forward, ""},
-		// A reply larger than what Check sees cannot be fixed (documented).
-		{[]string{"EXGET", "k"}, ("*2\r\n$300\r\n" + long + "\r\n$16\r\n9007199254740993\r\n")[:proxy.HeadSize], proxy.Forward, ""},
+		// A reply larger than what Check sees is asked for whole (Buffer)
+		// and fixed by Transform.
+		{[]string{"EXGET", "k"}, ("*2\r\n$300\r\n" + long + "\r\n$16\r\n9007199254740993\r\n")[:proxy.HeadSize], proxy.Buffer, ""},
 	}
 	for _, tt := range tests {
 		rw, _ := e.Rewrite(argv(tt.cmd...), len(tt.cmd), &proxy.SessionInfo{})
@@ -239,6 +240,12 @@ func TestCheckFixesBigIntegers(t *testing.T) {
 				t.Errorf("%v: Check(%q) = %v %q, want %v %q", tt.cmd, tt.reply, act, repl, tt.act, tt.want)
 			}
 		}
+	}
+	rw, _ := e.Rewrite(argv("EXGET", "k"), 2, &proxy.SessionInfo{})
+	whole := "*2\r\n$300\r\n" + long + "\r\n$16\r\n9007199254740993\r\n"
+	want := "*2\r\n$300\r\n" + long + "\r\n:9007199254740993\r\n"
+	if got := rw.Reply.(proxy.ReplyTransformer).Transform([]byte(whole), 2); string(got) != want {
+		t.Errorf("Transform of a long EXGET reply = %q, want %q", got, want)
 	}
 }
 
