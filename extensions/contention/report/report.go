@@ -53,8 +53,19 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	format := fs.String("format", "table", "output format: table, json, csv or html")
 	top := fs.Int("top", 20, "rows to show, hottest first; 0 shows all")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
+	}
+	for _, a := range args {
+		if a == "-h" || a == "-help" || a == "--help" || a == "--h" {
+			// Asked-for help is output, not an error: it goes to stdout.
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return 0
+		}
+		if a == "--" {
+			break
+		}
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
