@@ -50,6 +50,13 @@ func TestE2EUpstreamUnreachable(t *testing.T) {
 		t.Errorf("Stats.UpstreamErrors = %d after failed dials", st.UpstreamErrors)
 	}
 
+	// A command too large to buffer whole is read to its end and answered.
+	big := dialRaw(t, p.Addr)
+	go func() { _ = big.writeE(encodeCommand("SET", "k", strings.Repeat("b", 3<<20))) }()
+	if got, err := big.readE(); err != nil || !strings.HasPrefix(got, "-ERR ") || !strings.Contains(got, r.Addr) {
+		t.Errorf("3 MB SET while Redis is down: %q, %v; want -ERR naming %s", got, err, r.Addr)
+	}
+
 	ctx := context.Background()
 	cl := newGoRedis(t, p.Addr, 2)
 	if err := cl.Ping(ctx).Err(); err == nil || !strings.Contains(err.Error(), r.Addr) {
@@ -308,6 +315,10 @@ var malformedClosing = []struct{ name, in string }{
 	{"inline_too_big", strings.Repeat("a", 70<<10)},
 	{"mbulk_count_too_big", "*" + strings.Repeat("1", 70<<10)},
 	{"bulk_count_too_big", "*1\r\n$" + strings.Repeat("1", 70<<10)},
+	// A command too large to buffer (streamed through) that turns out
+	// malformed after its big argument.
+	{"streamed_then_bad_bulk", "*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$2000000\r\n" + strings.Repeat("s", 2000000) + "\r\n$abc\r\n"},
+	{"streamed_then_bad_type", "*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$2000000\r\n" + strings.Repeat("s", 2000000) + "\r\n:1\r\n"},
 }
 
 // odd inputs Redis accepts without closing.
