@@ -199,6 +199,39 @@ func TestE2EUpstreamLostMidSession(t *testing.T) {
 	}
 }
 
+// TestE2EUpstreamLostMidStream: Redis dies while a client streams a
+// command too large to buffer: the client gets the "outcome unknown" error
+// and the close, and not a hang.
+func TestE2EUpstreamLostMidStream(t *testing.T) {
+	h := newHarness(t)
+	c := h.proxyRaw(t)
+	c.do("PING")
+	c.writeString("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$10000000\r\n" + strings.Repeat("m", 3<<20))
+	eventually(t, "part of the streamed SET to reach Redis", func() bool {
+		for _, l := range h.clientList(t) {
+			if q, _ := strconv.Atoi(clientField(l, "qbuf")); q > 1<<20 {
+				return true
+			}
+		}
+		return false
+	})
+	h.Redis.Stop()
+	// The client may still be writing the rest; the proxy may read it to
+	// the end or close at once.
+	go func() { _ = c.writeE([]byte(strings.Repeat("m", 7000000) + "\r\n")) }()
+	out, err := c.readUntilEOF()
+	if err != nil {
+		t.Fatalf("client not closed after Redis died mid-command: %v (got %q)", err, out)
+	}
+	if !strings.HasPrefix(out, "-") || !strings.Contains(strings.ToLower(out), "unknown") {
+		t.Errorf("client got %q; want an error saying the outcome is unknown", out)
+	}
+	h.Redis.StartAgain()
+	if got := h.proxyRaw(t).do("PING"); got != "+PONG\r\n" {
+		t.Fatalf("reconnect: %q", got)
+	}
+}
+
 // TestE2EClientDisconnectClosesUpstream: each client's upstream connection
 // lives exactly as long as the client's, blocked or not.
 func TestE2EClientDisconnectClosesUpstream(t *testing.T) {
@@ -226,12 +259,25 @@ func TestE2EClientDisconnectClosesUpstream(t *testing.T) {
 	half := h.proxyRaw(t)
 	half.do("PING")
 	half.writeString("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100\r\nonly-part")
+	// And one in the middle of a command too large to buffer (streamed).
+	halfBig := h.proxyRaw(t)
+	halfBig.do("PING")
+	halfBig.writeString("*3\r\n$3\r\nSET\r\n$2\r\nkb\r\n$10000000\r\n" + strings.Repeat("h", 3<<20))
+	eventually(t, "part of the streamed SET to reach Redis", func() bool {
+		for _, l := range h.clientList(t) {
+			if q, _ := strconv.Atoi(clientField(l, "qbuf")); q > 1<<20 {
+				return true
+			}
+		}
+		return false
+	})
 	b.close()
 	half.close()
+	halfBig.close()
 	eventually(t, "upstream connections of blocked and half-sent clients closed", func() bool { return h.numClients(t) == 0 })
 	h.waitBlocked(t, 0)
-	if v := h.directRaw(t).do("EXISTS", "k"); v != ":0\r\n" {
-		t.Errorf("half-sent SET was executed: EXISTS k = %q", v)
+	if v := h.directRaw(t).do("EXISTS", "k", "kb"); v != ":0\r\n" {
+		t.Errorf("half-sent SET was executed: EXISTS k kb = %q", v)
 	}
 }
 

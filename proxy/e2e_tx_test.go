@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -23,6 +24,9 @@ func TestE2ETransactionsSameAsRedis(t *testing.T) {
 		// an empty transaction, and one with RESP3-typed replies inside.
 		c("MULTI"), c("EXEC"),
 		c("MULTI"), c("ZADD", "z", "1.5", "m"), c("ZSCORE", "z", "m"), c("SMEMBERS", "nos"), c("GET", "nope"), c("EXEC"),
+		// a command too large to buffer whole, queued and executed.
+		c("MULTI"), c("SET", "big", strings.Repeat("q", 3<<20)), c("STRLEN", "big"), c("EXEC"),
+		c("MULTI"), c("GET", "big"), c("EXEC"),
 		c("PING"),
 	}
 	for _, proto := range protocols {
