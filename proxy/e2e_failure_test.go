@@ -782,3 +782,44 @@ func TestE2EClientWriteTimeout(t *testing.T) {
 		t.Errorf("client read %d bytes, %v; want the close before all replies", len(out), err)
 	}
 }
+
+// TestE2EUpstreamLostMidReply: Redis dies while a large reply is half
+// forwarded. The proxy cannot finish it and must not write anything else
+// into it (an error there would read as part of the value): the client
+// gets a prefix of the true bytes, then the close.
+func TestE2EUpstreamLostMidReply(t *testing.T) {
+	h := newHarness(t)
+	const size = 64 << 20
+	d := h.directRaw(t)
+	_ = d.c.SetWriteDeadline(time.Now().Add(5 * ioTimeout))
+	if _, err := io.Copy(d.c, io.MultiReader(strings.NewReader(fmt.Sprintf("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$%d\r\n", size)),
+		&patternReader{n: size}, strings.NewReader("\r\n"))); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.read(); got != "+OK\r\n" {
+		t.Fatalf("SET: %q", got)
+	}
+	d.close()
+	c := h.proxyRaw(t)
+	c.send("GET", "big")
+	if line, err := c.br.ReadString('\n'); err != nil || line != fmt.Sprintf("$%d\r\n", size) {
+		t.Fatalf("GET header %q, %v", line, err)
+	}
+	chk := &patternChecker{}
+	if _, err := io.CopyN(chk, c.br, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	h.Redis.Stop()
+	_ = c.c.SetReadDeadline(time.Now().Add(ioTimeout))
+	n, err := io.Copy(chk, c.br)
+	if err != nil && !isReset(err) {
+		t.Fatalf("client not closed after Redis died mid-reply: %v after %d bytes", err, chk.off)
+	}
+	if chk.bad != 0 {
+		t.Errorf("bytes that are not the value's were written into the half-sent reply at offset %d", chk.bad-1)
+	}
+	if chk.off >= size {
+		t.Logf("the whole value arrived (%d bytes): Redis had sent it all before dying", chk.off)
+	}
+	t.Logf("client got %d bytes of the value, then the close", 1<<20+n)
+}
