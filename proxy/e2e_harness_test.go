@@ -5,6 +5,21 @@ package proxy_test
 // Redis directly with go-redis (RESP2 and RESP3), raw TCP and redis-cli.
 // Most tests compare "through the proxy" with "direct to Redis": the proxy
 // is transparent, so Redis itself is the oracle.
+//
+// The tests, by file:
+//
+//	e2e_types_test.go     data types, binary values, 1/64 MB values (heap), 10k pipelines, inline
+//	e2e_tx_test.go        MULTI/EXEC/DISCARD/WATCH, aborted EXEC, EXECABORT
+//	e2e_conn_test.go      SELECT, AUTH/ACL, HELLO, every RESP3 type
+//	e2e_pubsub_test.go    pub/sub RESP2/3, MONITOR, CLIENT TRACKING, mode switches, pushes
+//	e2e_blocking_test.go  blocking commands, CLIENT REPLY/SETNAME/ID, RESET, QUIT
+//	e2e_scripting_test.go EVAL/EVALSHA/SCRIPT/FUNCTION/FCALL
+//	e2e_injected_test.go  the proxy sends nothing on a client's behalf
+//	e2e_failure_test.go   Redis down/lost/killed, disconnects and leaks, malformed input,
+//	                      limits, slow readers, timeouts, shutdown
+//	e2e_goredis_test.go   go-redis high-level API, redis-cli
+//	e2e_stress_test.go    trickled input, backpressure, big pipelines, concurrency
+//	e2e_upstream_test.go  unix and TLS upstreams, unix listener, stats, no secrets in logs
 
 import (
 	"bufio"

@@ -360,8 +360,8 @@ func TestE2EPushesInterleavedWithReplies(t *testing.T) {
 	}
 	const msgs, cmds = 3000, 2000
 	pubDone := make(chan error, 1)
+	pub := dialRaw(t, h.Redis.Addr)
 	go func() {
-		pub := dialRaw(t, h.Redis.Addr)
 		defer pub.close()
 		var b []byte
 		for i := 0; i < msgs; i++ {
