@@ -1,9 +1,12 @@
 package proxy_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -280,4 +283,67 @@ func TestE2ERedisCLI(t *testing.T) {
 			t.Fatalf("DBSIZE after --pipe: %q", got)
 		}
 	})
+}
+
+// TestE2ERedisCLITools: redis-cli's helper modes work through the proxy as
+// they do against Redis.
+func TestE2ERedisCLITools(t *testing.T) {
+	h := newHarness(t)
+	seed := h.directRaw(t)
+	for i := 0; i < 50; i++ {
+		seed.do("SET", "tool:"+strconv.Itoa(i), strings.Repeat("x", i))
+	}
+	seed.do("RPUSH", "tool:list", "a", "b", "c")
+	script := filepath.Join(t.TempDir(), "s.lua")
+	if err := os.WriteFile(script, []byte("return {KEYS[1], ARGV[1], redis.call('GET', KEYS[1])}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"--scan", "--pattern", "tool:1*"},
+		{"--bigkeys"},
+		{"--memkeys"},
+		{"--eval", script, "tool:3", ",", "arg"},
+		{"--no-auth-warning", "INFO", "keyspace"},
+	} {
+		t.Run(args[0], func(t *testing.T) {
+			want, werr := redisCLI(t, h.Redis.Addr, nil, args...)
+			got, gerr := redisCLI(t, h.Addr, nil, args...)
+			if werr != nil {
+				t.Fatalf("direct: %v\n%s", werr, want)
+			}
+			if gerr != nil {
+				t.Fatalf("through proxy: %v\n%s", gerr, got)
+			}
+			sortLines := func(s string) string { // SCAN order is not part of the contract
+				l := strings.Split(s, "\n")
+				sort.Strings(l)
+				return strings.Join(l, "\n")
+			}
+			if sortLines(got) != sortLines(want) {
+				t.Errorf("redis-cli %v:\n proxy:\n%s\ndirect:\n%s", args, got, want)
+			}
+		})
+	}
+}
+
+// TestE2EReplicationCommands: the replication handshake (REPLCONF, SYNC)
+// that redis-cli --rdb uses to take a backup passes through like any
+// other command.
+func TestE2EReplicationCommands(t *testing.T) {
+	h := newHarness(t)
+	h.directRaw(t).do("SET", "backup", "me")
+	dir := t.TempDir()
+	want, werr := redisCLI(t, h.Redis.Addr, nil, "--rdb", filepath.Join(dir, "direct.rdb"))
+	if werr != nil {
+		t.Fatalf("direct redis-cli --rdb: %v\n%s", werr, want)
+	}
+	got, gerr := redisCLI(t, h.Addr, nil, "--rdb", filepath.Join(dir, "proxy.rdb"))
+	if gerr != nil || !strings.Contains(got, "Transfer finished with success") {
+		t.Fatalf("redis-cli --rdb through the proxy: %v\n%s", gerr, got)
+	}
+	d, _ := os.ReadFile(filepath.Join(dir, "direct.rdb"))
+	p, _ := os.ReadFile(filepath.Join(dir, "proxy.rdb"))
+	if len(p) == 0 || len(p) != len(d) || !bytes.Contains(p, []byte("backup")) {
+		t.Errorf("RDB through proxy: %d bytes, direct %d bytes", len(p), len(d))
+	}
 }
