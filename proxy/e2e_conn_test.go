@@ -187,7 +187,29 @@ func TestE2EResp3Types(t *testing.T) {
 			}
 			h.sameAsRedis(t, proto, steps)
 		})
+		t.Run(fmt.Sprintf("pipelined_RESP%d", proto), func(t *testing.T) {
+			steps := script
+			if proto == 2 {
+				steps = append([]step(nil), script...)
+				for i := range steps {
+					if steps[i].n == 2 {
+						steps[i].n = 1
+					}
+				}
+			}
+			h.sameAsRedisPipelined(t, proto, steps)
+		})
 	}
+	// Protocol switches inside one batch: the replies after each HELLO are
+	// in the new protocol.
+	t.Run("hello_switches_pipelined", func(t *testing.T) {
+		h.sameAsRedisPipelined(t, 2, []step{
+			c("HSET", "h", "a", "1"), c("HGETALL", "h"), c("GET", "nope"), c("HELLO", "3"), c("HGETALL", "h"), c("GET", "nope"),
+			c("ZADD", "z", "1", "m"), c("ZSCORE", "z", "m"), c("HELLO", "2"), c("HGETALL", "h"), c("ZSCORE", "z", "m"),
+			c("HELLO", "3"), c("MULTI"), c("HGETALL", "h"), c("HELLO", "2"), c("HGETALL", "h"), c("EXEC"), c("HGETALL", "h"),
+			c("HELLO", "3"), c("RESET"), c("HGETALL", "h"),
+		})
+	})
 	// Spot-check the RESP3 bytes themselves, so a proxy that turned both
 	// sides into RESP2 would not pass.
 	r := h.proxyRaw(t)

@@ -525,6 +525,63 @@ func (h *harness) sameAsRedisPrelude(tb testing.TB, proto int, prelude []string,
 	}
 }
 
+// sameAsRedisPipelined is sameAsRedis with every step sent in one write,
+// so the proxy frames the replies of many types in one batch.
+func (h *harness) sameAsRedisPipelined(tb testing.TB, proto int, steps []step) {
+	tb.Helper()
+	run := func(addr string) string {
+		h.resetRedis(tb)
+		r := dialRaw(tb, addr)
+		defer r.close()
+		if h.password != "" {
+			r.do("AUTH", h.password)
+		}
+		var in []byte
+		if proto == 3 {
+			in = append(in, encodeCommand("HELLO", "3")...)
+		}
+		values := 0
+		for _, s := range steps {
+			in = append(in, encodeCommand(s.args...)...)
+			values += max(s.n, 1)
+		}
+		in = append(in, encodeCommand("ECHO", "--end--")...)
+		errc := make(chan error, 1)
+		go func() { errc <- r.writeE(in) }()
+		var out strings.Builder
+		if proto == 3 {
+			r.read()
+		}
+		for i := 0; i < values; i++ {
+			v, err := r.readE()
+			out.WriteString(v)
+			if err != nil {
+				tb.Errorf("%s: value %d: %v", addr, i, err)
+				return out.String()
+			}
+		}
+		if v := r.read(); v != "$7\r\n--end--\r\n" {
+			tb.Errorf("%s: after %d values, %q instead of the end marker", addr, values, v)
+		}
+		if err := <-errc; err != nil {
+			tb.Errorf("%s: write: %v", addr, err)
+		}
+		return helloMask(out.String())
+	}
+	want := run(h.Redis.Addr)
+	got := run(h.Addr)
+	if got != want {
+		// Find the first difference for a readable message.
+		i := 0
+		for i < len(got) && i < len(want) && got[i] == want[i] {
+			i++
+		}
+		lo := max(0, i-80)
+		tb.Errorf("RESP%d pipelined replies differ at byte %d:\n proxy: %s\ndirect: %s", proto, i,
+			clip(got[lo:min(len(got), i+200)]), clip(want[lo:min(len(want), i+200)]))
+	}
+}
+
 func clip(s string) string {
 	if len(s) > 400 {
 		return fmt.Sprintf("%q...(%d bytes)", s[:400], len(s))

@@ -33,6 +33,9 @@ func TestE2ETransactionsSameAsRedis(t *testing.T) {
 		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
 			h.sameAsRedis(t, proto, script)
 		})
+		t.Run(fmt.Sprintf("pipelined_RESP%d", proto), func(t *testing.T) {
+			h.sameAsRedisPipelined(t, proto, script)
+		})
 	}
 }
 

@@ -79,6 +79,9 @@ func TestE2EDataTypesSameAsRedis(t *testing.T) {
 		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
 			h.sameAsRedis(t, proto, dataTypeScript())
 		})
+		t.Run(fmt.Sprintf("pipelined_RESP%d", proto), func(t *testing.T) {
+			h.sameAsRedisPipelined(t, proto, dataTypeScript())
+		})
 	}
 }
 
