@@ -384,7 +384,7 @@ func TestE2EMalformedInput(t *testing.T) {
 			want := closeExchange(t, h.Redis.Addr, tc.in)
 			got := closeExchange(t, h.Addr, tc.in)
 			if got != want {
-				t.Errorf("input %s:\n proxy %q\ndirect %q", clip(tc.in), got, want)
+				t.Errorf("%d input bytes starting %q:\n proxy %q\ndirect %q", len(tc.in), tc.in[:min(len(tc.in), 40)], got, want)
 			}
 			if !strings.Contains(want, "-ERR Protocol error: ") {
 				t.Errorf("test assumption: Redis answered %q", want)
