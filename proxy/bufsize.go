@@ -8,15 +8,15 @@ const (
 	steadyBuf = 64 << 10
 )
 
-// resize picks the next size of a drained read buffer from how the last
-// read used it: a read that filled it means more was waiting (grow, so
-// pipelines take few syscalls); a read that used little of it means the
-// traffic is small or idle (shrink, so idle sessions give memory back).
-// Sizes move by halves and doubles, so steady traffic settles and stops
-// reallocating.
-func resize(size, lastRead int) int {
+// resize picks the next size of a drained read buffer from how the reads
+// since it was last drained used it: one that filled it means a batch did
+// not fit (grow, so a pipeline's batch is read, sent and answered in one
+// go); a last read that used little of it means the traffic is small or
+// idle (shrink, so idle sessions give memory back). Sizes move by halves
+// and doubles, so steady traffic settles and stops reallocating.
+func resize(size, lastRead int, filled bool) int {
 	switch {
-	case lastRead >= size && size < steadyBuf:
+	case filled && size < steadyBuf:
 		return size * 2
 	case size > steadyBuf:
 		return steadyBuf

@@ -43,6 +43,7 @@ type replySide struct {
 	buf      []byte
 	r, w     int
 	lastRead int
+	filled   bool // a read since the buffer was last drained filled it
 	framer   resp.Framer
 	info     SessionInfo
 	obs      []SessionObserver
@@ -120,7 +121,7 @@ func (r *replySide) loop() {
 			r.w += n
 			r.lastRead = n
 			if r.w == len(r.buf) {
-				r.lastRead = len(r.buf)
+				r.filled = true
 			}
 			if !r.feed() {
 				return
@@ -206,9 +207,10 @@ func (r *replySide) feed() bool {
 	}
 	if r.r == r.w {
 		r.r, r.w = 0, 0
-		if n := resize(len(r.buf), r.lastRead); n != len(r.buf) {
+		if n := resize(len(r.buf), r.lastRead, r.filled); n != len(r.buf) {
 			r.buf = make([]byte, n)
 		}
+		r.filled = false
 	}
 	return true
 }

@@ -128,13 +128,14 @@ func (s *session) upstream() net.Conn {
 func (s *session) readLoop() {
 	defer s.endReading()
 	s.rbuf = make([]byte, minBuf)
-	lastRead := 0
+	lastRead, filled := 0, false
 	for {
 		if s.r == s.w {
 			s.r, s.w = 0, 0
-			if n := resize(len(s.rbuf), lastRead); n != len(s.rbuf) {
+			if n := resize(len(s.rbuf), lastRead, filled); n != len(s.rbuf) {
 				s.rbuf = make([]byte, n)
 			}
+			filled = false
 		}
 		if s.w == len(s.rbuf) {
 			if !s.makeRoom() {
@@ -145,7 +146,7 @@ func (s *session) readLoop() {
 		s.w += n
 		lastRead = n
 		if s.w == len(s.rbuf) {
-			lastRead = len(s.rbuf) // filled: more is likely waiting
+			filled = true // a batch did not fit
 		}
 		if n > 0 {
 			if !s.process() {
