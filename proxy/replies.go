@@ -54,6 +54,7 @@ type replySide struct {
 	monitor             bool
 	replyOff, replySkip bool // CLIENT REPLY state, as Redis applies it
 	quit                bool // QUIT answered: the upstream close is expected
+	raw                 bool // after SYNC/PSYNC: bytes are relayed unframed
 
 	// the reply being read
 	active  bool
@@ -160,9 +161,21 @@ func (r *replySide) makeRoom() {
 // feed frames and dispatches every reply byte read so far.
 func (r *replySide) feed() bool {
 	for r.r < r.w {
+		if r.raw {
+			r.relayRaw()
+			return true
+		}
 		if !r.active {
 			if !r.emitHead() {
 				return false
+			}
+			if e := r.headEntry(); e != nil && e.cmd != nil && e.cmd.kind == kindSync {
+				// The session is a replica's link from here on: an RDB
+				// payload (a bulk string without its CRLF, or an EOF-
+				// marked stream) and then the replication stream. Relay
+				// it unframed, as Redis's own replicas read it.
+				r.raw = true
+				continue
 			}
 			r.begin()
 		}
@@ -221,6 +234,17 @@ func (r *replySide) begin() {
 	r.e, r.cur = nil, nil
 	r.pend = r.pend[:0]
 	r.tail = nil
+}
+
+// relayRaw forwards everything read, and drops the entries of what the
+// replica sends (REPLCONF ACK gets no reply), so none pile up.
+func (r *replySide) relayRaw() {
+	r.out.buf = append(r.out.buf, r.buf[r.r:r.w]...)
+	r.r = r.w
+	for r.s.q.head() != nil {
+		r.s.q.pop()
+	}
+	r.r, r.w = 0, 0
 }
 
 // fastPath reports whether the reply can be forwarded without looking at
@@ -854,6 +878,9 @@ func (r *replySide) failPending(err error) {
 		r.write(msg)
 		r.completeFailed()
 	}
+	r.s.upMu.Lock()
+	aborted := r.s.aborted
+	r.s.upMu.Unlock()
 	for {
 		e := r.s.q.head()
 		if e == nil {
@@ -863,6 +890,8 @@ func (r *replySide) failPending(err error) {
 		switch {
 		case e.local != nil:
 			r.emitLocal(e.local)
+		case e.seq+1 == aborted:
+			// Cut short by a protocol error: Redis never had it whole.
 		case e.replies > 0:
 			if e.slot != nil {
 				e.slot.data = msg

@@ -41,6 +41,7 @@ type session struct {
 	up         net.Conn   // set by the read side under upMu; nil until dialled
 	upDeadline time.Time  // write deadline set on up; under upMu
 	upErr      error      // under upMu: why writing upstream failed
+	aborted    uint64     // under upMu: 1 + seq of a streamed command cut short by a protocol error
 	paused     bool       // under upMu: the reply loop is resending; send nothing new
 	resumed    *sync.Cond // on upMu: signalled when paused ends
 
@@ -572,7 +573,7 @@ func (s *session) streamCommand() bool {
 		// The rewrite replaced the header and name: walk them without
 		// sending, so the framer still counts the arguments that follow.
 		if _, _, err := f.Next(s.rbuf[s.r : s.r+skip]); err != nil {
-			s.protocolError(err)
+			s.abortStreamed(err)
 			return false
 		}
 		s.r += skip
@@ -580,7 +581,7 @@ func (s *session) streamCommand() bool {
 	for {
 		n, done, err := f.Next(s.rbuf[s.r:s.w])
 		if err != nil {
-			s.protocolError(err)
+			s.abortStreamed(err)
 			return false
 		}
 		if n > 0 && forward {
@@ -607,6 +608,16 @@ func (s *session) streamCommand() bool {
 			return false
 		}
 	}
+}
+
+// abortStreamed ends a streamed command that turned out malformed part
+// way. Redis never saw it whole, so it will never answer it: like Redis,
+// the client gets only the protocol error.
+func (s *session) abortStreamed(err error) {
+	s.upMu.Lock()
+	s.aborted = s.q.total() // the streamed command is the last one pushed
+	s.upMu.Unlock()
+	s.protocolError(err)
 }
 
 // endReading runs when no more commands will come from the client: on EOF

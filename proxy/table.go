@@ -19,6 +19,7 @@ const (
 	kindUnsubscribe // UNSUBSCRIBE, PUNSUBSCRIBE, SUNSUBSCRIBE
 	kindMonitor
 	kindQuit
+	kindSync // SYNC, PSYNC: what follows is an RDB payload and a replication stream, not replies
 )
 
 // command is one row of the routing table: what the core and the
@@ -52,7 +53,8 @@ func newTable(rewriters []Rewriter, observers []Observer) table {
 		"select": kindSelect, "auth": kindAuth, "hello": kindHello,
 		"client": kindClient, "reset": kindReset, "multi": kindMulti,
 		"exec": kindExec, "discard": kindDiscard, "monitor": kindMonitor,
-		"quit":      kindQuit,
+		"quit": kindQuit,
+		"sync": kindSync, "psync": kindSync,
 		"subscribe": kindSubscribe, "psubscribe": kindSubscribe, "ssubscribe": kindSubscribe,
 		"unsubscribe": kindUnsubscribe, "punsubscribe": kindUnsubscribe, "sunsubscribe": kindUnsubscribe,
 	} {
