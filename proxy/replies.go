@@ -502,6 +502,7 @@ func (r *replySide) fixExec(reply []byte) []byte {
 	rest := reply[nl+1:]
 	f := resp.Framer{Limits: r.framer.Limits}
 	q := r.queuedRw
+	var reload ReplyHandler
 	for i := 0; len(rest) > 0; i++ {
 		f.Reset()
 		n, done, err := f.Next(rest)
@@ -511,12 +512,24 @@ func (r *replySide) fixExec(reply []byte) []byte {
 		el := rest[:n]
 		rest = rest[n:]
 		if len(q) > 0 && q[0].idx == i {
-			if act, repl := q[0].rw.Check(el, r.info.Proto); act == Replace {
+			switch act, repl := q[0].rw.Check(el, r.info.Proto); act {
+			case Replace:
 				el = repl
+			case Retry:
+				reload = q[0].rw
 			}
 			q = q[1:]
 		}
 		out = append(out, el...)
+	}
+	if reload != nil {
+		// The element keeps Redis's error; reloading now lets the
+		// client's next attempt at the transaction succeed.
+		ctx, cancel := context.WithTimeout(context.Background(), reloadTimeout)
+		if err := reload.Reload(ctx); err != nil {
+			r.s.log.Warn("reload after EXEC failed", zap.Error(err))
+		}
+		cancel()
 	}
 	return out
 }

@@ -656,7 +656,7 @@ func TestProxyRetryMinimal(t *testing.T) {
 // TestProxyFlushInsideTransaction pins down the documented limitation: a
 // flush between MULTI and EXEC fails that EXEC's ex elements with Redis's
 // error (they cannot be resent outside the transaction), and the next
-// command recovers.
+// attempt — a transaction too — succeeds.
 func TestProxyFlushInsideTransaction(t *testing.T) {
 	x := startE2E(t, e2eConfig{})
 	admin := direct(t, x.redis.Addr, nil)
@@ -675,6 +675,13 @@ func TestProxyFlushInsideTransaction(t *testing.T) {
 		}
 		if got := rc.do(nil, 0, "EXEC"); got != "*1\r\n-ERR Function not found\r\n" {
 			t.Errorf("RESP%d EXEC after a flush = %q", proto, got)
+		}
+		// The proxy reloaded the library before forwarding that EXEC's
+		// reply, so a retried transaction succeeds at once.
+		for _, step := range [][2]string{{"MULTI", "+OK\r\n"}, {"EXSET " + key + "x v", "+QUEUED\r\n"}, {"EXEC", "*1\r\n+OK\r\n"}} {
+			if got := rc.do(nil, 0, strings.Fields(step[0])...); got != step[1] {
+				t.Errorf("RESP%d retried transaction: %s = %q, want %q", proto, step[0], got, step[1])
+			}
 		}
 		if got := rc.do(nil, 0, "EXGET", key); got != nilReply {
 			t.Errorf("RESP%d EXGET after the failed EXEC = %q, want %q", proto, got, nilReply)
