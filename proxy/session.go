@@ -566,7 +566,7 @@ func (s *session) streamCommand() bool {
 		return false
 	}
 	up := s.upstream()
-	forward = forward && up != nil && s.batchFailed == false
+	forward = forward && up != nil && !s.batchFailed
 	// Command mode ends the command exactly where Redis would.
 	f := resp.Framer{Limits: s.parser.Limits, Command: true}
 	if skip > 0 {
