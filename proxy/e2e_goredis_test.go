@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/exproxy/exproxy/internal/redistest"
 )
 
 // TestE2EGoRedisHighLevel drives the proxy the way applications do, in
@@ -330,7 +333,7 @@ func TestE2ERedisCLITools(t *testing.T) {
 // that redis-cli --rdb uses to take a backup passes through like any
 // other command.
 func TestE2EReplicationCommands(t *testing.T) {
-	h := newHarness(t)
+	h := newHarness(t, withRedis(redistest.WithConfig("repl-diskless-sync-delay", "0")))
 	h.directRaw(t).do("SET", "backup", "me")
 	dir := t.TempDir()
 	want, werr := redisCLI(t, h.Redis.Addr, nil, "--rdb", filepath.Join(dir, "direct.rdb"))
@@ -346,4 +349,22 @@ func TestE2EReplicationCommands(t *testing.T) {
 	if len(p) == 0 || len(p) != len(d) || !bytes.Contains(p, []byte("backup")) {
 		t.Errorf("RDB through proxy: %d bytes, direct %d bytes", len(p), len(d))
 	}
+}
+
+// TestE2EReplicaThroughProxy: a Redis replica whose master address is the
+// proxy replicates (full sync, then the command stream).
+func TestE2EReplicaThroughProxy(t *testing.T) {
+	h := newHarness(t, withRedis(redistest.WithConfig("repl-diskless-sync-delay", "0")))
+	h.directRaw(t).do("SET", "before", "sync")
+	_, port, _ := net.SplitHostPort(h.Addr)
+	replica := redistest.Start(t, redistest.WithConfig("replicaof", "127.0.0.1", port))
+	rc := dialRaw(t, replica.Addr)
+	eventually(t, "replica link up", func() bool {
+		return strings.Contains(rc.do("INFO", "replication"), "master_link_status:up")
+	})
+	if got := rc.do("GET", "before"); got != "$4\r\nsync\r\n" {
+		t.Errorf("replica GET before = %q", got)
+	}
+	h.directRaw(t).do("SET", "after", "stream")
+	eventually(t, "write replicated through the proxy", func() bool { return rc.do("GET", "after") == "$6\r\nstream\r\n" })
 }
