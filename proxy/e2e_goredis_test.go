@@ -31,6 +31,19 @@ func TestE2EGoRedisHighLevel(t *testing.T) {
 			h.resetRedis(t)
 			cl := h.client(t, proto)
 
+			t.Run("DefaultOptions", func(t *testing.T) {
+				// As applications create it: the connect handshake pipelines
+				// HELLO with CLIENT SETINFO (which Redis 7.0 refuses).
+				dc := redis.NewClient(&redis.Options{Addr: h.Addr, Protocol: proto})
+				defer dc.Close()
+				if err := dc.Set(ctx, "def", "v", 0).Err(); err != nil {
+					t.Fatalf("SET with default options: %v", err)
+				}
+				if v, err := dc.Get(ctx, "def").Result(); err != nil || v != "v" {
+					t.Fatalf("GET with default options = %q, %v", v, err)
+				}
+			})
+
 			t.Run("Pipelined", func(t *testing.T) {
 				var get *redis.StringCmd
 				var incr *redis.IntCmd
