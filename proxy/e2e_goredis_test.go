@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mediocregopher/radix/v4"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/exproxy/exproxy/internal/redistest"
@@ -380,4 +381,44 @@ func TestE2EReplicaThroughProxy(t *testing.T) {
 	}
 	h.directRaw(t).do("SET", "after", "stream")
 	eventually(t, "write replicated through the proxy", func() bool { return rc.do("GET", "after") == "$6\r\nstream\r\n" })
+}
+
+// TestE2ERadix: a second client library (radix v4), RESP2 and RESP3, with
+// a pipeline and a transaction.
+func TestE2ERadix(t *testing.T) {
+	h := newHarness(t)
+	for _, proto := range []string{"2", "3"} {
+		t.Run("RESP"+proto, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+			defer cancel()
+			conn, err := radix.Dialer{Protocol: proto}.Dial(ctx, "tcp", h.Addr)
+			if err != nil {
+				t.Fatalf("dial: %v", err)
+			}
+			defer conn.Close()
+			var ok string
+			if err := conn.Do(ctx, radix.Cmd(&ok, "SET", "rx", "1")); err != nil || ok != "OK" {
+				t.Fatalf("SET = %q, %v", ok, err)
+			}
+			p := radix.NewPipeline()
+			var n1, n2 int
+			var m map[string]string
+			p.Append(radix.Cmd(&n1, "INCR", "rx"))
+			p.Append(radix.Cmd(&n2, "INCR", "rx"))
+			p.Append(radix.Cmd(nil, "HSET", "rxh", "a", "1", "b", "2"))
+			p.Append(radix.Cmd(&m, "HGETALL", "rxh"))
+			if err := conn.Do(ctx, p); err != nil || n1 != 2 || n2 != 3 || m["a"] != "1" || m["b"] != "2" {
+				t.Fatalf("pipeline: %v, %d %d %v", err, n1, n2, m)
+			}
+			var exec []string
+			tx := radix.NewPipeline()
+			tx.Append(radix.Cmd(nil, "MULTI"))
+			tx.Append(radix.Cmd(nil, "SET", "rx", "10"))
+			tx.Append(radix.Cmd(nil, "GET", "rx"))
+			tx.Append(radix.Cmd(&exec, "EXEC"))
+			if err := conn.Do(ctx, tx); err != nil || len(exec) != 2 || exec[1] != "10" {
+				t.Fatalf("MULTI/EXEC: %v, %q", err, exec)
+			}
+		})
+	}
 }

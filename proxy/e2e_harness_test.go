@@ -17,7 +17,7 @@ package proxy_test
 //	e2e_injected_test.go  the proxy sends nothing on a client's behalf
 //	e2e_failure_test.go   Redis down/lost/killed, disconnects and leaks, malformed input,
 //	                      limits, slow readers, timeouts, shutdown
-//	e2e_goredis_test.go   go-redis high-level API, redis-cli
+//	e2e_goredis_test.go   go-redis high-level API, radix, redis-cli, replication
 //	e2e_stress_test.go    trickled input, backpressure, big pipelines, concurrency
 //	e2e_upstream_test.go  unix and TLS upstreams, unix listener, stats, no secrets in logs
 
