@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/exproxy/exproxy/internal/redistest"
+	"github.com/exproxy/exproxy/proxy"
 )
 
 func TestE2ESelect(t *testing.T) {
@@ -229,5 +230,29 @@ func TestE2EResp3Types(t *testing.T) {
 		if tc.prefix == ">" {
 			r.read() // the reply after the push
 		}
+	}
+}
+
+// TestE2EProxyCredentialsNotUsedForClients: Upstream.Username/Password/DB
+// are for the proxy's own connections only; a client that does not
+// authenticate is refused as by Redis, and lands in db 0.
+func TestE2EProxyCredentialsNotUsedForClients(t *testing.T) {
+	h := newHarness(t,
+		withRedis(redistest.WithConfig("requirepass", "s3cret")),
+		withOptions(func(o *proxy.Options) {
+			o.Upstream.Username, o.Upstream.Password, o.Upstream.DB = "default", "s3cret", 3
+		}))
+	h.password = "s3cret"
+	c := h.proxyRaw(t)
+	if got := c.do("PING"); !strings.HasPrefix(got, "-NOAUTH") {
+		t.Fatalf("PING without AUTH through a proxy that has the password: %q, want -NOAUTH", got)
+	}
+	if got := c.do("AUTH", "s3cret"); got != "+OK\r\n" {
+		t.Fatalf("AUTH: %q", got)
+	}
+	c.do("SET", "where", "db0")
+	d := h.directRaw(t)
+	if got := d.do("GET", "where"); got != "$3\r\ndb0\r\n" {
+		t.Errorf("client's key not in db 0: %q", got)
 	}
 }
