@@ -823,3 +823,46 @@ func TestE2EUpstreamLostMidReply(t *testing.T) {
 	}
 	t.Logf("client got %d bytes of the value, then the close", 1<<20+n)
 }
+
+// TestE2EShutdownMidStreamedCommand: Shutdown while a client is half-way
+// through sending a command too large to buffer (part of it already
+// forwarded to Redis). The command is in flight: the drain lets the client
+// finish it, delivers its reply, then closes — rather than waiting for a
+// reply that cannot come because the rest is never read.
+func TestE2EShutdownMidStreamedCommand(t *testing.T) {
+	h := newHarness(t, withOptions(func(o *proxy.Options) { o.DrainTimeout = ioTimeout }))
+	c := h.proxyRaw(t)
+	const size = 10000000
+	c.writeString(fmt.Sprintf("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n", size) + strings.Repeat("m", 3<<20))
+	eventually(t, "part of the streamed SET to reach Redis", func() bool {
+		for _, l := range h.clientList(t) {
+			if q, _ := strconv.Atoi(clientField(l, "qbuf")); q > 1<<20 {
+				return true
+			}
+		}
+		return false
+	})
+	h.once.Do(func() {})
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), ioTimeout/2)
+		defer cancel()
+		done <- callShutdown(h.Srv, ctx)
+	}()
+	eventually(t, "listener closed", func() bool {
+		nc, err := net.DialTimeout("tcp", h.Addr, time.Second)
+		if err != nil {
+			return true
+		}
+		nc.Close()
+		return false
+	})
+	go func() { _ = c.writeE([]byte(strings.Repeat("m", size-3<<20) + "\r\n")) }()
+	out, err := c.readUntilEOF()
+	if err != nil || out != "+OK\r\n" {
+		t.Errorf("client finishing its command during the drain got %q, %v; want +OK, then the close", out, err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Shutdown = %v", err)
+	}
+}
