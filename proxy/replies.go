@@ -77,7 +77,7 @@ type replySide struct {
 	execFix  bool   // the EXEC reply being read is buffered for fixExec
 	retrying bool   // the read loop is paused until they are resent
 	fence    uint64 // sequence number of the first command sent after the pause
-	event    Event  // reused for every observed reply
+	event    *Event // reused for every observed reply; allocated on first use
 	wrote    bool   // some bytes of the current reply reached the client
 }
 
@@ -832,7 +832,10 @@ func appendTail(t, b []byte) []byte {
 
 // observe hands an observed reply to every observer.
 func (r *replySide) observe(e *entry, head []byte) {
-	ev := &r.event
+	if r.event == nil {
+		r.event = new(Event) // most sessions never need one
+	}
+	ev := r.event
 	*ev = Event{
 		Name:   e.cmd.name,
 		Args:   e.obs.args,
