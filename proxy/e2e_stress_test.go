@@ -3,12 +3,16 @@ package proxy_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"math/rand"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap/zapcore"
@@ -140,6 +144,21 @@ func TestE2EConcurrentClients(t *testing.T) {
 	const clients, ops = 16, 100
 	var wg sync.WaitGroup
 	errc := make(chan error, clients)
+	// Stats is read concurrently with the traffic (for the race detector).
+	stop := make(chan struct{})
+	statsDone := make(chan struct{})
+	go func() {
+		defer close(statsDone)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				_ = h.Srv.Stats()
+			}
+		}
+	}()
+	defer func() { close(stop); <-statsDone }()
 	for i := 0; i < clients; i++ {
 		wg.Add(1)
 		go func(i int) {
@@ -269,4 +288,55 @@ func TestE2EConfiguredLimits(t *testing.T) {
 			t.Errorf("10 arguments: %q", got)
 		}
 	})
+}
+
+// TestE2EShutdownUnderLoad: Shutdown while clients keep connecting and
+// sending returns, and Serve returns ErrServerClosed (run with -race).
+func TestE2EShutdownUnderLoad(t *testing.T) {
+	h := newHarness(t, withLogLevel(zapcore.WarnLevel), withOptions(func(o *proxy.Options) { o.DrainTimeout = ioTimeout }))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				nc, err := net.DialTimeout("tcp", h.Addr, time.Second)
+				if err != nil {
+					continue // refused once the listener is closed
+				}
+				_ = nc.SetDeadline(time.Now().Add(ioTimeout))
+				_, _ = nc.Write(encodeCommand("PING"))
+				buf := make([]byte, 7)
+				_, _ = io.ReadFull(nc, buf)
+				nc.Close()
+			}
+		}()
+	}
+	eventually(t, "some traffic", func() bool { return h.stats().ClientsTotal > 50 })
+	h.once.Do(func() {})
+	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+	defer cancel()
+	if err := callShutdown(h.Srv, ctx); err != nil {
+		t.Errorf("Shutdown under load = %v", err)
+	}
+	close(stop)
+	wg.Wait()
+	select {
+	case err := <-h.served:
+		if !errors.Is(err, proxy.ErrServerClosed) {
+			t.Errorf("Serve = %v", err)
+		}
+	case <-time.After(ioTimeout):
+		t.Fatal("Serve did not return")
+	}
+	if st := h.stats(); st.ClientsConnected != 0 {
+		t.Errorf("after Shutdown: %+v", st)
+	}
+	eventually(t, "upstream connections closed", func() bool { return h.numClients(t) == 0 })
 }
