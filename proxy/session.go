@@ -131,6 +131,9 @@ func (s *session) readLoop() {
 	s.rbuf = make([]byte, minBuf)
 	lastRead, filled := 0, false
 	for {
+		if s.draining.Load() {
+			return
+		}
 		if s.r == s.w {
 			s.r, s.w = 0, 0
 			if n := resize(len(s.rbuf), lastRead, filled); n != len(s.rbuf) {
@@ -605,6 +608,14 @@ func (s *session) streamCommand() bool {
 		rn, rerr := s.client.Read(s.rbuf[s.w:])
 		s.w += rn
 		if rerr != nil && rn == 0 {
+			var ne net.Error
+			if errors.As(rerr, &ne) && ne.Timeout() && s.draining.Load() {
+				// Shutdown interrupted the read; a command half sent is
+				// let finish (within the drain timeout) so it gets its
+				// reply, instead of being cut off unanswered.
+				_ = s.client.SetReadDeadline(time.Time{})
+				continue
+			}
 			return false
 		}
 	}
