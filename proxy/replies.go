@@ -687,6 +687,12 @@ func (r *replySide) flush() error {
 	err := r.out.flush()
 	if err != nil {
 		if errors.Is(err, errOutputLimit) {
+			// Reset rather than close: a plain close would still deliver
+			// the megabytes queued in the kernel to a client that reads
+			// slowly, and it would learn of the close only after them.
+			if tc, ok := r.s.client.(interface{ SetLinger(int) error }); ok {
+				_ = tc.SetLinger(0)
+			}
 			r.s.srv.stats.outputLimitClosed.Add(1)
 			r.s.log.Warn("closing client: it does not read its replies", zap.Error(err),
 				zap.Int64("limit_bytes", r.out.limit))
