@@ -769,43 +769,41 @@ func (r *replySide) countSubscription(head []byte) {
 	if i < 0 {
 		return
 	}
-	n := parseDB(string(t[i+1 : len(t)-2]))
-	if n < 0 {
+	v, ok := resp.ParseInt(t[i+1 : len(t)-2])
+	if !ok || v < 0 {
 		return
 	}
-	kind := confirmationKind(head)
-	switch kind {
-	case "subscribe", "psubscribe", "unsubscribe", "punsubscribe":
-		// Redis counts channels and patterns together.
-		total := r.chans + r.pats
-		diff := n - total
-		if kind == "subscribe" || kind == "unsubscribe" {
-			r.chans = max(0, r.chans+diff)
-		} else {
-			r.pats = max(0, r.pats+diff)
-		}
-	case "ssubscribe", "sunsubscribe":
+	n := int(v)
+	// Redis counts channels and patterns together; shard channels apart.
+	switch kind := confirmationKind(head); {
+	case equalFold(kind, "subscribe"), equalFold(kind, "unsubscribe"):
+		r.chans = max(0, n-r.pats)
+	case equalFold(kind, "psubscribe"), equalFold(kind, "punsubscribe"):
+		r.pats = max(0, n-r.chans)
+	case equalFold(kind, "ssubscribe"), equalFold(kind, "sunsubscribe"):
 		r.shards = n
 	}
 }
 
-func confirmationKind(head []byte) string {
+// confirmationKind is the first element of a RESP2 confirmation
+// (*3\r\n$N\r\n<kind>\r\n...), or nil.
+func confirmationKind(head []byte) []byte {
 	// *3\r\n$N\r\n<kind>\r\n
 	i := bytes.IndexByte(head, '\n')
 	if i < 0 {
-		return ""
+		return nil
 	}
 	rest := head[i+1:]
 	j := bytes.IndexByte(rest, '\n')
-	if j < 0 || len(rest) < j+1 {
-		return ""
+	if j < 0 {
+		return nil
 	}
 	rest = rest[j+1:]
 	k := bytes.IndexByte(rest, '\r')
 	if k < 0 {
-		return ""
+		return nil
 	}
-	return lower(string(rest[:k]))
+	return rest[:k]
 }
 
 // isPubSubMessage tells a RESP2 message from a reply in subscribed mode.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -381,7 +382,7 @@ func nameOf(cmd *command, name []byte) string {
 	if cmd != nil {
 		return cmd.name
 	}
-	return lower(string(name))
+	return strings.ToLower(string(name))
 }
 
 func cloneArgs(args [][]byte) [][]byte {

@@ -1,5 +1,7 @@
 package proxy
 
+import "strings"
+
 // cmdKind marks the commands the core itself must understand: those that
 // change what the session is (db, name, user, protocol), how replies pair
 // with commands (pub/sub, MONITOR, CLIENT REPLY), or transactions.
@@ -63,7 +65,7 @@ func newTable(rewriters []Rewriter, observers []Observer) table {
 	// Earlier rewriters take precedence: the order is fixed by the caller.
 	for i := len(rewriters) - 1; i >= 0; i-- {
 		for _, name := range rewriters[i].Commands() {
-			get(lower(name)).rewriter = rewriters[i]
+			get(strings.ToLower(name)).rewriter = rewriters[i]
 		}
 	}
 	// Observers may want any command; ask about the ones we know of plus
@@ -97,16 +99,6 @@ func (t table) lookup(name []byte) *command {
 		buf[i] = c
 	}
 	return t[string(buf[:len(name)])] // the compiler does not allocate for this conversion
-}
-
-func lower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
 }
 
 // equalFold reports whether b equals the lower-case ASCII word s, in any case.
