@@ -83,6 +83,9 @@ test: ## go vet + all tests with -race (installs redis-server first if missing a
 	@$(need_redis)
 	$(GO) vet ./...
 	$(GO) test $(TESTFLAGS) ./...
+	@# The end-to-end suites again with sessions on shared upstream
+	@# connections (the suites above use the library default, pinned).
+	EXPROXY_TEST_UPSTREAM_MODE=shared $(GO) test $(TESTFLAGS) ./proxy ./extensions/...
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*')); \

@@ -37,6 +37,13 @@ type Config struct {
 	MaxClients   int           `yaml:"max-clients"`
 	Limits       Limits        `yaml:"limits"`
 
+	// UpstreamMode is "shared" (sessions share upstream connections until
+	// their first stateful command) or "pinned" (one upstream connection
+	// per client connection); SharedConns is the number of shared
+	// connections per protocol.
+	UpstreamMode string `yaml:"upstream-mode"`
+	SharedConns  int    `yaml:"shared-conns"`
+
 	Log        Log        `yaml:"log"`
 	Admin      Admin      `yaml:"admin"`
 	Exstring   Exstring   `yaml:"exstring"`
@@ -143,6 +150,8 @@ func Default() *Config {
 		WriteTimeout: 30 * time.Second,
 		DrainTimeout: 10 * time.Second,
 		MaxClients:   10000,
+		UpstreamMode: "shared",
+		SharedConns:  1,
 		Limits: Limits{
 			ProtoMaxBulkLen:   512 << 20,
 			InlineMaxLen:      64 << 10,

@@ -181,6 +181,11 @@ func buildSettings() []Setting {
 	sset, sget = size(func(c *Config) *int64 { return &c.Limits.ClientOutputLimit })
 	row("limits.client-output-limit", "client-output-limit", "size", "reply bytes buffered for a client that does not read them; past it the client is disconnected", sset, sget)
 
+	set, get = str(func(c *Config) *string { return &c.UpstreamMode })
+	row("upstream-mode", "upstream-mode", "string", "shared: clients share upstream connections until their first stateful command (WATCH, MULTI, SUBSCRIBE, blocking, SELECT, AUTH, ...); pinned: one upstream connection per client", set, get)
+	iset, iget = integer(func(c *Config) *int { return &c.SharedConns })
+	row("shared-conns", "shared-conns", "int", "upstream connections per protocol (RESP2, RESP3) shared by clients in upstream-mode shared", iset, iget)
+
 	set, get = str(func(c *Config) *string { return &c.Log.Level })
 	row("log.level", "log-level", "string", "log level: debug, info, warn or error", set, get)
 	set, get = str(func(c *Config) *string { return &c.Log.Format })

@@ -180,7 +180,15 @@ func TestE2EUpstreamLostMidSession(t *testing.T) {
 			} else if out != "" && !strings.HasPrefix(out, "-") && !strings.HasPrefix(out, ">") {
 				t.Errorf("subscriber got %q before close", out)
 			}
-			if out, err := idle.readUntilEOF(); err != nil {
+			if h.shared() {
+				// Nothing the idle client did left state on the shared
+				// connection: it stays, and is served once Redis is back.
+				defer func() {
+					if got := idle.do("PING"); got != "+PONG\r\n" {
+						t.Errorf("idle client after the restart: PING got %q", got)
+					}
+				}()
+			} else if out, err := idle.readUntilEOF(); err != nil {
 				t.Errorf("idle client not closed: %v (got %q)", err, out)
 			} else if out != "" && !strings.HasPrefix(out, "-") {
 				t.Errorf("idle client got %q before close", out)
@@ -244,13 +252,17 @@ func TestE2EClientDisconnectClosesUpstream(t *testing.T) {
 		}
 		conns = append(conns, c)
 	}
-	if n := h.numClients(t); n != 10 {
-		t.Errorf("10 proxied clients: Redis has %d connections", n)
+	want := 10
+	if h.shared() {
+		want = max(1, h.Opts.SharedConns)
+	}
+	if n := h.numClients(t); n != want {
+		t.Errorf("10 proxied clients: Redis has %d connections, want %d", n, want)
 	}
 	for _, c := range conns {
 		c.close()
 	}
-	eventually(t, "upstream connections closed", func() bool { return h.numClients(t) == 0 })
+	eventually(t, "upstream connections closed", func() bool { return h.numClients(t) == h.baseClients() })
 
 	// A client blocked in BLPOP, and one in the middle of sending a command.
 	b := h.proxyRaw(t)
@@ -274,7 +286,7 @@ func TestE2EClientDisconnectClosesUpstream(t *testing.T) {
 	b.close()
 	half.close()
 	halfBig.close()
-	eventually(t, "upstream connections of blocked and half-sent clients closed", func() bool { return h.numClients(t) == 0 })
+	eventually(t, "upstream connections of blocked and half-sent clients closed", func() bool { return h.numClients(t) == h.baseClients() })
 	h.waitBlocked(t, 0)
 	if v := h.directRaw(t).do("EXISTS", "k", "kb"); v != ":0\r\n" {
 		t.Errorf("half-sent SET was executed: EXISTS k kb = %q", v)
@@ -309,13 +321,13 @@ func TestE2EConnectDisconnectNoLeaks(t *testing.T) {
 	for i := 0; i < 20; i++ { // warm up pools and lazily started goroutines
 		cycle(i)
 	}
-	eventually(t, "warm-up connections closed upstream", func() bool { return h.numClients(t) == 0 })
+	eventually(t, "warm-up connections closed upstream", func() bool { return h.numClients(t) == h.baseClients() })
 	baseG, baseFD := settleGoroutines(), openFDs()
 
 	for i := 0; i < 1000; i++ {
 		cycle(i)
 	}
-	eventually(t, "upstream connections closed after 1,000 cycles", func() bool { return h.numClients(t) == 0 })
+	eventually(t, "upstream connections closed after 1,000 cycles", func() bool { return h.numClients(t) == h.baseClients() })
 	var g, fd int
 	deadline := time.Now().Add(ioTimeout)
 	for {
@@ -472,7 +484,7 @@ func TestE2EHugeBulkClaim(t *testing.T) {
 		t.Errorf("a 400 MB claim made the process allocate %d MB", d>>20)
 	}
 	c.close()
-	eventually(t, "upstream of abandoned 400 MB SET closed", func() bool { return h.numClients(t) == 0 })
+	eventually(t, "upstream of abandoned 400 MB SET closed", func() bool { return h.numClients(t) == h.baseClients() })
 }
 
 func TestE2EMaxClients(t *testing.T) {
@@ -494,8 +506,12 @@ func TestE2EMaxClients(t *testing.T) {
 	if st := h.stats(); st.ClientsRejected < 2 {
 		t.Errorf("Stats.ClientsRejected = %d, want >= 2", st.ClientsRejected)
 	}
-	if n := h.numClients(t); n != 2 {
-		t.Errorf("rejected clients reached Redis: %d upstream connections, want 2", n)
+	wantConns := 2
+	if h.shared() {
+		wantConns = h.baseClients()
+	}
+	if n := h.numClients(t); n != wantConns {
+		t.Errorf("rejected clients reached Redis: %d upstream connections, want %d", n, wantConns)
 	}
 	a.close()
 	eventually(t, "a slot to free up", func() bool {
@@ -548,7 +564,7 @@ func TestE2ESlowReader(t *testing.T) {
 	if !strings.Contains(logs, "limit") {
 		t.Errorf("no log line about the output limit; logs:\n%s", h.logs.text())
 	}
-	eventually(t, "upstream of the slow reader closed", func() bool { return h.numClients(t) == 0 })
+	eventually(t, "upstream of the slow reader closed", func() bool { return h.numClients(t) == h.baseClients() })
 	// Others are unaffected.
 	if got := h.proxyRaw(t).do("STRLEN", "big"); got != ":262144\r\n" {
 		t.Errorf("STRLEN through proxy: %q", got)
@@ -622,7 +638,7 @@ func TestE2EShutdownDrains(t *testing.T) {
 	case <-time.After(ioTimeout):
 		t.Fatal("Serve did not return")
 	}
-	eventually(t, "upstream connections closed", func() bool { return h.numClients(t) == 0 })
+	eventually(t, "upstream connections closed", func() bool { return h.numClients(t) == h.baseClients() })
 }
 
 // TestE2EShutdownDrainDeadline: a reply that never comes does not hold
@@ -650,7 +666,7 @@ func TestE2EShutdownDrainDeadline(t *testing.T) {
 	if out != "" && !strings.HasPrefix(out, "-") {
 		t.Errorf("client got %q at forced close", out)
 	}
-	eventually(t, "upstream connection closed", func() bool { return h.numClients(t) == 0 })
+	eventually(t, "upstream connection closed", func() bool { return h.numClients(t) == h.baseClients() })
 }
 
 // TestE2EUpstreamKilledByRedis: Redis closing the proxied connection
@@ -692,7 +708,15 @@ func TestE2ERedisMaxClients(t *testing.T) {
 	if want != "-ERR max number of clients reached\r\n" {
 		t.Fatalf("test assumption: Redis answered %q", want)
 	}
-	got := closeExchange(t, h.Addr, "*1\r\n$4\r\nPING\r\n")
+	var got string
+	if h.shared() {
+		// Redis refused the shared connection, not the client's: the
+		// client gets Redis's answer and may try again.
+		c := h.proxyRaw(t)
+		got = c.do("PING")
+	} else {
+		got = closeExchange(t, h.Addr, "*1\r\n$4\r\nPING\r\n")
+	}
 	if !strings.Contains(got, "max number of clients reached") {
 		t.Errorf("through proxy: %q, want Redis's -ERR max number of clients reached", got)
 	}

@@ -165,6 +165,10 @@ func startProxy(tb testing.TB, upstream string, hopts ...harnessOption) *proxyRu
 		Upstream: proxy.Upstream{Network: "tcp", Addr: upstream},
 		Logger:   logger,
 	}
+	// The whole suite runs in either upstream mode (make test runs both).
+	if m, ok := proxy.ParseUpstreamMode(os.Getenv("EXPROXY_TEST_UPSTREAM_MODE")); ok {
+		opts.Mode = m
+	}
 	if cfg.mod != nil {
 		cfg.mod(&opts)
 	}
@@ -665,6 +669,14 @@ func (h *harness) clientList(tb testing.TB) []string {
 
 // numClients counts Redis's client connections other than the test's own
 // direct ones (the proxy's upstream connections, in practice).
+// shared reports whether the proxy runs in shared upstream mode, where
+// client connections do not map one-to-one onto Redis connections.
+func (p *proxyRun) shared() bool { return p.Opts.Mode == proxy.SharedUpstream }
+
+// baseClients is how many Redis connections the proxy holds for no client
+// in particular: its shared connections.
+func (h *harness) baseClients() int { return int(h.stats().SharedConns) }
+
 func (h *harness) numClients(tb testing.TB) int {
 	tb.Helper()
 	n := 0

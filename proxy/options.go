@@ -53,7 +53,45 @@ type Options struct {
 	ClientOutputLimit int64
 	DrainTimeout      time.Duration // graceful shutdown; default 10s
 
+	// Mode says how client sessions reach Redis: PinnedUpstream (the zero
+	// value) gives each its own connection; SharedUpstream multiplexes
+	// sessions onto SharedConns connections per protocol until a session
+	// runs its first command that needs a connection of its own.
+	Mode        UpstreamMode
+	SharedConns int // connections per protocol in SharedUpstream mode; default 1
+
 	Logger    *zap.Logger // default zap.NewNop()
 	Rewriters []Rewriter  // in precedence order
 	Observers []Observer
+}
+
+// UpstreamMode is how client sessions are mapped onto upstream connections.
+type UpstreamMode uint8
+
+const (
+	// PinnedUpstream gives every client session its own upstream
+	// connection for its whole life.
+	PinnedUpstream UpstreamMode = iota
+	// SharedUpstream starts every session on a connection shared with
+	// other sessions of the same protocol, and moves it to a connection of
+	// its own on its first stateful command (docs/proxy-core.md).
+	SharedUpstream
+)
+
+// ParseUpstreamMode reads "pinned" or "shared".
+func ParseUpstreamMode(s string) (UpstreamMode, bool) {
+	switch s {
+	case "pinned":
+		return PinnedUpstream, true
+	case "shared":
+		return SharedUpstream, true
+	}
+	return 0, false
+}
+
+func (m UpstreamMode) String() string {
+	if m == SharedUpstream {
+		return "shared"
+	}
+	return "pinned"
 }

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -26,7 +28,8 @@ type output struct {
 	limit        int64
 	writeTimeout time.Duration // a stalled client that accepts nothing for this long is closed
 
-	deadline time.Time // write deadline currently set on conn
+	deadline time.Time       // write deadline currently set on conn
+	raw      syscall.RawConn // for writes that must not wait; nil if conn has none
 
 	mu        sync.Mutex
 	slow      bool   // a flusher owns the connection's write side
@@ -38,7 +41,106 @@ type output struct {
 }
 
 func newOutput(conn net.Conn, limit int64, writeTimeout time.Duration) *output {
-	return &output{conn: conn, limit: limit, writeTimeout: writeTimeout}
+	o := &output{conn: conn, limit: limit, writeTimeout: writeTimeout}
+	if sc, ok := conn.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			o.raw = rc
+		}
+	}
+	return o
+}
+
+// toBacklog hands o.buf to the flusher while the client is slow, and
+// reports whether it did.
+func (o *output) toBacklog() (bool, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.slow {
+		if o.fastAgain {
+			// The flusher set its own deadline when it took over.
+			o.fastAgain = false
+			o.deadline = time.Time{}
+			if o.raw != nil {
+				_ = o.conn.SetWriteDeadline(time.Time{})
+			}
+		}
+		return false, nil
+	}
+	err := o.err
+	if err == nil && int64(len(o.backlog)+len(o.buf)) > o.limit {
+		err = fmt.Errorf("%w (%d bytes pending)", errOutputLimit, len(o.backlog)+len(o.buf))
+	}
+	if err == nil {
+		o.backlog = append(o.backlog, o.buf...)
+	}
+	o.buf = o.buf[:0]
+	if err == nil {
+		select {
+		case o.wake <- struct{}{}:
+		default:
+		}
+	}
+	return true, err
+}
+
+// goSlow starts the background flusher with rest, the bytes a write
+// could not place.
+func (o *output) goSlow(rest []byte) error {
+	if int64(len(rest)) > o.limit {
+		return fmt.Errorf("%w (%d bytes pending)", errOutputLimit, len(rest))
+	}
+	o.mu.Lock()
+	o.slow = true
+	o.backlog = append(o.backlog[:0], rest...)
+	o.wake = make(chan struct{}, 1)
+	o.idle = make(chan struct{})
+	o.mu.Unlock()
+	o.buf = o.buf[:0]
+	go o.flusher()
+	return nil
+}
+
+// flushNoWait is flush for a writer that serves many clients (a shared
+// upstream connection's reader): one write that takes what the socket
+// accepts now, the rest going to the background flusher at once.
+func (o *output) flushNoWait() error {
+	if len(o.buf) == 0 {
+		return nil
+	}
+	if o.raw == nil {
+		return o.flush()
+	}
+	if handled, err := o.toBacklog(); handled {
+		return err
+	}
+	var n int
+	var werr error
+	err := o.raw.Write(func(fd uintptr) bool {
+		for {
+			m, e := syscall.Write(int(fd), o.buf)
+			if e == syscall.EINTR {
+				continue
+			}
+			if m > 0 {
+				n = m
+			}
+			if e != nil && e != syscall.EAGAIN {
+				werr = os.NewSyscallError("write", e)
+			}
+			return true // never wait: that is the flusher's job
+		}
+	})
+	if err == nil {
+		err = werr
+	}
+	if err != nil {
+		return err
+	}
+	if n == len(o.buf) {
+		o.shrink()
+		return nil
+	}
+	return o.goSlow(o.buf[n:])
 }
 
 // flush writes what append collected. It returns errOutputLimit when a
@@ -47,31 +149,9 @@ func (o *output) flush() error {
 	if len(o.buf) == 0 {
 		return nil
 	}
-	o.mu.Lock()
-	if o.slow {
-		err := o.err
-		if err == nil && int64(len(o.backlog)+len(o.buf)) > o.limit {
-			err = fmt.Errorf("%w (%d bytes pending)", errOutputLimit, len(o.backlog)+len(o.buf))
-		}
-		if err == nil {
-			o.backlog = append(o.backlog, o.buf...)
-		}
-		o.mu.Unlock()
-		o.buf = o.buf[:0]
-		if err == nil {
-			select {
-			case o.wake <- struct{}{}:
-			default:
-			}
-		}
+	if handled, err := o.toBacklog(); handled {
 		return err
 	}
-	if o.fastAgain {
-		// The flusher cleared the connection's deadline when it took over.
-		o.fastAgain = false
-		o.deadline = time.Time{}
-	}
-	o.mu.Unlock()
 	// Refresh the deadline only now and then: setting it costs more than
 	// the check, and it only has to catch a stall, not time it exactly.
 	now := time.Now()
@@ -88,19 +168,7 @@ func (o *output) flush() error {
 	if !errors.As(err, &ne) || !ne.Timeout() {
 		return err
 	}
-	rest := o.buf[n:]
-	if int64(len(rest)) > o.limit {
-		return fmt.Errorf("%w (%d bytes pending)", errOutputLimit, len(rest))
-	}
-	o.mu.Lock()
-	o.slow = true
-	o.backlog = append(o.backlog[:0], rest...)
-	o.wake = make(chan struct{}, 1)
-	o.idle = make(chan struct{})
-	o.mu.Unlock()
-	o.buf = o.buf[:0]
-	go o.flusher()
-	return nil
+	return o.goSlow(o.buf[n:])
 }
 
 func (o *output) shrink() {

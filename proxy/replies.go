@@ -79,6 +79,13 @@ type replySide struct {
 	fence    uint64 // sequence number of the first command sent after the pause
 	event    *Event // reused for every observed reply; allocated on first use
 	wrote    bool   // some bytes of the current reply reached the client
+	kind     byte   // type byte of the reply being read
+
+	// While the session is on a shared connection, that connection's
+	// reader drives this replySide under session.rsMu instead of loop.
+	shared  bool
+	dead    bool // shared: the client is being closed; replies are dropped
+	touched bool // shared: output collected and not yet flushed
 }
 
 func (r *replySide) init(s *session) {
@@ -189,28 +196,8 @@ func (r *replySide) feed() bool {
 		}
 		chunk := r.buf[r.r : r.r+n]
 		r.r += n
-		if !r.decided {
-			if r.fastPath() {
-				r.decided = true
-				r.disp = dispForward
-				r.dispatch(chunk)
-			} else {
-				r.pend = append(r.pend, chunk...)
-				if len(r.pend) >= HeadSize || done {
-					r.decide()
-					r.dispatch(r.pend)
-				}
-			}
-		} else {
-			if r.tail != nil {
-				r.tail = appendTail(r.tail, chunk)
-			}
-			r.dispatch(chunk)
-		}
-		if done {
-			if !r.complete() {
-				return false
-			}
+		if !r.take(chunk, done, r.framer.Kind()) {
+			return false
 		}
 		if len(r.out.buf) >= flushAt {
 			if r.flush() != nil {
@@ -224,6 +211,34 @@ func (r *replySide) feed() bool {
 			r.buf = make([]byte, n)
 		}
 		r.filled = false
+	}
+	return true
+}
+
+// take handles the next chunk of the reply being read; done says it
+// ends the reply, whose type byte is kind.
+func (r *replySide) take(chunk []byte, done bool, kind byte) bool {
+	r.kind = kind
+	if !r.decided {
+		if r.fastPath() {
+			r.decided = true
+			r.disp = dispForward
+			r.dispatch(chunk)
+		} else {
+			r.pend = append(r.pend, chunk...)
+			if len(r.pend) >= HeadSize || done {
+				r.decide()
+				r.dispatch(r.pend)
+			}
+		}
+	} else {
+		if r.tail != nil {
+			r.tail = appendTail(r.tail, chunk)
+		}
+		r.dispatch(chunk)
+	}
+	if done {
+		return r.complete()
 	}
 	return true
 }
@@ -257,7 +272,7 @@ func (r *replySide) fastPath() bool {
 	if e == nil {
 		return true // unsolicited (a push, or a reply to nothing we know)
 	}
-	if r.framer.Kind() == '>' {
+	if r.kind == '>' {
 		return true
 	}
 	if e.cmd != nil && e.cmd.kind == kindExec && len(r.queuedRw) > 0 {
@@ -277,7 +292,7 @@ func (r *replySide) subscribed() bool { return r.chans+r.pats+r.shards > 0 }
 func (r *replySide) decide() {
 	r.decided = true
 	head := r.head()
-	kind := r.framer.Kind()
+	kind := r.kind
 	e := r.headEntry()
 	switch {
 	case kind == '>' || e == nil:
@@ -448,10 +463,15 @@ func (r *replySide) maybeResend() bool {
 		data = s.rewriteAgain(data, failed[i].resend, failed[i].cmd)
 	}
 	s.upMu.Lock()
-	ok := s.q.push(failed)
+	var ok bool
 	var werr error
-	if ok {
-		werr = s.writeUp(data)
+	if r.shared {
+		ok = s.sc != nil && s.sc.send(s, failed, len(failed), data) == nil
+	} else {
+		ok = s.q.push(failed)
+		if ok {
+			werr = s.writeUp(data)
+		}
 	}
 	s.paused = false
 	s.resumed.Broadcast()
@@ -480,7 +500,7 @@ func (r *replySide) trackMulti(e *entry) {
 			return
 		}
 	}
-	if !r.inMulti || r.framer.Kind() != '+' {
+	if !r.inMulti || r.kind != '+' {
 		return
 	}
 	if e.rw != nil {
@@ -660,6 +680,13 @@ func (r *replySide) emitHead() bool {
 		}
 		r.s.q.pop()
 		if closeAfter {
+			if r.shared {
+				// endShared flushes and waits for a slow client apart
+				// from the shared reader.
+				r.dead = true
+				_ = r.flushShared()
+				return false
+			}
 			_ = r.flush()
 			r.out.drain(time.Second)
 			return false
@@ -682,25 +709,41 @@ func (r *replySide) emitLocal(b []byte) {
 	r.out.buf = append(r.out.buf, b...)
 }
 
+// flushShared is flush for a session on a shared connection: one write
+// that does not wait, since the reader serves other sessions too. What
+// the client does not take at once goes to the background flusher.
+func (r *replySide) flushShared() error {
+	r.s.q.settle()
+	err := r.out.flushNoWait()
+	if err != nil {
+		r.flushFailed(err)
+	}
+	return err
+}
+
 func (r *replySide) flush() error {
 	r.s.q.settle()
 	err := r.out.flush()
 	if err != nil {
-		if errors.Is(err, errOutputLimit) {
-			// Reset rather than close: a plain close would still deliver
-			// the megabytes queued in the kernel to a client that reads
-			// slowly, and it would learn of the close only after them.
-			if tc, ok := r.s.client.(interface{ SetLinger(int) error }); ok {
-				_ = tc.SetLinger(0)
-			}
-			r.s.srv.stats.outputLimitClosed.Add(1)
-			r.s.log.Warn("closing client: it does not read its replies", zap.Error(err),
-				zap.Int64("limit_bytes", r.out.limit))
-		} else if !errors.Is(err, net.ErrClosed) {
-			r.s.log.Debug("client write", zap.Error(err))
-		}
+		r.flushFailed(err)
 	}
 	return err
+}
+
+func (r *replySide) flushFailed(err error) {
+	if errors.Is(err, errOutputLimit) {
+		// Reset rather than close: a plain close would still deliver
+		// the megabytes queued in the kernel to a client that reads
+		// slowly, and it would learn of the close only after them.
+		if tc, ok := r.s.client.(interface{ SetLinger(int) error }); ok {
+			_ = tc.SetLinger(0)
+		}
+		r.s.srv.stats.outputLimitClosed.Add(1)
+		r.s.log.Warn("closing client: it does not read its replies", zap.Error(err),
+			zap.Int64("limit_bytes", r.out.limit))
+	} else if !errors.Is(err, net.ErrClosed) {
+		r.s.log.Debug("client write", zap.Error(err))
+	}
 }
 
 // apply updates the session's identity from a successful reply.
@@ -844,7 +887,7 @@ func (r *replySide) observe(e *entry, head []byte) {
 		Name:   e.cmd.name,
 		Args:   e.obs.args,
 		Reply:  head,
-		Kind:   r.framer.Kind(),
+		Kind:   r.kind,
 		Sent:   e.obs.sent,
 		Done:   time.Now(),
 		Queued: e.obs.queued,

@@ -26,6 +26,7 @@ type Server struct {
 	opts  Options
 	log   *zap.Logger
 	table table
+	pool  *sharedPool
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -38,6 +39,7 @@ type Server struct {
 		connected, total, rejected               atomic.Int64
 		commands, upstreamErrors, protocolErrors atomic.Int64
 		outputLimitClosed                        atomic.Int64
+		sharedConns, pinned                      atomic.Int64
 	}
 }
 
@@ -80,12 +82,17 @@ func New(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	return &Server{
+	if opts.SharedConns <= 0 {
+		opts.SharedConns = 1
+	}
+	srv := &Server{
 		opts:     opts,
 		log:      opts.Logger,
 		table:    newTable(opts.Rewriters, opts.Observers),
 		sessions: map[*session]struct{}{},
-	}, nil
+	}
+	srv.pool = newSharedPool(srv)
+	return srv, nil
 }
 
 // ListenAndServe listens on Options.Listen and serves until Shutdown.
@@ -193,6 +200,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	s.pool.close()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
@@ -255,6 +263,8 @@ type Stats struct {
 	UpstreamErrors    int64 // failed dials and lost upstream connections
 	ProtocolErrors    int64 // malformed client input
 	OutputLimitClosed int64 // clients closed for exceeding ClientOutputLimit
+	SharedConns       int64 // shared upstream connections open now
+	SessionsPinned    int64 // sessions moved off shared connections to their own
 }
 
 // Stats returns a snapshot of the counters.
@@ -267,5 +277,7 @@ func (s *Server) Stats() Stats {
 		UpstreamErrors:    s.stats.upstreamErrors.Load(),
 		ProtocolErrors:    s.stats.protocolErrors.Load(),
 		OutputLimitClosed: s.stats.outputLimitClosed.Load(),
+		SharedConns:       s.stats.sharedConns.Load(),
+		SessionsPinned:    s.stats.pinned.Load(),
 	}
 }

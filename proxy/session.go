@@ -65,6 +65,19 @@ type session struct {
 
 	// reply side
 	rs replySide
+
+	// Shared upstream mode (shared.go). While sharedMode, a shared
+	// connection's reader drives rs under rsMu, and inflight counts the
+	// replies it still owes this session.
+	sharedMode bool        // read side: the session is on shared connections
+	proto      int         // read side: their protocol
+	sc         *sharedConn // the one in use; written by the read side under upMu
+	pinProto   int         // protocol to set up on the session's own connection
+	rsMu       sync.Mutex
+	idle       *sync.Cond // on rsMu: inflight reached 0
+	inflight   atomic.Int64
+	readDone   bool // under rsMu: no more commands will come
+	finished   bool // under rsMu: endShared has run
 }
 
 func newSession(srv *Server, client net.Conn, id uint64) *session {
@@ -76,17 +89,24 @@ func newSession(srv *Server, client net.Conn, id uint64) *session {
 		parser: resp.ResumableParser{CommandParser: resp.CommandParser{Limits: srv.opts.Limits}},
 	}
 	s.resumed = sync.NewCond(&s.upMu)
+	s.idle = sync.NewCond(&s.rsMu)
+	if srv.opts.Mode == SharedUpstream {
+		s.sharedMode, s.proto = true, 2
+	}
 	s.rinfo = SessionInfo{ID: id, Addr: client.RemoteAddr().String()}
 	s.log = sessionLog{base: srv.log, id: id, addr: s.rinfo.Addr}
 	s.rs.init(s)
+	s.rs.shared = s.sharedMode
 	return s
 }
 
 // run serves the session until either side closes.
 func (s *session) run() {
 	s.log.Debug("client connected")
-	s.dial() // eagerly, so the first command does not pay for it; failures are answered per command
-	go s.rs.loop()
+	if !s.sharedMode {
+		s.dial() // eagerly, so the first command does not pay for it; failures are answered per command
+		go s.rs.loop()
+	}
 	s.readLoop()
 	<-s.done
 	s.log.Debug("client disconnected")
@@ -101,6 +121,13 @@ func (s *session) dial() error {
 		return nil
 	}
 	conn, err := s.srv.dialUpstream(context.Background())
+	if err == nil && s.pinProto == 3 {
+		// Moved off a shared connection after HELLO 3: the client's
+		// protocol comes along.
+		if err = hello3(conn, s.srv.opts.DialTimeout); err != nil {
+			_ = conn.Close()
+		}
+	}
 	if err != nil {
 		s.srv.stats.upstreamErrors.Add(1)
 		s.log.Warn("upstream unreachable", zap.String("upstream", s.srv.opts.Upstream.String()), zap.Error(err))
@@ -208,6 +235,15 @@ func (s *session) process() bool {
 		}
 		if inline {
 			raw, args = s.inlineToMultibulk(args)
+		}
+		if s.sharedMode {
+			if done, ok := s.routeShared(raw, args); done {
+				s.argv = args[:0]
+				if !ok {
+					return false
+				}
+				continue
+			}
 		}
 		s.route(raw, args, len(args), false)
 		s.argv = args[:0]
@@ -409,6 +445,16 @@ func (s *session) send() bool {
 		return true
 	}
 	s.batchFailed = false
+	if s.sharedMode {
+		ok := s.sendShared()
+		s.batch = s.batch[:0]
+		if cap(s.upbuf) > steadyBuf {
+			s.upbuf = nil
+		} else {
+			s.upbuf = s.upbuf[:0]
+		}
+		return ok
+	}
 	if s.upstream() == nil && s.needsUpstream() {
 		if err := s.dial(); err != nil {
 			s.failBatch(err)
@@ -557,6 +603,13 @@ func (s *session) streamCommand() bool {
 		s.protocolError(err)
 		return false
 	}
+	if s.sharedMode {
+		// Chunks of one command cannot interleave with other sessions'.
+		if !s.send() {
+			return false
+		}
+		s.pin([]byte("(a command too large to buffer)"))
+	}
 	skip := 0
 	nb := len(s.batch)
 	if body > 0 && len(args) > 0 {
@@ -638,6 +691,15 @@ func (s *session) abortStreamed(err error) {
 // forwards those last replies and ends the session.
 func (s *session) endReading() {
 	s.closing.Store(true)
+	if s.sharedMode {
+		s.rsMu.Lock()
+		s.readDone = true
+		if s.inflight.Load() == 0 {
+			s.endShared()
+		}
+		s.rsMu.Unlock()
+		return
+	}
 	up := s.upstream()
 	if s.draining.Load() {
 		return // Shutdown decides when to close
@@ -657,6 +719,13 @@ func (s *session) endReading() {
 // close tears the session down; safe to call more than once.
 func (s *session) close() {
 	_ = s.client.Close()
+	s.rsMu.Lock()
+	if s.rs.shared && !s.finished {
+		// Replies still owed by a shared connection are dropped.
+		s.rs.dead, s.readDone = true, true
+		s.endShared()
+	}
+	s.rsMu.Unlock()
 	if up := s.upstream(); up != nil {
 		_ = up.Close()
 	}

@@ -31,6 +31,10 @@ type command struct {
 	kind     cmdKind
 	rewriter Rewriter
 	observed bool // some Observer wants it
+	// pins: the command needs a connection of its own in shared upstream
+	// mode (it blocks, or leaves state on the connection); blockArg: it
+	// does only when a BLOCK argument says so (XREAD, XREADGROUP).
+	pins, blockArg bool
 }
 
 // maxNameLen bounds the names we look up; longer names are never in the
@@ -62,6 +66,15 @@ func newTable(rewriters []Rewriter, observers []Observer) table {
 	} {
 		get(name).kind = kind
 	}
+	for _, name := range []string{
+		"blpop", "brpop", "brpoplpush", "blmove", "blmpop", "bzpopmin", "bzpopmax", "bzmpop",
+		"wait", "waitaof", "watch", "unwatch", "readonly", "readwrite", "asking", "replconf",
+		"debug", // DEBUG SLEEP, DEBUG PROTOCOL push, ...: connection-level effects
+	} {
+		get(name).pins = true
+	}
+	get("xread").blockArg = true
+	get("xreadgroup").blockArg = true
 	// Earlier rewriters take precedence: the order is fixed by the caller.
 	for i := len(rewriters) - 1; i >= 0; i-- {
 		for _, name := range rewriters[i].Commands() {

@@ -118,6 +118,8 @@ var statsMetrics = []struct {
 	{"exproxy_upstream_errors_total", "Failed upstream dials and lost upstream connections.", prometheus.CounterValue, func(s proxy.Stats) int64 { return s.UpstreamErrors }},
 	{"exproxy_protocol_errors_total", "Malformed client input.", prometheus.CounterValue, func(s proxy.Stats) int64 { return s.ProtocolErrors }},
 	{"exproxy_output_limit_closed_total", "Clients disconnected for exceeding client-output-limit.", prometheus.CounterValue, func(s proxy.Stats) int64 { return s.OutputLimitClosed }},
+	{"exproxy_shared_upstream_connections", "Shared upstream connections open (upstream-mode shared).", prometheus.GaugeValue, func(s proxy.Stats) int64 { return s.SharedConns }},
+	{"exproxy_sessions_pinned_total", "Sessions moved from shared upstream connections to their own (upstream-mode shared).", prometheus.CounterValue, func(s proxy.Stats) int64 { return s.SessionsPinned }},
 }
 
 func newStatsCollector(stats func() proxy.Stats) *statsCollector {

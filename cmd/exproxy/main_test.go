@@ -159,6 +159,7 @@ func TestProxyOptionsMapping(t *testing.T) {
 		Listen: cfg.Listen, Upstream: up, DialTimeout: 7, WriteTimeout: 8, MaxClients: 6,
 		Limits:     resp.Limits{MaxBulkLen: 1, MaxInlineLen: 2, MaxArgs: 3},
 		MaxPending: 4, ClientOutputLimit: 5, DrainTimeout: 9,
+		Mode: proxy.SharedUpstream, SharedConns: 1,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v\nwant %+v", got, want)

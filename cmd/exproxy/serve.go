@@ -88,6 +88,12 @@ func upstreamOptions(u config.Upstream) proxy.Upstream {
 	}
 }
 
+// upstreamMode maps a validated upstream-mode setting.
+func upstreamMode(s string) proxy.UpstreamMode {
+	m, _ := proxy.ParseUpstreamMode(s)
+	return m
+}
+
 // proxyOptions maps the configuration onto proxy.Options (without the
 // extensions, which serve adds).
 func proxyOptions(cfg *config.Config, up proxy.Upstream, log *zap.Logger) proxy.Options {
@@ -104,6 +110,8 @@ func proxyOptions(cfg *config.Config, up proxy.Upstream, log *zap.Logger) proxy.
 		},
 		MaxPending:        cfg.Limits.MaxPending,
 		ClientOutputLimit: cfg.Limits.ClientOutputLimit,
+		Mode:              upstreamMode(cfg.UpstreamMode),
+		SharedConns:       cfg.SharedConns,
 		DrainTimeout:      cfg.DrainTimeout,
 		Logger:            log,
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"testing"
@@ -31,6 +32,13 @@ type proxyRun struct {
 	done chan error
 }
 
+// testUpstreamMode is the proxy's upstream mode for this run: make test
+// runs the suite in both.
+func testUpstreamMode() proxy.UpstreamMode {
+	m, _ := proxy.ParseUpstreamMode(os.Getenv("EXPROXY_TEST_UPSTREAM_MODE"))
+	return m
+}
+
 // startProxy serves a proxy in front of upstream with the given observers
 // and rewriters, and shuts it down at the end of the test (if the test has
 // not already).
@@ -42,6 +50,7 @@ func startProxy(tb testing.TB, upstream string, obs []proxy.Observer, rws []prox
 		Logger:    zap.NewNop(),
 		Observers: obs,
 		Rewriters: rws,
+		Mode:      testUpstreamMode(),
 	})
 	if err != nil {
 		tb.Fatalf("proxy.New: %v", err)

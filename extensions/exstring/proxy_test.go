@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -35,6 +36,13 @@ type e2eConfig struct {
 	noPreload bool // leave loading to the first command's Retry
 }
 
+// testUpstreamMode is the proxy's upstream mode for this run: make test
+// runs the suite in both.
+func testUpstreamMode() proxy.UpstreamMode {
+	m, _ := proxy.ParseUpstreamMode(os.Getenv("EXPROXY_TEST_UPSTREAM_MODE"))
+	return m
+}
+
 func startE2E(t *testing.T, c e2eConfig) *e2e {
 	t.Helper()
 	srv := redistest.Start(t, c.redisOpts...)
@@ -51,6 +59,7 @@ func startE2E(t *testing.T, c e2eConfig) *e2e {
 		Upstream:  proxy.Upstream{Network: "tcp", Addr: srv.Addr},
 		Logger:    zaptest.NewLogger(t),
 		Rewriters: []proxy.Rewriter{ext},
+		Mode:      testUpstreamMode(),
 	})
 	if err != nil {
 		t.Fatalf("proxy.New: %v", err)

@@ -46,7 +46,7 @@ func run() error {
 		stub      = flag.Bool("stub-proxy", false, "no proxy: measure direct Redis twice (harness development only; the report says STUB)")
 		occDur    = flag.Duration("occ-duration", 1500*time.Millisecond, "length of one optimistic-locking run")
 		memConns  = flag.Int("mem-conns", 10000, "idle connections for the memory figure")
-		only      = flag.String("only", "", "comma-separated workload groups to run: passthrough,occ,memory (default all)")
+		only      = flag.String("only", "", "comma-separated workload groups to run: passthrough,occ,memory, or single passthrough workloads such as p1-64B (default all)")
 		noPin     = flag.Bool("no-pin", false, "do not pin processes with taskset")
 		cpuRedis  = flag.String("cpu-redis", "0", "CPU list for redis-server (taskset -c)")
 		cpuLoad   = flag.String("cpu-load", "1", "CPU list for exproxy, redis-benchmark and this harness")
@@ -133,10 +133,10 @@ func run() error {
 	if *only != "" {
 		for _, g := range strings.Split(*only, ",") {
 			switch g = strings.TrimSpace(g); g {
-			case "passthrough", "occ", "memory":
+			case "passthrough", "occ", "memory", "p1-64B", "p16-64B", "p1-1KB", "p1-16KB", "c1000", "idle1000":
 				cfg.Only = append(cfg.Only, g)
 			default:
-				return fmt.Errorf("--only: unknown group %q (passthrough, occ, memory)", g)
+				return fmt.Errorf("--only: unknown group %q (passthrough, occ, memory, or one passthrough workload: p1-64B, p16-64B, p1-1KB, p1-16KB, c1000, idle1000)", g)
 			}
 		}
 	}

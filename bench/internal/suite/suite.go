@@ -54,6 +54,16 @@ func (c Config) wants(group string) bool {
 	return false
 }
 
+// wantsAnyWorkload reports whether Only names single passthrough workloads.
+func (c Config) wantsAnyWorkload() bool {
+	for _, g := range c.Only {
+		if g != "passthrough" && g != "occ" && g != "memory" {
+			return true
+		}
+	}
+	return false
+}
+
 // side is one of the two things measured in every round.
 type side struct {
 	name string // "direct" or "proxy" (or "stub" for the stand-in)
@@ -99,7 +109,7 @@ func Run(ctx context.Context, cfg Config) error {
 	s.logf("redis-server pid %d on %s (cpu %q); %s on %s (cpu %q)",
 		s.redis.Pid, s.redis.Addr, cfg.CPURedis, s.via.name, s.via.addr, cfg.CPULoad)
 
-	if cfg.wants("passthrough") {
+	if cfg.wants("passthrough") || cfg.wantsAnyWorkload() {
 		s.runPassthrough(ctx)
 	}
 	if cfg.wants("occ") {
@@ -185,7 +195,16 @@ func (s *Suite) passWorkloads() []passWorkload {
 			w[i].requests /= 5
 		}
 	}
-	return w
+	if s.cfg.wants("passthrough") {
+		return w
+	}
+	var picked []passWorkload
+	for _, x := range w {
+		if s.cfg.wants(x.name) {
+			picked = append(picked, x)
+		}
+	}
+	return picked
 }
 
 type passRun struct {

@@ -1,0 +1,222 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/exproxy/exproxy/proxy"
+)
+
+// Tests of shared upstream mode itself. The whole end-to-end suite also
+// runs in this mode (EXPROXY_TEST_UPSTREAM_MODE=shared, part of make test);
+// these check what is particular to it: that sessions really share, that
+// interleaved sessions each get their own replies in order, when a session
+// moves to a connection of its own, and that one session cannot hold up
+// the others.
+
+func sharedHarness(t *testing.T, conns int) *harness {
+	return newHarness(t, withOptions(func(o *proxy.Options) {
+		o.Mode = proxy.SharedUpstream
+		o.SharedConns = conns
+	}))
+}
+
+// TestE2ESharedInterleavedPipelines: 20 clients pipelining at once over
+// one upstream connection each get exactly their own replies, in order.
+func TestE2ESharedInterleavedPipelines(t *testing.T) {
+	h := sharedHarness(t, 1)
+	const clients, depth, rounds = 20, 50, 20
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := h.proxyRaw(t)
+			defer c.close()
+			key := fmt.Sprintf("ctr:%d", i)
+			n := 0
+			for r := 0; r < rounds; r++ {
+				var batch []byte
+				for d := 0; d < depth; d++ {
+					batch = append(batch, encodeCommand("INCR", key)...)
+					batch = append(batch, encodeCommand("ECHO", key+":"+strconv.Itoa(n+1))...)
+					n++
+				}
+				if err := c.writeE(batch); err != nil {
+					errs <- err
+					return
+				}
+				for d := n - depth; d < n; d++ {
+					if got, err := c.readE(); err != nil || got != ":"+strconv.Itoa(d+1)+"\r\n" {
+						errs <- fmt.Errorf("client %d: INCR %d got %q, %v", i, d+1, got, err)
+						return
+					}
+					want := key + ":" + strconv.Itoa(d+1)
+					if got, err := c.readE(); err != nil || got != "$"+strconv.Itoa(len(want))+"\r\n"+want+"\r\n" {
+						errs <- fmt.Errorf("client %d: ECHO %d got %q, %v", i, d+1, got, err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := h.numClients(t); n != 1 {
+		t.Errorf("%d clients on shared-conns 1: Redis has %d connections from the proxy, want 1", clients, n)
+	}
+	if st := h.stats(); st.SharedConns != 1 || st.SessionsPinned != 0 {
+		t.Errorf("stats: %d shared connections, %d sessions pinned; want 1 and 0", st.SharedConns, st.SessionsPinned)
+	}
+}
+
+// TestE2ESharedPinsOnState: each stateful command moves its session to a
+// connection of its own, after the replies it awaited on the shared one;
+// the session's protocol comes along.
+func TestE2ESharedPinsOnState(t *testing.T) {
+	h := sharedHarness(t, 1)
+	for _, tc := range []struct {
+		name  string
+		proto int
+		cmds  [][]string
+	}{
+		{"MULTI", 2, [][]string{{"MULTI"}, {"INCR", "m"}, {"EXEC"}}},
+		{"WATCH", 2, [][]string{{"WATCH", "m"}, {"GET", "m"}}},
+		{"SELECT", 2, [][]string{{"SELECT", "1"}, {"SET", "db1", "x"}, {"GET", "db1"}}},
+		{"BLPOP", 2, [][]string{{"RPUSH", "l", "a"}, {"BLPOP", "l", "1"}}},
+		{"XREAD BLOCK", 2, [][]string{{"XADD", "s", "*", "f", "v"}, {"XREAD", "BLOCK", "10", "STREAMS", "s", "0"}}},
+		{"CLIENT SETNAME", 3, [][]string{{"CLIENT", "SETNAME", "pinned-one"}, {"CLIENT", "GETNAME"}}},
+		{"SUBSCRIBE", 3, [][]string{{"SUBSCRIBE", "ch"}, {"PING"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h.resetRedis(t)
+			var steps []step
+			if tc.proto == 3 {
+				steps = append(steps, c("HELLO", "3"))
+			}
+			steps = append(steps, c("SET", "before", "1"))
+			for _, cmd := range tc.cmds {
+				steps = append(steps, c(cmd...))
+			}
+			steps = append(steps, c("GET", "before"))
+			before := h.stats().SessionsPinned
+			h.sameAsRedisPipelined(t, tc.proto, steps)
+			if after := h.stats().SessionsPinned; after != before+1 {
+				t.Errorf("SessionsPinned went %d -> %d, want one more", before, after)
+			}
+		})
+	}
+}
+
+// TestE2ESharedStaysShared: what a plain client (redis-benchmark, go-redis
+// with default options in RESP2 and RESP3, scripts) sends keeps it shared.
+func TestE2ESharedStaysShared(t *testing.T) {
+	h := sharedHarness(t, 1)
+	ctx := context.Background()
+	for _, proto := range []int{2, 3} {
+		rdb := h.client(t, proto)
+		if err := rdb.Set(ctx, "k", "v", 0).Err(); err != nil {
+			t.Fatalf("RESP%d SET: %v", proto, err)
+		}
+		if v, err := rdb.Get(ctx, "k").Result(); err != nil || v != "v" {
+			t.Fatalf("RESP%d GET: %q, %v", proto, v, err)
+		}
+		if v, err := rdb.Eval(ctx, "return redis.call('incr', KEYS[1])", []string{"n"}).Int(); err != nil || v < 1 {
+			t.Fatalf("RESP%d EVAL: %d, %v", proto, v, err)
+		}
+		if m, err := rdb.HGetAll(ctx, "nohash").Result(); err != nil || len(m) != 0 {
+			t.Fatalf("RESP%d HGETALL: %v, %v", proto, m, err)
+		}
+	}
+	if st := h.stats(); st.SessionsPinned != 0 || st.SharedConns != 2 {
+		t.Errorf("go-redis RESP2 and RESP3: %d sessions pinned, %d shared connections; want 0 and 2 (one per protocol)", st.SessionsPinned, st.SharedConns)
+	}
+	// A failed HELLO leaves the session where it was.
+	r := h.proxyRaw(t)
+	if got := r.do("HELLO", "4"); !strings.HasPrefix(got, "-NOPROTO") {
+		t.Errorf("HELLO 4: %q", got)
+	}
+	if got := r.do("HGETALL", "nohash"); got != "*0\r\n" {
+		t.Errorf("after a failed HELLO, the session answers %q, want RESP2 *0", got)
+	}
+}
+
+// TestE2ESharedQuit: QUIT answers +OK and closes the client, not the
+// shared connection.
+func TestE2ESharedQuit(t *testing.T) {
+	h := sharedHarness(t, 1)
+	a, b := h.proxyRaw(t), h.proxyRaw(t)
+	a.do("PING")
+	b.do("PING")
+	a.writeString("*1\r\n$4\r\nQUIT\r\n*1\r\n$4\r\nPING\r\n")
+	if out, err := a.readUntilEOF(); err != nil || out != "+OK\r\n" {
+		t.Errorf("QUIT: %q, %v; want +OK then close", out, err)
+	}
+	if got := b.do("PING"); got != "+PONG\r\n" {
+		t.Errorf("other client after QUIT: %q", got)
+	}
+	if st := h.stats(); st.SharedConns != 1 {
+		t.Errorf("shared connections after QUIT: %d, want 1", st.SharedConns)
+	}
+}
+
+// TestE2ESharedSlowClient: a client that does not read its replies does
+// not hold up others on the same shared connection; it is disconnected
+// at client-output-limit.
+func TestE2ESharedSlowClient(t *testing.T) {
+	h := newHarness(t, withOptions(func(o *proxy.Options) {
+		o.Mode = proxy.SharedUpstream
+		o.ClientOutputLimit = 4 << 20
+	}))
+	val := strings.Repeat("x", 256<<10)
+	setup := h.proxyRaw(t)
+	if got := setup.do("SET", "big", val); got != "+OK\r\n" {
+		t.Fatalf("SET: %q", got)
+	}
+	slow := h.proxyRaw(t)
+	var batch []byte
+	for i := 0; i < 64; i++ { // 16 MB of replies it never reads
+		batch = append(batch, encodeCommand("GET", "big")...)
+	}
+	slow.write(batch)
+	other := h.proxyRaw(t)
+	for i := 0; i < 100; i++ {
+		if got := other.do("INCR", "c"); got != ":"+strconv.Itoa(i+1)+"\r\n" {
+			t.Fatalf("other client, INCR %d: %q", i+1, got)
+		}
+	}
+	eventually(t, "slow client disconnected", func() bool { return h.stats().OutputLimitClosed == 1 })
+	if got := other.do("STRLEN", "big"); got != ":262144\r\n" {
+		t.Errorf("other client after the slow one left: %q", got)
+	}
+}
+
+// TestE2ESharedConnsSpread: with shared-conns 2, sessions spread over two
+// connections and each still gets its replies in order.
+func TestE2ESharedConnsSpread(t *testing.T) {
+	h := sharedHarness(t, 2)
+	var conns []*rawConn
+	for i := 0; i < 6; i++ {
+		r := h.proxyRaw(t)
+		if got := r.do("SET", "k"+strconv.Itoa(i), strconv.Itoa(i)); got != "+OK\r\n" {
+			t.Fatalf("SET: %q", got)
+		}
+		conns = append(conns, r)
+	}
+	for i, r := range conns {
+		if got := r.do("GET", "k"+strconv.Itoa(i)); got != "$1\r\n"+strconv.Itoa(i)+"\r\n" {
+			t.Errorf("client %d: %q", i, got)
+		}
+	}
+	if n := h.numClients(t); n != 2 {
+		t.Errorf("shared-conns 2: Redis has %d connections from the proxy", n)
+	}
+}
