@@ -92,7 +92,7 @@ func TestE2ESharedPinsOnState(t *testing.T) {
 		{"WATCH", 2, [][]string{{"WATCH", "m"}, {"GET", "m"}}},
 		{"SELECT", 2, [][]string{{"SELECT", "1"}, {"SET", "db1", "x"}, {"GET", "db1"}}},
 		{"BLPOP", 2, [][]string{{"RPUSH", "l", "a"}, {"BLPOP", "l", "1"}}},
-		{"XREAD BLOCK", 2, [][]string{{"XADD", "s", "*", "f", "v"}, {"XREAD", "BLOCK", "10", "STREAMS", "s", "0"}}},
+		{"XREAD BLOCK", 2, [][]string{{"XADD", "s", "1-1", "f", "v"}, {"XREAD", "BLOCK", "10", "STREAMS", "s", "0"}}},
 		{"CLIENT SETNAME", 3, [][]string{{"CLIENT", "SETNAME", "pinned-one"}, {"CLIENT", "GETNAME"}}},
 		{"SUBSCRIBE", 3, [][]string{{"SUBSCRIBE", "ch"}, {"PING"}}},
 	} {

@@ -403,6 +403,16 @@ func (s *session) deliver(chunk []byte, done bool, kind byte, push bool) (touche
 
 // sharedDone counts n replies received (or given up on); rsMu is held.
 func (s *session) sharedDone(n int) {
+	if s.inflight.Load() == int64(n) {
+		// The last reply awaited: out it goes before the read loop may
+		// move the session to its own connection and reply loop.
+		r := &s.rs
+		r.touched = false
+		if !r.dead && r.flushShared() != nil {
+			r.dead = true
+			_ = s.client.Close()
+		}
+	}
 	if s.inflight.Add(-int64(n)) > 0 {
 		return
 	}
@@ -417,6 +427,9 @@ func (s *session) flushShared() {
 	s.rsMu.Lock()
 	defer s.rsMu.Unlock()
 	r := &s.rs
+	if !r.shared || !r.touched {
+		return // flushed already, or moved to a reply loop of its own
+	}
 	r.touched = false
 	if !r.dead && r.flushShared() != nil {
 		r.dead = true
