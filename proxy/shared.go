@@ -270,7 +270,17 @@ func (c *sharedConn) reader() {
 	f.Limits.MaxInlineLen = max(f.Limits.MaxInlineLen, 64<<10)
 	r, w := 0, 0
 	var local []sharedWaiter // FIFO entries taken from c.fifo, reader-owned
-	var touched []*session
+	// held is the session whose replies are being delivered, with its
+	// rsMu held: consecutive replies of one session (a pipeline) take the
+	// lock once and go out in one write.
+	var held *session
+	release := func() {
+		if held != nil {
+			held.flushSharedLocked()
+			held.rsMu.Unlock()
+			held = nil
+		}
+	}
 	var err error
 	for err == nil {
 		if w == len(buf) {
@@ -313,10 +323,13 @@ func (c *sharedConn) reader() {
 				continue
 			}
 			s := local[0].s
-			push := f.Kind() == '>'
-			if s.deliver(chunk, done, f.Kind(), push) {
-				touched = append(touched, s)
+			if s != held {
+				release()
+				s.rsMu.Lock()
+				held = s
 			}
+			push := f.Kind() == '>'
+			s.deliverLocked(chunk, done, f.Kind(), push)
 			if done && !push {
 				local[0].n--
 				if local[0].n == 0 {
@@ -325,11 +338,7 @@ func (c *sharedConn) reader() {
 				}
 			}
 		}
-		for i, s := range touched {
-			s.flushShared()
-			touched[i] = nil
-		}
-		touched = touched[:0]
+		release()
 		if r == w {
 			r, w = 0, 0
 			if len(buf) > 64<<10 {
@@ -364,9 +373,7 @@ func (c *sharedConn) reader() {
 // A push (a RESP3 '>' a command made Redis send before its reply, such
 // as DEBUG PROTOCOL push) goes to the session whose reply is next, and
 // answers none of its commands.
-func (s *session) deliver(chunk []byte, done bool, kind byte, push bool) (touched bool) {
-	s.rsMu.Lock()
-	defer s.rsMu.Unlock()
+func (s *session) deliverLocked(chunk []byte, done bool, kind byte, push bool) {
 	r := &s.rs
 	if !r.dead {
 		if !r.active {
@@ -384,21 +391,18 @@ func (s *session) deliver(chunk []byte, done bool, kind byte, push bool) (touche
 			r.dead = true
 			_ = s.client.Close()
 		}
-		if !r.touched && !r.dead {
-			r.touched, touched = true, true
-		}
+		r.touched = !r.dead
 	}
 	if done {
 		r.active = false
 		if push {
-			return touched
+			return
 		}
 		if !r.dead && !r.emitHead() {
 			r.dead = true
 		}
 		s.sharedDone(1)
 	}
-	return touched
 }
 
 // sharedDone counts n replies received (or given up on); rsMu is held.
@@ -422,10 +426,9 @@ func (s *session) sharedDone(n int) {
 	}
 }
 
-// flushShared writes what the shared reader collected for the session.
-func (s *session) flushShared() {
-	s.rsMu.Lock()
-	defer s.rsMu.Unlock()
+// flushSharedLocked writes what the shared reader collected for the
+// session; rsMu is held.
+func (s *session) flushSharedLocked() {
 	r := &s.rs
 	if !r.shared || !r.touched {
 		return // flushed already, or moved to a reply loop of its own
