@@ -33,31 +33,79 @@ var errQueueClosed = errors.New("session closed")
 type sharedPool struct {
 	srv    *Server
 	mu     sync.Mutex
-	conns  [2][]*sharedConn // [proto-2][i]; nil or dead slots are dialled on demand
+	slots  [2][]sharedSlot // [proto-2][i]; empty or dead slots are dialled on demand
 	closed bool
+}
+
+// sharedSlot is one shared connection, or the dial that will give it.
+type sharedSlot struct {
+	c       *sharedConn
+	dialing chan struct{} // closed when the dial in progress ends
+	err     error         // how the last dial failed
 }
 
 func newSharedPool(srv *Server) *sharedPool {
 	p := &sharedPool{srv: srv}
-	for i := range p.conns {
-		p.conns[i] = make([]*sharedConn, srv.opts.SharedConns)
+	for i := range p.slots {
+		p.slots[i] = make([]sharedSlot, srv.opts.SharedConns)
 	}
 	return p
 }
 
 // get returns a live shared connection of protocol proto for the session
-// with the given id, dialling one if needed.
+// with the given id, dialling one if needed. Sessions that need the same
+// connection meanwhile wait for that one dial, so an unreachable Redis
+// costs each of them one dial timeout, not one per session before it.
 func (p *sharedPool) get(proto int, id uint64) (*sharedConn, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
-		return nil, ErrServerClosed
-	}
-	slots := p.conns[proto-2]
-	i := int(id % uint64(len(slots)))
-	if c := slots[i]; c != nil && !c.isDead() {
+	slots := p.slots[proto-2]
+	sl := &slots[int(id%uint64(len(slots)))]
+	waited := false
+	for {
+		if p.closed {
+			return nil, ErrServerClosed
+		}
+		if sl.c != nil && !sl.c.isDead() {
+			return sl.c, nil
+		}
+		if waited {
+			if sl.err == nil {
+				return nil, errSharedDead // dialled, and lost already
+			}
+			return nil, sl.err
+		}
+		if sl.dialing != nil {
+			ch := sl.dialing
+			p.mu.Unlock()
+			<-ch
+			p.mu.Lock()
+			waited = true
+			continue
+		}
+		ch := make(chan struct{})
+		sl.dialing = ch
+		p.mu.Unlock()
+		c, err := p.dial(proto)
+		p.mu.Lock()
+		sl.dialing, sl.err = nil, err
+		close(ch)
+		if err != nil {
+			return nil, err
+		}
+		if p.closed {
+			_ = c.conn.Close()
+			p.srv.stats.sharedConns.Add(-1)
+			return nil, ErrServerClosed
+		}
+		sl.c = c
+		go c.writer()
+		go c.reader()
 		return c, nil
 	}
+}
+
+func (p *sharedPool) dial(proto int) (*sharedConn, error) {
 	conn, err := p.srv.dialUpstream(context.Background())
 	if err == nil && proto == 3 {
 		err = hello3(conn, p.srv.opts.DialTimeout)
@@ -70,22 +118,18 @@ func (p *sharedPool) get(proto int, id uint64) (*sharedConn, error) {
 		p.srv.log.Warn("upstream unreachable", zap.String("upstream", p.srv.opts.Upstream.String()), zap.Error(err))
 		return nil, err
 	}
-	c := &sharedConn{srv: p.srv, conn: conn, kick: make(chan struct{}, 1)}
-	slots[i] = c
 	p.srv.stats.sharedConns.Add(1)
-	go c.writer()
-	go c.reader()
-	return c, nil
+	return &sharedConn{srv: p.srv, conn: conn, kick: make(chan struct{}, 1)}, nil
 }
 
 func (p *sharedPool) close() {
 	p.mu.Lock()
 	p.closed = true
 	var all []*sharedConn
-	for _, slots := range p.conns {
-		for _, c := range slots {
-			if c != nil {
-				all = append(all, c)
+	for _, slots := range p.slots {
+		for _, sl := range slots {
+			if sl.c != nil {
+				all = append(all, sl.c)
 			}
 		}
 	}
