@@ -7,7 +7,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/exproxy/exproxy/internal/redistest"
 	"github.com/exproxy/exproxy/proxy"
 )
 
@@ -218,5 +220,43 @@ func TestE2ESharedConnsSpread(t *testing.T) {
 	}
 	if n := h.numClients(t); n != 2 {
 		t.Errorf("shared-conns 2: Redis has %d connections from the proxy", n)
+	}
+}
+
+// TestE2ESharedUnreachable: while Redis is down, every session waiting on
+// the same shared connection gets the dial's error (one dial for all of
+// them), stays connected, and is served once Redis is back.
+func TestE2ESharedUnreachable(t *testing.T) {
+	r := redistest.Start(t)
+	r.Stop()
+	p := startProxy(t, r.Addr, withOptions(func(o *proxy.Options) {
+		o.Mode = proxy.SharedUpstream
+		o.DialTimeout = 500 * time.Millisecond
+	}))
+	const clients = 20
+	conns := make([]*rawConn, clients)
+	for i := range conns {
+		conns[i] = dialRaw(t, p.Addr)
+	}
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.send("PING")
+			if got, err := c.readE(); err != nil || !strings.HasPrefix(got, "-ERR exproxy: upstream "+r.Addr+" unreachable") {
+				t.Errorf("client %d while Redis is down: %q, %v", i, got, err)
+			}
+		}()
+	}
+	wg.Wait()
+	r.StartAgain()
+	for i, c := range conns {
+		if got := c.do("INCR", "n"); got != ":"+strconv.Itoa(i+1)+"\r\n" {
+			t.Errorf("client %d after Redis is back: %q", i, got)
+		}
+	}
+	if st := p.stats(); st.SharedConns != 1 {
+		t.Errorf("shared connections: %d, want 1", st.SharedConns)
 	}
 }
