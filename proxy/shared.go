@@ -222,8 +222,8 @@ func (c *sharedConn) isDead() bool {
 }
 
 // send queues a session's batch: its entries on the session's queue, n
-// replies expected on the FIFO, and the bytes for the writer. It returns
-// false, having queued nothing, when the connection has died.
+// replies expected on the FIFO, and the bytes for the writer. On
+// errSharedDead nothing was queued and another connection may be tried.
 func (c *sharedConn) send(s *session, batch []entry, n int, data []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
