@@ -168,6 +168,7 @@ func serve(ctx context.Context, restoreSignals func(), cfg *config.Config, log *
 		zap.String("version", version),
 		zap.String("listen", l.Addr().String()),
 		zap.Stringer("upstream", up),
+		zap.String("upstream_mode", cfg.UpstreamMode),
 		zap.Bool("exstring", cfg.Exstring.Enabled),
 		zap.Bool("contention", cfg.Contention.Enabled),
 	}
@@ -240,8 +241,8 @@ func warnSettings(cfg *config.Config, up proxy.Upstream, log *zap.Logger) {
 	if up.TLS != nil && up.TLS.InsecureSkipVerify {
 		log.Warn("TLS certificate verification of the upstream is off (tls.insecure-skip-verify)")
 	}
-	// Each client costs two descriptors: its own and its upstream
-	// connection. Go raises the soft limit to the hard one at start-up, so
+	// Each client costs up to two descriptors: its own and, pinned (or
+	// moved off the shared connections), its upstream connection. Go raises the soft limit to the hard one at start-up, so
 	// what is left here is the real ceiling.
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil {
