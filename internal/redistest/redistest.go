@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -109,6 +110,10 @@ func (s *Server) start(bin string) error {
 	args := append(ports, s.args...)
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = s.Dir
+	// Its own process group, so that Stop also kills a forked RDB child
+	// (a replication sync), which would otherwise outlive the server and
+	// write into Dir while the test's cleanup removes it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", bin, err)
 	}
@@ -177,6 +182,7 @@ func (s *Server) Stop() {
 	if cmd == nil {
 		return
 	}
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	_ = cmd.Process.Kill()
 	<-done
 }
