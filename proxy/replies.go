@@ -987,11 +987,16 @@ func (r *replySide) completeFailed() {
 // finish ends the session.
 func (r *replySide) finish() {
 	s := r.s
-	for _, o := range r.obs {
-		o.Close()
-	}
-	s.resume()
-	s.close()
-	s.srv.forget(s)
-	close(s.done)
+	// A shared session that ends while it is moving to a connection of
+	// its own can get here from both its shared reader and its new reply
+	// loop.
+	s.finishOnce.Do(func() {
+		for _, o := range r.obs {
+			o.Close()
+		}
+		s.resume()
+		s.close()
+		s.srv.forget(s)
+		close(s.done)
+	})
 }

@@ -46,11 +46,13 @@ type session struct {
 	upErr      error      // under upMu: why writing upstream failed
 	aborted    uint64     // under upMu: 1 + seq of a streamed command cut short by a protocol error
 	paused     bool       // under upMu: the reply loop is resending; send nothing new
+	closed     bool       // under upMu: close has run; a late dial is discarded
 	resumed    *sync.Cond // on upMu: signalled when paused ends
 
-	closing  atomic.Bool   // no more commands will come from the client
-	draining atomic.Bool   // server shutdown: stop reading the client
-	done     chan struct{} // closed when the session has ended
+	finishOnce sync.Once
+	closing    atomic.Bool   // no more commands will come from the client
+	draining   atomic.Bool   // server shutdown: stop reading the client
+	done       chan struct{} // closed when the session has ended
 
 	// read side
 	rbuf        []byte
@@ -137,6 +139,12 @@ func (s *session) dial() error {
 		s.srv.stats.upstreamErrors.Add(1)
 		s.log.Warn("upstream unreachable", zap.String("upstream", s.srv.opts.Upstream.String()), zap.Error(err))
 		return err
+	}
+	if s.closed {
+		// close ran while the dial was on its way (a shutdown right after
+		// the client connected): nothing would ever close this one.
+		_ = conn.Close()
+		return errQueueClosed
 	}
 	s.up = conn
 	// The reply loop may be waiting for a connection to read from.
@@ -833,6 +841,9 @@ func (s *session) endReading() {
 // close tears the session down; safe to call more than once.
 func (s *session) close() {
 	_ = s.client.Close()
+	s.upMu.Lock()
+	s.closed = true
+	s.upMu.Unlock()
 	s.rsMu.Lock()
 	if s.rs.shared && !s.finished {
 		// Replies still owed by a shared connection are dropped.
