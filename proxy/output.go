@@ -57,7 +57,8 @@ func (o *output) toBacklog() (bool, error) {
 	defer o.mu.Unlock()
 	if !o.slow {
 		if o.fastAgain {
-			// The flusher set its own deadline when it took over.
+			// The flusher set its own deadline when it took over; once
+			// expired it would fail flushNoWait's writes, which set none.
 			o.fastAgain = false
 			o.deadline = time.Time{}
 			if o.raw != nil {

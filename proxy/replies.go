@@ -83,9 +83,8 @@ type replySide struct {
 
 	// While the session is on a shared connection, that connection's
 	// reader drives this replySide under session.rsMu instead of loop.
-	shared  bool
-	dead    bool // shared: the client is being closed; replies are dropped
-	touched bool // shared: output collected and not yet flushed
+	shared bool
+	dead   bool // shared: the client is being closed; replies are dropped
 }
 
 func (r *replySide) init(s *session) {

@@ -48,7 +48,7 @@ func BenchmarkRoute(b *testing.B) {
 					if err != nil || n == 0 {
 						b.Fatalf("parse: %v", err)
 					}
-					s.route(in[off:off+n], args, len(args), false)
+					s.route(s.srv.table.lookup(args[0]), in[off:off+n], args, len(args), false)
 					s.argv = args[:0]
 					off += n
 				}

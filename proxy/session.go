@@ -46,7 +46,6 @@ type session struct {
 	upErr      error      // under upMu: why writing upstream failed
 	aborted    uint64     // under upMu: 1 + seq of a streamed command cut short by a protocol error
 	paused     bool       // under upMu: the reply loop is resending; send nothing new
-	closed     bool       // under upMu: close has run; a late dial is discarded
 	resumed    *sync.Cond // on upMu: signalled when paused ends
 
 	finishOnce sync.Once
@@ -140,7 +139,7 @@ func (s *session) dial() error {
 		s.log.Warn("upstream unreachable", zap.String("upstream", s.srv.opts.Upstream.String()), zap.Error(err))
 		return err
 	}
-	if s.closed {
+	if s.q.isClosed() {
 		// close ran while the dial was on its way (a shutdown right after
 		// the client connected): nothing would ever close this one.
 		_ = conn.Close()
@@ -180,10 +179,7 @@ func (s *session) readLoop() {
 			if end {
 				return
 			}
-			if !s.rdeadline.IsZero() {
-				s.rdeadline = time.Time{}
-				_ = s.client.SetReadDeadline(s.rdeadline)
-			}
+			s.clearReadDeadline()
 			if errors.Is(err, os.ErrDeadlineExceeded) && !s.draining.Load() {
 				continue // eofCheckAfter: read again
 			}
@@ -265,11 +261,7 @@ func (s *session) readRaw(raw syscall.RawConn) (end bool, err error) {
 			case errno == syscall.EINTR:
 				continue
 			case errno == syscall.EAGAIN:
-				if !s.rdeadline.IsZero() {
-					// Nothing was pending: wait without a deadline.
-					s.rdeadline = time.Time{}
-					_ = s.client.SetReadDeadline(s.rdeadline)
-				}
+				s.clearReadDeadline() // nothing was pending: wait without one
 				return false
 			case errno != nil:
 				err = os.NewSyscallError("read", errno)
@@ -307,6 +299,15 @@ func (s *session) readRaw(raw syscall.RawConn) (end bool, err error) {
 		err = rerr
 	}
 	return end, err
+}
+
+// clearReadDeadline removes the deadline readRaw set to look for an end
+// of stream; an expired one would fail every read.
+func (s *session) clearReadDeadline() {
+	if !s.rdeadline.IsZero() {
+		s.rdeadline = time.Time{}
+		_ = s.client.SetReadDeadline(s.rdeadline)
+	}
 }
 
 // readFailed ends reading on a read error, logging what is unexpected.
@@ -358,8 +359,9 @@ func (s *session) process() bool {
 		if inline {
 			raw, args = s.inlineToMultibulk(args)
 		}
+		cmd := s.srv.table.lookup(args[0])
 		if s.sharedMode {
-			if done, ok := s.routeShared(raw, args); done {
+			if done, ok := s.routeShared(cmd, raw, args); done {
 				s.argv = args[:0]
 				if !ok {
 					return false
@@ -367,7 +369,7 @@ func (s *session) process() bool {
 				continue
 			}
 		}
-		s.route(raw, args, len(args), false)
+		s.route(cmd, raw, args, len(args), false)
 		s.argv = args[:0]
 	}
 	return s.send()
@@ -389,9 +391,8 @@ func (s *session) inlineToMultibulk(args [][]byte) ([]byte, [][]byte) {
 // route decides what to send for one command and appends it, with its
 // entry, to the batch. partial is set for a command streamed through,
 // whose raw holds only its beginning.
-func (s *session) route(raw []byte, args [][]byte, argc int, partial bool) (skip int) {
+func (s *session) route(cmd *command, raw []byte, args [][]byte, argc int, partial bool) (skip int) {
 	s.srv.stats.commands.Add(1)
-	cmd := s.srv.table.lookup(args[0])
 	e := entry{cmd: cmd, replies: 1}
 	rewritten := false
 	if cmd != nil {
@@ -567,22 +568,17 @@ func (s *session) send() bool {
 		return true
 	}
 	s.batchFailed = false
+	var ok bool
 	if s.sharedMode {
-		ok := s.sendShared()
-		s.batch = s.batch[:0]
-		if cap(s.upbuf) > steadyBuf {
-			s.upbuf = nil
-		} else {
-			s.upbuf = s.upbuf[:0]
+		ok = s.sendShared()
+	} else {
+		if s.upstream() == nil && s.needsUpstream() {
+			if err := s.dial(); err != nil {
+				s.failBatch(err)
+			}
 		}
-		return ok
+		ok = s.flushBatch()
 	}
-	if s.upstream() == nil && s.needsUpstream() {
-		if err := s.dial(); err != nil {
-			s.failBatch(err)
-		}
-	}
-	ok := s.flushBatch()
 	s.batch = s.batch[:0]
 	if cap(s.upbuf) > steadyBuf {
 		s.upbuf = nil
@@ -735,7 +731,7 @@ func (s *session) streamCommand() bool {
 	skip := 0
 	nb := len(s.batch)
 	if body > 0 && len(args) > 0 {
-		skip = s.route(s.rbuf[s.r:s.w], args, argc, true)
+		skip = s.route(s.srv.table.lookup(args[0]), s.rbuf[s.r:s.w], args, argc, true)
 	} else {
 		s.batch = append(s.batch, entry{replies: 1})
 	}
@@ -841,9 +837,9 @@ func (s *session) endReading() {
 // close tears the session down; safe to call more than once.
 func (s *session) close() {
 	_ = s.client.Close()
-	s.upMu.Lock()
-	s.closed = true
-	s.upMu.Unlock()
+	// The queue first: a dial still on its way (it holds upMu) then
+	// discards its connection, or has set s.up by the time we look.
+	s.q.close()
 	s.rsMu.Lock()
 	if s.rs.shared && !s.finished {
 		// Replies still owed by a shared connection are dropped.
@@ -854,7 +850,6 @@ func (s *session) close() {
 	if up := s.upstream(); up != nil {
 		_ = up.Close()
 	}
-	s.q.close()
 }
 
 // drain stops reading the client and waits for pending replies until ctx

@@ -410,9 +410,9 @@ func (c *sharedConn) reader() {
 	}
 }
 
-// deliver hands one chunk of a reply to the session, as its reply loop
-// would. It reports whether the session's output needs a flush that it
-// has not had yet in this round.
+// deliverLocked hands one chunk of a reply to the session, as its reply
+// loop would; rsMu is held. The reader flushes the session's output when
+// it moves on to another session's replies.
 //
 // A push (a RESP3 '>' a command made Redis send before its reply, such
 // as DEBUG PROTOCOL push) goes to the session whose reply is next, and
@@ -431,11 +431,9 @@ func (s *session) deliverLocked(chunk []byte, done bool, kind byte, push bool) {
 			r.dead = true // a resend could not be sent
 			_ = s.client.Close()
 		}
-		if !r.dead && len(r.out.buf) >= flushAt && r.flushShared() != nil {
-			r.dead = true
-			_ = s.client.Close()
+		if len(r.out.buf) >= flushAt {
+			s.flushOrDrop()
 		}
-		r.touched = !r.dead
 	}
 	if done {
 		r.active = false
@@ -454,12 +452,7 @@ func (s *session) sharedDone(n int) {
 	if s.inflight.Load() == int64(n) {
 		// The last reply awaited: out it goes before the read loop may
 		// move the session to its own connection and reply loop.
-		r := &s.rs
-		r.touched = false
-		if !r.dead && r.flushShared() != nil {
-			r.dead = true
-			_ = s.client.Close()
-		}
+		s.flushOrDrop()
 	}
 	if s.inflight.Add(-int64(n)) > 0 {
 		return
@@ -473,11 +466,16 @@ func (s *session) sharedDone(n int) {
 // flushSharedLocked writes what the shared reader collected for the
 // session; rsMu is held.
 func (s *session) flushSharedLocked() {
-	r := &s.rs
-	if !r.shared || !r.touched {
-		return // flushed already, or moved to a reply loop of its own
+	if s.rs.shared { // else it has moved to a reply loop of its own, which flushes
+		s.flushOrDrop()
 	}
-	r.touched = false
+}
+
+// flushOrDrop flushes the session's output without waiting; a client
+// that cannot take it (gone, or past its output limit) is closed, and
+// what comes for it afterwards is dropped. rsMu is held.
+func (s *session) flushOrDrop() {
+	r := &s.rs
 	if !r.dead && r.flushShared() != nil {
 		r.dead = true
 		_ = s.client.Close()
@@ -494,7 +492,9 @@ func (s *session) sharedLost(n int, cause error) {
 	r := &s.rs
 	if !r.dead {
 		if r.active && r.wrote {
+			// Part of a reply is out: nothing that follows would parse.
 			r.dead = true
+			_ = s.client.Close()
 		} else {
 			msg := resp.AppendError(nil, fmt.Sprintf("ERR exproxy: lost connection to upstream %s (%v); the outcome of this command is unknown", s.srv.opts.Upstream, cause))
 			if r.active && r.e != nil {
@@ -529,12 +529,7 @@ func (s *session) sharedLost(n int, cause error) {
 				r.retrying = false
 				s.resume()
 			}
-			if r.flushShared() != nil {
-				r.dead = true
-			}
-		}
-		if r.dead {
-			_ = s.client.Close()
+			s.flushOrDrop()
 		}
 	}
 	r.active = false
@@ -619,8 +614,7 @@ func helloProto(cmd *command, args [][]byte) int {
 // routeShared handles, for a session on shared connections, a command
 // that cannot simply join the batch there. done reports that it did; ok
 // false then ends the read loop.
-func (s *session) routeShared(raw []byte, args [][]byte) (done, ok bool) {
-	cmd := s.srv.table.lookup(args[0])
+func (s *session) routeShared(cmd *command, raw []byte, args [][]byte) (done, ok bool) {
 	if shareable(cmd, args) {
 		return false, true
 	}
@@ -647,7 +641,7 @@ func (s *session) routeShared(raw []byte, args [][]byte) (done, ok bool) {
 		}
 		old := s.proto
 		s.setShared(p)
-		s.route(raw, args, len(args), false)
+		s.route(cmd, raw, args, len(args), false)
 		if !s.send() {
 			return true, false
 		}
@@ -751,8 +745,5 @@ func (s *session) emitLocalShared() {
 		r.dead = true
 		return
 	}
-	if r.flushShared() != nil {
-		r.dead = true
-		_ = s.client.Close()
-	}
+	s.flushOrDrop()
 }

@@ -20,7 +20,7 @@ type Conns struct {
 
 // Open dials n connections to addr, parallel at a time. Each one sends a
 // PING and waits for +PONG, so that a proxy has surely accepted it and set
-// up whatever it keeps per connection (its upstream connection too), and
+// up whatever it keeps per connection (in pinned mode, its upstream connection too), and
 // what is measured afterwards is the steady idle state.
 func Open(ctx context.Context, addr string, n, parallel int) (*Conns, error) {
 	if parallel <= 0 {
