@@ -15,9 +15,10 @@ type Upstream struct {
 	Addr    string      // host:port, or the socket path
 	TLS     *tls.Config // non-nil for rediss://
 	// Username, Password and DB are used only on the proxy's own
-	// connections (loading Lua, health checks). Client connections carry
-	// whatever the client itself sends: the proxy never authenticates or
-	// SELECTs on a client's behalf.
+	// connections (loading Lua, health checks). Client sessions are
+	// whoever the client authenticates as: the proxy authenticates a
+	// connection for a client only with the credentials that client gave
+	// and Redis accepted.
 	Username string
 	Password string
 	DB       int
@@ -55,10 +56,15 @@ type Options struct {
 
 	// Mode says how client sessions reach Redis: PinnedUpstream (the zero
 	// value) gives each its own connection; SharedUpstream multiplexes
-	// sessions onto SharedConns connections per protocol until a session
-	// runs its first command that needs a connection of its own.
+	// sessions onto SharedConns connections per pool, and gives a session
+	// a connection of its own only while it holds state there.
 	Mode        UpstreamMode
-	SharedConns int // connections per protocol in SharedUpstream mode; default 1
+	SharedConns int // shared connections per pool (user, protocol, database); default 1
+	// ReadyConns is how many upstream connections are kept dialled
+	// before they are wanted, so that a session that needs a connection
+	// of its own gets one without waiting for a connect. Default 2;
+	// negative: none.
+	ReadyConns int
 
 	Logger    *zap.Logger // default zap.NewNop()
 	Rewriters []Rewriter  // in precedence order
@@ -72,9 +78,11 @@ const (
 	// PinnedUpstream gives every client session its own upstream
 	// connection for its whole life.
 	PinnedUpstream UpstreamMode = iota
-	// SharedUpstream starts every session on a connection shared with
-	// other sessions of the same protocol, and moves it to a connection of
-	// its own on its first stateful command (docs/proxy-core.md).
+	// SharedUpstream runs sessions on connections shared with sessions
+	// that Redis would see the same way (user, protocol, database), and
+	// gives a session a connection of its own while it holds connection
+	// state: a transaction, a subscription, a blocking command
+	// (docs/proxy-core.md).
 	SharedUpstream
 )
 

@@ -10,38 +10,44 @@ import (
 	"time"
 )
 
-// stallAfter is how long a write to the client may block before the
-// client counts as a slow reader. Past it, the reply loop hands the bytes
-// to a background flusher and goes on reading upstream, so that replies
-// pile up here — bounded — and not unbounded inside Redis, whose normal
-// clients have no output limit.
-const stallAfter = 100 * time.Millisecond
-
 // errOutputLimit closes a client that does not read its replies.
 var errOutputLimit = errors.New("client output buffer limit reached")
 
-// output batches replies for one client. Only the reply loop calls
-// append/flush; the flusher goroutine exists only while the client stalls.
+// chunkSize is the unit in which replies wait for a client that reads
+// slowly. Fixed-size chunks, returned to a pool once written, keep the
+// memory held for such a client at what is buffered plus one chunk:
+// one growing slice would double past the limit and leave garbage.
+const chunkSize = 32 << 10
+
+var chunkPool = sync.Pool{New: func() any { return new([chunkSize]byte) }}
+
+// output collects replies for one client and writes them without ever
+// waiting: the writer (an upstream connection's reader, which may serve
+// many clients) writes what the socket takes at once, and what it does
+// not take goes to a background flusher, bounded by limit. buf is owned
+// by the holder of the session's reply lock; the rest is under mu.
 type output struct {
 	conn         net.Conn
+	raw          syscall.RawConn // for writes that must not wait; nil if conn has none
 	buf          []byte
 	limit        int64
-	writeTimeout time.Duration // a stalled client that accepts nothing for this long is closed
+	writeTimeout time.Duration // a slow client that takes nothing for this long is closed
 
-	deadline time.Time       // write deadline currently set on conn
-	raw      syscall.RawConn // for writes that must not wait; nil if conn has none
-
-	mu        sync.Mutex
-	slow      bool   // a flusher owns the connection's write side
-	fastAgain bool   // the flusher handed the connection back
-	backlog   []byte // bytes the flusher has still to write
-	err       error  // the flusher's write error, if any
-	wake      chan struct{}
-	idle      chan struct{} // closed by the flusher when it drains and exits
+	mu      sync.Mutex
+	slow    bool // the flusher owns the connection's write side
+	backlog []*[chunkSize]byte
+	first   int   // bytes of backlog[0] already written
+	last    int   // bytes used in the last chunk
+	size    int64 // bytes waiting in backlog
+	err     error // the flusher's write error, if any
+	wake    chan struct{}
+	idle    chan struct{} // closed by the flusher when it has written all and exits
+	wdl     lazyDeadline  // the flusher's
 }
 
 func newOutput(conn net.Conn, limit int64, writeTimeout time.Duration) *output {
 	o := &output{conn: conn, limit: limit, writeTimeout: writeTimeout}
+	o.wdl.write = true
 	if sc, ok := conn.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			o.raw = rc
@@ -50,75 +56,69 @@ func newOutput(conn net.Conn, limit int64, writeTimeout time.Duration) *output {
 	return o
 }
 
-// toBacklog hands o.buf to the flusher while the client is slow, and
-// reports whether it did.
-func (o *output) toBacklog() (bool, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if !o.slow {
-		if o.fastAgain {
-			// The flusher set its own deadline when it took over; once
-			// expired it would fail flushNoWait's writes, which set none.
-			o.fastAgain = false
-			o.deadline = time.Time{}
-			if o.raw != nil {
-				_ = o.conn.SetWriteDeadline(time.Time{})
-			}
-		}
-		return false, nil
-	}
-	err := o.err
-	if err == nil && int64(len(o.backlog)+len(o.buf)) > o.limit {
-		err = fmt.Errorf("%w (%d bytes pending)", errOutputLimit, len(o.backlog)+len(o.buf))
-	}
-	if err == nil {
-		o.backlog = append(o.backlog, o.buf...)
-	}
-	o.buf = o.buf[:0]
-	if err == nil {
-		select {
-		case o.wake <- struct{}{}:
-		default:
-		}
-	}
-	return true, err
-}
-
-// goSlow starts the background flusher with rest, the bytes a write
-// could not place.
-func (o *output) goSlow(rest []byte) error {
-	if int64(len(rest)) > o.limit {
-		return fmt.Errorf("%w (%d bytes pending)", errOutputLimit, len(rest))
-	}
-	o.mu.Lock()
-	o.slow = true
-	o.backlog = append(o.backlog[:0], rest...)
-	o.wake = make(chan struct{}, 1)
-	o.idle = make(chan struct{})
-	o.mu.Unlock()
-	o.buf = o.buf[:0]
-	go o.flusher()
-	return nil
-}
-
-// flushNoWait is flush for a writer that serves many clients (a shared
-// upstream connection's reader): one write that takes what the socket
-// accepts now, the rest going to the background flusher at once.
-func (o *output) flushNoWait() error {
+// flush writes what was collected: what the socket takes now, the rest
+// through the flusher. It returns errOutputLimit when the bytes waiting
+// for the client would exceed the limit, or the write error.
+func (o *output) flush() error {
 	if len(o.buf) == 0 {
 		return nil
 	}
-	if o.raw == nil {
-		return o.flush()
-	}
-	if handled, err := o.toBacklog(); handled {
+	o.mu.Lock()
+	if o.slow {
+		err := o.err
+		if err == nil {
+			err = o.enqueueLocked(o.buf)
+		}
+		o.mu.Unlock()
+		o.reset()
+		if err == nil {
+			select {
+			case o.wake <- struct{}{}:
+			default:
+			}
+		}
 		return err
+	}
+	o.mu.Unlock()
+	n, err := o.writeNoWait(o.buf)
+	if err != nil {
+		return err
+	}
+	if n < len(o.buf) {
+		err = o.goSlow(o.buf[n:])
+	}
+	o.reset()
+	return err
+}
+
+// reset empties buf, letting a buffer that a burst grew go.
+func (o *output) reset() {
+	if cap(o.buf) > 4*flushAt {
+		o.buf = nil
+	} else {
+		o.buf = o.buf[:0]
+	}
+}
+
+// writeNoWait writes what the socket accepts now.
+func (o *output) writeNoWait(b []byte) (int, error) {
+	if o.raw == nil {
+		// No raw access (a wrapped connection): a short deadline stands
+		// in for "now".
+		_ = o.conn.SetWriteDeadline(time.Now().Add(10 * time.Millisecond))
+		n, err := o.conn.Write(b)
+		_ = o.conn.SetWriteDeadline(time.Time{})
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			err = nil
+		}
+		return n, err
 	}
 	var n int
 	var werr error
 	err := o.raw.Write(func(fd uintptr) bool {
 		for {
-			m, e := syscall.Write(int(fd), o.buf)
+			m, e := syscall.Write(int(fd), b)
 			if e == syscall.EINTR {
 				continue
 			}
@@ -134,74 +134,82 @@ func (o *output) flushNoWait() error {
 	if err == nil {
 		err = werr
 	}
-	if err != nil {
-		return err
-	}
-	if n == len(o.buf) {
-		o.shrink()
-		return nil
-	}
-	return o.goSlow(o.buf[n:])
+	return n, err
 }
 
-// flush writes what append collected. It returns errOutputLimit when a
-// stalled client's backlog would exceed the limit, or the write error.
-func (o *output) flush() error {
-	if len(o.buf) == 0 {
-		return nil
-	}
-	if handled, err := o.toBacklog(); handled {
+// goSlow starts the background flusher with rest, the bytes a write
+// could not place.
+func (o *output) goSlow(rest []byte) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err := o.enqueueLocked(rest); err != nil {
 		return err
 	}
-	// Refresh the deadline only now and then: setting it costs more than
-	// the check, and it only has to catch a stall, not time it exactly.
-	now := time.Now()
-	if o.deadline.Sub(now) < stallAfter/2 {
-		o.deadline = now.Add(stallAfter)
-		_ = o.conn.SetWriteDeadline(o.deadline)
-	}
-	n, err := o.conn.Write(o.buf)
-	if err == nil {
-		o.shrink()
-		return nil
-	}
-	var ne net.Error
-	if !errors.As(err, &ne) || !ne.Timeout() {
-		return err
-	}
-	return o.goSlow(o.buf[n:])
+	o.slow = true
+	o.wake = make(chan struct{}, 1)
+	o.idle = make(chan struct{})
+	go o.flusher()
+	return nil
 }
 
-func (o *output) shrink() {
-	if cap(o.buf) > 256<<10 {
-		o.buf = nil
-	} else {
-		o.buf = o.buf[:0]
+// enqueueLocked copies b into the backlog's chunks; mu is held.
+func (o *output) enqueueLocked(b []byte) error {
+	if o.size+int64(len(b)) > o.limit {
+		return fmt.Errorf("%w (%d bytes pending)", errOutputLimit, o.size+int64(len(b)))
 	}
+	o.size += int64(len(b))
+	for len(b) > 0 {
+		if len(o.backlog) == 0 || o.last == chunkSize {
+			o.backlog = append(o.backlog, chunkPool.Get().(*[chunkSize]byte))
+			o.last = 0
+		}
+		n := copy(o.backlog[len(o.backlog)-1][o.last:], b)
+		o.last += n
+		b = b[n:]
+	}
+	return nil
 }
 
-// flusher writes the backlog of a stalled client and hands the connection
+// flusher writes the backlog of a slow client and hands the connection
 // back to the fast path once everything is written. A client that takes
 // nothing for writeTimeout is given up on.
 func (o *output) flusher() {
-	var chunk []byte
+	var bufs net.Buffers
 	for {
 		o.mu.Lock()
-		if len(o.backlog) == 0 || o.err != nil {
+		if o.size == 0 || o.err != nil {
+			o.freeLocked()
 			o.slow = false
-			o.fastAgain = true
-			o.backlog = nil
+			// The next fast write sets no deadline; an expired one of the
+			// flusher's would fail it.
+			o.wdl.clear(o.conn)
 			close(o.idle)
 			o.mu.Unlock()
 			return
 		}
-		chunk, o.backlog = o.backlog, chunk[:0]
+		// What is in the chunks now; the last may fill further meanwhile,
+		// beyond what is taken here.
+		bufs = bufs[:0]
+		for i, c := range o.backlog {
+			from, to := 0, chunkSize
+			if i == 0 {
+				from = o.first
+			}
+			if i == len(o.backlog)-1 {
+				to = o.last
+			}
+			bufs = append(bufs, c[from:to])
+		}
 		o.mu.Unlock()
-		_ = o.conn.SetWriteDeadline(time.Now().Add(o.writeTimeout))
-		if _, err := o.conn.Write(chunk); err != nil {
-			o.mu.Lock()
+		o.wdl.refresh(o.conn, o.writeTimeout)
+		n, err := bufs.WriteTo(o.conn)
+		o.mu.Lock()
+		o.consumeLocked(n)
+		if err != nil {
 			o.err = err
-			o.mu.Unlock()
+		}
+		o.mu.Unlock()
+		if err != nil {
 			// Closing ends the session even if no further reply comes
 			// to run into the error.
 			_ = o.conn.Close()
@@ -209,7 +217,38 @@ func (o *output) flusher() {
 	}
 }
 
-// drain waits until a stalled client's backlog is written, or until
+// consumeLocked drops n written bytes from the front of the backlog,
+// returning emptied chunks to the pool; mu is held.
+func (o *output) consumeLocked(n int64) {
+	o.size -= n
+	for n > 0 {
+		avail := int64(chunkSize - o.first)
+		if len(o.backlog) == 1 {
+			avail = int64(o.last - o.first)
+		}
+		if n < avail {
+			o.first += int(n)
+			return
+		}
+		n -= avail
+		chunkPool.Put(o.backlog[0])
+		o.backlog[0] = nil
+		o.backlog = o.backlog[1:]
+		o.first = 0
+	}
+	if len(o.backlog) == 0 {
+		o.backlog, o.last = nil, 0
+	}
+}
+
+func (o *output) freeLocked() {
+	for _, c := range o.backlog {
+		chunkPool.Put(c)
+	}
+	o.backlog, o.first, o.last, o.size = nil, 0, 0, 0
+}
+
+// drain waits until a slow client's backlog is written, or until
 // timeout. It is for shutdown and for closing after a final reply.
 func (o *output) drain(timeout time.Duration) {
 	o.mu.Lock()

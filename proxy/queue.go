@@ -6,34 +6,46 @@ import (
 )
 
 // entry is what the reply side must know about one command sent upstream
-// (or answered locally). One entry per command, in the order sent.
+// (or answered locally). One entry per command, in the order the client
+// sent them.
 type entry struct {
 	cmd *command // routing row; nil for a command the table does not know
 	// replies is how many regular (non-push) replies the command gets:
 	// 1 normally; 0 under CLIENT REPLY OFF/SKIP and for RESP3 (un)subscribe,
-	// whose confirmations are pushes; n for a RESP2 SUBSCRIBE of n channels;
-	// -1 for an UNSUBSCRIBE of everything, resolved when it reaches the head.
+	// whose confirmations are pushes; n for a RESP2 SUBSCRIBE of n
+	// channels. resolve fixes it when the entry reaches the head.
 	replies int32
 	// local, when non-nil, is emitted without reading upstream.
 	local      []byte
-	closeAfter bool // close the client once this entry is done (protocol errors)
+	closeAfter bool // close the client once this entry is done
+	// closeAfterReply is Redis's CLIENT_CLOSE_AFTER_REPLY (QUIT, malformed
+	// input): the client is closed once this reply is written; a reply
+	// that CLIENT REPLY OFF/SKIP silences is never written, and then the
+	// connection stays open (and nothing more it sends is read).
+	closeAfterReply bool
+	// internal marks a command of the proxy's own that sets up a session's
+	// connection (AUTH, SELECT, HELLO on a ready connection): its reply is
+	// dropped, and an error ends the session.
+	internal bool
 
 	rw       ReplyHandler
-	resend   []byte // the bytes sent upstream, kept for a Retry
+	resend   []byte // the command as the client sent it, kept for a Retry
 	slot     *slot  // for a resent command: where its reply goes in client order
 	attempts uint8  // times the command was resent
 	seq      uint64 // position in the session's command stream
 
 	obs *observed // non-nil when an Observer wants this command
 
-	// arg carries what a session-changing command needs at reply time:
-	// the db of SELECT, the name of CLIENT SETNAME, the user of AUTH, the
-	// protocol of HELLO (as "2"/"3", with name/user in arg2/arg3).
-	arg, arg2, arg3 string
-	sub             cmdKind // for kindClient: which subcommand mattered
-	subArgs         int32   // (un)subscribe: channels named
-	replyMode       replyMode
-	resolved        bool // resolve has fixed replies
+	// What a command that changes the session needs when its reply says
+	// it took effect.
+	selectDB   int    // SELECT: the database; -1 when not a number
+	authUser   string // AUTH, HELLO ... AUTH: the user (never the password)
+	helloProto int    // HELLO: the protocol asked for (2 or 3), else 0
+	clientName string // CLIENT SETNAME, HELLO ... SETNAME: the name
+	setsName   bool   // the command sets clientName
+	subArgs    int32  // (un)subscribe: channels named
+	replyMode  replyMode
+	resolved   bool // resolve has fixed replies
 }
 
 // replyMode marks a CLIENT REPLY command.
@@ -53,18 +65,26 @@ type observed struct {
 	sent   time.Time
 }
 
-// queue is the FIFO between a session's read loop (producer) and reply
-// loop (consumer). The producer appends to in; the consumer drains out and
-// swaps the two under the lock only when out is exhausted, so the lock is
-// taken once per batch, not per command.
+// slot holds one reply while an earlier command is being resent, so the
+// client still sees replies in the order it sent the commands.
+type slot struct {
+	data  []byte
+	ready bool
+}
+
+// queue is a session's FIFO of entries between its read loop (the
+// producer) and whichever upstream connection's reader delivers its
+// replies (the consumer, under the session's lock). The producer appends
+// to in; the consumer drains out and swaps the two under the lock only
+// when out is exhausted, so the lock is taken once per batch, not per
+// command.
 type queue struct {
 	mu      sync.Mutex
 	in      []entry
 	n       int    // entries in in and out not yet popped
 	seq     uint64 // sequence number of the next entry pushed
 	max     int
-	space   *sync.Cond    // producer waits here when n reaches max
-	notify  chan struct{} // consumer wake-up when it has no upstream to read
+	space   *sync.Cond // producer waits here when n reaches max
 	closed  bool
 	out     []entry // consumer-owned
 	outHead int
@@ -72,15 +92,14 @@ type queue struct {
 }
 
 func newQueue(max int) *queue {
-	q := &queue{max: max, notify: make(chan struct{}, 1)}
+	q := &queue{max: max}
 	q.space = sync.NewCond(&q.mu)
 	return q
 }
 
 // waitSpace blocks while the queue is full, which stops the read loop and
 // so pushes back on the client. It is separate from push so that the read
-// loop never waits while holding the session's upstream lock, which the
-// reply loop needs to make progress.
+// loop never waits while holding a lock the consumer needs.
 func (q *queue) waitSpace() {
 	q.mu.Lock()
 	for q.n >= q.max && !q.closed {
@@ -92,8 +111,8 @@ func (q *queue) waitSpace() {
 // push appends entries in order; it may exceed max by one batch.
 func (q *queue) push(es []entry) bool {
 	q.mu.Lock()
+	defer q.mu.Unlock()
 	if q.closed {
-		q.mu.Unlock()
 		return false
 	}
 	for i := range es {
@@ -102,11 +121,6 @@ func (q *queue) push(es []entry) bool {
 	}
 	q.in = append(q.in, es...)
 	q.n += len(es)
-	q.mu.Unlock()
-	select {
-	case q.notify <- struct{}{}:
-	default:
-	}
 	return true
 }
 
@@ -158,6 +172,14 @@ func (q *queue) pending() int {
 	return q.n
 }
 
+// unpopped is how many entries are not yet popped, settled or not; for
+// the consumer's side (under the session's reply lock).
+func (q *queue) unpopped() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.n - q.popped
+}
+
 // total is the sequence number the next pushed entry will get.
 func (q *queue) total() uint64 {
 	q.mu.Lock()
@@ -171,21 +193,10 @@ func (q *queue) isClosed() bool {
 	return q.closed
 }
 
-// close releases a producer blocked in push.
+// close refuses further pushes and releases a producer waiting for space.
 func (q *queue) close() {
 	q.mu.Lock()
 	q.closed = true
 	q.space.Broadcast()
 	q.mu.Unlock()
-	select {
-	case q.notify <- struct{}{}:
-	default:
-	}
-}
-
-// slot holds one reply while an earlier command is being resent, so the
-// client still sees replies in the order it sent the commands.
-type slot struct {
-	data  []byte
-	ready bool
 }

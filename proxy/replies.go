@@ -2,16 +2,11 @@ package proxy
 
 import (
 	"bytes"
-	"context"
 	"errors"
-	"fmt"
-	"io"
 	"net"
 	"time"
 
 	"go.uber.org/zap"
-
-	"github.com/exproxy/exproxy/proxy/resp"
 )
 
 const (
@@ -31,32 +26,28 @@ type disposition uint8
 
 const (
 	dispForward disposition = iota // to the client (or to the reply's slot)
-	dispDrop                       // replaced or retried: the client never sees it
-	dispBuffer                     // held whole for a ReplyTransformer
+	dispDrop                       // replaced, retried or internal: the client never sees it
+	dispBuffer                     // held whole for a ReplyTransformer or the EXEC fix-up
 )
 
-// replySide reads replies from upstream, pairs each with its entry and
-// forwards it. All its fields belong to the reply goroutine.
+// replySide pairs each reply with its entry and forwards it. Every field
+// is under session.mu: whichever upstream connection's reader delivers
+// the session's replies holds it.
 type replySide struct {
-	s        *session
-	out      *output
-	buf      []byte
-	r, w     int
-	lastRead int
-	filled   bool // a read since the buffer was last drained filled it
-	framer   resp.Framer
-	info     SessionInfo
-	obs      []SessionObserver
+	s    *session
+	out  *output
+	info SessionInfo
+	obs  []SessionObserver
 
-	// RESP2 subscriptions, counted from Redis's own confirmations so that
-	// an UNSUBSCRIBE of everything knows how many replies it gets.
-	chans, pats, shards int
-	monitor             bool
-	replyOff, replySkip bool // CLIENT REPLY state, as Redis applies it
-	quit                bool // QUIT answered: the upstream close is expected
+	// Connection state as Redis applies it (connstate.go).
+	chans, pats, shards int  // RESP2 subscriptions, counted from Redis's confirmations
+	monitor             bool // MONITOR lines arrive unasked
+	replyOff, replySkip bool // CLIENT REPLY state
 	raw                 bool // after SYNC/PSYNC: bytes are relayed unframed
+	authed              bool // an AUTH succeeded since the start or the last RESET
+	confirmed           bool // the last AUTH/SELECT/HELLO/RESET took effect
 
-	// the reply being read
+	// The reply being read.
 	active  bool
 	decided bool
 	disp    disposition
@@ -65,160 +56,121 @@ type replySide struct {
 	tail    []byte // last bytes of a RESP2 (un)subscribe confirmation
 	tbuf    []byte // whole reply for a transformer
 	retry   bool
-	cur     *slot   // where this reply goes while replies are reordered
-	reorder []*slot // replies held behind a resent command, in client order
-	failed  []entry // commands waiting to be resent, in client order
-	// MULTI as Redis runs it: how many commands it queued so far, and
-	// which of them were rewritten, so that EXEC's reply can be given to
-	// their ReplyHandlers element by element.
+	wrote   bool   // some bytes of it reached the client
+	kind    byte   // its type byte
+	cur     *slot  // where it goes while replies are reordered
+	event   *Event // reused for every observed reply; allocated on first use
+
+	// Resends after a lost Lua library (retry.go).
+	reorder  []*slot // replies held behind a resent command, in client order
+	failed   []entry // commands waiting to be resent, in client order
+	retrying bool    // the read loop is paused until they are resent
+	fence    uint64  // sequence number of the first command sent after the pause
+
+	// MULTI as Redis runs it (exec.go).
 	inMulti  bool
 	queuedN  int
 	queuedRw []queuedRewrite
-	execFix  bool   // the EXEC reply being read is buffered for fixExec
-	retrying bool   // the read loop is paused until they are resent
-	fence    uint64 // sequence number of the first command sent after the pause
-	event    *Event // reused for every observed reply; allocated on first use
-	wrote    bool   // some bytes of the current reply reached the client
-	kind     byte   // type byte of the reply being read
-
-	// While the session is on a shared connection, that connection's
-	// reader drives this replySide under session.rsMu instead of loop.
-	shared bool
-	dead   bool // shared: the client is being closed; replies are dropped
+	execFix  bool // the EXEC reply being read is buffered for fixExec
 }
 
 func (r *replySide) init(s *session) {
 	r.s = s
 	r.out = newOutput(s.client, s.srv.opts.ClientOutputLimit, s.srv.opts.WriteTimeout)
-	r.framer.Limits = s.srv.opts.Limits
-	r.framer.Limits.MaxInlineLen = max(r.framer.Limits.MaxInlineLen, 64<<10)
 	r.info = SessionInfo{ID: s.rinfo.ID, Addr: s.rinfo.Addr, User: "default", Proto: 2}
 	for _, o := range s.srv.opts.Observers {
 		r.obs = append(r.obs, o.Open(&r.info))
 	}
 }
 
-func (r *replySide) loop() {
-	s := r.s
-	defer r.finish()
-	r.buf = make([]byte, minBuf)
-	for {
+// deliverLocked takes one chunk of a reply from upstream; done says it
+// ends the reply, whose type byte is kind. mu is held; the reader
+// flushes when it moves on to another session or has read all it has.
+func (s *session) deliverLocked(chunk []byte, done bool, kind byte) {
+	r := &s.rs
+	if s.ended {
+		return // the client is gone: what Redis still owes it is dropped
+	}
+	if !r.active {
 		if !r.emitHead() {
 			return
 		}
-		if len(r.out.buf) > 0 && r.flush() != nil {
-			return
-		}
-		up := s.upstream()
-		if up == nil {
-			if s.closing.Load() && s.q.pending() == 0 {
-				return
-			}
-			if s.q.isClosed() {
-				return
-			}
-			<-s.q.notify
-			continue
-		}
-		if r.w == len(r.buf) {
-			r.makeRoom()
-		}
-		n, err := up.Read(r.buf[r.w:])
-		if n > 0 {
-			r.w += n
-			r.lastRead = n
-			if r.w == len(r.buf) {
-				r.filled = true
-			}
-			if !r.feed() {
-				return
-			}
-			if err := r.flush(); err != nil {
-				return
-			}
-		}
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				// The read loop woke us to emit locally answered entries.
-				s.wake.Store(false)
-				_ = up.SetReadDeadline(time.Time{})
-				continue
-			}
-			r.upstreamLost(err)
-			return
-		}
+		r.begin()
 	}
-}
-
-// makeRoom is called with a full buffer: keep the unconsumed tail (a
-// partial header line) and make space after it.
-func (r *replySide) makeRoom() {
-	if r.r > 0 {
-		r.w = copy(r.buf, r.buf[r.r:r.w])
-		r.r = 0
+	if !r.take(chunk, done, kind) {
+		s.endLocked(true) // a resend could not be sent, or a setup failed
 		return
 	}
-	nb := make([]byte, 2*len(r.buf))
-	r.w = copy(nb, r.buf[:r.w])
-	r.buf = nb
-}
-
-// feed frames and dispatches every reply byte read so far.
-func (r *replySide) feed() bool {
-	for r.r < r.w {
-		if r.raw {
-			r.relayRaw()
-			return true
-		}
-		if !r.active {
-			if !r.emitHead() {
-				return false
-			}
-			if e := r.headEntry(); e != nil && e.cmd != nil && e.cmd.kind == kindSync {
-				// The session is a replica's link from here on: an RDB
-				// payload (a bulk string without its CRLF, or an EOF-
-				// marked stream) and then the replication stream. Relay
-				// it unframed, as Redis's own replicas read it.
-				r.raw = true
-				continue
-			}
-			r.begin()
-		}
-		n, done, err := r.framer.Next(r.buf[r.r:r.w])
-		if err != nil {
-			r.s.log.Warn("malformed reply from upstream", zap.Error(err))
-			return false
-		}
-		if n == 0 && !done {
-			break // a partial header line: wait for the rest
-		}
-		chunk := r.buf[r.r : r.r+n]
-		r.r += n
-		if !r.take(chunk, done, r.framer.Kind()) {
-			return false
-		}
-		if len(r.out.buf) >= flushAt {
-			if r.flush() != nil {
-				return false
-			}
+	if len(r.out.buf) >= flushAt {
+		s.flushLocked()
+	}
+	if done {
+		r.active = false
+		// Also after a push: the entries it leaves at the head (a RESP3
+		// unsubscribe, answered by pushes only) are done now.
+		if !s.ended && r.emitHead() {
+			s.afterReplyLocked()
 		}
 	}
-	if r.r == r.w {
-		r.r, r.w = 0, 0
-		if n := resize(len(r.buf), r.lastRead, r.filled); n != len(r.buf) {
-			r.buf = make([]byte, n)
-		}
-		r.filled = false
-	}
-	return true
 }
 
-// take handles the next chunk of the reply being read; done says it
-// ends the reply, whose type byte is kind.
+// afterReplyLocked wakes a read loop waiting for the session to be idle,
+// and ends a session whose client stopped sending once all is answered.
+func (s *session) afterReplyLocked() {
+	if !s.waiting && !s.readDone {
+		return
+	}
+	if s.q.unpopped() > 0 {
+		return
+	}
+	if s.waiting {
+		s.flushLocked()
+		s.idle.Broadcast()
+	}
+	s.maybeEndLocked()
+}
+
+// relaying reports whether the connection's bytes are to be relayed
+// unframed: from the reply to SYNC/PSYNC on, the session is a replica's
+// link — an RDB payload (a bulk string without its CRLF, or an EOF-marked
+// stream) and then the replication stream, read the way Redis's own
+// replicas read it. mu is held.
+func (s *session) relaying() bool {
+	r := &s.rs
+	if r.raw || r.active || s.ended || !s.syncing.Load() {
+		return r.raw
+	}
+	if !r.emitHead() {
+		return false
+	}
+	if e := r.headEntry(); e != nil && e.cmd != nil && e.cmd.kind == kindSync {
+		r.raw = true
+	}
+	return r.raw
+}
+
+// relayLocked forwards what was read as it is, and drops the entries of
+// what the replica sends (REPLCONF ACK gets no reply), so none pile up.
+func (s *session) relayLocked(b []byte) {
+	if s.ended {
+		return
+	}
+	s.rs.out.buf = append(s.rs.out.buf, b...)
+	for s.q.head() != nil {
+		s.q.pop()
+	}
+	if len(s.rs.out.buf) >= flushAt {
+		s.flushLocked()
+	}
+}
+
+// take handles the next chunk of the reply being read.
 func (r *replySide) take(chunk []byte, done bool, kind byte) bool {
 	r.kind = kind
 	if !r.decided {
+		if !r.authed {
+			r.learnAuth(chunk)
+		}
 		if r.fastPath() {
 			r.decided = true
 			r.disp = dispForward
@@ -250,17 +202,6 @@ func (r *replySide) begin() {
 	r.tail = nil
 }
 
-// relayRaw forwards everything read, and drops the entries of what the
-// replica sends (REPLCONF ACK gets no reply), so none pile up.
-func (r *replySide) relayRaw() {
-	r.out.buf = append(r.out.buf, r.buf[r.r:r.w]...)
-	r.r = r.w
-	for r.s.q.head() != nil {
-		r.s.q.pop()
-	}
-	r.r, r.w = 0, 0
-}
-
 // fastPath reports whether the reply can be forwarded without looking at
 // it: the common case of a plain command, no pub/sub, MONITOR or reorder.
 func (r *replySide) fastPath() bool {
@@ -274,17 +215,23 @@ func (r *replySide) fastPath() bool {
 	if r.kind == '>' {
 		return true
 	}
-	if e.cmd != nil && e.cmd.kind == kindExec && len(r.queuedRw) > 0 {
+	if e.rw != nil || e.obs != nil || e.slot != nil || e.internal {
 		return false
 	}
-	if e.rw != nil || e.obs != nil || e.slot != nil || (e.cmd != nil && e.cmd.kind != kindPlain && e.cmd.kind != kindMulti && e.cmd.kind != kindExec && e.cmd.kind != kindDiscard) {
-		return false
+	if e.cmd != nil {
+		switch e.cmd.kind {
+		case kindPlain, kindMulti, kindDiscard, kindWatch, kindUnwatch:
+		case kindExec:
+			if len(r.queuedRw) > 0 {
+				return false
+			}
+		default:
+			return false
+		}
 	}
 	r.e = e
 	return true
 }
-
-func (r *replySide) subscribed() bool { return r.chans+r.pats+r.shards > 0 }
 
 // decide settles, from the reply's head, whom it answers and what to do
 // with it.
@@ -302,6 +249,10 @@ func (r *replySide) decide() {
 		return
 	}
 	r.e = e
+	if e.internal {
+		r.disp = dispDrop
+		return
+	}
 	if e.cmd != nil && e.cmd.kind == kindExec && len(r.queuedRw) > 0 && kind == '*' {
 		r.disp, r.execFix = dispBuffer, true
 	}
@@ -374,6 +325,18 @@ func (r *replySide) complete() bool {
 		return true
 	}
 	head := r.head()
+	if e.internal {
+		r.s.q.pop()
+		if r.kind == '-' {
+			// The connection could not be set up as the session needs
+			// (its credentials were revoked meanwhile): as if Redis had
+			// closed it.
+			r.s.log.Warn("upstream refused setting up a connection for a client; closing the client",
+				zap.String("reply", trimLine(head)))
+			return false
+		}
+		return true
+	}
 	if r.disp == dispBuffer {
 		r.disp = dispForward
 		if r.execFix {
@@ -387,7 +350,9 @@ func (r *replySide) complete() bool {
 	if r.retry {
 		return r.retryLater(e)
 	}
-	r.apply(e, head)
+	if e.cmd != nil && e.cmd.kind != kindPlain {
+		r.apply(e, head)
+	}
 	if e.obs != nil {
 		r.observe(e, head)
 	}
@@ -401,169 +366,6 @@ func (r *replySide) complete() bool {
 		r.s.q.pop()
 	}
 	return !e.closeAfter && r.maybeResend()
-}
-
-// retryLater sets e aside to be sent again. The first failure pauses the
-// read loop; once every command sent before that is answered (they ran
-// against the same missing library, so the ex commands among them fail
-// too), the library is reloaded and all failed commands are resent in
-// their original order, before anything the client sent later. Replies
-// behind them wait in slots, so the client sees every reply in order.
-func (r *replySide) retryLater(e *entry) bool {
-	// The slot keeps this reply's place in client order: the one decide
-	// made if replies are already held back, else a new one.
-	sl := r.cur
-	if sl == nil {
-		sl = &slot{}
-		r.reorder = append(r.reorder, sl)
-	}
-	r.cur = nil
-	ne := *e
-	ne.slot = sl
-	ne.replies = 1
-	ne.attempts++
-	ne.resolved = true
-	r.failed = append(r.failed, ne)
-	if !r.retrying {
-		r.retrying = true
-		r.fence = r.s.pause()
-	}
-	r.s.q.pop()
-	return r.maybeResend()
-}
-
-// maybeResend resends the failed commands once nothing sent before the
-// pause is still unanswered.
-func (r *replySide) maybeResend() bool {
-	if !r.retrying {
-		return true
-	}
-	if h := r.s.q.head(); h != nil && h.seq < r.fence {
-		return true
-	}
-	s := r.s
-	failed := r.failed
-	r.failed, r.retrying = nil, false
-	ctx, cancel := context.WithTimeout(context.Background(), reloadTimeout)
-	err := failed[0].rw.Reload(ctx)
-	cancel()
-	if err != nil {
-		s.log.Warn("reload for resend failed", zap.Error(err))
-		msg := resp.AppendError(nil, "ERR exproxy: "+err.Error())
-		for _, f := range failed {
-			f.slot.data, f.slot.ready = msg, true
-		}
-		r.releaseSlots()
-		s.resume()
-		return true
-	}
-	var data []byte
-	for i := range failed {
-		data = s.rewriteAgain(data, failed[i].resend, failed[i].cmd)
-	}
-	s.upMu.Lock()
-	var ok bool
-	var werr error
-	if r.shared {
-		ok = s.sc != nil && s.sc.send(s, failed, len(failed), data) == nil
-	} else {
-		ok = s.q.push(failed)
-		if ok {
-			werr = s.writeUp(data)
-		}
-	}
-	s.paused = false
-	s.resumed.Broadcast()
-	s.upMu.Unlock()
-	return ok && werr == nil
-}
-
-type queuedRewrite struct {
-	idx int // position in EXEC's reply
-	rw  ReplyHandler
-}
-
-// trackMulti follows MULTI ... EXEC from the replies: in MULTI, every
-// command answered with a status reply (+QUEUED) takes the next element
-// of EXEC's reply; errors are not queued.
-func (r *replySide) trackMulti(e *entry) {
-	if e.cmd != nil {
-		switch e.cmd.kind {
-		case kindMulti:
-			if !r.inMulti {
-				r.inMulti, r.queuedN, r.queuedRw = true, 0, r.queuedRw[:0]
-			}
-			return
-		case kindExec, kindDiscard, kindReset:
-			r.inMulti, r.queuedN, r.queuedRw = false, 0, r.queuedRw[:0]
-			return
-		}
-	}
-	if !r.inMulti || r.kind != '+' {
-		return
-	}
-	if e.rw != nil {
-		r.queuedRw = append(r.queuedRw, queuedRewrite{idx: r.queuedN, rw: e.rw})
-	}
-	r.queuedN++
-}
-
-// fixExec gives each element of an EXEC reply that answers a rewritten
-// command to that command's ReplyHandler, as its reply would have been
-// given outside MULTI (e.g. exstring restores integers beyond 2^53 that
-// Lua could only return as strings). Retry cannot apply inside EXEC.
-func (r *replySide) fixExec(reply []byte) []byte {
-	nl := bytes.IndexByte(reply, '\n')
-	if nl < 0 {
-		return reply
-	}
-	out := append([]byte(nil), reply[:nl+1]...)
-	rest := reply[nl+1:]
-	f := resp.Framer{Limits: r.framer.Limits}
-	q := r.queuedRw
-	var reload ReplyHandler
-	for i := 0; len(rest) > 0; i++ {
-		f.Reset()
-		n, done, err := f.Next(rest)
-		if err != nil || !done {
-			return reply
-		}
-		el := rest[:n]
-		rest = rest[n:]
-		if len(q) > 0 && q[0].idx == i {
-			switch act, repl := q[0].rw.Check(el, r.info.Proto); act {
-			case Replace:
-				el = repl
-			case Retry:
-				reload = q[0].rw
-			}
-			q = q[1:]
-		}
-		out = append(out, el...)
-	}
-	if reload != nil {
-		// The element keeps Redis's error; reloading now lets the
-		// client's next attempt at the transaction succeed.
-		ctx, cancel := context.WithTimeout(context.Background(), reloadTimeout)
-		if err := reload.Reload(ctx); err != nil {
-			r.s.log.Warn("reload after EXEC failed", zap.Error(err))
-		}
-		cancel()
-	}
-	return out
-}
-
-// releaseSlots writes the leading ready slots to the client.
-func (r *replySide) releaseSlots() {
-	i := 0
-	for ; i < len(r.reorder) && r.reorder[i].ready; i++ {
-		r.out.buf = append(r.out.buf, r.reorder[i].data...)
-		r.reorder[i] = nil
-	}
-	r.reorder = r.reorder[i:]
-	if len(r.reorder) == 0 {
-		r.reorder = nil
-	}
 }
 
 // headEntry returns the entry the next regular reply answers, first
@@ -585,87 +387,13 @@ func (r *replySide) headEntry() *entry {
 	}
 }
 
-// resolve fixes how many regular replies an entry gets. That depends on
-// the state the session is in when the command runs — CLIENT REPLY
-// OFF/SKIP, the protocol, RESP2 subscribed mode — which is known here, in
-// reply order, and not when the command was sent.
-func (r *replySide) resolve(e *entry) {
-	if e.resolved {
-		return
-	}
-	e.resolved = true
-	if e.local != nil {
-		return
-	}
-	silenced := r.replyOff || r.replySkip
-	subMode := r.info.Proto == 2 && r.subscribed()
-	if e.replyMode != replyUnchanged {
-		if subMode {
-			// Redis refuses CLIENT in RESP2 subscribed mode; the error
-			// is silenced like any other reply.
-			if silenced {
-				e.replies = 0
-			}
-			r.replySkip = false
-			return
-		}
-		switch e.replyMode {
-		case replyOff:
-			r.replyOff, e.replies = true, 0
-		case replySkip:
-			r.replySkip = !r.replyOff
-			e.replies = 0
-		case replyOn:
-			r.replyOff, r.replySkip, e.replies = false, false, 1
-		}
-		return
-	}
-	r.replySkip = false
-	if e.cmd != nil && e.cmd.kind == kindReset {
-		r.replyOff = false // RESET clears CLIENT REPLY OFF before it answers
-		return
-	}
-	if e.cmd != nil && (e.cmd.kind == kindSubscribe || e.cmd.kind == kindUnsubscribe) {
-		// Confirmations are sent even under CLIENT REPLY OFF.
-		n := e.subArgs
-		switch {
-		case r.info.Proto == 3 && (n > 0 || e.cmd.kind == kindUnsubscribe):
-			e.replies = 0 // confirmations come as pushes
-		case n > 0:
-			e.replies = n
-		case e.cmd.kind == kindUnsubscribe:
-			e.replies = int32(max(1, r.subCount(e.cmd.name)))
-		case silenced:
-			e.replies = 0 // its arity error is silenced
-		default:
-			e.replies = 1 // arity error
-		}
-		return
-	}
-	if silenced {
-		e.replies = 0
-		if e.cmd != nil && e.cmd.kind == kindQuit {
-			r.quit = true // no +OK will say so
-		}
-	}
-}
-
-func (r *replySide) subCount(name string) int {
-	switch name {
-	case "unsubscribe":
-		return r.chans
-	case "punsubscribe":
-		return r.pats
-	default:
-		return r.shards
-	}
-}
-
-// emitHead emits locally answered entries at the head of the queue. It
-// returns false when one of them ends the session.
+// emitHead emits locally answered entries at the head of the queue and
+// drops those that get no reply. It returns false when one of them ends
+// the session.
 func (r *replySide) emitHead() bool {
+	s := r.s
 	for {
-		e := r.s.q.head()
+		e := s.q.head()
 		if e == nil {
 			break
 		}
@@ -677,20 +405,13 @@ func (r *replySide) emitHead() bool {
 		if e.local != nil {
 			r.emitLocal(e.local)
 		}
-		r.s.q.pop()
+		s.q.pop()
 		if closeAfter {
-			if r.shared {
-				// endShared flushes and waits for a slow client apart
-				// from the shared reader.
-				r.dead = true
-				_ = r.flushShared()
-				return false
-			}
-			_ = r.flush()
-			r.out.drain(time.Second)
+			s.endLocked(true)
 			return false
 		}
 		if !r.maybeResend() {
+			s.endLocked(true)
 			return false
 		}
 	}
@@ -708,16 +429,18 @@ func (r *replySide) emitLocal(b []byte) {
 	r.out.buf = append(r.out.buf, b...)
 }
 
-// flushShared is flush for a session on a shared connection: one write
-// that does not wait, since the reader serves other sessions too. What
-// the client does not take at once goes to the background flusher.
-func (r *replySide) flushShared() error {
-	r.s.q.settle()
-	err := r.out.flushNoWait()
-	if err != nil {
-		r.flushFailed(err)
+// flushLocked writes what was collected for the client without waiting:
+// what the socket does not take now goes to the background flusher, so
+// that a reader serving many sessions never waits for one. A client that
+// cannot take it (gone, or past its output limit) is closed, and what
+// comes for it afterwards is dropped. mu is held.
+func (s *session) flushLocked() {
+	if s.ended {
+		return
 	}
-	return err
+	if err := s.rs.flush(); err != nil {
+		s.endLocked(false)
+	}
 }
 
 func (r *replySide) flush() error {
@@ -745,135 +468,31 @@ func (r *replySide) flushFailed(err error) {
 	}
 }
 
-// apply updates the session's identity from a successful reply.
-func (r *replySide) apply(e *entry, head []byte) {
-	if e.cmd == nil {
+// learnAuth keeps the server's knowledge of whether Redis requires
+// authentication current from what unauthenticated sessions are told:
+// NOAUTH says it does; any other answer to a command that needs
+// authentication says it does not. first is the reply's first chunk.
+func (r *replySide) learnAuth(first []byte) {
+	if len(first) == 0 || r.kind == '>' {
 		return
 	}
-	ok := bytes.HasPrefix(head, []byte("+OK\r\n"))
-	switch e.cmd.kind {
-	case kindSelect:
-		if ok {
-			if db := parseDB(e.arg); db >= 0 {
-				r.info.DB = db
-			}
+	srv := r.s.srv
+	if first[0] == '-' {
+		if bytes.HasPrefix(first, []byte("-NOAUTH")) && !srv.authRequired.Load() {
+			srv.authRequired.Store(true)
 		}
-	case kindAuth:
-		if ok && e.arg != "" {
-			r.info.User = e.arg
-		}
-	case kindHello:
-		if len(head) > 0 && (head[0] == '%' || head[0] == '*') {
-			switch e.arg {
-			case "2":
-				r.info.Proto = 2
-			case "3":
-				r.info.Proto = 3
-			}
-			if e.arg2 != "" {
-				r.info.User = e.arg2
-			}
-			if e.arg3 != "" {
-				r.info.Name = e.arg3
-			}
-		}
-	case kindClient:
-		if ok && e.sub == kindClient {
-			r.info.Name = e.arg
-		}
-	case kindReset:
-		if bytes.HasPrefix(head, []byte("+RESET")) {
-			r.info.DB, r.info.Name, r.info.User, r.info.Proto = 0, "", "default", 2
-			r.chans, r.pats, r.shards, r.monitor = 0, 0, 0, false
-			r.replyOff, r.replySkip = false, false
-		}
-	case kindMonitor:
-		if ok {
-			r.monitor = true
-		}
-	case kindQuit:
-		// Redis closes after this reply and ignores whatever followed.
-		r.quit = true
-	case kindSubscribe, kindUnsubscribe:
-		r.countSubscription(head)
-	}
-}
-
-// countSubscription reads a RESP2 confirmation, e.g.
-// *3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n, whose last element is the
-// number of subscriptions left.
-func (r *replySide) countSubscription(head []byte) {
-	if r.info.Proto != 2 || len(head) < 4 || head[0] != '*' || r.tail == nil {
 		return
 	}
-	t := r.tail
-	i := bytes.LastIndexByte(t[:len(t)-2], ':')
-	if i < 0 {
+	if !srv.authRequired.Load() {
 		return
 	}
-	v, ok := resp.ParseInt(t[i+1 : len(t)-2])
-	if !ok || v < 0 {
-		return
+	if e := r.s.q.head(); e != nil && e.cmd != nil {
+		switch e.cmd.kind {
+		case kindAuth, kindHello, kindReset:
+			return // these run without authentication
+		}
 	}
-	n := int(v)
-	// Redis counts channels and patterns together; shard channels apart.
-	switch kind := confirmationKind(head); {
-	case equalFold(kind, "subscribe"), equalFold(kind, "unsubscribe"):
-		r.chans = max(0, n-r.pats)
-	case equalFold(kind, "psubscribe"), equalFold(kind, "punsubscribe"):
-		r.pats = max(0, n-r.chans)
-	case equalFold(kind, "ssubscribe"), equalFold(kind, "sunsubscribe"):
-		r.shards = n
-	}
-}
-
-// confirmationKind is the first element of a RESP2 confirmation
-// (*3\r\n$N\r\n<kind>\r\n...), or nil.
-func confirmationKind(head []byte) []byte {
-	// *3\r\n$N\r\n<kind>\r\n
-	i := bytes.IndexByte(head, '\n')
-	if i < 0 {
-		return nil
-	}
-	rest := head[i+1:]
-	j := bytes.IndexByte(rest, '\n')
-	if j < 0 {
-		return nil
-	}
-	rest = rest[j+1:]
-	k := bytes.IndexByte(rest, '\r')
-	if k < 0 {
-		return nil
-	}
-	return rest[:k]
-}
-
-// isPubSubMessage tells a RESP2 message from a reply in subscribed mode.
-func isPubSubMessage(head []byte) bool {
-	return bytes.HasPrefix(head, []byte("*3\r\n$7\r\nmessage\r\n")) ||
-		bytes.HasPrefix(head, []byte("*4\r\n$8\r\npmessage\r\n")) ||
-		bytes.HasPrefix(head, []byte("*3\r\n$8\r\nsmessage\r\n"))
-}
-
-// isMonitorLine recognises "+1700000000.123456 [0 127.0.0.1:5000] ...".
-func isMonitorLine(head []byte) bool {
-	if len(head) < 3 || head[0] != '+' || head[1] < '0' || head[1] > '9' {
-		return false
-	}
-	sp := bytes.IndexByte(head, ' ')
-	return sp > 0 && bytes.IndexByte(head[:sp], '.') > 0 && sp+1 < len(head) && head[sp+1] == '['
-}
-
-func appendTail(t, b []byte) []byte {
-	const keep = 32
-	if len(b) >= keep {
-		return append(t[:0], b[len(b)-keep:]...)
-	}
-	t = append(t, b...)
-	if len(t) > keep {
-		t = append(t[:0], t[len(t)-keep:]...)
-	}
-	return t
+	srv.authRequired.Store(false)
 }
 
 // observe hands an observed reply to every observer.
@@ -895,107 +514,4 @@ func (r *replySide) observe(e *entry, head []byte) {
 	for _, o := range r.obs {
 		o.Observe(ev)
 	}
-}
-
-// upstreamLost answers everything still pending with an error that says
-// its outcome is unknown, and ends the session: its server-side state
-// (MULTI, WATCH, SELECT, subscriptions) is gone with the connection.
-func (r *replySide) upstreamLost(err error) {
-	s := r.s
-	if r.quit {
-		_ = r.flush()
-		return
-	}
-	if errors.Is(err, io.EOF) && s.closing.Load() {
-		// We closed our write side after the client's EOF; Redis has
-		// answered everything it received.
-		r.failPending(nil)
-		return
-	}
-	s.upMu.Lock()
-	if s.upErr != nil {
-		err = s.upErr
-	}
-	s.upMu.Unlock()
-	if !errors.Is(err, net.ErrClosed) {
-		s.srv.stats.upstreamErrors.Add(1)
-		s.log.Warn("upstream connection lost", zap.String("upstream", s.srv.opts.Upstream.String()), zap.Error(err))
-	}
-	r.failPending(err)
-}
-
-func (r *replySide) failPending(err error) {
-	if r.active && r.wrote {
-		// Part of a reply is out: nothing can follow it that the client
-		// would parse correctly. Closing is the honest answer.
-		_ = r.flush()
-		return
-	}
-	cause := "connection closed"
-	if err != nil {
-		cause = err.Error()
-	}
-	msg := resp.AppendError(nil, fmt.Sprintf("ERR exproxy: lost connection to upstream %s (%s); the outcome of this command is unknown", r.s.srv.opts.Upstream, cause))
-	if r.active && r.e != nil {
-		r.write(msg)
-		r.completeFailed()
-	}
-	r.s.upMu.Lock()
-	aborted := r.s.aborted
-	r.s.upMu.Unlock()
-	for {
-		e := r.s.q.head()
-		if e == nil {
-			break
-		}
-		r.resolve(e)
-		switch {
-		case e.local != nil:
-			r.emitLocal(e.local)
-		case e.seq+1 == aborted:
-			// Cut short by a protocol error: Redis never had it whole.
-		case e.replies > 0:
-			if e.slot != nil {
-				e.slot.data = msg
-				e.slot.ready = true
-			} else {
-				r.emitLocal(msg)
-			}
-		}
-		r.s.q.pop()
-	}
-	for _, sl := range r.reorder {
-		if !sl.ready {
-			sl.data, sl.ready = msg, true
-		}
-	}
-	r.releaseSlots()
-	_ = r.flush()
-	r.out.drain(time.Second)
-}
-
-func (r *replySide) completeFailed() {
-	r.active = false
-	if r.cur != nil {
-		r.cur.ready = true
-		r.cur = nil
-	}
-	r.s.q.pop()
-}
-
-// finish ends the session.
-func (r *replySide) finish() {
-	s := r.s
-	// A shared session that ends while it is moving to a connection of
-	// its own can get here from both its shared reader and its new reply
-	// loop.
-	s.finishOnce.Do(func() {
-		for _, o := range r.obs {
-			o.Close()
-		}
-		s.resume()
-		s.close()
-		s.srv.forget(s)
-		close(s.done)
-	})
 }

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -20,13 +19,19 @@ import (
 // ErrServerClosed is returned by Serve after Shutdown.
 var ErrServerClosed = errors.New("proxy: server closed")
 
-// Server accepts client connections and gives each a session with its own
-// upstream connection.
+// Server accepts client connections and gives each a session. Sessions
+// reach Redis over upstream connections from its pools.
 type Server struct {
 	opts  Options
 	log   *zap.Logger
 	table table
-	pool  *sharedPool
+	pools *pools
+	// authRequired: Redis refuses commands before AUTH. Learned from a
+	// connection of the proxy's own at start, and kept current from what
+	// unauthenticated sessions are told; while it holds, an
+	// unauthenticated session is read with Redis's pre-AUTH limits.
+	authRequired atomic.Bool
+	authKnown    atomic.Bool
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -38,8 +43,9 @@ type Server struct {
 	stats struct {
 		connected, total, rejected               atomic.Int64
 		commands, upstreamErrors, protocolErrors atomic.Int64
-		outputLimitClosed                        atomic.Int64
-		sharedConns, pinned                      atomic.Int64
+		outputLimitClosed, lostCommands          atomic.Int64
+		upstreamConns, sharedConns, readyConns   atomic.Int64
+		pools, pinned, unpinned                  atomic.Int64
 	}
 }
 
@@ -85,13 +91,19 @@ func New(opts Options) (*Server, error) {
 	if opts.SharedConns <= 0 {
 		opts.SharedConns = 1
 	}
+	switch {
+	case opts.ReadyConns == 0:
+		opts.ReadyConns = 2
+	case opts.ReadyConns < 0:
+		opts.ReadyConns = 0
+	}
 	srv := &Server{
 		opts:     opts,
 		log:      opts.Logger,
 		table:    newTable(opts.Rewriters, opts.Observers),
 		sessions: map[*session]struct{}{},
 	}
-	srv.pool = newSharedPool(srv)
+	srv.pools = newPools(srv)
 	return srv, nil
 }
 
@@ -120,6 +132,9 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 	s.ln = l
 	s.mu.Unlock()
+	s.learnAuthOnce()
+	s.pools.start()
+	s.pools.refill()
 	var backoff time.Duration
 	for {
 		conn, err := l.Accept()
@@ -200,7 +215,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
-	s.pool.close()
+	s.pools.close()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
@@ -211,50 +226,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// dialUpstream opens one upstream connection for a session. The dial runs
-// on a goroutine of its own: dialling takes a deep stack (resolver, TLS),
-// and a session goroutine that grew one would keep it for as long as the
-// connection is idle, which is most of a sidecar's connections' lives.
-func (s *Server) dialUpstream(ctx context.Context) (net.Conn, error) {
-	type result struct {
-		conn net.Conn
-		err  error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		c, err := s.dial(ctx)
-		ch <- result{c, err}
-	}()
-	r := <-ch
-	return r.conn, r.err
-}
-
-func (s *Server) dial(ctx context.Context) (net.Conn, error) {
-	u := s.opts.Upstream
-	ctx, cancel := context.WithTimeout(ctx, s.opts.DialTimeout)
-	defer cancel()
-	d := net.Dialer{KeepAlive: 30 * time.Second}
-	conn, err := d.DialContext(ctx, u.Network, u.Addr)
-	if err != nil {
-		return nil, err
-	}
-	if u.TLS != nil {
-		cfg := u.TLS.Clone()
-		if cfg.ServerName == "" && u.Network == "tcp" {
-			host, _, _ := net.SplitHostPort(u.Addr)
-			cfg.ServerName = host
-		}
-		tc := tls.Client(conn, cfg)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			_ = conn.Close()
-			return nil, fmt.Errorf("tls handshake: %w", err)
-		}
-		return tc, nil
-	}
-	return conn, nil
-}
-
-// Stats are cumulative counters for metrics.
+// Stats are cumulative counters and gauges for metrics.
 type Stats struct {
 	ClientsConnected  int64 // open client connections now
 	ClientsTotal      int64 // accepted since start
@@ -263,8 +235,17 @@ type Stats struct {
 	UpstreamErrors    int64 // failed dials and lost upstream connections
 	ProtocolErrors    int64 // malformed client input
 	OutputLimitClosed int64 // clients closed for exceeding ClientOutputLimit
-	SharedConns       int64 // shared upstream connections open now
-	SessionsPinned    int64 // sessions moved off shared connections to their own
+	// LostCommands counts commands in flight on an upstream connection
+	// that was lost: their outcome is unknown, and their clients were
+	// closed without a reply, as Redis going away would close them.
+	LostCommands   int64
+	UpstreamConns  int64 // upstream connections open now, of every kind
+	SharedConns    int64 // shared upstream connections open now
+	ReadyConns     int64 // ready upstream connections waiting for a session now
+	Pools          int64 // connection pools (user, protocol, database) now
+	SessionsPinned int64 // times a session took a connection of its own
+	SessionsShared int64 // times a session gave its own connection back and shared again
+	AuthRequired   bool  // Redis requires AUTH, as far as the proxy knows
 }
 
 // Stats returns a snapshot of the counters.
@@ -277,7 +258,45 @@ func (s *Server) Stats() Stats {
 		UpstreamErrors:    s.stats.upstreamErrors.Load(),
 		ProtocolErrors:    s.stats.protocolErrors.Load(),
 		OutputLimitClosed: s.stats.outputLimitClosed.Load(),
+		LostCommands:      s.stats.lostCommands.Load(),
+		UpstreamConns:     s.stats.upstreamConns.Load(),
 		SharedConns:       s.stats.sharedConns.Load(),
+		ReadyConns:        s.stats.readyConns.Load(),
+		Pools:             s.stats.pools.Load(),
 		SessionsPinned:    s.stats.pinned.Load(),
+		SessionsShared:    s.stats.unpinned.Load(),
+		AuthRequired:      s.authRequired.Load(),
 	}
+}
+
+// unreachable counts and logs a failed dial.
+func (s *Server) unreachable(err error) {
+	s.stats.upstreamErrors.Add(1)
+	s.log.Warn("upstream unreachable", zap.String("upstream", s.opts.Upstream.String()), zap.Error(err))
+}
+
+// learnAuthOnce asks Redis, on a connection of the proxy's own and
+// without credentials, whether it requires authentication: a PING that
+// gets NOAUTH says it does. Until this has succeeded once it is retried
+// whenever a dial succeeds; afterwards sessions keep it current.
+func (s *Server) learnAuthOnce() {
+	if s.authKnown.Load() {
+		return
+	}
+	conn, err := s.dial(context.Background())
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	err = handshake(conn, []byte("*1\r\n$4\r\nPING\r\n"), 1, s.opts.DialTimeout)
+	var ref *refusal
+	switch {
+	case err == nil:
+		s.authRequired.Store(false)
+	case errors.As(err, &ref) && strings.HasPrefix(string(ref.reply), "-NOAUTH"):
+		s.authRequired.Store(true)
+	default:
+		return
+	}
+	s.authKnown.Store(true)
 }

@@ -22,6 +22,8 @@ const (
 	kindMonitor
 	kindQuit
 	kindSync // SYNC, PSYNC: what follows is an RDB payload and a replication stream, not replies
+	kindWatch
+	kindUnwatch
 )
 
 // command is one row of the routing table: what the core and the
@@ -31,10 +33,12 @@ type command struct {
 	kind     cmdKind
 	rewriter Rewriter
 	observed bool // some Observer wants it
-	// pins: the command needs a connection of its own in shared upstream
-	// mode (it blocks, or leaves state on the connection); blockArg: it
-	// does only when a BLOCK argument says so (XREAD, XREADGROUP).
-	pins, blockArg bool
+	// own: a plain command that needs a connection of its own (it blocks,
+	// or leaves state there that cannot be shared); route.go's placeOf
+	// decides for the other kinds. blockArg: it does only when a BLOCK
+	// argument says so (XREAD, XREADGROUP).
+	own      placement
+	blockArg bool
 }
 
 // maxNameLen bounds the names we look up; longer names are never in the
@@ -61,17 +65,25 @@ func newTable(rewriters []Rewriter, observers []Observer) table {
 		"exec": kindExec, "discard": kindDiscard, "monitor": kindMonitor,
 		"quit": kindQuit,
 		"sync": kindSync, "psync": kindSync,
+		"watch": kindWatch, "unwatch": kindUnwatch,
 		"subscribe": kindSubscribe, "psubscribe": kindSubscribe, "ssubscribe": kindSubscribe,
 		"unsubscribe": kindUnsubscribe, "punsubscribe": kindUnsubscribe, "sunsubscribe": kindUnsubscribe,
 	} {
 		get(name).kind = kind
 	}
+	// Blocking commands hold their connection only while they run.
 	for _, name := range []string{
 		"blpop", "brpop", "brpoplpush", "blmove", "blmpop", "bzpopmin", "bzpopmax", "bzmpop",
-		"wait", "waitaof", "watch", "unwatch", "readonly", "readwrite", "asking", "replconf",
+		"wait", "waitaof",
+	} {
+		get(name).own = placeOwn
+	}
+	// These leave state on the connection that the proxy does not follow.
+	for _, name := range []string{
+		"readonly", "readwrite", "asking", "replconf",
 		"debug", // DEBUG SLEEP, DEBUG PROTOCOL push, ...: connection-level effects
 	} {
-		get(name).pins = true
+		get(name).own = placeOwnForever
 	}
 	get("xread").blockArg = true
 	get("xreadgroup").blockArg = true

@@ -1,0 +1,428 @@
+package proxy
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// poolKey is what Redis sees on a connection: whom it is authenticated
+// as, in which database, speaking which protocol. Sessions share
+// connections only with sessions that Redis would see the same way.
+type poolKey struct {
+	user  string   // "" until an AUTH succeeds: the default user, unauthenticated
+	cred  [32]byte // SHA-256 of the password Redis accepted for user
+	proto uint8    // 2 or 3
+	db    int32
+}
+
+// anonymous is where every session starts.
+var anonymous = poolKey{proto: 2}
+
+// credentials authenticate more connections of a pool. They are held in
+// memory only, for as long as the pool lives, and never logged. named
+// says the client named the user (AUTH user pass, HELLO ... AUTH): Redis
+// answers AUTH pass and AUTH default pass differently when the default
+// user has no password, so a connection is authenticated the way its
+// client asked.
+type credentials struct {
+	user, pass string
+	named      bool
+}
+
+func credHash(pass string) [32]byte { return sha256.Sum256([]byte(pass)) }
+
+// errRevoked: Redis no longer accepts a pool's credentials (the user was
+// deleted or its password changed, and its connections were closed). A
+// client connected to Redis itself would have been disconnected; its
+// sessions are closed the same way.
+var errRevoked = errors.New("upstream refused the credentials of this connection pool")
+
+// pools holds the shared connections per key, and a small set of ready
+// connections (dialled before they are wanted, anonymous, RESP2, db 0)
+// for sessions that need a connection of their own.
+type pools struct {
+	srv    *Server
+	mu     sync.Mutex
+	byKey  map[poolKey]*pool
+	ready  []*upConn
+	wake   chan struct{} // the filler: the ready set is short
+	done   chan struct{} // closed by close
+	closed bool
+}
+
+// pool is the shared connections of one key.
+type pool struct {
+	key      poolKey
+	cred     *credentials
+	slots    []poolSlot
+	spares   []*upConn // private connections given back in this key's state
+	sessions int
+	idle     time.Time // when the last session left
+	revoked  bool
+	created  chan struct{} // closed once the first connection is set up
+	err      error         // why it could not be created
+}
+
+// poolSlot is one shared connection, or the dial that will give it.
+type poolSlot struct {
+	c       *upConn
+	dialing chan struct{} // closed when the dial in progress ends
+	err     error         // how the last dial failed
+}
+
+const (
+	// poolIdle is how long a pool that no session uses is kept.
+	poolIdle = 30 * time.Second
+	// maxSpares bounds the private connections kept per pool.
+	maxSpares = 4
+)
+
+func newPools(srv *Server) *pools {
+	return &pools{srv: srv, byKey: map[poolKey]*pool{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// start runs the filler of the ready set and the reaper of idle pools
+// until close.
+func (ps *pools) start() {
+	go ps.fill()
+	go ps.reap()
+}
+
+// join adds a session to the pool of key, creating it with its first
+// connection if there is none. A *refusal is Redis's answer to the setup
+// (a wrong password, a database out of range).
+func (ps *pools) join(key poolKey, cred *credentials) (*pool, error) {
+	ps.mu.Lock()
+	for {
+		if ps.closed {
+			ps.mu.Unlock()
+			return nil, ErrServerClosed
+		}
+		p := ps.byKey[key]
+		if p == nil {
+			break
+		}
+		if p.created != nil {
+			ch := p.created
+			ps.mu.Unlock()
+			<-ch
+			ps.mu.Lock()
+			if p.err != nil {
+				ps.mu.Unlock()
+				return nil, p.err
+			}
+			continue
+		}
+		if p.revoked {
+			delete(ps.byKey, key)
+			break
+		}
+		p.sessions++
+		ps.mu.Unlock()
+		return p, nil
+	}
+	p := &pool{key: key, cred: cred, slots: make([]poolSlot, ps.srv.opts.SharedConns), created: make(chan struct{})}
+	ps.byKey[key] = p
+	ps.mu.Unlock()
+	c, err := ps.dialShared(key, cred)
+	ps.mu.Lock()
+	ch := p.created
+	p.created = nil
+	if err != nil {
+		p.err = err
+		delete(ps.byKey, key)
+	} else {
+		p.slots[0].c = c
+		p.sessions++
+		ps.srv.stats.pools.Add(1)
+	}
+	close(ch)
+	ps.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// leave takes a session out of its pool.
+func (ps *pools) leave(p *pool) {
+	ps.mu.Lock()
+	p.sessions--
+	if p.sessions == 0 {
+		p.idle = time.Now()
+	}
+	ps.mu.Unlock()
+}
+
+// shared returns the live shared connection of p for the session with
+// the given id (always the same one of p's), dialling one if needed.
+// Sessions that need the same connection meanwhile wait for that one
+// dial, so an unreachable Redis costs each of them one dial timeout.
+func (ps *pools) shared(p *pool, id uint64) (*upConn, error) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	sl := &p.slots[int(id%uint64(len(p.slots)))]
+	waited := false
+	for {
+		switch {
+		case ps.closed:
+			return nil, ErrServerClosed
+		case p.revoked:
+			return nil, errRevoked
+		case sl.c != nil && !sl.c.isDead():
+			return sl.c, nil
+		case waited && sl.err != nil:
+			return nil, sl.err
+		case waited:
+			return nil, errConnDead // dialled, and lost already
+		case sl.dialing != nil:
+			ch := sl.dialing
+			ps.mu.Unlock()
+			<-ch
+			ps.mu.Lock()
+			waited = true
+			continue
+		}
+		ch := make(chan struct{})
+		sl.dialing = ch
+		ps.mu.Unlock()
+		c, err := ps.dialShared(p.key, p.cred)
+		ps.mu.Lock()
+		sl.dialing, sl.err = nil, err
+		close(ch)
+		var ref *refusal
+		if errors.As(err, &ref) && p.key.user != "" {
+			// Redis closed the pool's connections and now refuses its
+			// credentials: as if it had closed every client of them.
+			p.revoked = true
+			ps.srv.log.Warn("upstream refuses a connection pool's credentials; closing its clients",
+				zap.String("user", p.key.user), zap.String("reply", trimLine(ref.reply)))
+			return nil, errRevoked
+		}
+		if err != nil {
+			return nil, err
+		}
+		if ps.closed {
+			c.close()
+			return nil, ErrServerClosed
+		}
+		sl.c = c
+		return c, nil
+	}
+}
+
+func (ps *pools) dialShared(key poolKey, cred *credentials) (*upConn, error) {
+	conn, err := ps.srv.dialUpstream(context.Background(), key, cred)
+	if err != nil {
+		ps.srv.unreachable(err)
+		return nil, err
+	}
+	c := newUpConn(ps.srv, conn, key, true)
+	ps.srv.stats.sharedConns.Add(1)
+	return c, nil
+}
+
+// forgetShared is told by a shared connection's reader that it is gone.
+func (ps *pools) forgetShared(c *upConn) {
+	ps.srv.stats.sharedConns.Add(-1)
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if p := ps.byKey[c.key]; p != nil {
+		for i := range p.slots {
+			if p.slots[i].c == c {
+				p.slots[i].c = nil
+			}
+		}
+	}
+}
+
+// private returns a connection for a session of key to own: a spare in
+// key's state, else a ready one (setup reports that the session must set
+// it up for key first, in the same write as its command), else a new one
+// set up here.
+func (ps *pools) private(key poolKey, cred *credentials) (c *upConn, setup bool, err error) {
+	ps.mu.Lock()
+	if p := ps.byKey[key]; p != nil {
+		for len(p.spares) > 0 {
+			c = p.spares[len(p.spares)-1]
+			p.spares = p.spares[:len(p.spares)-1]
+			if !c.isDead() {
+				ps.mu.Unlock()
+				return c, false, nil
+			}
+		}
+	}
+	for len(ps.ready) > 0 {
+		c = ps.ready[len(ps.ready)-1]
+		ps.ready = ps.ready[:len(ps.ready)-1]
+		ps.srv.stats.readyConns.Add(-1)
+		if !c.isDead() {
+			ps.mu.Unlock()
+			ps.refill()
+			c.key = key
+			return c, key != anonymous, nil
+		}
+	}
+	ps.mu.Unlock()
+	ps.refill()
+	conn, err := ps.srv.dialUpstream(context.Background(), key, cred)
+	if err != nil {
+		ps.srv.unreachable(err)
+		return nil, false, err
+	}
+	return newUpConn(ps.srv, conn, key, false), false, nil
+}
+
+// release takes back a private connection that holds nothing but key's
+// state: as a spare of key's pool, or a ready connection, or closed.
+func (ps *pools) release(c *upConn, key poolKey) {
+	c.setOwner(nil)
+	ps.mu.Lock()
+	if !ps.closed && !c.isDead() {
+		if p := ps.byKey[key]; p != nil && !p.revoked && len(p.spares) < maxSpares {
+			p.spares = append(p.spares, c)
+			ps.mu.Unlock()
+			return
+		}
+		if key == anonymous && len(ps.ready) < ps.srv.opts.ReadyConns {
+			ps.ready = append(ps.ready, c)
+			ps.srv.stats.readyConns.Add(1)
+			ps.mu.Unlock()
+			return
+		}
+	}
+	ps.mu.Unlock()
+	c.close()
+}
+
+func (ps *pools) refill() {
+	select {
+	case ps.wake <- struct{}{}:
+	default:
+	}
+}
+
+// fill keeps the ready set full, dialling one connection at a time, and
+// backs off while Redis cannot be reached.
+func (ps *pools) fill() {
+	backoff := time.Duration(0)
+	for {
+		select {
+		case <-ps.wake:
+		case <-ps.done:
+			return
+		}
+		for {
+			ps.mu.Lock()
+			short := !ps.closed && len(ps.ready) < ps.srv.opts.ReadyConns
+			ps.mu.Unlock()
+			if !short {
+				break
+			}
+			conn, err := ps.srv.dialUpstream(context.Background(), anonymous, nil)
+			if err != nil {
+				backoff = min(max(2*backoff, 50*time.Millisecond), 2*time.Second)
+				select {
+				case <-time.After(backoff):
+				case <-ps.done:
+					return
+				}
+				continue
+			}
+			backoff = 0
+			ps.srv.learnAuthOnce()
+			c := newUpConn(ps.srv, conn, anonymous, false)
+			ps.mu.Lock()
+			if ps.closed {
+				ps.mu.Unlock()
+				c.close()
+				return
+			}
+			ps.ready = append(ps.ready, c)
+			ps.srv.stats.readyConns.Add(1)
+			ps.mu.Unlock()
+		}
+	}
+}
+
+// reap closes pools that no session has used for poolIdle, and ready
+// connections Redis has closed (its idle timeout).
+func (ps *pools) reap() {
+	t := time.NewTicker(poolIdle / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-ps.done:
+			return
+		}
+		var drop []*upConn
+		ps.mu.Lock()
+		if ps.closed {
+			ps.mu.Unlock()
+			return
+		}
+		now := time.Now()
+		for key, p := range ps.byKey {
+			if p.created != nil || p.sessions > 0 || now.Sub(p.idle) < poolIdle {
+				continue
+			}
+			delete(ps.byKey, key)
+			ps.srv.stats.pools.Add(-1)
+			for _, sl := range p.slots {
+				if sl.c != nil {
+					drop = append(drop, sl.c)
+				}
+			}
+			drop = append(drop, p.spares...)
+		}
+		live := ps.ready[:0]
+		for _, c := range ps.ready {
+			if c.isDead() {
+				ps.srv.stats.readyConns.Add(-1)
+				continue
+			}
+			live = append(live, c)
+		}
+		clear(ps.ready[len(live):])
+		ps.ready = live
+		ps.mu.Unlock()
+		if len(live) < ps.srv.opts.ReadyConns {
+			ps.refill()
+		}
+		for _, c := range drop {
+			c.close()
+		}
+	}
+}
+
+// close closes every connection the pools hold; sessions have ended.
+func (ps *pools) close() {
+	ps.mu.Lock()
+	if ps.closed {
+		ps.mu.Unlock()
+		return
+	}
+	ps.closed = true
+	all := ps.ready
+	ps.ready = nil
+	for _, p := range ps.byKey {
+		for _, sl := range p.slots {
+			if sl.c != nil {
+				all = append(all, sl.c)
+			}
+		}
+		all = append(all, p.spares...)
+	}
+	ps.byKey = map[poolKey]*pool{}
+	close(ps.done)
+	ps.mu.Unlock()
+	for _, c := range all {
+		c.close()
+	}
+}

@@ -1,0 +1,459 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/exproxy/exproxy/proxy/resp"
+)
+
+// placement is where a command may run.
+type placement uint8
+
+const (
+	// placeShared: on a shared connection of the session's pool (or on
+	// its own connection, while it has one).
+	placeShared placement = iota
+	// placeOwn: on a connection of the session's own, for as long as the
+	// state it starts lasts (a transaction, a subscription, a blocking
+	// wait); then the session shares again.
+	placeOwn
+	// placeOwnForever: on a connection of its own, for good: it leaves
+	// state the proxy does not follow (a name, tracking, a reply mode).
+	placeOwnForever
+	// placeRepool: it changes what Redis sees of the session (AUTH,
+	// SELECT, HELLO, RESET): the session moves to the pool of that key.
+	placeRepool
+	// placeQuit: answered by the proxy, which then closes the client.
+	placeQuit
+)
+
+// placeOf decides where a command may run.
+func placeOf(cmd *command, args [][]byte) placement {
+	if cmd == nil {
+		return placeShared
+	}
+	switch cmd.kind {
+	case kindPlain:
+		if cmd.blockArg {
+			for _, a := range args[1:] {
+				if equalFold(a, "block") {
+					return placeOwn
+				}
+			}
+		}
+		return cmd.own
+	case kindQuit:
+		return placeQuit
+	case kindSelect, kindAuth, kindReset:
+		return placeRepool
+	case kindHello:
+		for _, a := range args[min(2, len(args)):] {
+			if equalFold(a, "setname") {
+				return placeOwnForever
+			}
+		}
+		return placeRepool
+	case kindClient:
+		// CLIENT SETINFO only labels the connection in CLIENT LIST (and
+		// does not exist before Redis 7.2). go-redis sends both it and
+		// CLIENT MAINT_NOTIFICATIONS on every new RESP3 connection; the
+		// latter is an unknown subcommand to open-source Redis, which
+		// answers it with an error and changes nothing. Every other
+		// subcommand names, tracks, silences or identifies the
+		// connection.
+		if len(args) >= 2 && (equalFold(args[1], "setinfo") || equalFold(args[1], "maint_notifications")) {
+			return placeShared
+		}
+		return placeOwnForever
+	case kindMulti, kindWatch, kindSubscribe, kindUnsubscribe:
+		return placeOwn
+	case kindExec, kindDiscard, kindUnwatch:
+		// On a shared connection there is nothing for them to end:
+		// Redis answers them as it would on an idle connection.
+		return placeShared
+	case kindMonitor, kindSync:
+		return placeOwnForever
+	}
+	return placeShared
+}
+
+// process frames and routes every complete command in the buffer, then
+// sends the batch. false ends the read loop.
+func (s *session) process() bool {
+	for s.in.r < s.in.w && !s.draining.Load() {
+		if s.ignoreRest {
+			// After QUIT or malformed input Redis reads nothing more.
+			s.in.r = s.in.w
+			break
+		}
+		n, args, inline, err := s.parser.Parse(s.in.data(), s.argv[:0])
+		if err != nil {
+			s.protocolError(err)
+			break
+		}
+		if n == 0 {
+			break
+		}
+		raw := s.in.b[s.in.r : s.in.r+n]
+		s.in.r += n
+		if len(args) == 0 {
+			continue // Redis ignores empty commands and sends no reply
+		}
+		if inline {
+			raw, args = s.inlineToMultibulk(args)
+		}
+		ok := s.dispatch(s.srv.table.lookup(args[0]), raw, args)
+		s.argv = args[:0]
+		if !ok {
+			return false
+		}
+	}
+	return s.send()
+}
+
+// inlineToMultibulk re-encodes an inline command so that upstream and the
+// extensions see exactly the arguments the proxy parsed.
+func (s *session) inlineToMultibulk(args [][]byte) ([]byte, [][]byte) {
+	s.inline = resp.AppendArrayHeader(s.inline[:0], len(args))
+	for _, a := range args {
+		s.inline = resp.AppendBulk(s.inline, a)
+	}
+	var p resp.CommandParser
+	p.Limits = s.parser.Limits
+	_, out, _, _ := p.Parse(s.inline, args[:0])
+	return s.inline, out
+}
+
+// dispatch puts one command on the connection it may run on, moving the
+// session first if it must, and routes it. false ends the read loop.
+func (s *session) dispatch(cmd *command, raw []byte, args [][]byte) bool {
+	cs := &s.conns
+	switch p := placeOf(cmd, args); {
+	case p == placeQuit:
+		// Forwarding it would close a shared connection; Redis answers it
+		// +OK (unless replies are off), closes, and reads nothing more.
+		s.srv.stats.commands.Add(1)
+		s.batch = append(s.batch, entry{cmd: cmd, local: okReply, closeAfterReply: true, replies: 1})
+		s.hasLocal = true
+		s.ignoreRest = true
+		return true
+	case cs.own != nil:
+		switch {
+		case p == placeOwnForever:
+			cs.sticky = true
+		case p == placeRepool && cmd.kind == kindReset:
+			// RESET leaves the connection as a new one: the session may
+			// share again once Redis has answered it.
+			cs.key, cs.cred, cs.authed = anonymous, nil, false
+			cs.sticky = s.srv.opts.Mode == PinnedUpstream
+		case p == placeRepool:
+			// Redis applies it to this connection, which the session
+			// then keeps: its state is no longer that of a pool.
+			cs.sticky = true
+		case p == placeShared && !cs.sticky && s.canGiveBack():
+			s.giveBack()
+		}
+	case p == placeOwn || p == placeOwnForever:
+		moved, alive := s.moveToOwn(cmd, args[0])
+		if !moved {
+			return alive
+		}
+		cs.sticky = p == placeOwnForever
+	case p == placeRepool:
+		return s.repool(cmd, raw, args)
+	}
+	s.route(cmd, raw, args, len(args), false)
+	if cmd != nil && (cmd.kind == kindAuth || cmd.kind == kindHello) && !cs.authed && s.srv.authRequired.Load() {
+		// Redis reads the next command with the limits of the outcome.
+		if !s.send() || !s.waitIdle() {
+			return false
+		}
+		s.mu.Lock()
+		cs.authed = s.rs.authed
+		s.mu.Unlock()
+	}
+	return true
+}
+
+var okReply = []byte("+OK\r\n")
+
+// repool runs a command that changes what Redis sees of a session on
+// shared connections (AUTH, SELECT, HELLO, RESET): it runs on a
+// connection of the pool it asks for — where Redis checks it, and where
+// it changes nothing, the connection being in that state already — and
+// if Redis confirms it, the session moves to that pool. A pool that
+// cannot be set up (a wrong password, a database out of range) answers
+// the command with Redis's own refusal.
+func (s *session) repool(cmd *command, raw []byte, args [][]byte) bool {
+	target, cred, ok := s.targetOf(cmd, args)
+	if !ok {
+		// Malformed: Redis refuses it wherever it runs, changing nothing.
+		s.route(cmd, raw, args, len(args), false)
+		return true
+	}
+	if !s.send() || !s.waitIdle() {
+		return false
+	}
+	p, err := s.srv.pools.join(target, cred)
+	var c *upConn
+	if err == nil {
+		if c, err = s.srv.pools.shared(p, s.rinfo.ID); err != nil {
+			s.srv.pools.leave(p)
+		}
+	}
+	if err != nil {
+		var ref *refusal
+		if errors.As(err, &ref) {
+			s.answerLocal(cmd, ref.reply)
+		} else {
+			s.answerLocal(cmd, unreachableReply(s.srv, err))
+		}
+		return true
+	}
+	s.sendMu.Lock()
+	s.conn = c
+	s.sendMu.Unlock()
+	s.mu.Lock()
+	s.rs.confirmed = false
+	s.mu.Unlock()
+	s.route(cmd, raw, args, len(args), false)
+	if !s.send() || !s.waitIdle() {
+		s.srv.pools.leave(p)
+		return false
+	}
+	s.mu.Lock()
+	confirmed := s.rs.confirmed
+	s.mu.Unlock()
+	cs := &s.conns
+	if !confirmed {
+		s.srv.pools.leave(p)
+		s.sendMu.Lock()
+		s.conn = nil
+		s.sendMu.Unlock()
+		return true
+	}
+	if cs.pool != nil {
+		s.srv.pools.leave(cs.pool)
+	}
+	cs.pool, cs.key, cs.cred = p, target, cred
+	cs.authed = target.user != ""
+	return true
+}
+
+// targetOf is the key a repool command asks for; !ok when it is
+// malformed, or asks for nothing (HELLO alone only reports).
+func (s *session) targetOf(cmd *command, args [][]byte) (key poolKey, cred *credentials, ok bool) {
+	key, cred = s.conns.key, s.conns.cred
+	switch cmd.kind {
+	case kindSelect:
+		if len(args) != 2 {
+			return key, cred, false
+		}
+		db, ok := resp.ParseInt(args[1])
+		if !ok || db < 0 || db > 1<<31-1 {
+			return key, cred, false
+		}
+		key.db = int32(db)
+	case kindAuth:
+		switch len(args) {
+		case 2:
+			cred = &credentials{user: "default", pass: string(args[1])}
+		case 3:
+			cred = &credentials{user: string(args[1]), pass: string(args[2]), named: true}
+		default:
+			return key, cred, false
+		}
+		key.user, key.cred = cred.user, credHash(cred.pass)
+	case kindHello:
+		if len(args) < 2 || len(args[1]) != 1 || (args[1][0] != '2' && args[1][0] != '3') {
+			return key, cred, false
+		}
+		key.proto = args[1][0] - '0'
+		for i := 2; i < len(args); i++ {
+			if !equalFold(args[i], "auth") || i+2 >= len(args) {
+				return key, cred, false
+			}
+			cred = &credentials{user: string(args[i+1]), pass: string(args[i+2]), named: true}
+			key.user, key.cred = cred.user, credHash(cred.pass)
+			i += 2
+		}
+	case kindReset:
+		key, cred = anonymous, nil
+	}
+	return key, cred, true
+}
+
+// route decides what to send for one command and appends it, with its
+// entry, to the batch. partial is set for a command streamed through,
+// whose raw holds only its beginning; skip is then how much of raw the
+// rewrite replaced.
+func (s *session) route(cmd *command, raw []byte, args [][]byte, argc int, partial bool) (skip int) {
+	s.srv.stats.commands.Add(1)
+	e := entry{cmd: cmd, replies: 1}
+	rewritten := false
+	if cmd != nil {
+		s.sendSideState(&e, cmd, args)
+		if cmd.rewriter != nil {
+			if rw, ok := cmd.rewriter.Rewrite(args, argc, &s.rinfo); ok {
+				if rw.Local != nil {
+					e.local = rw.Local
+					s.batch = append(s.batch, e)
+					s.hasLocal = true
+					return len(raw)
+				}
+				e.rw = rw.Reply
+				if rw.Prefix != nil {
+					skip = afterName(raw, args[0])
+					s.upbuf = appendRewrite(s.upbuf, rw, argc)
+					if !partial {
+						s.upbuf = append(s.upbuf, raw[skip:]...)
+						// The command as the client sent it is kept, not
+						// its rewrite: a resend rewrites it again, since the
+						// reason for the resend may change the rewrite
+						// (FCALL unknown: EVALSHA instead).
+						if e.rw != nil && len(raw) <= maxResend {
+							e.resend = bytes.Clone(raw)
+						}
+					}
+					rewritten = true
+				}
+			}
+		}
+		if cmd.observed {
+			e.obs = &observed{args: cloneArgs(args[1:]), sent: time.Now()}
+			if cmd.kind == kindExec {
+				e.obs.queued, s.tx.queued = s.tx.queued, nil
+			}
+		}
+	}
+	if s.tx.inMulti && len(s.srv.opts.Observers) > 0 && (cmd == nil || (cmd.kind != kindMulti && cmd.kind != kindExec)) {
+		s.tx.queued = append(s.tx.queued, nameOf(cmd, args[0]))
+	}
+	if !rewritten {
+		if !partial {
+			s.upbuf = append(s.upbuf, raw...)
+		}
+		skip = 0
+	}
+	s.batch = append(s.batch, e)
+	return skip
+}
+
+// sendSideState updates what the read loop tracks (MULTI, WATCH) and
+// records in e what the reply side needs to apply the command's effect.
+func (s *session) sendSideState(e *entry, cmd *command, args [][]byte) {
+	switch cmd.kind {
+	case kindMulti:
+		s.tx.inMulti = true
+		s.tx.queued = s.tx.queued[:0]
+	case kindExec, kindDiscard:
+		s.tx.inMulti, s.tx.watching = false, false
+	case kindReset:
+		s.tx.inMulti, s.tx.watching = false, false
+		s.tx.queued = nil
+	case kindSync:
+		s.syncing.Store(true)
+	case kindWatch:
+		if !s.tx.inMulti {
+			s.tx.watching = true
+		}
+	case kindUnwatch:
+		if !s.tx.inMulti {
+			s.tx.watching = false
+		}
+	case kindSelect:
+		e.selectDB = -1
+		if len(args) == 2 {
+			if db, ok := resp.ParseInt(args[1]); ok && db >= 0 && db <= 1<<31-1 {
+				e.selectDB = int(db)
+			}
+		}
+	case kindAuth:
+		switch len(args) {
+		case 2:
+			e.authUser = "default"
+		case 3:
+			e.authUser = string(args[1]) // the user name; the password is never kept
+		}
+	case kindHello:
+		if len(args) >= 2 && len(args[1]) == 1 && (args[1][0] == '2' || args[1][0] == '3') {
+			e.helloProto = int(args[1][0] - '0')
+		}
+		for i := 2; i < len(args); i++ {
+			switch {
+			case equalFold(args[i], "auth") && i+2 < len(args):
+				e.authUser = string(args[i+1])
+				i += 2
+			case equalFold(args[i], "setname") && i+1 < len(args):
+				e.clientName, e.setsName = string(args[i+1]), true
+				i++
+			}
+		}
+	case kindClient:
+		if len(args) < 2 {
+			return
+		}
+		s.kick = true
+		switch {
+		case equalFold(args[1], "setname") && len(args) == 3:
+			e.clientName, e.setsName = string(args[2]), true
+		case equalFold(args[1], "reply") && len(args) == 3 && !s.tx.inMulti:
+			// Whether it takes effect depends on the mode the session is
+			// in when it runs, which only the reply side knows: see resolve.
+			switch {
+			case equalFold(args[2], "off"):
+				e.replyMode = replyOff
+			case equalFold(args[2], "skip"):
+				e.replyMode = replySkip
+			case equalFold(args[2], "on"):
+				e.replyMode = replyOn
+			}
+		}
+	case kindSubscribe, kindUnsubscribe:
+		// How many replies depends on the protocol in force when the
+		// command runs, which only the reply side knows; see resolve.
+		e.subArgs = int32(len(args) - 1)
+		s.kick = true
+	}
+}
+
+// appendRewrite appends the header of a rewritten command: the new
+// argument count and the prefix that replaces the name.
+func appendRewrite(dst []byte, rw Rewrite, argc int) []byte {
+	dst = resp.AppendArrayHeader(dst, argc-1+rw.PrefixArgs)
+	return append(dst, rw.Prefix...)
+}
+
+// afterName is the offset in a multibulk command just past its name.
+func afterName(raw, name []byte) int {
+	first := bytes.IndexByte(raw, '\n') + 1
+	second := first + bytes.IndexByte(raw[first:], '\n') + 1
+	return second + len(name) + 2
+}
+
+func nameOf(cmd *command, name []byte) string {
+	if cmd != nil {
+		return cmd.name
+	}
+	return strings.ToLower(string(name))
+}
+
+func cloneArgs(args [][]byte) [][]byte {
+	if len(args) == 0 {
+		return nil
+	}
+	n := 0
+	for _, a := range args {
+		n += len(a)
+	}
+	buf := make([]byte, 0, n)
+	out := make([][]byte, len(args))
+	for i, a := range args {
+		buf = append(buf, a...)
+		out[i] = buf[len(buf)-len(a):]
+	}
+	return out
+}

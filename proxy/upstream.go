@@ -1,0 +1,423 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"sync"
+
+	"go.uber.org/zap"
+
+	"github.com/exproxy/exproxy/proxy/resp"
+)
+
+// errConnDead reports a send to an upstream connection that has already
+// failed; nothing was queued, and another connection may be tried.
+var errConnDead = errors.New("upstream connection closed")
+
+// errSessionClosed: the session ended while sending.
+var errSessionClosed = errors.New("session closed")
+
+// upConn is one connection to Redis, whoever uses it. A pool's shared
+// connection carries many sessions' commands; a private one carries the
+// commands of the one session that owns it; a ready one waits to become
+// either. Which of these it is, is a matter of who holds it, not of its
+// code: every upConn has one writer at a time (whichever goroutine finds
+// it idle writes what is queued), one reader goroutine, and a FIFO of the
+// sessions waiting for its replies. Codis' BackendConn is the model.
+type upConn struct {
+	srv    *Server
+	conn   net.Conn
+	key    poolKey // what Redis sees on it: user, protocol, database
+	shared bool    // many sessions' commands: a writer yields once so they batch
+
+	mu      sync.Mutex
+	dead    bool
+	err     error // why it died
+	out     []byte
+	spare   []byte
+	writing bool       // a goroutine is writing; others only append
+	wfree   *sync.Cond // on mu: writing ended (for a streamed command)
+	fifo    []waiter   // shared: whose replies come next
+	owner   *session   // private: the session every reply goes to
+	wdl     lazyDeadline
+	done    chan struct{} // closed when the reader has ended
+}
+
+// waiter is one session's run of commands in a shared connection's FIFO:
+// the next n replies are its.
+type waiter struct {
+	s *session
+	n int
+}
+
+func newUpConn(srv *Server, conn net.Conn, key poolKey, shared bool) *upConn {
+	c := &upConn{srv: srv, conn: conn, key: key, shared: shared, done: make(chan struct{})}
+	c.wdl.write = true
+	c.wfree = sync.NewCond(&c.mu)
+	srv.stats.upstreamConns.Add(1)
+	go c.readLoop()
+	return c
+}
+
+func (c *upConn) isDead() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dead
+}
+
+// send queues a session's batch: its entries on the session's queue,
+// for a shared connection n replies expected on the FIFO, and data for
+// Redis; then it writes, unless another goroutine is writing and so will
+// write data too. Entries go first, so no reply can come before its
+// entry. A failed write is a lost connection, which the reader reports
+// to the sessions waiting on it; send returns errConnDead only when
+// nothing was queued.
+func (c *upConn) send(s *session, batch []entry, n int, data []byte) error {
+	c.mu.Lock()
+	if c.dead {
+		c.mu.Unlock()
+		return errConnDead
+	}
+	if !s.q.push(batch) {
+		c.mu.Unlock()
+		return errSessionClosed
+	}
+	if len(data) == 0 {
+		c.mu.Unlock()
+		return nil
+	}
+	if c.owner == nil {
+		if k := len(c.fifo); k > 0 && c.fifo[k-1].s == s {
+			c.fifo[k-1].n += n
+		} else {
+			c.fifo = append(c.fifo, waiter{s: s, n: n})
+		}
+	}
+	if c.writing || c.shared || len(c.out) > 0 {
+		c.out = append(c.out, data...)
+		if c.writing {
+			c.mu.Unlock()
+			return nil
+		}
+		c.writing = true
+		if c.shared {
+			// Let every session made runnable by the same network poll
+			// append its commands first: one write then carries them
+			// all, which is what makes a shared connection cheaper
+			// than one per client.
+			c.mu.Unlock()
+			runtime.Gosched()
+			c.mu.Lock()
+		}
+		c.writeOutLocked()
+		return nil
+	}
+	// A private connection that nobody is writing to: the session's own
+	// buffer goes out as it is, without a copy.
+	c.writing = true
+	c.mu.Unlock()
+	err := c.write(data)
+	c.mu.Lock()
+	if err != nil {
+		c.failLocked(err)
+	}
+	c.writeOutLocked()
+	return nil
+}
+
+// writeOutLocked writes what is queued until nothing is, then gives up
+// the writer's role; c.mu is held, and released on return.
+func (c *upConn) writeOutLocked() {
+	for len(c.out) > 0 && !c.dead {
+		out := c.out
+		c.out = c.spare[:0]
+		c.mu.Unlock()
+		err := c.write(out)
+		c.mu.Lock()
+		if cap(out) <= steadyBuf {
+			c.spare = out[:0]
+		} else {
+			c.spare = nil
+		}
+		if err != nil {
+			c.failLocked(err)
+		}
+	}
+	if c.dead {
+		c.out = nil
+	}
+	c.writing = false
+	c.wfree.Broadcast()
+	c.mu.Unlock()
+}
+
+// write writes b; a Redis that stops reading (it never should) cannot
+// hang the writer past WriteTimeout.
+func (c *upConn) write(b []byte) error {
+	c.wdl.refresh(c.conn, c.srv.opts.WriteTimeout)
+	_, err := c.conn.Write(b)
+	return err
+}
+
+// holdWriter waits until no goroutine is writing and takes the writer's
+// role, so that a command streamed in chunks is not interleaved with
+// anything else: sendHeld queues its entry and first bytes, writeHeld
+// the chunks that follow, and releaseWriter writes what others queued
+// meanwhile.
+func (c *upConn) holdWriter() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.writing && !c.dead {
+		c.wfree.Wait()
+	}
+	if c.dead {
+		return false
+	}
+	c.writing = true
+	return true
+}
+
+// sendHeld is send for the goroutine that holds the writer's role.
+func (c *upConn) sendHeld(s *session, batch []entry, n int, data []byte) error {
+	c.mu.Lock()
+	if c.dead {
+		c.mu.Unlock()
+		return errConnDead
+	}
+	if !s.q.push(batch) {
+		c.mu.Unlock()
+		return errSessionClosed
+	}
+	if c.owner == nil && n > 0 {
+		c.fifo = append(c.fifo, waiter{s: s, n: n})
+	}
+	c.mu.Unlock()
+	if len(data) == 0 {
+		return nil
+	}
+	return c.writeHeld(data)
+}
+
+// writeHeld writes for the goroutine that holds the writer's role.
+func (c *upConn) writeHeld(b []byte) error {
+	err := c.write(b)
+	if err != nil {
+		c.mu.Lock()
+		c.failLocked(err)
+		c.mu.Unlock()
+	}
+	return err
+}
+
+func (c *upConn) releaseWriter() {
+	c.mu.Lock()
+	c.writeOutLocked()
+}
+
+// failLocked marks the connection dead and closes it; the reader's read
+// then fails too and reports the loss. c.mu is held.
+func (c *upConn) failLocked(err error) {
+	if c.dead {
+		return
+	}
+	c.dead, c.err = true, fmt.Errorf("write: %w", err)
+	_ = c.conn.Close()
+}
+
+// close closes the connection as the proxy's own decision: nobody is
+// told of a loss.
+func (c *upConn) close() {
+	c.mu.Lock()
+	if !c.dead {
+		c.dead, c.err = true, net.ErrClosed
+	}
+	c.owner = nil
+	c.mu.Unlock()
+	_ = c.conn.Close()
+}
+
+// closeWrite tells Redis that no more commands come, as a client's own
+// half close would: Redis answers what it has received, then closes. The
+// writer's role is kept, so nothing is written after it.
+func (c *upConn) closeWrite() {
+	if !c.holdWriter() {
+		return
+	}
+	if cw, ok := c.conn.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		return
+	}
+	c.close()
+}
+
+// setOwner makes the connection private to s, or, with nil, ownerless.
+func (c *upConn) setOwner(s *session) {
+	c.mu.Lock()
+	c.owner = s
+	c.mu.Unlock()
+}
+
+// readLoop frames replies and hands each to the session it belongs to:
+// on a private connection its owner, on a shared one the session that is
+// next in the FIFO. Consecutive replies of one session are delivered
+// under one hold of its lock and go to the client in one write.
+func (c *upConn) readLoop() {
+	defer close(c.done)
+	var rb readBuf
+	if c.shared {
+		rb.init(16 << 10)
+	} else {
+		rb.init(minBuf)
+	}
+	var f resp.Framer
+	f.Limits = replyLimits(c.srv.opts.Limits)
+	var local []waiter // FIFO entries taken from c.fifo, reader-owned
+	var held *session  // whose lock is held while its replies are delivered
+	release := func() {
+		if held != nil {
+			held.flushLocked()
+			held.mu.Unlock()
+			held = nil
+		}
+	}
+	var err error
+	for err == nil {
+		if rb.settle() {
+			rb.makeRoom(0)
+		}
+		var n int
+		n, err = c.conn.Read(rb.free())
+		rb.added(n)
+		c.mu.Lock()
+		owner := c.owner
+		c.mu.Unlock()
+		for rb.r < rb.w {
+			if owner != nil {
+				if owner != held {
+					release()
+					owner.mu.Lock()
+					held = owner
+				}
+				if owner.relaying() {
+					owner.relayLocked(rb.data())
+					rb.r = rb.w
+					break
+				}
+			}
+			m, done, ferr := f.Next(rb.data())
+			if ferr != nil {
+				err = fmt.Errorf("malformed reply: %w", ferr)
+				break
+			}
+			if m == 0 && !done {
+				break // a partial header line: wait for the rest
+			}
+			chunk := rb.b[rb.r : rb.r+m]
+			rb.r += m
+			if owner != nil {
+				owner.deliverLocked(chunk, done, f.Kind())
+				continue
+			}
+			if len(local) == 0 {
+				c.mu.Lock()
+				local = append(local, c.fifo...)
+				clear(c.fifo)
+				c.fifo = c.fifo[:0]
+				c.mu.Unlock()
+			}
+			if len(local) == 0 {
+				// Nothing comes unasked on a shared connection: whatever
+				// subscribes or tracks has a connection of its own.
+				if done {
+					c.srv.log.Debug("upstream: dropping a reply nobody waits for")
+				}
+				continue
+			}
+			s := local[0].s
+			if s != held {
+				release()
+				s.mu.Lock()
+				held = s
+			}
+			push := f.Kind() == '>'
+			s.deliverLocked(chunk, done, f.Kind())
+			if done && !push {
+				local[0].n--
+				if local[0].n == 0 {
+					local[0].s = nil
+					local = local[1:]
+				}
+			}
+		}
+		release()
+	}
+	c.lost(err, local)
+}
+
+// lost ends the connection after its reader stopped, and tells the
+// sessions that needed it. A session that had commands in flight on it
+// is closed without replies to them, as Redis going away would close it:
+// their outcome is unknown, and a client library reconnects and retries
+// by its own rules only when it sees the connection drop. A private
+// connection's owner is closed even with nothing in flight: the state
+// Redis kept for it is gone.
+func (c *upConn) lost(err error, local []waiter) {
+	c.mu.Lock()
+	expected := c.dead && errors.Is(c.err, net.ErrClosed) // closed by the proxy
+	if !c.dead {
+		c.dead, c.err = true, fmt.Errorf("read: %w", err)
+		_ = c.conn.Close()
+	}
+	cause := c.err
+	local = append(local, c.fifo...)
+	c.fifo = nil
+	owner := c.owner
+	c.wfree.Broadcast()
+	c.mu.Unlock()
+	c.srv.stats.upstreamConns.Add(-1)
+	if c.shared {
+		c.srv.pools.forgetShared(c)
+	}
+	if owner != nil {
+		owner.privateLost(cause)
+		return
+	}
+	if expected && len(local) == 0 {
+		return
+	}
+	commands, sessions := 0, 0
+	for i, w := range local {
+		commands += w.n
+		if i == 0 || local[i-1].s != w.s {
+			sessions++
+		}
+	}
+	if !expected && c.shared {
+		c.srv.stats.upstreamErrors.Add(1)
+	}
+	if commands > 0 {
+		c.srv.stats.lostCommands.Add(int64(commands))
+		c.srv.log.Warn("upstream connection lost; closing the clients that had commands in flight on it",
+			zap.String("upstream", c.srv.opts.Upstream.String()), zap.Error(cause),
+			zap.Int("commands_in_flight", commands), zap.Int("clients", sessions))
+	} else if !expected && c.shared {
+		c.srv.log.Warn("shared upstream connection lost", zap.String("upstream", c.srv.opts.Upstream.String()), zap.Error(cause))
+	} else if !expected {
+		c.srv.log.Debug("idle upstream connection lost", zap.String("upstream", c.srv.opts.Upstream.String()), zap.Error(cause))
+	}
+	for _, w := range local {
+		w.s.sharedLost()
+	}
+}
+
+// replyLimits are the framer's limits for what Redis sends: Redis is
+// trusted to send valid RESP, and a reply of any size streams through, so
+// only the lines that must be held whole are bounded.
+func replyLimits(client resp.Limits) resp.Limits {
+	return resp.Limits{
+		MaxBulkLen:   1 << 62,
+		MaxInlineLen: max(client.MaxInlineLen, 64<<10),
+		MaxArgs:      client.MaxArgs,
+	}
+}
