@@ -37,12 +37,15 @@ type Config struct {
 	MaxClients   int           `yaml:"max-clients"`
 	Limits       Limits        `yaml:"limits"`
 
-	// UpstreamMode is "shared" (sessions share upstream connections until
-	// their first stateful command) or "pinned" (one upstream connection
-	// per client connection); SharedConns is the number of shared
-	// connections per protocol.
+	// UpstreamMode is "shared" (sessions share upstream connections,
+	// taking one of their own only while they hold connection state) or
+	// "pinned" (one upstream connection per client connection);
+	// SharedConns is the number of shared connections per pool (user,
+	// protocol, database); ReadyConns how many connections are kept
+	// dialled for sessions that need one of their own.
 	UpstreamMode string `yaml:"upstream-mode"`
 	SharedConns  int    `yaml:"shared-conns"`
+	ReadyConns   int    `yaml:"ready-conns"`
 
 	Log        Log        `yaml:"log"`
 	Admin      Admin      `yaml:"admin"`
@@ -152,6 +155,7 @@ func Default() *Config {
 		MaxClients:   10000,
 		UpstreamMode: "shared",
 		SharedConns:  1,
+		ReadyConns:   2,
 		Limits: Limits{
 			ProtoMaxBulkLen:   512 << 20,
 			InlineMaxLen:      64 << 10,

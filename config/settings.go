@@ -182,9 +182,11 @@ func buildSettings() []Setting {
 	row("limits.client-output-limit", "client-output-limit", "size", "reply bytes buffered for a client that does not read them; past it the client is disconnected", sset, sget)
 
 	set, get = str(func(c *Config) *string { return &c.UpstreamMode })
-	row("upstream-mode", "upstream-mode", "string", "shared: clients share upstream connections until their first stateful command (WATCH, MULTI, SUBSCRIBE, blocking, SELECT, AUTH, ...); pinned: one upstream connection per client", set, get)
+	row("upstream-mode", "upstream-mode", "string", "shared: clients share upstream connections, and take one of their own only while they hold connection state (a transaction, a subscription, a blocking command, ...); pinned: one upstream connection per client", set, get)
 	iset, iget = integer(func(c *Config) *int { return &c.SharedConns })
-	row("shared-conns", "shared-conns", "int", "upstream connections per protocol (RESP2, RESP3) shared by clients in upstream-mode shared", iset, iget)
+	row("shared-conns", "shared-conns", "int", "upstream connections per pool (user, protocol, database) shared by clients in upstream-mode shared", iset, iget)
+	iset, iget = integer(func(c *Config) *int { return &c.ReadyConns })
+	row("ready-conns", "ready-conns", "int", "upstream connections kept dialled before they are wanted, so a client that needs one of its own gets it without waiting for a connect (0: none)", iset, iget)
 
 	set, get = str(func(c *Config) *string { return &c.Log.Level })
 	row("log.level", "log-level", "string", "log level: debug, info, warn or error", set, get)

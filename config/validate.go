@@ -35,6 +35,7 @@ func (c *Config) Validate() error {
 		{"limits.max-pending", c.Limits.MaxPending < 1, fmt.Sprintf("must be at least 1, got %d", c.Limits.MaxPending)},
 		{"upstream-mode", c.UpstreamMode != "shared" && c.UpstreamMode != "pinned", fmt.Sprintf("must be shared or pinned, got %q", c.UpstreamMode)},
 		{"shared-conns", c.SharedConns < 1 || c.SharedConns > 64, fmt.Sprintf("must be 1 to 64, got %d", c.SharedConns)},
+		{"ready-conns", c.ReadyConns < 0 || c.ReadyConns > 1000, fmt.Sprintf("must be 0 to 1000, got %d", c.ReadyConns)},
 		{"limits.client-output-limit", c.Limits.ClientOutputLimit < 1, fmt.Sprintf("must be greater than 0, got %s", FormatSize(c.Limits.ClientOutputLimit))},
 		{"log.level", !oneOf(c.Log.Level, "debug", "info", "warn", "error"), fmt.Sprintf("must be debug, info, warn or error, got %q", c.Log.Level)},
 		{"log.format", !oneOf(c.Log.Format, "json", "console"), fmt.Sprintf("must be json or console, got %q", c.Log.Format)},

@@ -118,8 +118,19 @@ var statsMetrics = []struct {
 	{"exproxy_upstream_errors_total", "Failed upstream dials and lost upstream connections.", prometheus.CounterValue, func(s proxy.Stats) int64 { return s.UpstreamErrors }},
 	{"exproxy_protocol_errors_total", "Malformed client input.", prometheus.CounterValue, func(s proxy.Stats) int64 { return s.ProtocolErrors }},
 	{"exproxy_output_limit_closed_total", "Clients disconnected for exceeding client-output-limit.", prometheus.CounterValue, func(s proxy.Stats) int64 { return s.OutputLimitClosed }},
+	{"exproxy_upstream_lost_commands_total", "Commands in flight on an upstream connection that was lost; their clients were closed without a reply, as Redis going away closes them.", prometheus.CounterValue, func(s proxy.Stats) int64 { return s.LostCommands }},
+	{"exproxy_upstream_connections", "Upstream connections open, of every kind.", prometheus.GaugeValue, func(s proxy.Stats) int64 { return s.UpstreamConns }},
 	{"exproxy_shared_upstream_connections", "Shared upstream connections open (upstream-mode shared).", prometheus.GaugeValue, func(s proxy.Stats) int64 { return s.SharedConns }},
-	{"exproxy_sessions_pinned_total", "Sessions moved from shared upstream connections to their own (upstream-mode shared).", prometheus.CounterValue, func(s proxy.Stats) int64 { return s.SessionsPinned }},
+	{"exproxy_ready_upstream_connections", "Upstream connections dialled ahead, waiting for a client that needs one of its own.", prometheus.GaugeValue, func(s proxy.Stats) int64 { return s.ReadyConns }},
+	{"exproxy_upstream_pools", "Pools of shared upstream connections (one per user, protocol and database in use).", prometheus.GaugeValue, func(s proxy.Stats) int64 { return s.Pools }},
+	{"exproxy_sessions_pinned_total", "Times a client took an upstream connection of its own (upstream-mode shared: a transaction, subscription, blocking command, ...).", prometheus.CounterValue, func(s proxy.Stats) int64 { return s.SessionsPinned }},
+	{"exproxy_sessions_shared_again_total", "Times a client gave its own upstream connection back and shared again (upstream-mode shared).", prometheus.CounterValue, func(s proxy.Stats) int64 { return s.SessionsShared }},
+	{"exproxy_upstream_auth_required", "1 when Redis requires AUTH (as far as the proxy knows): unauthenticated clients are then held to Redis's pre-AUTH limits.", prometheus.GaugeValue, func(s proxy.Stats) int64 {
+		if s.AuthRequired {
+			return 1
+		}
+		return 0
+	}},
 }
 
 func newStatsCollector(stats func() proxy.Stats) *statsCollector {

@@ -89,6 +89,14 @@ func upstreamOptions(u config.Upstream) proxy.Upstream {
 }
 
 // upstreamMode maps a validated upstream-mode setting.
+// readyConns maps the setting (0: none) onto proxy.Options (0: default).
+func readyConns(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
 func upstreamMode(s string) proxy.UpstreamMode {
 	m, _ := proxy.ParseUpstreamMode(s)
 	return m
@@ -112,6 +120,7 @@ func proxyOptions(cfg *config.Config, up proxy.Upstream, log *zap.Logger) proxy.
 		ClientOutputLimit: cfg.Limits.ClientOutputLimit,
 		Mode:              upstreamMode(cfg.UpstreamMode),
 		SharedConns:       cfg.SharedConns,
+		ReadyConns:        readyConns(cfg.ReadyConns),
 		DrainTimeout:      cfg.DrainTimeout,
 		Logger:            log,
 	}
