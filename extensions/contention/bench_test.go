@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 
+	"github.com/exproxy/exproxy/internal/proxytest"
 	"github.com/exproxy/exproxy/internal/redistest"
 	"github.com/exproxy/exproxy/proxy"
 )
@@ -26,15 +28,16 @@ func BenchmarkProxyTracking(b *testing.B) {
 		var tr *Tracker
 		if tracking == "on" {
 			cfg := DefaultConfig()
-			tr = New(cfg, jsonLogger(&syncBuffer{}))
+			tr = New(cfg, jsonLogger(&proxytest.SyncBuffer{}))
 			obs = []proxy.Observer{tr}
 		}
-		p := startProxy(b, rs.Addr, obs, nil)
+		// No proxy logging: it would weigh on the numbers.
+		p := proxytest.StartProxy(b, rs.Addr, proxytest.WithObservers(obs...), proxytest.WithLogger(zap.NewNop()))
 		ctx := context.Background()
 		b.Run("op=getset/tracking="+tracking, func(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
-				cl := newClient(p.addr, 2, "bench")
+				cl := newClient(b, p.Addr, 2, "bench")
 				defer cl.Close()
 				for i := 0; pb.Next(); i++ {
 					k := "bench:" + strconv.Itoa(i%64)
@@ -52,7 +55,7 @@ func BenchmarkProxyTracking(b *testing.B) {
 		b.Run("op=watch/tracking="+tracking, func(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
-				cl := newClient(p.addr, 3, "bench")
+				cl := newClient(b, p.Addr, 3, "bench")
 				defer cl.Close()
 				for i := 0; pb.Next(); i++ {
 					k := "tx:" + strconv.Itoa(i%64)
@@ -70,7 +73,7 @@ func BenchmarkProxyTracking(b *testing.B) {
 				}
 			})
 		})
-		p.shutdown(b)
+		p.Shutdown(b)
 		if tr != nil {
 			_ = tr.Close()
 		}
@@ -81,7 +84,7 @@ func BenchmarkProxyTracking(b *testing.B) {
 // command, without the network: a committed WATCH transaction (three
 // events) and a successful versioned write (one event, nothing counted).
 func BenchmarkSessionObserve(b *testing.B) {
-	tr := New(Config{Window: time.Hour}, jsonLogger(&syncBuffer{}))
+	tr := New(Config{Window: time.Hour}, jsonLogger(&proxytest.SyncBuffer{}))
 	defer tr.Close()
 	s := tr.Open(&proxy.SessionInfo{ID: 1, Addr: "10.0.0.1:5000", Name: "bench"})
 	watch, multi, exec := ev("watch", okR, "order:1832:lock"), ev("multi", okR), ev("exec", commitR)

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/exproxy/exproxy/internal/proxytest"
 	"github.com/exproxy/exproxy/proxy"
 )
 
@@ -55,7 +56,7 @@ func FuzzSession(f *testing.F) {
 	replies := []string{okR, queued, nil2, nil3, commitR, execAbrt, noMulti, staleR, casFail, casOK, ":0\r\n", ":1\r\n", "+RESET\r\n", "-ERR x\r\n", ""}
 	keys := []string{"a", "b", "c:1", "c:2"}
 	f.Fuzz(func(t *testing.T, prog []byte) {
-		tr := newTracker(Config{Window: 1 << 62}, jsonLogger(&syncBuffer{}), (&fakeClock{}).now)
+		tr := newTracker(Config{Window: 1 << 62}, jsonLogger(&proxytest.SyncBuffer{}), (&fakeClock{}).now)
 		defer tr.Close()
 		s := tr.Open(&proxy.SessionInfo{ID: 1, Addr: "1.2.3.4:5"})
 		for i := 0; i+1 < len(prog); i += 2 {

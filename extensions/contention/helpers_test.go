@@ -2,7 +2,6 @@ package contention
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"strings"
 	"sync"
@@ -14,26 +13,6 @@ import (
 
 	"github.com/exproxy/exproxy/proxy"
 )
-
-// syncBuffer is a log sink safe for the tracker's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) Sync() error { return nil }
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // jsonLogger writes what the proxy writes in production: zap JSON lines.
 func jsonLogger(w zapcore.WriteSyncer) *zap.Logger {

@@ -8,90 +8,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"os"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/zap"
 
 	"github.com/exproxy/exproxy/extensions/exstring"
+	"github.com/exproxy/exproxy/internal/proxytest"
 	"github.com/exproxy/exproxy/internal/redistest"
 	"github.com/exproxy/exproxy/proxy"
 )
 
-// ioTimeout guards network calls against hangs; it asserts nothing.
-const ioTimeout = 20 * time.Second
-
-type proxyRun struct {
-	addr string
-	srv  *proxy.Server
-	done chan error
-}
-
-// testUpstreamMode is the proxy's upstream mode for this run: make test
-// runs the suite in both.
-func testUpstreamMode() proxy.UpstreamMode {
-	m, _ := proxy.ParseUpstreamMode(os.Getenv("EXPROXY_TEST_UPSTREAM_MODE"))
-	return m
-}
-
-// startProxy serves a proxy in front of upstream with the given observers
-// and rewriters, and shuts it down at the end of the test (if the test has
-// not already).
-func startProxy(tb testing.TB, upstream string, obs []proxy.Observer, rws []proxy.Rewriter) *proxyRun {
-	tb.Helper()
-	srv, err := proxy.New(proxy.Options{
-		Listen:    "127.0.0.1:0",
-		Upstream:  proxy.Upstream{Network: "tcp", Addr: upstream},
-		Logger:    zap.NewNop(),
-		Observers: obs,
-		Rewriters: rws,
-		Mode:      testUpstreamMode(),
-	})
-	if err != nil {
-		tb.Fatalf("proxy.New: %v", err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	p := &proxyRun{addr: l.Addr().String(), srv: srv, done: make(chan error, 1)}
-	go func() { p.done <- srv.Serve(l) }()
-	tb.Cleanup(func() { p.shutdown(tb) })
-	return p
-}
-
-// shutdown stops the proxy; when it returns, every session has ended and
-// called its observers' Close.
-func (p *proxyRun) shutdown(tb testing.TB) {
-	if p.srv == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
-	defer cancel()
-	if err := p.srv.Shutdown(ctx); err != nil {
-		tb.Errorf("proxy shutdown: %v", err)
-	}
-	if err := <-p.done; !errors.Is(err, proxy.ErrServerClosed) {
-		tb.Errorf("Serve: %v", err)
-	}
-	p.srv = nil
-}
-
-func newClient(addr string, proto int, name string) *redis.Client {
-	return redis.NewClient(&redis.Options{
-		Addr:         addr,
-		Protocol:     proto,
-		ClientName:   name,
-		PoolSize:     1, // one connection: one proxy session per client
-		MaxRetries:   -1,
-		DialTimeout:  ioTimeout,
-		ReadTimeout:  ioTimeout,
-		WriteTimeout: ioTimeout,
+// newClient is a go-redis client of addr with one connection, so one
+// proxy session per client, named name.
+func newClient(tb testing.TB, addr string, proto int, name string) *redis.Client {
+	return proxytest.NewGoRedis(tb, addr, proto, func(o *redis.Options) {
+		o.ClientName = name
+		o.PoolSize = 1
 	})
 }
 
@@ -107,17 +42,17 @@ type clientTally struct {
 // EXEC) so aborts are certain; the rest race naturally.
 func TestProxyWatchCountsExact(t *testing.T) {
 	rs := redistest.Start(t)
-	buf := &syncBuffer{}
+	buf := &proxytest.SyncBuffer{}
 	cfg := DefaultConfig()
 	cfg.Window = time.Hour // one window, ended by Close
 	cfg.Top = 100
 	tr := New(cfg, jsonLogger(buf))
-	p := startProxy(t, rs.Addr, []proxy.Observer{tr}, nil)
+	p := proxytest.StartProxy(t, rs.Addr, proxytest.WithObservers(tr))
 
 	const clients, increments = 8, 60
 	keys := []string{"counter:1", "counter:2", "counter:3"}
 	ctx := context.Background()
-	spoiler := newClient(p.addr, 2, "spoiler")
+	spoiler := newClient(t, p.Addr, 2, "spoiler")
 	defer spoiler.Close()
 	var spoiled sync.Map // key → extra increments from the spoiler
 	var mu sync.Mutex
@@ -130,7 +65,7 @@ func TestProxyWatchCountsExact(t *testing.T) {
 			defer wg.Done()
 			proto := 2 + c%2
 			tally := clientTally{name: fmt.Sprintf("worker-%d-resp%d", c, proto)}
-			cl := newClient(p.addr, proto, tally.name)
+			cl := newClient(t, p.Addr, proto, tally.name)
 			defer cl.Close()
 			for i := 0; i < increments; i++ {
 				key := keys[(c+i)%len(keys)]
@@ -181,7 +116,7 @@ func TestProxyWatchCountsExact(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = spoiler.Close()
-	p.shutdown(t)
+	p.Shutdown(t)
 	if err := tr.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +128,7 @@ func TestProxyWatchCountsExact(t *testing.T) {
 		want.maxRetr = max(want.maxRetr, x.maxRetr)
 	}
 	// Redis agrees with the clients: every commit and spoil is one increment.
-	direct := redis.NewClient(&redis.Options{Addr: rs.Addr})
+	direct := proxytest.NewGoRedis(t, rs.Addr, 2)
 	defer direct.Close()
 	var sum, spoils int64
 	for _, k := range keys {
@@ -257,21 +192,21 @@ func TestProxyStaleCountsExact(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ext.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), proxytest.IOTimeout)
 	defer cancel()
 	if err := ext.Load(ctx); err != nil {
 		t.Fatalf("loading the exstring library: %v", err)
 	}
-	buf := &syncBuffer{}
+	buf := &proxytest.SyncBuffer{}
 	cfg := DefaultConfig()
 	cfg.Window = time.Hour
 	tr := New(cfg, jsonLogger(buf))
-	p := startProxy(t, rs.Addr, []proxy.Observer{tr}, []proxy.Rewriter{ext})
+	p := proxytest.StartProxy(t, rs.Addr, proxytest.WithObservers(tr), proxytest.WithRewriters(ext))
 
 	const clients, rounds = 4, 40
 	type tally struct{ stale, casFailed int64 }
 	results := make([]tally, clients)
-	spoiler := newClient(p.addr, 3, "spoiler")
+	spoiler := newClient(t, p.Addr, 3, "spoiler")
 	defer spoiler.Close()
 	if err := spoiler.Do(ctx, "EXSET", "ver:1", "0").Err(); err != nil {
 		t.Fatalf("EXSET through the proxy: %v", err)
@@ -285,7 +220,7 @@ func TestProxyStaleCountsExact(t *testing.T) {
 		wg.Add(1)
 		go func(c int) {
 			defer wg.Done()
-			cl := newClient(p.addr, 2+c%2, "ver-"+strconv.Itoa(c))
+			cl := newClient(t, p.Addr, 2+c%2, "ver-"+strconv.Itoa(c))
 			defer cl.Close()
 			for i := 0; i < rounds; i++ {
 				v, err := cl.Do(ctx, "EXGET", "ver:1").Slice()
@@ -349,7 +284,7 @@ func TestProxyStaleCountsExact(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = spoiler.Close()
-	p.shutdown(t)
+	p.Shutdown(t)
 	_ = tr.Close()
 	var want tally
 	for _, r := range results {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/exproxy/exproxy/internal/proxytest"
 	"github.com/exproxy/exproxy/proxy"
 )
 
@@ -26,12 +27,12 @@ const (
 	casOK    = "*3\r\n+OK\r\n+\r\n:8\r\n"
 )
 
-func newTestTracker(t *testing.T, cfg Config) (*Tracker, *syncBuffer, *fakeClock) {
+func newTestTracker(t *testing.T, cfg Config) (*Tracker, *proxytest.SyncBuffer, *fakeClock) {
 	t.Helper()
 	if cfg.Window == 0 {
 		cfg.Window = time.Hour // windows end only by Flush/Close in tests
 	}
-	buf := &syncBuffer{}
+	buf := &proxytest.SyncBuffer{}
 	clk := &fakeClock{t: time.Date(2026, 11, 22, 1, 0, 0, 0, time.UTC)}
 	tr := newTracker(cfg, jsonLogger(buf), clk.now)
 	t.Cleanup(func() { _ = tr.Close() })

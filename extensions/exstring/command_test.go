@@ -13,6 +13,7 @@ import (
 	"github.com/mediocregopher/radix/v4/resp"
 	"github.com/mediocregopher/radix/v4/resp/resp3"
 
+	"github.com/exproxy/exproxy/internal/proxytest"
 	"github.com/exproxy/exproxy/internal/redistest"
 	"github.com/exproxy/exproxy/proxy"
 )
@@ -149,7 +150,7 @@ func entries(tb testing.TB, v any) map[string][]any {
 
 // transformed sends cmd to Redis directly, as the core would after a
 // Rewrite without a prefix, and returns the reply and its transform.
-func transformed(tb testing.TB, e *Extension, rc *rawConn, proto int, cmd ...string) (raw, out []byte) {
+func transformed(tb testing.TB, e *Extension, rc *proxytest.Conn, proto int, cmd ...string) (raw, out []byte) {
 	tb.Helper()
 	rw, ok := e.Rewrite(argv(cmd...), len(cmd), &proxy.SessionInfo{})
 	if !ok || rw.Prefix != nil {
@@ -162,7 +163,7 @@ func transformed(tb testing.TB, e *Extension, rc *rawConn, proto int, cmd ...str
 	if !isT {
 		tb.Fatalf("%v: reply handler %T is not a ReplyTransformer", cmd, rw.Reply)
 	}
-	raw = []byte(rc.do(nil, 0, cmd...))
+	raw = []byte(rc.Do(cmd...))
 	if act, _ := tr.Check(raw, proto); act != proxy.Buffer {
 		tb.Fatalf("%v: Check = %v, want Buffer", cmd, act)
 	}
@@ -178,9 +179,9 @@ func TestCommandTransforms(t *testing.T) {
 	}
 	for _, proto := range []int{2, 3} {
 		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
-			rc := dialRaw(t, srv.Addr)
+			rc := proxytest.Dial(t, srv.Addr)
 			if proto == 3 {
-				rc.do(nil, 0, "HELLO", "3")
+				rc.Do("HELLO", "3")
 			}
 
 			t.Run("COMMAND", func(t *testing.T) {

@@ -1,11 +1,8 @@
 package exstring
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"io"
-	"net"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -16,12 +13,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/exproxy/exproxy/internal/proxytest"
 	"github.com/exproxy/exproxy/internal/redistest"
 	"github.com/exproxy/exproxy/proxy"
 )
-
-// ioTimeout guards network calls against hangs; it asserts nothing about speed.
-const ioTimeout = 20 * time.Second
 
 func newExt(tb testing.TB, cfg Config) *Extension {
 	tb.Helper()
@@ -34,114 +29,42 @@ func newExt(tb testing.TB, cfg Config) *Extension {
 }
 
 func ctxT(tb testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), proxytest.IOTimeout)
 	tb.Cleanup(cancel)
 	return ctx
 }
 
-func direct(tb testing.TB, addr string, o *redis.Options) *redis.Client {
-	if o == nil {
-		o = &redis.Options{}
-	}
-	o.Addr = addr
-	if o.Protocol == 0 {
-		o.Protocol = 2
-	}
-	o.DisableIdentity = true
-	c := redis.NewClient(o)
-	tb.Cleanup(func() { _ = c.Close() })
-	return c
-}
-
-// rawConn speaks RESP to Redis directly, the way the proxy core will: it
-// sends a rewritten command (the prefix, then the client's arguments after
-// the name) and reads back one reply's raw bytes.
-type rawConn struct {
-	tb testing.TB
-	c  net.Conn
-	r  *bufio.Reader
-}
-
-func dialRaw(tb testing.TB, addr string, auth ...string) *rawConn {
+// dialAs opens a raw connection to Redis authenticated as user.
+func dialAs(tb testing.TB, addr, user, password string) *proxytest.Conn {
 	tb.Helper()
-	c, err := net.DialTimeout("tcp", addr, ioTimeout)
-	if err != nil {
-		tb.Fatalf("dial: %v", err)
-	}
-	tb.Cleanup(func() { _ = c.Close() })
-	rc := &rawConn{tb: tb, c: c, r: bufio.NewReader(c)}
-	if len(auth) > 0 {
-		if got := rc.do(nil, 0, append([]string{"AUTH"}, auth...)...); got != "+OK\r\n" {
-			tb.Fatalf("AUTH: %q", got)
-		}
+	rc := proxytest.Dial(tb, addr)
+	if got := rc.Do("AUTH", user, password); got != "+OK\r\n" {
+		tb.Fatalf("AUTH: %q", got)
 	}
 	return rc
 }
 
-// do sends prefix (prefixArgs bulk strings) followed by args[1:], or args
-// whole when prefix is nil, and returns the raw reply.
-func (rc *rawConn) do(prefix []byte, prefixArgs int, args ...string) string {
-	rc.tb.Helper()
-	var b []byte
-	if prefix != nil {
-		b = append(b, '*')
-		b = strconv.AppendInt(b, int64(prefixArgs+len(args)-1), 10)
-		b = append(b, "\r\n"...)
-		b = append(b, prefix...)
-		b = append(b, bulkStrings(args[1:]...)...)
-	} else {
-		b = append(b, "*"+strconv.Itoa(len(args))+"\r\n"+bulkStrings(args...)...)
-	}
-	_ = rc.c.SetDeadline(time.Now().Add(ioTimeout))
-	if _, err := rc.c.Write(b); err != nil {
-		rc.tb.Fatalf("write: %v", err)
-	}
-	return rc.reply()
-}
-
-// reply reads one complete RESP value, counting the values still owed
-// rather than re-parsing (COMMAND replies are large).
-func (rc *rawConn) reply() string {
-	rc.tb.Helper()
-	var buf []byte
-	for owed := 1; owed > 0; {
-		line, err := rc.r.ReadBytes('\n')
-		if err != nil {
-			rc.tb.Fatalf("read reply: %v (so far %.300q)", err, buf)
-		}
-		buf = append(buf, line...)
-		n, _ := strconv.Atoi(strings.TrimSpace(string(line[1:])))
-		switch line[0] {
-		case '$', '!', '=':
-			if n >= 0 {
-				body := make([]byte, n+2)
-				if _, err := io.ReadFull(rc.r, body); err != nil {
-					rc.tb.Fatalf("read bulk: %v", err)
-				}
-				buf = append(buf, body...)
-			}
-			owed--
-		case '*', '~', '>':
-			owed += max(n, 0) - 1
-		case '%':
-			owed += 2*max(n, 0) - 1
-		case '|':
-			owed += 2 * n // the attribute's pairs; the value after it is still owed
-		default:
-			owed--
-		}
-	}
-	return string(buf)
+// sendRewritten sends a command the way the proxy core does after a
+// Rewrite: prefix (prefixArgs bulk strings) in place of the name, then the
+// client's arguments args[1:]; it returns the raw reply.
+func sendRewritten(rc *proxytest.Conn, prefix []byte, prefixArgs int, args ...string) string {
+	rc.TB.Helper()
+	b := append([]byte{'*'}, strconv.Itoa(prefixArgs+len(args)-1)...)
+	b = append(b, "\r\n"...)
+	b = append(b, prefix...)
+	b = append(b, bulkStrings(args[1:]...)...)
+	rc.Write(b)
+	return rc.Read()
 }
 
 // rewriteAndSend runs args through the extension and sends the result.
-func rewriteAndSend(tb testing.TB, e *Extension, rc *rawConn, args ...string) (string, proxy.ReplyHandler) {
+func rewriteAndSend(tb testing.TB, e *Extension, rc *proxytest.Conn, args ...string) (string, proxy.ReplyHandler) {
 	tb.Helper()
 	rw, ok := e.Rewrite(argv(args...), len(args), &proxy.SessionInfo{})
 	if !ok {
 		tb.Fatalf("%v not rewritten", args)
 	}
-	return rc.do(rw.Prefix, rw.PrefixArgs, args...), rw.Reply
+	return sendRewritten(rc, rw.Prefix, rw.PrefixArgs, args...), rw.Reply
 }
 
 func TestLoadFunctions(t *testing.T) {
@@ -155,7 +78,7 @@ func TestLoadFunctions(t *testing.T) {
 	if err := e.Load(ctx); err != nil {
 		t.Fatalf("second Load: %v", err)
 	}
-	libs, err := direct(t, srv.Addr, nil).FunctionList(ctx, redis.FunctionListQuery{LibraryNamePattern: "exstring_*"}).Result()
+	libs, err := proxytest.NewGoRedis(t, srv.Addr, 2).FunctionList(ctx, redis.FunctionListQuery{LibraryNamePattern: "exstring_*"}).Result()
 	if err != nil {
 		t.Fatalf("FUNCTION LIST: %v", err)
 	}
@@ -165,7 +88,7 @@ func TestLoadFunctions(t *testing.T) {
 	if e.Mode() != "fcall" {
 		t.Errorf("mode %s, want fcall", e.Mode())
 	}
-	rc := dialRaw(t, srv.Addr)
+	rc := proxytest.Dial(t, srv.Addr)
 	if got, _ := rewriteAndSend(t, e, rc, "EXSET", "k", "v"); got != "+OK\r\n" {
 		t.Errorf("EXSET through the rewrite: %q", got)
 	}
@@ -175,7 +98,7 @@ func TestLoadFunctions(t *testing.T) {
 	if got, _ := rewriteAndSend(t, e, rc, "TYPE", "k"); got != "+exstrtype\r\n" {
 		t.Errorf("TYPE of a versioned string: %q", got)
 	}
-	if got := rc.do(nil, 0, "SET", "plain", "x"); got != "+OK\r\n" {
+	if got := rc.Do("SET", "plain", "x"); got != "+OK\r\n" {
 		t.Fatalf("SET: %q", got)
 	}
 	if got, _ := rewriteAndSend(t, e, rc, "type", "plain"); got != "+string\r\n" {
@@ -203,11 +126,11 @@ func TestRecoverAfterFlush(t *testing.T) {
 			if err := e.Load(ctx); err != nil {
 				t.Fatalf("Load: %v", err)
 			}
-			rc := dialRaw(t, srv.Addr)
+			rc := proxytest.Dial(t, srv.Addr)
 			if got, _ := rewriteAndSend(t, e, rc, "EXSET", "k", "v1"); got != "+OK\r\n" {
 				t.Fatalf("EXSET: %q", got)
 			}
-			if got := rc.do(nil, 0, tc.flush...); got != "+OK\r\n" {
+			if got := rc.Do(tc.flush...); got != "+OK\r\n" {
 				t.Fatalf("%v: %q", tc.flush, got)
 			}
 			got, h := rewriteAndSend(t, e, rc, "EXSET", "k", "v2")
@@ -243,7 +166,7 @@ func TestScriptsMode(t *testing.T) {
 			shas = append(shas, c.sha)
 		}
 	}
-	rdb := direct(t, srv.Addr, nil)
+	rdb := proxytest.NewGoRedis(t, srv.Addr, 2)
 	exists, err := rdb.ScriptExists(ctx, shas...).Result()
 	if err != nil {
 		t.Fatalf("SCRIPT EXISTS: %v", err)
@@ -256,7 +179,7 @@ func TestScriptsMode(t *testing.T) {
 	if n, err := rdb.Do(ctx, "FUNCTION", "LIST").Slice(); err != nil || len(n) != 0 {
 		t.Errorf("FUNCTION LIST = %v, %v: scripts mode must not load the library", n, err)
 	}
-	rc := dialRaw(t, srv.Addr)
+	rc := proxytest.Dial(t, srv.Addr)
 	if got, _ := rewriteAndSend(t, e, rc, "EXSET", "k", "v"); got != "+OK\r\n" {
 		t.Errorf("EXSET via EVALSHA: %q", got)
 	}
@@ -281,7 +204,7 @@ func TestRedisWithoutFunctions(t *testing.T) {
 		if e.Mode() != "evalsha" {
 			t.Fatalf("mode %s after loading into a server without FUNCTION, want evalsha", e.Mode())
 		}
-		rc := dialRaw(t, srv.Addr)
+		rc := proxytest.Dial(t, srv.Addr)
 		if got, _ := rewriteAndSend(t, e, rc, "EXSET", "k", "v"); got != "+OK\r\n" {
 			t.Errorf("EXSET: %q", got)
 		}
@@ -289,7 +212,7 @@ func TestRedisWithoutFunctions(t *testing.T) {
 	t.Run("FCALL reply switches", func(t *testing.T) {
 		// A command rewritten before any load goes out as FCALL.
 		e := newExt(t, Config{Upstream: proxy.Upstream{Addr: srv.Addr}})
-		rc := dialRaw(t, srv.Addr)
+		rc := proxytest.Dial(t, srv.Addr)
 		got, h := rewriteAndSend(t, e, rc, "EXSET", "k2", "v")
 		if !strings.HasPrefix(got, "-ERR unknown command 'FCALL'") {
 			t.Fatalf("FCALL on a server without it: %q", got)
@@ -313,7 +236,7 @@ func TestLoadOverUnixSocket(t *testing.T) {
 	if err := e.Load(ctxT(t)); err != nil {
 		t.Fatalf("Load over %s: %v", sock, err)
 	}
-	libs, err := direct(t, srv.Addr, nil).FunctionList(ctxT(t), redis.FunctionListQuery{}).Result()
+	libs, err := proxytest.NewGoRedis(t, srv.Addr, 2).FunctionList(ctxT(t), redis.FunctionListQuery{}).Result()
 	if err != nil || len(libs) != 1 || libs[0].Name != LibraryName() {
 		t.Fatalf("FUNCTION LIST = %+v, %v", libs, err)
 	}
@@ -322,7 +245,7 @@ func TestLoadOverUnixSocket(t *testing.T) {
 func TestLoadWithPasswordAndACLUser(t *testing.T) {
 	srv := redistest.Start(t, redistest.WithConfig("requirepass", "s3cret"))
 	ctx := ctxT(t)
-	admin := direct(t, srv.Addr, &redis.Options{Password: "s3cret"})
+	admin := proxytest.NewGoRedis(t, srv.Addr, 2, func(o *redis.Options) { o.Password = "s3cret" })
 	if err := admin.Do(ctx, "ACL", "SETUSER", "loader", "on", ">lpw", "~*", "+@all").Err(); err != nil {
 		t.Fatalf("ACL SETUSER: %v", err)
 	}
@@ -361,7 +284,7 @@ func TestLoadWithPasswordAndACLUser(t *testing.T) {
 func TestACLUserWithoutFCALL(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := ctxT(t)
-	admin := direct(t, srv.Addr, nil)
+	admin := proxytest.NewGoRedis(t, srv.Addr, 2)
 	for _, u := range [][]string{
 		{"nofcall", "on", ">pw", "~*", "+@all", "-fcall", "-evalsha"},
 		{"somekeys", "on", ">pw", "~a*", "+@all"},
@@ -378,7 +301,7 @@ func TestACLUserWithoutFCALL(t *testing.T) {
 		}
 		call := map[bool]string{false: "FCALL", true: "EVALSHA"}[scripts]
 		t.Run(call, func(t *testing.T) {
-			rc := dialRaw(t, srv.Addr, "nofcall", "pw")
+			rc := dialAs(t, srv.Addr, "nofcall", "pw")
 			got, h := rewriteAndSend(t, e, rc, "EXSET", "k", "v")
 			want := "-NOPERM this user has no permissions to run the '" + strings.ToLower(call) + "' command\r\n"
 			if got != want {
@@ -392,7 +315,7 @@ func TestACLUserWithoutFCALL(t *testing.T) {
 			}
 
 			// Key permissions are the client's business: passed through.
-			rc = dialRaw(t, srv.Addr, "somekeys", "pw")
+			rc = dialAs(t, srv.Addr, "somekeys", "pw")
 			got, h = rewriteAndSend(t, e, rc, "EXSET", "k", "v")
 			if got != "-NOPERM this user has no permissions to access one of the keys used as arguments\r\n" {
 				t.Fatalf("key outside the user's patterns: %q", got)
@@ -405,7 +328,7 @@ func TestACLUserWithoutFCALL(t *testing.T) {
 			}
 
 			// Allowed to call the Lua, not the commands it runs.
-			rc = dialRaw(t, srv.Addr, "nohash", "pw")
+			rc = dialAs(t, srv.Addr, "nohash", "pw")
 			got, h = rewriteAndSend(t, e, rc, "EXSET", "k", "v")
 			if !strings.HasPrefix(got, "-ERR The user executing the script can't run this command or subcommand") {
 				t.Fatalf("user without hash commands: %q", got)
@@ -543,7 +466,7 @@ func TestStartLoadsInBackground(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	e.Start(ctx)
-	rdb := direct(t, srv.Addr, nil)
+	rdb := proxytest.NewGoRedis(t, srv.Addr, 2)
 	waitCtx := ctxT(t)
 	for {
 		libs, err := rdb.FunctionList(waitCtx, redis.FunctionListQuery{}).Result()

@@ -5,110 +5,23 @@ package exstring
 // bytes on the wire, in RESP2 and RESP3, through FCALL and through EVALSHA.
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"math/big"
 	"math/rand"
-	"net"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/exproxy/exproxy/internal/proxytest"
 	"github.com/exproxy/exproxy/internal/redistest"
 )
-
-// luaConn is a raw RESP connection: it writes commands as multibulk and
-// reads back exactly one reply, returned as its bytes.
-type luaConn struct {
-	tb testing.TB
-	c  net.Conn
-	r  *bufio.Reader
-}
-
-func luaDial(tb testing.TB, addr string) *luaConn {
-	tb.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		tb.Fatalf("dial %s: %v", addr, err)
-	}
-	tb.Cleanup(func() { _ = c.Close() })
-	return &luaConn{tb: tb, c: c, r: bufio.NewReader(c)}
-}
-
-// do sends one command and returns its raw reply.
-func (lc *luaConn) do(args ...string) string {
-	lc.tb.Helper()
-	var b strings.Builder
-	b.WriteString("*" + strconv.Itoa(len(args)) + "\r\n")
-	for _, a := range args {
-		b.WriteString("$" + strconv.Itoa(len(a)) + "\r\n" + a + "\r\n")
-	}
-	// A deadline only guards against a hung test; nothing asserts on time.
-	_ = lc.c.SetDeadline(time.Now().Add(30 * time.Second))
-	if _, err := lc.c.Write([]byte(b.String())); err != nil {
-		lc.tb.Fatalf("write: %v", err)
-	}
-	var out []byte
-	if err := luaReadReply(lc.r, &out); err != nil {
-		lc.tb.Fatalf("read reply to %q: %v", args, err)
-	}
-	return string(out)
-}
-
-// luaReadReply appends one complete RESP2/RESP3 value to out.
-func luaReadReply(r *bufio.Reader, out *[]byte) error {
-	line, err := r.ReadSlice('\n')
-	if err != nil {
-		return fmt.Errorf("read line: %w", err)
-	}
-	*out = append(*out, line...)
-	if len(line) < 3 {
-		return fmt.Errorf("short line %q", line)
-	}
-	body := string(line[1 : len(line)-2])
-	switch line[0] {
-	case '+', '-', ':', '_', ',', '#', '(':
-		return nil
-	case '$', '!', '=':
-		n, err := strconv.Atoi(body)
-		if err != nil {
-			return fmt.Errorf("bulk length %q: %w", body, err)
-		}
-		if n < 0 {
-			return nil
-		}
-		buf := make([]byte, n+2)
-		if _, err := io.ReadFull(r, buf); err != nil {
-			return fmt.Errorf("read bulk: %w", err)
-		}
-		*out = append(*out, buf...)
-		return nil
-	case '*', '~', '>', '%', '|':
-		n, err := strconv.Atoi(body)
-		if err != nil {
-			return fmt.Errorf("aggregate length %q: %w", body, err)
-		}
-		if line[0] == '%' || line[0] == '|' {
-			n *= 2
-		}
-		for i := 0; i < n; i++ {
-			if err := luaReadReply(r, out); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	return fmt.Errorf("unknown reply type %q", line)
-}
 
 // Reply builders, so expected values read like the spec.
 const (
@@ -197,12 +110,12 @@ func translate(path luaPath, args []string) []string {
 func luaServer(t *testing.T) string {
 	t.Helper()
 	srv := redistest.Start(t)
-	lc := luaDial(t, srv.Addr)
-	if got := lc.do("FUNCTION", "LOAD", Library()); got != rBulk(LibraryName()) {
+	lc := proxytest.Dial(t, srv.Addr)
+	if got := lc.Do("FUNCTION", "LOAD", Library()); got != rBulk(LibraryName()) {
 		t.Fatalf("FUNCTION LOAD = %q", got)
 	}
 	for _, h := range Handlers {
-		if got, want := lc.do("SCRIPT", "LOAD", Script(h)), rBulk(ScriptSHA(h)); got != want {
+		if got, want := lc.Do("SCRIPT", "LOAD", Script(h)), rBulk(ScriptSHA(h)); got != want {
 			t.Fatalf("SCRIPT LOAD %s = %q, want %q", h, got, want)
 		}
 	}
@@ -219,19 +132,19 @@ func runLuaCases(t *testing.T, cases []luaCase) {
 	}{{"fcall", fcallPath}, {"evalsha", evalshaPath}}
 	for _, p := range paths {
 		for _, proto := range []int{2, 3} {
-			lc := luaDial(t, addr)
+			lc := proxytest.Dial(t, addr)
 			if proto == 3 {
-				if got := lc.do("HELLO", "3"); !strings.HasPrefix(got, "%") {
+				if got := lc.Do("HELLO", "3"); !strings.HasPrefix(got, "%") {
 					t.Fatalf("HELLO 3 = %q", got)
 				}
 			}
 			for _, tc := range cases {
 				t.Run(fmt.Sprintf("%s/resp%d/%s", p.name, proto, tc.name), func(t *testing.T) {
-					lc.tb = t
-					defer func() { lc.tb = parent }()
-					lc.do("FLUSHALL")
+					lc.TB = t
+					defer func() { lc.TB = parent }()
+					lc.Do("FLUSHALL")
 					for _, s := range tc.setup {
-						if got := lc.do(translate(p.path, s)...); strings.HasPrefix(got, "-") {
+						if got := lc.Do(translate(p.path, s)...); strings.HasPrefix(got, "-") {
 							t.Fatalf("setup %q: %q", s, got)
 						}
 					}
@@ -239,11 +152,11 @@ func runLuaCases(t *testing.T, cases []luaCase) {
 					if proto == 3 {
 						want = toRESP3(want)
 					}
-					if got := lc.do(translate(p.path, tc.cmd)...); got != want {
+					if got := lc.Do(translate(p.path, tc.cmd)...); got != want {
 						t.Errorf("%q\n got %q\nwant %q", tc.cmd, got, want)
 					}
 					for _, a := range tc.after {
-						got := lc.do(translate(p.path, a.cmd)...)
+						got := lc.Do(translate(p.path, a.cmd)...)
 						if !matchReply(got, a.want, proto) {
 							t.Errorf("after %q: got %q, want %q", a.cmd, got, a.want)
 						}
@@ -738,9 +651,9 @@ func TestLuaKeyspace(t *testing.T) {
 func TestLuaMulti(t *testing.T) {
 	addr := luaServer(t)
 	for _, proto := range []int{2, 3} {
-		lc := luaDial(t, addr)
+		lc := proxytest.Dial(t, addr)
 		if proto == 3 {
-			lc.do("HELLO", "3")
+			lc.Do("HELLO", "3")
 		}
 		steps := []struct {
 			args []string
@@ -757,11 +670,11 @@ func TestLuaMulti(t *testing.T) {
 			if proto == 3 {
 				want = toRESP3(want)
 			}
-			if got := lc.do(s.args...); got != want {
+			if got := lc.Do(s.args...); got != want {
 				t.Errorf("resp%d %q: got %q, want %q", proto, s.args, got, want)
 			}
 		}
-		lc.do("FLUSHALL")
+		lc.Do("FLUSHALL")
 	}
 }
 
@@ -770,7 +683,7 @@ func TestLuaMulti(t *testing.T) {
 // the sign of a zero result differs, covered in TestLuaEXINCRBYFLOAT).
 func TestLuaFloatMatchesINCRBYFLOAT(t *testing.T) {
 	addr := luaServer(t)
-	lc := luaDial(t, addr)
+	lc := proxytest.Dial(t, addr)
 	tests := []struct {
 		base, incr string
 		opts       []string
@@ -788,11 +701,11 @@ func TestLuaFloatMatchesINCRBYFLOAT(t *testing.T) {
 		{"1.7976931348623157e308", "1.7976931348623157e308", nil}, // beyond double, fine in long double
 	}
 	for _, tc := range tests {
-		lc.do("FLUSHALL")
-		lc.do("SET", "plain", tc.base)
-		want := lc.do("INCRBYFLOAT", "plain", tc.incr)
-		lc.do(fcallPath(cl("EXSET", "k", tc.base))...)
-		got := lc.do(fcallPath(append(cl("EXINCRBYFLOAT", "k", tc.incr), tc.opts...))...)
+		lc.Do("FLUSHALL")
+		lc.Do("SET", "plain", tc.base)
+		want := lc.Do("INCRBYFLOAT", "plain", tc.incr)
+		lc.Do(fcallPath(cl("EXSET", "k", tc.base))...)
+		got := lc.Do(fcallPath(append(cl("EXINCRBYFLOAT", "k", tc.incr), tc.opts...))...)
 		if got != want || !strings.HasPrefix(got, "$") {
 			t.Errorf("%s + %s %v: EXINCRBYFLOAT %.80q, INCRBYFLOAT %.80q", tc.base, tc.incr, tc.opts, got, want)
 		}
@@ -806,7 +719,7 @@ func TestLuaFloatMatchesINCRBYFLOAT(t *testing.T) {
 // sum, where long-double rounding decides (0.6+0.1 > 0.7 in 80 bits).
 func TestLuaFloatBoundsExact(t *testing.T) {
 	addr := luaServer(t)
-	lc := luaDial(t, addr)
+	lc := proxytest.Dial(t, addr)
 	rng := rand.New(rand.NewSource(1))
 	dec := func() string {
 		s := strconv.Itoa(rng.Intn(1000))
@@ -885,9 +798,9 @@ func TestLuaFloatBoundsExact(t *testing.T) {
 		if (opt == "MAX" && c > 0) || (opt == "MIN" && c < 0) {
 			want = eOverflow
 		}
-		lc.do("FLUSHALL")
-		lc.do(fcallPath(cl("EXSET", "k", b))...)
-		if got := lc.do(fcallPath(cl("EXINCRBYFLOAT", "k", n, opt, m))...); got != want {
+		lc.Do("FLUSHALL")
+		lc.Do(fcallPath(cl("EXSET", "k", b))...)
+		if got := lc.Do(fcallPath(cl("EXINCRBYFLOAT", "k", n, opt, m))...); got != want {
 			t.Errorf("%s + %s %s %s: got %q, want %q", b, n, opt, m, got, want)
 		}
 	}
@@ -898,7 +811,7 @@ func TestLuaFloatBoundsExact(t *testing.T) {
 // strings over the characters that matter to strtold, and on edge cases.
 func TestLuaFloatGrammar(t *testing.T) {
 	addr := luaServer(t)
-	lc := luaDial(t, addr)
+	lc := proxytest.Dial(t, addr)
 	inputs := []string{
 		"0", "-0", "+0", "1", "-1", ".5", "5.", ".", "-.", "+.5", "1e5", "1E5", "1e+5", "1e-5", "1e", "1e+", "e5",
 		"0x", "0x1", "0X1P3", "0x1p", "0x.8", "0x1.", "0x.p1", "0x1e+5", "0x1p-2", "0xg", "00x1", "-0x10",
@@ -919,8 +832,8 @@ func TestLuaFloatGrammar(t *testing.T) {
 		inputs = append(inputs, string(b))
 	}
 	for _, in := range inputs {
-		lc.do("DEL", "oracle", "k")
-		ref := lc.do("HINCRBYFLOAT", "oracle", "f", in)
+		lc.Do("DEL", "oracle", "k")
+		ref := lc.Do("HINCRBYFLOAT", "oracle", "f", in)
 		want := ref
 		switch {
 		case strings.HasPrefix(ref, "-ERR value is not a valid float"):
@@ -930,7 +843,7 @@ func TestLuaFloatGrammar(t *testing.T) {
 		case strings.HasPrefix(ref, "-"):
 			t.Fatalf("HINCRBYFLOAT %q: %q", in, ref)
 		}
-		got := lc.do(fcallPath(cl("EXINCRBYFLOAT", "k", in))...)
+		got := lc.Do(fcallPath(cl("EXINCRBYFLOAT", "k", in))...)
 		if got == rBulk("-0") && want == rBulk("0") && strings.HasPrefix(in, "-") {
 			continue // Redis prints a negative result that rounds to 0 as "0", the module "-0"
 		}
@@ -944,7 +857,7 @@ func TestLuaFloatGrammar(t *testing.T) {
 // WATCH on its key stays armed (the float commands write only on success).
 func TestLuaFailuresDoNotTouchWatch(t *testing.T) {
 	addr := luaServer(t)
-	lc := luaDial(t, addr)
+	lc := proxytest.Dial(t, addr)
 	tests := []struct {
 		name  string
 		setup [][]string
@@ -966,18 +879,18 @@ func TestLuaFailuresDoNotTouchWatch(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			lc.tb = t
-			lc.do("FLUSHALL")
+			lc.TB = t
+			lc.Do("FLUSHALL")
 			for _, s := range tc.setup {
-				lc.do(fcallPath(s)...)
+				lc.Do(fcallPath(s)...)
 			}
-			lc.do("WATCH", "k")
-			if got := lc.do(fcallPath(tc.cmd)...); !strings.HasPrefix(got, "-") && !strings.HasPrefix(got, "$-1") && !strings.HasPrefix(got, "*3\r\n+CAS_FAILED") && got != rInt(0) {
+			lc.Do("WATCH", "k")
+			if got := lc.Do(fcallPath(tc.cmd)...); !strings.HasPrefix(got, "-") && !strings.HasPrefix(got, "$-1") && !strings.HasPrefix(got, "*3\r\n+CAS_FAILED") && got != rInt(0) {
 				t.Fatalf("%q did not fail: %q", tc.cmd, got)
 			}
-			lc.do("MULTI")
-			lc.do("PING")
-			if got := lc.do("EXEC"); got != rArr("+PONG\r\n") {
+			lc.Do("MULTI")
+			lc.Do("PING")
+			if got := lc.Do("EXEC"); got != rArr("+PONG\r\n") {
 				t.Errorf("EXEC after a refused %q = %q: the WATCH was touched", tc.cmd, got)
 			}
 		})
@@ -1146,11 +1059,11 @@ func TestFixBigInts(t *testing.T) {
 func TestFixBigIntsOnTheWire(t *testing.T) {
 	addr := luaServer(t)
 	for _, proto := range []int{2, 3} {
-		lc := luaDial(t, addr)
+		lc := proxytest.Dial(t, addr)
 		if proto == 3 {
-			lc.do("HELLO", "3")
+			lc.Do("HELLO", "3")
 		}
-		lc.do("FLUSHALL")
+		lc.Do("FLUSHALL")
 		steps := []struct {
 			cmd  []string
 			want string
@@ -1163,7 +1076,7 @@ func TestFixBigIntsOnTheWire(t *testing.T) {
 			{cl("EXINCRBY", "n", "9007199254740993", "WITHVERSION"), rArr(rInt(9007199254740993), rInt(1))},
 		}
 		for _, s := range steps {
-			raw := lc.do(fcallPath(s.cmd)...)
+			raw := lc.Do(fcallPath(s.cmd)...)
 			got, ok := FixBigInts(s.cmd[0], []byte(raw))
 			if !ok || string(got) != s.want {
 				t.Errorf("resp%d %q: raw %q fixed to %q, %v; want %q", proto, s.cmd, raw, got, ok, s.want)

@@ -8,26 +8,24 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zapcore"
 
+	"github.com/exproxy/exproxy/internal/proxytest"
 	"github.com/exproxy/exproxy/internal/redistest"
 	"github.com/exproxy/exproxy/proxy"
 )
 
+// e2e is a Redis, this extension, and the proxy in front of Redis with the
+// extension as its only Rewriter.
 type e2e struct {
-	redis *redistest.Server
-	ext   *Extension
-	addr  string // the proxy
+	*proxytest.Harness
+	ext *Extension
 }
 
 type e2eConfig struct {
@@ -36,69 +34,26 @@ type e2eConfig struct {
 	noPreload bool // leave loading to the first command's Retry
 }
 
-// testUpstreamMode is the proxy's upstream mode for this run: make test
-// runs the suite in both.
-func testUpstreamMode() proxy.UpstreamMode {
-	m, _ := proxy.ParseUpstreamMode(os.Getenv("EXPROXY_TEST_UPSTREAM_MODE"))
-	return m
-}
-
 func startE2E(t *testing.T, c e2eConfig) *e2e {
 	t.Helper()
 	srv := redistest.Start(t, c.redisOpts...)
 	cfg := c.ext
 	cfg.Upstream.Addr = srv.Addr
-	cfg.Logger = zaptest.NewLogger(t)
+	cfg.Logger, _ = proxytest.NewLogger(t, zapcore.DebugLevel)
 	ext := newExt(t, cfg)
 	if !c.noPreload {
 		if err := ext.Load(ctxT(t)); err != nil {
 			t.Fatalf("Load: %v", err)
 		}
 	}
-	p, err := proxy.New(proxy.Options{
-		Upstream:  proxy.Upstream{Network: "tcp", Addr: srv.Addr},
-		Logger:    zaptest.NewLogger(t),
-		Rewriters: []proxy.Rewriter{ext},
-		Mode:      testUpstreamMode(),
-	})
-	if err != nil {
-		t.Fatalf("proxy.New: %v", err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- p.Serve(l) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
-		defer cancel()
-		if err := p.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		if err := <-served; !errors.Is(err, proxy.ErrServerClosed) {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return &e2e{redis: srv, ext: ext, addr: l.Addr().String()}
-}
-
-func (x *e2e) client(t *testing.T, proto int, o *redis.Options) *redis.Client {
-	if o == nil {
-		o = &redis.Options{}
-	}
-	o.Protocol = proto
-	// No silent client retries: a resent EXINCRBY would count twice, and a
-	// hang must show as one timeout, not several.
-	o.MaxRetries = -1
-	return direct(t, x.addr, o)
+	return &e2e{Harness: proxytest.StartFor(t, srv, proxytest.WithRewriters(ext)), ext: ext}
 }
 
 // rawClient is a raw connection to the proxy, in RESP3 after HELLO 3.
-func (x *e2e) rawClient(t *testing.T, proto int) *rawConn {
-	rc := dialRaw(t, x.addr)
+func (x *e2e) rawClient(t *testing.T, proto int) *proxytest.Conn {
+	rc := x.ProxyRaw(t)
 	if proto == 3 {
-		if got := rc.do(nil, 0, "HELLO", "3"); !strings.HasPrefix(got, "%") {
+		if got := rc.Do("HELLO", "3"); !strings.HasPrefix(got, "%") {
 			t.Fatalf("HELLO 3: %q", got)
 		}
 	}
@@ -170,7 +125,7 @@ func TestProxySpecExamples(t *testing.T) {
 	}
 	for _, proto := range []int{2, 3} {
 		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
-			if err := direct(t, x.redis.Addr, nil).FlushAll(ctxT(t)).Err(); err != nil {
+			if err := proxytest.NewGoRedis(t, x.Redis.Addr, 2).FlushAll(ctxT(t)).Err(); err != nil {
 				t.Fatal(err)
 			}
 			rc := x.rawClient(t, proto)
@@ -179,7 +134,7 @@ func TestProxySpecExamples(t *testing.T) {
 				if proto == 3 && s.want3 != "" {
 					want = s.want3
 				}
-				if got := rc.do(nil, 0, strings.Fields(s.cmd)...); got != want {
+				if got := rc.Do(strings.Fields(s.cmd)...); got != want {
 					t.Errorf("%s = %q, want %q", s.cmd, got, want)
 				}
 			}
@@ -198,7 +153,7 @@ func TestProxyMultiExec(t *testing.T) {
 			{"EXGET m" + strconv.Itoa(proto), "+QUEUED\r\n"},
 			{"EXEC", "*3\r\n+OK\r\n-ERR wrong number of arguments for 'exset' command\r\n*2\r\n$1\r\nv\r\n:1\r\n"},
 		} {
-			if got := rc.do(nil, 0, strings.Fields(s.cmd)...); got != s.want {
+			if got := rc.Do(strings.Fields(s.cmd)...); got != s.want {
 				t.Errorf("RESP%d %s = %q, want %q", proto, s.cmd, got, s.want)
 			}
 		}
@@ -226,7 +181,7 @@ func TestProxyPipelineAcrossFlush(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/RESP%d", tt.name, proto), func(t *testing.T) {
 				x := startE2E(t, tt.cfg)
 				ctx := ctxT(t)
-				rdb := x.client(t, proto, nil)
+				rdb := x.Client(t, proto)
 				cmds, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 					for i := 0; i < 100; i++ {
 						switch {
@@ -326,7 +281,7 @@ func TestProxyConcurrentIncrements(t *testing.T) {
 		total := workers * per
 		// A generous read timeout: 32 busy clients under -race on a small
 		// machine can stall one reply for seconds; it guards a hang only.
-		rdb := x.client(t, proto, &redis.Options{PoolSize: workers, ReadTimeout: ioTimeout})
+		rdb := x.Client(t, proto, func(o *redis.Options) { o.PoolSize = workers })
 		check := func(t *testing.T, key string, wantValue string, wantVersion int64) {
 			got, err := rdb.Do(ctxT(t), "EXGET", key).Slice()
 			if err != nil {
@@ -402,7 +357,7 @@ func TestProxyPasswordAndACL(t *testing.T) {
 		ext:       Config{Upstream: proxy.Upstream{Password: "s3cret"}},
 	})
 	ctx := ctxT(t)
-	admin := direct(t, x.redis.Addr, &redis.Options{Password: "s3cret"})
+	admin := proxytest.NewGoRedis(t, x.Redis.Addr, 2, func(o *redis.Options) { o.Password = "s3cret" })
 	for _, u := range [][]string{
 		{"app", "on", ">apw", "~*", "+@all"},
 		{"noscripts", "on", ">npw", "~*", "+@all", "-@scripting"},
@@ -415,19 +370,19 @@ func TestProxyPasswordAndACL(t *testing.T) {
 	}
 	for _, proto := range []int{2, 3} {
 		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
-			app := x.client(t, proto, &redis.Options{Username: "app", Password: "apw"})
+			app := x.Client(t, proto, func(o *redis.Options) { o.Username = "app"; o.Password = "apw" })
 			if v, err := app.Do(ctx, "EXSET", "k", "v", "WITHVERSION").Int64(); err != nil || v < 1 {
 				t.Fatalf("app EXSET = %v, %v", v, err)
 			}
-			def := x.client(t, proto, &redis.Options{Password: "s3cret"})
+			def := x.Client(t, proto, func(o *redis.Options) { o.Password = "s3cret" })
 			if got, err := def.Do(ctx, "TYPE", "k").Text(); err != nil || got != "exstrtype" {
 				t.Errorf("default user TYPE = %q, %v", got, err)
 			}
-			anon := x.client(t, proto, &redis.Options{})
+			anon := x.Client(t, proto)
 			if err := anon.Do(ctx, "EXGET", "k").Err(); err == nil || !strings.HasPrefix(err.Error(), "NOAUTH") {
 				t.Errorf("unauthenticated EXGET: %v, want NOAUTH", err)
 			}
-			ns := x.client(t, proto, &redis.Options{Username: "noscripts", Password: "npw"})
+			ns := x.Client(t, proto, func(o *redis.Options) { o.Username = "noscripts"; o.Password = "npw" })
 			err := ns.Do(ctx, "EXGET", "k").Err()
 			want := "NOPERM this user has no permissions to run the 'exget' command (exproxy implements it with FCALL: grant +fcall, or +@scripting)"
 			if err == nil || err.Error() != want {
@@ -436,14 +391,14 @@ func TestProxyPasswordAndACL(t *testing.T) {
 			if v, err := ns.Get(ctx, "plain").Result(); !errors.Is(err, redis.Nil) {
 				t.Errorf("user without +fcall, GET = %q, %v: plain commands must still work", v, err)
 			}
-			sk := x.client(t, proto, &redis.Options{Username: "somekeys", Password: "spw"})
+			sk := x.Client(t, proto, func(o *redis.Options) { o.Username = "somekeys"; o.Password = "spw" })
 			if err := sk.Do(ctx, "EXSET", "k", "v").Err(); err == nil || err.Error() != "NOPERM this user has no permissions to access one of the keys used as arguments" {
 				t.Errorf("key outside the user's patterns: %v", err)
 			}
 			if err := sk.Do(ctx, "EXSET", "a1", "v").Err(); err != nil {
 				t.Errorf("key inside the user's patterns: %v", err)
 			}
-			nh := x.client(t, proto, &redis.Options{Username: "nohash", Password: "hpw"})
+			nh := x.Client(t, proto, func(o *redis.Options) { o.Username = "nohash"; o.Password = "hpw" })
 			if err := nh.Do(ctx, "EXGET", "k").Err(); err == nil || !strings.HasPrefix(err.Error(), "NOPERM this user has no permissions to run the 'exget' command (exproxy implements it in Lua, which runs TYPE") {
 				t.Errorf("user without hash commands: %v", err)
 			}
@@ -458,7 +413,7 @@ func TestProxyCommandIntrospection(t *testing.T) {
 	for _, proto := range []int{2, 3} {
 		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
 			ctx := ctxT(t)
-			rdb := x.client(t, proto, nil)
+			rdb := x.Client(t, proto)
 			cmds, err := rdb.Command(ctx).Result()
 			if err != nil {
 				t.Fatalf("COMMAND: %v", err)
@@ -522,7 +477,7 @@ func TestProxyRedisWithoutFunctions(t *testing.T) {
 	}
 	ctx := ctxT(t)
 	for _, proto := range []int{2, 3} {
-		rdb := x.client(t, proto, nil)
+		rdb := x.Client(t, proto)
 		key := "k" + strconv.Itoa(proto)
 		if err := rdb.Do(ctx, "EXSET", key, "v").Err(); err != nil {
 			t.Fatalf("EXSET: %v", err)
@@ -566,7 +521,7 @@ func TestProxyDiscoversMissingFunctions(t *testing.T) {
 		redistest.WithConfig("rename-command", "FCALL", ""),
 	}})
 	ctx := ctxT(t)
-	rdb := x.client(t, 2, nil)
+	rdb := x.Client(t, 2)
 	if err := rdb.Do(ctx, "EXSET", "k", "v").Err(); err != nil {
 		t.Fatalf("first EXSET: %v", err)
 	}
@@ -581,18 +536,11 @@ func TestProxyDiscoversMissingFunctions(t *testing.T) {
 // cli runs redis-cli against addr and returns its output (non-tty form).
 func cli(t *testing.T, addr string, args ...string) string {
 	t.Helper()
-	bin := redistest.CLI()
-	if bin == "" {
-		t.Fatal("redis-cli not found on PATH; install redis-tools")
-	}
-	host, port, _ := net.SplitHostPort(addr)
-	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, append([]string{"-h", host, "-p", port}, args...)...).CombinedOutput()
+	out, err := proxytest.RedisCLI(t, addr, nil, args...)
 	if err != nil {
 		t.Fatalf("redis-cli %v: %v: %s", args, err, out)
 	}
-	return strings.TrimSpace(string(out))
+	return strings.TrimSpace(out)
 }
 
 // TestRedisCLI: the README's recipes — through the proxy, and the library
@@ -607,7 +555,7 @@ func TestRedisCLI(t *testing.T) {
 			{"EXCAS stock:42 8 1", "CAS_FAILED\n9\n2"},
 			{"TYPE stock:42", "exstrtype"},
 		} {
-			if got := cli(t, x.addr, strings.Fields(s.cmd)...); got != s.want {
+			if got := cli(t, x.Addr, strings.Fields(s.cmd)...); got != s.want {
 				t.Errorf("redis-cli %s = %q, want %q", s.cmd, got, s.want)
 			}
 		}
@@ -649,13 +597,10 @@ func TestProxyRetryMinimal(t *testing.T) {
 		for _, c := range cmds {
 			b = append(b, "*"+strconv.Itoa(len(c))+"\r\n"+bulkStrings(c...)...)
 		}
-		_ = rc.c.SetDeadline(time.Now().Add(ioTimeout))
-		if _, err := rc.c.Write(b); err != nil {
-			t.Fatal(err)
-		}
+		rc.Write(b)
 		want := []string{"+OK\r\n", "+OK\r\n", "+OK\r\n", "*2\r\n$1\r\n2\r\n:2\r\n", "+PONG\r\n"}
 		for i, w := range want {
-			if got := rc.reply(); got != w {
+			if got := rc.Read(); got != w {
 				t.Errorf("RESP%d reply %d to %v = %q, want %q", proto, i, cmds[i], got, w)
 			}
 		}
@@ -668,34 +613,34 @@ func TestProxyRetryMinimal(t *testing.T) {
 // attempt — a transaction too — succeeds.
 func TestProxyFlushInsideTransaction(t *testing.T) {
 	x := startE2E(t, e2eConfig{})
-	admin := direct(t, x.redis.Addr, nil)
+	admin := proxytest.NewGoRedis(t, x.Redis.Addr, 2)
 	for _, proto := range []int{2, 3} {
 		rc := x.rawClient(t, proto)
 		key := "tx" + strconv.Itoa(proto)
 		nilReply := map[int]string{2: "$-1\r\n", 3: "_\r\n"}[proto]
-		if got := rc.do(nil, 0, "MULTI"); got != "+OK\r\n" {
+		if got := rc.Do("MULTI"); got != "+OK\r\n" {
 			t.Fatalf("MULTI: %q", got)
 		}
-		if got := rc.do(nil, 0, "EXSET", key, "v"); got != "+QUEUED\r\n" {
+		if got := rc.Do("EXSET", key, "v"); got != "+QUEUED\r\n" {
 			t.Fatalf("EXSET in MULTI: %q", got)
 		}
 		if err := admin.FunctionFlush(ctxT(t)).Err(); err != nil {
 			t.Fatal(err)
 		}
-		if got := rc.do(nil, 0, "EXEC"); got != "*1\r\n-ERR Function not found\r\n" {
+		if got := rc.Do("EXEC"); got != "*1\r\n-ERR Function not found\r\n" {
 			t.Errorf("RESP%d EXEC after a flush = %q", proto, got)
 		}
 		// The proxy reloaded the library before forwarding that EXEC's
 		// reply, so a retried transaction succeeds at once.
 		for _, step := range [][2]string{{"MULTI", "+OK\r\n"}, {"EXSET " + key + "x v", "+QUEUED\r\n"}, {"EXEC", "*1\r\n+OK\r\n"}} {
-			if got := rc.do(nil, 0, strings.Fields(step[0])...); got != step[1] {
+			if got := rc.Do(strings.Fields(step[0])...); got != step[1] {
 				t.Errorf("RESP%d retried transaction: %s = %q, want %q", proto, step[0], got, step[1])
 			}
 		}
-		if got := rc.do(nil, 0, "EXGET", key); got != nilReply {
+		if got := rc.Do("EXGET", key); got != nilReply {
 			t.Errorf("RESP%d EXGET after the failed EXEC = %q, want %q", proto, got, nilReply)
 		}
-		if got := rc.do(nil, 0, "EXSET", key, "w"); got != "+OK\r\n" {
+		if got := rc.Do("EXSET", key, "w"); got != "+OK\r\n" {
 			t.Errorf("RESP%d EXSET after recovery = %q", proto, got)
 		}
 	}
@@ -708,14 +653,58 @@ func TestProxyRedisRestart(t *testing.T) {
 	x := startE2E(t, e2eConfig{})
 	ctx := ctxT(t)
 	for _, proto := range []int{2, 3} {
-		rdb := x.client(t, proto, nil)
+		rdb := x.Client(t, proto)
 		if err := rdb.Do(ctx, "EXSET", "k", "v1").Err(); err != nil {
 			t.Fatalf("EXSET before restart: %v", err)
 		}
-		x.redis.Restart()
-		rdb = x.client(t, proto, nil) // the old connection died with Redis
+		x.Redis.Restart()
+		rdb = x.Client(t, proto) // the old connection died with Redis
 		if got, err := rdb.Do(ctx, "EXSET", "k", "v2", "WITHVERSION").Int64(); err != nil || got != 1 {
 			t.Errorf("RESP%d EXSET after restart = %d, %v; want version 1 (the data went with the restart)", proto, got, err)
 		}
+	}
+}
+
+const maxInt64 = "9223372036854775807"
+
+// TestExecElementsGoThroughReplyHandlers: inside MULTI, the replies of
+// rewritten commands arrive as elements of EXEC's reply; they must come
+// out exactly as they would outside MULTI. exstring's Lua can return
+// integers beyond 2^53 only as strings, and its ReplyHandler turns them
+// back into the module's integer replies — in EXEC's elements too.
+func TestExecElementsGoThroughReplyHandlers(t *testing.T) {
+	x := startE2E(t, e2eConfig{})
+	for _, proto := range []string{"2", "3"} {
+		c := x.ProxyRaw(t)
+		if got := c.Do("HELLO", proto); got[0] != '%' && got[0] != '*' {
+			t.Fatalf("HELLO %s: %q", proto, got)
+		}
+		key := "big" + proto
+		steps := [][2]string{
+			{"MULTI", "+OK\r\n"},
+			{"EXSET " + key + " v ABS " + maxInt64 + " WITHVERSION", "+QUEUED\r\n"},
+			{"EXINCRBY n" + proto + " 0 DEF " + maxInt64, "+QUEUED\r\n"},
+			{"EXGET " + key, "+QUEUED\r\n"},
+			{"EXEC", "*3\r\n:" + maxInt64 + "\r\n:" + maxInt64 + "\r\n*2\r\n$1\r\nv\r\n:" + maxInt64 + "\r\n"},
+		}
+		for _, s := range steps {
+			if got := c.Do(strings.Fields(s[0])...); got != s[1] {
+				t.Errorf("RESP%s %s = %q, want %q", proto, s[0], got, s[1])
+			}
+		}
+	}
+}
+
+// TestLongReplyIntegersExact: a reply longer than what Check sees (a long
+// value before the version) is buffered and fixed whole.
+func TestLongReplyIntegersExact(t *testing.T) {
+	x := startE2E(t, e2eConfig{})
+	c := x.ProxyRaw(t)
+	val := strings.Repeat("x", 1000)
+	if got := c.Do("EXSET", "k", val, "ABS", maxInt64); got != "+OK\r\n" {
+		t.Fatalf("EXSET = %q", got)
+	}
+	if got, want := c.Do("EXGET", "k"), "*2\r\n$1000\r\n"+val+"\r\n:"+maxInt64+"\r\n"; got != want {
+		t.Fatalf("EXGET of a long value = %q, want %q", got, want)
 	}
 }

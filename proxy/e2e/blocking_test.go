@@ -1,4 +1,4 @@
-package proxy_test
+package e2e
 
 import (
 	"context"
@@ -7,14 +7,16 @@ import (
 	"testing"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/exproxy/exproxy/internal/proxytest"
 )
 
 func TestE2EBlockingCommands(t *testing.T) {
-	h := newHarness(t)
+	h := proxytest.Start(t)
 	ctx := context.Background()
-	for _, proto := range protocols {
+	for _, proto := range proxytest.Protocols {
 		t.Run(fmt.Sprintf("BLPOP_0_RESP%d", proto), func(t *testing.T) {
-			cl := h.client(t, proto, func(o *redis.Options) { o.ReadTimeout = -1 })
+			cl := h.Client(t, proto, func(o *redis.Options) { o.ReadTimeout = -1 })
 			q := fmt.Sprintf("q%d", proto)
 			res := make(chan []string, 1)
 			errc := make(chan error, 1)
@@ -23,8 +25,8 @@ func TestE2EBlockingCommands(t *testing.T) {
 				errc <- err
 				res <- v
 			}()
-			h.waitBlocked(t, 1)
-			if err := h.client(t, proto).LPush(ctx, q, "pushed").Err(); err != nil {
+			h.WaitBlocked(t, 1)
+			if err := h.Client(t, proto).LPush(ctx, q, "pushed").Err(); err != nil {
 				t.Fatalf("LPUSH: %v", err)
 			}
 			if err := <-errc; err != nil {
@@ -40,19 +42,19 @@ func TestE2EBlockingCommands(t *testing.T) {
 		})
 		t.Run(fmt.Sprintf("BLPOP_raw_pipelined_behind_RESP%d", proto), func(t *testing.T) {
 			// Commands pipelined behind a blocked one wait for it.
-			r := h.proxyRaw(t)
+			r := h.ProxyRaw(t)
 			if proto == 3 {
-				r.do("HELLO", "3")
+				r.Do("HELLO", "3")
 			}
 			q := fmt.Sprintf("rq%d", proto)
-			r.write(append(encodeCommand("BLPOP", q, "0"), encodeCommand("ECHO", "after")...))
-			h.waitBlocked(t, 1)
-			h.directRaw(t).do("RPUSH", q, "v")
+			r.Write(append(proxytest.EncodeCommand("BLPOP", q, "0"), proxytest.EncodeCommand("ECHO", "after")...))
+			h.WaitBlocked(t, 1)
+			h.DirectRaw(t).Do("RPUSH", q, "v")
 			want := fmt.Sprintf("*2\r\n$3\r\n%s\r\n$1\r\nv\r\n", q)
-			if got := r.read(); got != want {
+			if got := r.Read(); got != want {
 				t.Fatalf("BLPOP = %q, want %q", got, want)
 			}
-			if got := r.read(); got != "$5\r\nafter\r\n" {
+			if got := r.Read(); got != "$5\r\nafter\r\n" {
 				t.Fatalf("ECHO = %q", got)
 			}
 			// A blocking command that times out: nil in the client's protocol.
@@ -60,12 +62,12 @@ func TestE2EBlockingCommands(t *testing.T) {
 			if proto == 3 {
 				wantNil = "_\r\n"
 			}
-			if got := r.do("BLPOP", "never", "0.01"); got != wantNil {
+			if got := r.Do("BLPOP", "never", "0.01"); got != wantNil {
 				t.Fatalf("BLPOP timeout = %q, want %q", got, wantNil)
 			}
 		})
 		t.Run(fmt.Sprintf("XREAD_BLOCK_RESP%d", proto), func(t *testing.T) {
-			cl := h.client(t, proto, func(o *redis.Options) { o.ReadTimeout = -1 })
+			cl := h.Client(t, proto, func(o *redis.Options) { o.ReadTimeout = -1 })
 			st := fmt.Sprintf("xs%d", proto)
 			res := make(chan []redis.XStream, 1)
 			errc := make(chan error, 1)
@@ -74,8 +76,8 @@ func TestE2EBlockingCommands(t *testing.T) {
 				errc <- err
 				res <- v
 			}()
-			h.waitBlocked(t, 1)
-			if err := h.direct(t, 2).XAdd(ctx, &redis.XAddArgs{Stream: st, ID: "5-1", Values: []string{"f", "v"}}).Err(); err != nil {
+			h.WaitBlocked(t, 1)
+			if err := h.Direct(t, 2).XAdd(ctx, &redis.XAddArgs{Stream: st, ID: "5-1", Values: []string{"f", "v"}}).Err(); err != nil {
 				t.Fatalf("XADD: %v", err)
 			}
 			if err := <-errc; err != nil {
@@ -87,7 +89,7 @@ func TestE2EBlockingCommands(t *testing.T) {
 			}
 		})
 		t.Run(fmt.Sprintf("WAIT_RESP%d", proto), func(t *testing.T) {
-			h.sameAsRedis(t, proto, []step{c("SET", "a", "1"), c("WAIT", "0", "100"), c("WAIT", "1", "50"), c("WAITAOF", "0", "0", "0")})
+			h.SameAsRedis(t, proto, []proxytest.Step{c("SET", "a", "1"), c("WAIT", "0", "100"), c("WAIT", "1", "50"), c("WAITAOF", "0", "0", "0")})
 		})
 	}
 }
@@ -95,38 +97,38 @@ func TestE2EBlockingCommands(t *testing.T) {
 // TestE2EClientReply: CLIENT REPLY OFF/ON/SKIP; the byte stream the client
 // receives is exactly Redis's.
 func TestE2EClientReply(t *testing.T) {
-	h := newHarness(t)
-	in := string(encodeCommand("CLIENT", "REPLY", "OFF")) + string(encodeCommand("SET", "a", "1")) +
-		string(encodeCommand("GET", "a")) + string(encodeCommand("NOSUCHCMD")) +
-		string(encodeCommand("CLIENT", "REPLY", "ON")) +
-		string(encodeCommand("CLIENT", "REPLY", "SKIP")) + string(encodeCommand("SET", "b", "2")) +
-		string(encodeCommand("GET", "a")) +
-		string(encodeCommand("CLIENT", "REPLY", "SKIP")) + string(encodeCommand("CLIENT", "REPLY", "SKIP")) +
-		string(encodeCommand("GET", "b")) +
+	h := proxytest.Start(t)
+	in := string(proxytest.EncodeCommand("CLIENT", "REPLY", "OFF")) + string(proxytest.EncodeCommand("SET", "a", "1")) +
+		string(proxytest.EncodeCommand("GET", "a")) + string(proxytest.EncodeCommand("NOSUCHCMD")) +
+		string(proxytest.EncodeCommand("CLIENT", "REPLY", "ON")) +
+		string(proxytest.EncodeCommand("CLIENT", "REPLY", "SKIP")) + string(proxytest.EncodeCommand("SET", "b", "2")) +
+		string(proxytest.EncodeCommand("GET", "a")) +
+		string(proxytest.EncodeCommand("CLIENT", "REPLY", "SKIP")) + string(proxytest.EncodeCommand("CLIENT", "REPLY", "SKIP")) +
+		string(proxytest.EncodeCommand("GET", "b")) +
 		"CLIENT REPLY OFF\r\nPING\r\nCLIENT REPLY ON\r\n" +
-		string(encodeCommand("GET", "b"))
-	for _, proto := range protocols {
+		string(proxytest.EncodeCommand("GET", "b"))
+	for _, proto := range proxytest.Protocols {
 		for _, oneWrite := range []bool{true, false} {
 			t.Run(fmt.Sprintf("RESP%d_onewrite_%v", proto, oneWrite), func(t *testing.T) {
 				run := func(addr string) string {
-					h.resetRedis(t)
-					r := dialRaw(t, addr)
-					defer r.close()
+					h.ResetRedis(t)
+					r := proxytest.Dial(t, addr)
+					defer r.Close()
 					if proto == 3 {
-						r.do("HELLO", "3")
+						r.Do("HELLO", "3")
 					}
 					if oneWrite {
-						r.writeString(in)
+						r.WriteString(in)
 					} else {
 						// Command by command, so the proxy sees each alone.
 						for _, part := range splitCommands(in) {
-							r.writeString(part)
+							r.WriteString(part)
 						}
 					}
-					r.send("ECHO", "--end--")
+					r.Send("ECHO", "--end--")
 					var out strings.Builder
 					for {
-						v := r.read()
+						v := r.Read()
 						if v == "$7\r\n--end--\r\n" {
 							return out.String()
 						}
@@ -144,7 +146,7 @@ func TestE2EClientReply(t *testing.T) {
 }
 
 // splitCommands splits the test input of TestE2EClientReply into
-// commands (multibulk via encodeCommand, inline by line).
+// commands (multibulk via proxytest.EncodeCommand, inline by line).
 func splitCommands(in string) []string {
 	var out []string
 	for len(in) > 0 {
@@ -168,10 +170,10 @@ func splitCommands(in string) []string {
 }
 
 func TestE2EClientNameIDResetQuit(t *testing.T) {
-	h := newHarness(t)
-	for _, proto := range protocols {
+	h := proxytest.Start(t)
+	for _, proto := range proxytest.Protocols {
 		t.Run(fmt.Sprintf("same_as_redis_RESP%d", proto), func(t *testing.T) {
-			h.sameAsRedis(t, proto, []step{
+			h.SameAsRedis(t, proto, []proxytest.Step{
 				c("CLIENT", "GETNAME"), c("CLIENT", "SETNAME", "my-app"), c("CLIENT", "GETNAME"), c("CLIENT", "SETNAME", "bad name"),
 				c("SELECT", "2"), c("SET", "k", "v"), c("MULTI"), c("SET", "k", "x"),
 				c("RESET"), // leaves MULTI, db 0, RESP2, no name
@@ -180,17 +182,17 @@ func TestE2EClientNameIDResetQuit(t *testing.T) {
 			})
 		})
 		t.Run(fmt.Sprintf("client_id_RESP%d", proto), func(t *testing.T) {
-			r := h.proxyRaw(t)
+			r := h.ProxyRaw(t)
 			if proto == 3 {
-				r.do("HELLO", "3")
+				r.Do("HELLO", "3")
 			}
 			name := fmt.Sprintf("named-%d", proto)
-			if got := r.do("CLIENT", "SETNAME", name); got != "+OK\r\n" {
+			if got := r.Do("CLIENT", "SETNAME", name); got != "+OK\r\n" {
 				t.Fatalf("SETNAME: %q", got)
 			}
-			id := strings.TrimSuffix(strings.TrimPrefix(r.do("CLIENT", "ID"), ":"), "\r\n")
+			id := strings.TrimSuffix(strings.TrimPrefix(r.Do("CLIENT", "ID"), ":"), "\r\n")
 			found := false
-			for _, l := range h.clientList(t) {
+			for _, l := range h.ClientList(t) {
 				if strings.Contains(l, " name="+name+" ") {
 					found = true
 					if !strings.HasPrefix(l, "id="+id+" ") {
@@ -203,16 +205,16 @@ func TestE2EClientNameIDResetQuit(t *testing.T) {
 			}
 		})
 		t.Run(fmt.Sprintf("quit_RESP%d", proto), func(t *testing.T) {
-			in := string(encodeCommand("SET", "q", "1")) + string(encodeCommand("QUIT")) + string(encodeCommand("SET", "q", "2"))
+			in := string(proxytest.EncodeCommand("SET", "q", "1")) + string(proxytest.EncodeCommand("QUIT")) + string(proxytest.EncodeCommand("SET", "q", "2"))
 			if proto == 3 {
-				in = string(encodeCommand("HELLO", "3")) + in
+				in = string(proxytest.EncodeCommand("HELLO", "3")) + in
 			}
-			want := helloMask(closeExchange(t, h.Redis.Addr, in))
-			got := helloMask(closeExchange(t, h.Addr, in))
+			want := proxytest.HelloMask(closeExchange(t, h.Redis.Addr, in))
+			got := proxytest.HelloMask(closeExchange(t, h.Addr, in))
 			if got != want {
 				t.Errorf("QUIT: proxy %q, direct %q", got, want)
 			}
-			if v := h.directRaw(t).do("GET", "q"); v != "$1\r\n1\r\n" {
+			if v := h.DirectRaw(t).Do("GET", "q"); v != "$1\r\n1\r\n" {
 				t.Errorf("command after QUIT was executed: GET q = %q", v)
 			}
 			// Inline quit, as typed.
@@ -222,8 +224,6 @@ func TestE2EClientNameIDResetQuit(t *testing.T) {
 		})
 	}
 }
-
-func helloMask(s string) string { return helloID.ReplaceAllString(s, "$$2\r\nid\r\n:ID\r\n") }
 
 // TestE2ENoPhantomPendingReplies: after sequences where Redis suppresses
 // or refuses things (CLIENT REPLY ON refused in RESP2 subscribe mode while
@@ -251,22 +251,22 @@ func TestE2ENoPhantomPendingReplies(t *testing.T) {
 	}
 	for name, cmds := range cases {
 		t.Run(name, func(t *testing.T) {
-			h := newHarness(t)
+			h := proxytest.Start(t)
 			// A user with no channel permissions and no MONITOR.
-			if got := h.directRaw(t).do("ACL", "SETUSER", "nochan", "on", ">pw", "~*", "resetchannels", "+@all", "-monitor"); got != "+OK\r\n" {
+			if got := h.DirectRaw(t).Do("ACL", "SETUSER", "nochan", "on", ">pw", "~*", "resetchannels", "+@all", "-monitor"); got != "+OK\r\n" {
 				t.Fatalf("ACL SETUSER: %q", got)
 			}
 			var in []byte
 			for _, c := range cmds {
-				in = append(in, encodeCommand(c...)...)
+				in = append(in, proxytest.EncodeCommand(c...)...)
 			}
-			in = append(in, encodeCommand("ECHO", "--end--")...)
-			run := func(addr string) (*rawConn, string) {
-				r := dialRaw(t, addr)
-				r.write(in)
+			in = append(in, proxytest.EncodeCommand("ECHO", "--end--")...)
+			run := func(addr string) (*proxytest.Conn, string) {
+				r := proxytest.Dial(t, addr)
+				r.Write(in)
 				var out strings.Builder
 				for {
-					v, err := r.readE()
+					v, err := r.ReadE()
 					if err != nil {
 						t.Fatalf("%s: %v after %q", addr, err, out.String())
 					}
@@ -277,13 +277,13 @@ func TestE2ENoPhantomPendingReplies(t *testing.T) {
 				}
 			}
 			d, want := run(h.Redis.Addr)
-			d.close()
+			d.Close()
 			p, got := run(h.Addr)
-			if helloMask(got) != helloMask(want) {
+			if proxytest.HelloMask(got) != proxytest.HelloMask(want) {
 				t.Errorf("replies: proxy %q, direct %q", got, want)
 			}
 			h.Redis.Stop()
-			if out, err := p.readUntilEOF(); err != nil || out != "" {
+			if out, err := p.ReadUntilEOF(); err != nil || out != "" {
 				t.Errorf("after every command was answered, losing the upstream gave %q, %v; want a plain close", out, err)
 			}
 		})

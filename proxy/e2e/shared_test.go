@@ -1,4 +1,4 @@
-package proxy_test
+package e2e
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/exproxy/exproxy/internal/proxytest"
 	"github.com/exproxy/exproxy/internal/redistest"
 	"github.com/exproxy/exproxy/proxy"
 )
@@ -23,8 +24,8 @@ import (
 // sharedHarness runs the proxy in shared mode with conns shared
 // connections per pool and no ready connections, so that Redis's count of
 // the proxy's connections is the shared ones and those taken by sessions.
-func sharedHarness(t *testing.T, conns int) *harness {
-	return newHarness(t, withOptions(func(o *proxy.Options) {
+func sharedHarness(t *testing.T, conns int) *proxytest.Harness {
+	return proxytest.Start(t, proxytest.WithOptions(func(o *proxy.Options) {
 		o.Mode = proxy.SharedUpstream
 		o.SharedConns = conns
 		o.ReadyConns = -1
@@ -42,28 +43,28 @@ func TestE2ESharedInterleavedPipelines(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := h.proxyRaw(t)
-			defer c.close()
+			c := h.ProxyRaw(t)
+			defer c.Close()
 			key := fmt.Sprintf("ctr:%d", i)
 			n := 0
 			for r := 0; r < rounds; r++ {
 				var batch []byte
 				for d := 0; d < depth; d++ {
-					batch = append(batch, encodeCommand("INCR", key)...)
-					batch = append(batch, encodeCommand("ECHO", key+":"+strconv.Itoa(n+1))...)
+					batch = append(batch, proxytest.EncodeCommand("INCR", key)...)
+					batch = append(batch, proxytest.EncodeCommand("ECHO", key+":"+strconv.Itoa(n+1))...)
 					n++
 				}
-				if err := c.writeE(batch); err != nil {
+				if err := c.WriteE(batch); err != nil {
 					errs <- err
 					return
 				}
 				for d := n - depth; d < n; d++ {
-					if got, err := c.readE(); err != nil || got != ":"+strconv.Itoa(d+1)+"\r\n" {
+					if got, err := c.ReadE(); err != nil || got != ":"+strconv.Itoa(d+1)+"\r\n" {
 						errs <- fmt.Errorf("client %d: INCR %d got %q, %v", i, d+1, got, err)
 						return
 					}
 					want := key + ":" + strconv.Itoa(d+1)
-					if got, err := c.readE(); err != nil || got != "$"+strconv.Itoa(len(want))+"\r\n"+want+"\r\n" {
+					if got, err := c.ReadE(); err != nil || got != "$"+strconv.Itoa(len(want))+"\r\n"+want+"\r\n" {
 						errs <- fmt.Errorf("client %d: ECHO %d got %q, %v", i, d+1, got, err)
 						return
 					}
@@ -76,10 +77,10 @@ func TestE2ESharedInterleavedPipelines(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if n := h.numClients(t); n != 1 {
+	if n := h.NumClients(t); n != 1 {
 		t.Errorf("%d clients on shared-conns 1: Redis has %d connections from the proxy, want 1", clients, n)
 	}
-	if st := h.stats(); st.SharedConns != 1 || st.SessionsPinned != 0 {
+	if st := h.Stats(); st.SharedConns != 1 || st.SessionsPinned != 0 {
 		t.Errorf("stats: %d shared connections, %d sessions pinned; want 1 and 0", st.SharedConns, st.SessionsPinned)
 	}
 }
@@ -102,8 +103,8 @@ func TestE2ESharedPinsOnState(t *testing.T) {
 		{"SUBSCRIBE", 3, [][]string{{"SUBSCRIBE", "ch"}, {"PING"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h.resetRedis(t)
-			var steps []step
+			h.ResetRedis(t)
+			var steps []proxytest.Step
 			if tc.proto == 3 {
 				steps = append(steps, c("HELLO", "3"))
 			}
@@ -112,9 +113,9 @@ func TestE2ESharedPinsOnState(t *testing.T) {
 				steps = append(steps, c(cmd...))
 			}
 			steps = append(steps, c("GET", "before"))
-			before := h.stats().SessionsPinned
-			h.sameAsRedisPipelined(t, tc.proto, steps)
-			if after := h.stats().SessionsPinned; after != before+1 {
+			before := h.Stats().SessionsPinned
+			h.SameAsRedisPipelined(t, tc.proto, steps)
+			if after := h.Stats().SessionsPinned; after != before+1 {
 				t.Errorf("SessionsPinned went %d -> %d, want one more", before, after)
 			}
 		})
@@ -127,7 +128,7 @@ func TestE2ESharedStaysShared(t *testing.T) {
 	h := sharedHarness(t, 1)
 	ctx := context.Background()
 	for _, proto := range []int{2, 3} {
-		rdb := h.client(t, proto)
+		rdb := h.Client(t, proto)
 		if err := rdb.Set(ctx, "k", "v", 0).Err(); err != nil {
 			t.Fatalf("RESP%d SET: %v", proto, err)
 		}
@@ -141,15 +142,15 @@ func TestE2ESharedStaysShared(t *testing.T) {
 			t.Fatalf("RESP%d HGETALL: %v, %v", proto, m, err)
 		}
 	}
-	if st := h.stats(); st.SessionsPinned != 0 || st.SharedConns != 2 {
+	if st := h.Stats(); st.SessionsPinned != 0 || st.SharedConns != 2 {
 		t.Errorf("go-redis RESP2 and RESP3: %d sessions pinned, %d shared connections; want 0 and 2 (one per protocol)", st.SessionsPinned, st.SharedConns)
 	}
 	// A failed HELLO leaves the session where it was.
-	r := h.proxyRaw(t)
-	if got := r.do("HELLO", "4"); !strings.HasPrefix(got, "-NOPROTO") {
+	r := h.ProxyRaw(t)
+	if got := r.Do("HELLO", "4"); !strings.HasPrefix(got, "-NOPROTO") {
 		t.Errorf("HELLO 4: %q", got)
 	}
-	if got := r.do("HGETALL", "nohash"); got != "*0\r\n" {
+	if got := r.Do("HGETALL", "nohash"); got != "*0\r\n" {
 		t.Errorf("after a failed HELLO, the session answers %q, want RESP2 *0", got)
 	}
 }
@@ -158,17 +159,17 @@ func TestE2ESharedStaysShared(t *testing.T) {
 // shared connection.
 func TestE2ESharedQuit(t *testing.T) {
 	h := sharedHarness(t, 1)
-	a, b := h.proxyRaw(t), h.proxyRaw(t)
-	a.do("PING")
-	b.do("PING")
-	a.writeString("*1\r\n$4\r\nQUIT\r\n*1\r\n$4\r\nPING\r\n")
-	if out, err := a.readUntilEOF(); err != nil || out != "+OK\r\n" {
+	a, b := h.ProxyRaw(t), h.ProxyRaw(t)
+	a.Do("PING")
+	b.Do("PING")
+	a.WriteString("*1\r\n$4\r\nQUIT\r\n*1\r\n$4\r\nPING\r\n")
+	if out, err := a.ReadUntilEOF(); err != nil || out != "+OK\r\n" {
 		t.Errorf("QUIT: %q, %v; want +OK then close", out, err)
 	}
-	if got := b.do("PING"); got != "+PONG\r\n" {
+	if got := b.Do("PING"); got != "+PONG\r\n" {
 		t.Errorf("other client after QUIT: %q", got)
 	}
-	if st := h.stats(); st.SharedConns != 1 {
+	if st := h.Stats(); st.SharedConns != 1 {
 		t.Errorf("shared connections after QUIT: %d, want 1", st.SharedConns)
 	}
 }
@@ -177,29 +178,29 @@ func TestE2ESharedQuit(t *testing.T) {
 // not hold up others on the same shared connection; it is disconnected
 // at client-output-limit.
 func TestE2ESharedSlowClient(t *testing.T) {
-	h := newHarness(t, withOptions(func(o *proxy.Options) {
+	h := proxytest.Start(t, proxytest.WithOptions(func(o *proxy.Options) {
 		o.Mode = proxy.SharedUpstream
 		o.ClientOutputLimit = 4 << 20
 	}))
 	val := strings.Repeat("x", 256<<10)
-	setup := h.proxyRaw(t)
-	if got := setup.do("SET", "big", val); got != "+OK\r\n" {
+	setup := h.ProxyRaw(t)
+	if got := setup.Do("SET", "big", val); got != "+OK\r\n" {
 		t.Fatalf("SET: %q", got)
 	}
-	slow := h.proxyRaw(t)
+	slow := h.ProxyRaw(t)
 	var batch []byte
 	for i := 0; i < 64; i++ { // 16 MB of replies it never reads
-		batch = append(batch, encodeCommand("GET", "big")...)
+		batch = append(batch, proxytest.EncodeCommand("GET", "big")...)
 	}
-	slow.write(batch)
-	other := h.proxyRaw(t)
+	slow.Write(batch)
+	other := h.ProxyRaw(t)
 	for i := 0; i < 100; i++ {
-		if got := other.do("INCR", "c"); got != ":"+strconv.Itoa(i+1)+"\r\n" {
+		if got := other.Do("INCR", "c"); got != ":"+strconv.Itoa(i+1)+"\r\n" {
 			t.Fatalf("other client, INCR %d: %q", i+1, got)
 		}
 	}
-	eventually(t, "slow client disconnected", func() bool { return h.stats().OutputLimitClosed == 1 })
-	if got := other.do("STRLEN", "big"); got != ":262144\r\n" {
+	proxytest.Eventually(t, "slow client disconnected", func() bool { return h.Stats().OutputLimitClosed == 1 })
+	if got := other.Do("STRLEN", "big"); got != ":262144\r\n" {
 		t.Errorf("other client after the slow one left: %q", got)
 	}
 }
@@ -208,20 +209,20 @@ func TestE2ESharedSlowClient(t *testing.T) {
 // connections and each still gets its replies in order.
 func TestE2ESharedConnsSpread(t *testing.T) {
 	h := sharedHarness(t, 2)
-	var conns []*rawConn
+	var conns []*proxytest.Conn
 	for i := 0; i < 6; i++ {
-		r := h.proxyRaw(t)
-		if got := r.do("SET", "k"+strconv.Itoa(i), strconv.Itoa(i)); got != "+OK\r\n" {
+		r := h.ProxyRaw(t)
+		if got := r.Do("SET", "k"+strconv.Itoa(i), strconv.Itoa(i)); got != "+OK\r\n" {
 			t.Fatalf("SET: %q", got)
 		}
 		conns = append(conns, r)
 	}
 	for i, r := range conns {
-		if got := r.do("GET", "k"+strconv.Itoa(i)); got != "$1\r\n"+strconv.Itoa(i)+"\r\n" {
+		if got := r.Do("GET", "k"+strconv.Itoa(i)); got != "$1\r\n"+strconv.Itoa(i)+"\r\n" {
 			t.Errorf("client %d: %q", i, got)
 		}
 	}
-	if n := h.numClients(t); n != 2 {
+	if n := h.NumClients(t); n != 2 {
 		t.Errorf("shared-conns 2: Redis has %d connections from the proxy", n)
 	}
 }
@@ -232,22 +233,22 @@ func TestE2ESharedConnsSpread(t *testing.T) {
 func TestE2ESharedUnreachable(t *testing.T) {
 	r := redistest.Start(t)
 	r.Stop()
-	p := startProxy(t, r.Addr, withOptions(func(o *proxy.Options) {
+	p := proxytest.StartProxy(t, r.Addr, proxytest.WithOptions(func(o *proxy.Options) {
 		o.Mode = proxy.SharedUpstream
 		o.DialTimeout = 500 * time.Millisecond
 	}))
 	const clients = 20
-	conns := make([]*rawConn, clients)
+	conns := make([]*proxytest.Conn, clients)
 	for i := range conns {
-		conns[i] = dialRaw(t, p.Addr)
+		conns[i] = proxytest.Dial(t, p.Addr)
 	}
 	var wg sync.WaitGroup
 	for i, c := range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.send("PING")
-			if got, err := c.readE(); err != nil || !strings.HasPrefix(got, "-ERR exproxy: upstream "+r.Addr+" unreachable") {
+			c.Send("PING")
+			if got, err := c.ReadE(); err != nil || !strings.HasPrefix(got, "-ERR exproxy: upstream "+r.Addr+" unreachable") {
 				t.Errorf("client %d while Redis is down: %q, %v", i, got, err)
 			}
 		}()
@@ -255,11 +256,11 @@ func TestE2ESharedUnreachable(t *testing.T) {
 	wg.Wait()
 	r.StartAgain()
 	for i, c := range conns {
-		if got := c.do("INCR", "n"); got != ":"+strconv.Itoa(i+1)+"\r\n" {
+		if got := c.Do("INCR", "n"); got != ":"+strconv.Itoa(i+1)+"\r\n" {
 			t.Errorf("client %d after Redis is back: %q", i, got)
 		}
 	}
-	if st := p.stats(); st.SharedConns != 1 {
+	if st := p.Stats(); st.SharedConns != 1 {
 		t.Errorf("shared connections: %d, want 1", st.SharedConns)
 	}
 }

@@ -1,4 +1,4 @@
-package proxy_test
+package e2e
 
 import (
 	"bytes"
@@ -11,13 +11,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/exproxy/exproxy/internal/proxytest"
 )
 
 // dataTypeScript exercises the common commands of every data type. Its
 // replies are deterministic (explicit stream IDs, no random commands, small
 // collections), so direct and proxied runs must match byte for byte.
-func dataTypeScript() []step {
-	return []step{
+func dataTypeScript() []proxytest.Step {
+	return []proxytest.Step{
 		// strings
 		c("SET", "s", "hello"), c("GET", "s"), c("SET", "s", "x", "NX"), c("SET", "s", "world", "XX", "GET"),
 		c("GETRANGE", "s", "1", "3"), c("SETRANGE", "s", "1", "AB"), c("APPEND", "s", "!!"), c("STRLEN", "s"),
@@ -74,19 +76,19 @@ func dataTypeScript() []step {
 }
 
 func TestE2EDataTypesSameAsRedis(t *testing.T) {
-	h := newHarness(t)
-	for _, proto := range protocols {
+	h := proxytest.Start(t)
+	for _, proto := range proxytest.Protocols {
 		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
-			h.sameAsRedis(t, proto, dataTypeScript())
+			h.SameAsRedis(t, proto, dataTypeScript())
 		})
 		t.Run(fmt.Sprintf("pipelined_RESP%d", proto), func(t *testing.T) {
-			h.sameAsRedisPipelined(t, proto, dataTypeScript())
+			h.SameAsRedisPipelined(t, proto, dataTypeScript())
 		})
 	}
 }
 
 func TestE2EBinarySafeValues(t *testing.T) {
-	h := newHarness(t)
+	h := proxytest.Start(t)
 	values := map[string]string{
 		"crlf":     "a\r\nb\r\n",
 		"nul":      "\x00x\x00\x00",
@@ -95,19 +97,19 @@ func TestE2EBinarySafeValues(t *testing.T) {
 		"high":     "\xff\xfe\x80\x00\r",
 		"lonelyCR": "\r",
 	}
-	for _, proto := range protocols {
+	for _, proto := range proxytest.Protocols {
 		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
-			var steps []step
+			var steps []proxytest.Step
 			for k, v := range values {
 				steps = append(steps, c("SET", k, v), c("GET", k), c("STRLEN", k), c("HSET", "h", k, v),
 					c("RPUSH", "l", v), c("ECHO", v))
 			}
 			steps = append(steps, c("LRANGE", "l", "0", "-1"), c("HGETALL", "h"))
-			h.sameAsRedis(t, proto, steps)
+			h.SameAsRedis(t, proto, steps)
 
 			// And go-redis sees the same values.
 			ctx := context.Background()
-			cl := h.client(t, proto)
+			cl := h.Client(t, proto)
 			for k, v := range values {
 				if err := cl.Set(ctx, "g"+k, v, 0).Err(); err != nil {
 					t.Fatalf("SET %s: %v", k, err)
@@ -234,12 +236,12 @@ func settledHeap() runtime.MemStats {
 }
 
 func TestE2ELargeValues(t *testing.T) {
-	h := newHarness(t)
+	h := proxytest.Start(t)
 	ctx := context.Background()
 
 	t.Run("1MB_goredis", func(t *testing.T) {
-		for _, proto := range protocols {
-			cl := h.client(t, proto)
+		for _, proto := range proxytest.Protocols {
+			cl := h.Client(t, proto)
 			v := strings.Repeat("0123456789\r\n\x00abc", (1<<20)/16)
 			key := "big1m-" + strconv.Itoa(proto)
 			if err := cl.Set(ctx, key, v, 0).Err(); err != nil {
@@ -249,7 +251,7 @@ func TestE2ELargeValues(t *testing.T) {
 			if err != nil || got != v {
 				t.Fatalf("RESP%d GET 1MB: err %v, equal %v (len %d)", proto, err, got == v, len(got))
 			}
-			d, err := h.direct(t, 2).Get(ctx, key).Result()
+			d, err := h.Direct(t, 2).Get(ctx, key).Result()
 			if err != nil || d != v {
 				t.Fatalf("direct GET of value set through proxy: err %v, equal %v", err, d == v)
 			}
@@ -267,47 +269,47 @@ func TestE2ELargeValues(t *testing.T) {
 // a raw connection, streaming it from a generator and checking the reply
 // without holding it, and requires that the process heap (the proxy is in
 // this process) does not grow by anything like the value's size.
-func streamLargeValue(t *testing.T, h *harness, size int64) {
-	r := h.proxyRaw(t)
+func streamLargeValue(t *testing.T, h *proxytest.Harness, size int64) {
+	r := h.ProxyRaw(t)
 	key := fmt.Sprintf("stream%d", size)
 	header := fmt.Sprintf("*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n", len(key), key, size)
 
 	base := settledHeap()
 	peak := startHeapPeak()
 
-	_ = r.c.SetWriteDeadline(time.Now().Add(5 * ioTimeout))
-	_ = r.c.SetReadDeadline(time.Now().Add(5 * ioTimeout))
+	_ = r.C.SetWriteDeadline(time.Now().Add(5 * proxytest.IOTimeout))
+	_ = r.C.SetReadDeadline(time.Now().Add(5 * proxytest.IOTimeout))
 	body := io.MultiReader(strings.NewReader(header), &patternReader{n: size}, strings.NewReader("\r\n"))
-	if _, err := io.CopyBuffer(r.c, body, make([]byte, 64<<10)); err != nil {
+	if _, err := io.CopyBuffer(r.C, body, make([]byte, 64<<10)); err != nil {
 		peak.end()
 		t.Fatalf("streaming SET: %v", err)
 	}
-	if got := r.read(); got != "+OK\r\n" {
+	if got := r.Read(); got != "+OK\r\n" {
 		peak.end()
 		t.Fatalf("SET reply %q", got)
 	}
-	r.send("GET", key)
-	_ = r.c.SetReadDeadline(time.Now().Add(5 * ioTimeout))
-	line, err := r.br.ReadString('\n')
+	r.Send("GET", key)
+	_ = r.C.SetReadDeadline(time.Now().Add(5 * proxytest.IOTimeout))
+	line, err := r.BR.ReadString('\n')
 	if want := fmt.Sprintf("$%d\r\n", size); err != nil || line != want {
 		peak.end()
 		t.Fatalf("GET header %q, %v; want %q", line, err, want)
 	}
 	chk := &patternChecker{}
-	n, err := io.CopyN(chk, r.br, size)
+	n, err := io.CopyN(chk, r.BR, size)
 	if err != nil {
 		peak.end()
 		t.Fatalf("GET body: read %d of %d: %v", n, size, err)
 	}
 	trailer := make([]byte, 2)
-	if _, err := io.ReadFull(r.br, trailer); err != nil || string(trailer) != "\r\n" {
+	if _, err := io.ReadFull(r.BR, trailer); err != nil || string(trailer) != "\r\n" {
 		t.Errorf("GET trailer %q, %v", trailer, err)
 	}
 	p := peak.end()
 	if chk.bad != 0 {
 		t.Errorf("value differs at byte %d", chk.bad-1)
 	}
-	if got := r.do("STRLEN", key); got != fmt.Sprintf(":%d\r\n", size) {
+	if got := r.Do("STRLEN", key); got != fmt.Sprintf(":%d\r\n", size) {
 		t.Errorf("STRLEN %q", got)
 	}
 	growth := int64(p) - int64(base.HeapInuse)
@@ -321,21 +323,21 @@ func streamLargeValue(t *testing.T, h *harness, size int64) {
 }
 
 func TestE2EPipeline10000(t *testing.T) {
-	h := newHarness(t)
+	h := proxytest.Start(t)
 	const n = 10000
-	for _, proto := range protocols {
+	for _, proto := range proxytest.Protocols {
 		t.Run(fmt.Sprintf("raw_RESP%d", proto), func(t *testing.T) {
-			r := h.proxyRaw(t)
+			r := h.ProxyRaw(t)
 			if proto == 3 {
-				r.do("HELLO", "3")
+				r.Do("HELLO", "3")
 			}
 			ctr := fmt.Sprintf("ctr%d", proto)
 			var buf bytes.Buffer
 			for i := 0; i < n; i++ {
 				if i%2 == 0 {
-					buf.Write(encodeCommand("INCR", ctr))
+					buf.Write(proxytest.EncodeCommand("INCR", ctr))
 				} else {
-					buf.Write(encodeCommand("ECHO", "e"+strconv.Itoa(i)))
+					buf.Write(proxytest.EncodeCommand("ECHO", "e"+strconv.Itoa(i)))
 				}
 			}
 			// Read concurrently, as a real client does, while writing all
@@ -344,7 +346,7 @@ func TestE2EPipeline10000(t *testing.T) {
 			go func() {
 				next := 1
 				for i := 0; i < n; i++ {
-					v, err := r.readE()
+					v, err := r.ReadE()
 					if err != nil {
 						errc <- fmt.Errorf("reply %d: %v", i, err)
 						return
@@ -364,19 +366,19 @@ func TestE2EPipeline10000(t *testing.T) {
 				}
 				errc <- nil
 			}()
-			if err := r.writeE(buf.Bytes()); err != nil {
+			if err := r.WriteE(buf.Bytes()); err != nil {
 				t.Fatalf("write pipeline: %v", err)
 			}
 			if err := <-errc; err != nil {
 				t.Fatal(err)
 			}
-			if got := r.do("PING"); got != "+PONG\r\n" {
+			if got := r.Do("PING"); got != "+PONG\r\n" {
 				t.Fatalf("PING after pipeline: %q", got)
 			}
 		})
 		t.Run(fmt.Sprintf("goredis_RESP%d", proto), func(t *testing.T) {
 			ctx := context.Background()
-			cl := h.client(t, proto)
+			cl := h.Client(t, proto)
 			pipe := cl.Pipeline()
 			key := fmt.Sprintf("gctr%d", proto)
 			cmds := make([]interface{ Err() error }, 0, n)
@@ -397,7 +399,7 @@ func TestE2EPipeline10000(t *testing.T) {
 }
 
 func TestE2EInlineCommands(t *testing.T) {
-	h := newHarness(t)
+	h := proxytest.Start(t)
 	cases := []struct {
 		name  string
 		input string
@@ -421,17 +423,17 @@ func TestE2EInlineCommands(t *testing.T) {
 		})
 	}
 	t.Run("typed_as_in_nc", func(t *testing.T) {
-		r := h.proxyRaw(t)
-		r.writeString("PING\r\n")
-		if got := r.read(); got != "+PONG\r\n" {
+		r := h.ProxyRaw(t)
+		r.WriteString("PING\r\n")
+		if got := r.Read(); got != "+PONG\r\n" {
 			t.Fatalf("PING: %q", got)
 		}
-		r.writeString("SET a \"b c\"\r\n")
-		if got := r.read(); got != "+OK\r\n" {
+		r.WriteString("SET a \"b c\"\r\n")
+		if got := r.Read(); got != "+OK\r\n" {
 			t.Fatalf("SET: %q", got)
 		}
-		r.writeString("GET a\r\n")
-		if got := r.read(); got != "$3\r\nb c\r\n" {
+		r.WriteString("GET a\r\n")
+		if got := r.Read(); got != "$3\r\nb c\r\n" {
 			t.Fatalf("GET: %q", got)
 		}
 	})
@@ -451,13 +453,13 @@ func TestE2EInlineCommands(t *testing.T) {
 // inlineExchange sends input then a PING marker and returns all replies
 // before the marker's.
 func inlineExchange(t *testing.T, addr, input string) string {
-	r := dialRaw(t, addr)
-	defer r.close()
-	r.writeString(input)
-	r.send("ECHO", "--marker--")
+	r := proxytest.Dial(t, addr)
+	defer r.Close()
+	r.WriteString(input)
+	r.Send("ECHO", "--marker--")
 	var out strings.Builder
 	for {
-		v := r.read()
+		v := r.Read()
 		if v == "$10\r\n--marker--\r\n" {
 			return out.String()
 		}
@@ -467,10 +469,10 @@ func inlineExchange(t *testing.T, addr, input string) string {
 
 // closeExchange sends input and returns everything until the peer closes.
 func closeExchange(t *testing.T, addr, input string) string {
-	r := dialRaw(t, addr)
-	defer r.close()
-	r.writeString(input)
-	out, err := r.readUntilEOF()
+	r := proxytest.Dial(t, addr)
+	defer r.Close()
+	r.WriteString(input)
+	out, err := r.ReadUntilEOF()
 	if err != nil {
 		t.Errorf("%s: connection not closed after %q: %v (got %q)", addr, input, err, out)
 	}

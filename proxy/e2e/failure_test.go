@@ -1,4 +1,4 @@
-package proxy_test
+package e2e
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/zap/zapcore"
 
+	"github.com/exproxy/exproxy/internal/proxytest"
 	"github.com/exproxy/exproxy/internal/redistest"
 	"github.com/exproxy/exproxy/proxy"
 )
@@ -25,12 +26,12 @@ import (
 func TestE2EUpstreamUnreachable(t *testing.T) {
 	r := redistest.Start(t)
 	r.Stop()
-	p := startProxy(t, r.Addr, withOptions(func(o *proxy.Options) { o.DialTimeout = 500 * time.Millisecond }))
+	p := proxytest.StartProxy(t, r.Addr, proxytest.WithOptions(func(o *proxy.Options) { o.DialTimeout = 500 * time.Millisecond }))
 
 	for i := 0; i < 3; i++ { // the proxy keeps serving: every attempt is answered
-		c := dialRaw(t, p.Addr)
-		c.send("PING")
-		got, err := c.readE()
+		c := proxytest.Dial(t, p.Addr)
+		c.Send("PING")
+		got, err := c.ReadE()
 		if err != nil {
 			t.Fatalf("attempt %d: no reply while Redis is down: %v (got %q)", i, err, got)
 		}
@@ -39,46 +40,46 @@ func TestE2EUpstreamUnreachable(t *testing.T) {
 		}
 		// Afterwards the connection is either closed or keeps answering
 		// with errors; it must not pretend to be connected.
-		if c.writeE(encodeCommand("PING")) == nil {
-			if got, err := c.readE(); err == nil && !strings.HasPrefix(got, "-ERR ") {
+		if c.WriteE(proxytest.EncodeCommand("PING")) == nil {
+			if got, err := c.ReadE(); err == nil && !strings.HasPrefix(got, "-ERR ") {
 				t.Fatalf("attempt %d: second PING = %q", i, got)
 			}
 		}
-		c.close()
+		c.Close()
 	}
-	if st := p.stats(); st.UpstreamErrors < 1 {
+	if st := p.Stats(); st.UpstreamErrors < 1 {
 		t.Errorf("Stats.UpstreamErrors = %d after failed dials", st.UpstreamErrors)
 	}
 
 	// A command too large to buffer whole is read to its end and answered.
-	big := dialRaw(t, p.Addr)
-	go func() { _ = big.writeE(encodeCommand("SET", "k", strings.Repeat("b", 3<<20))) }()
-	if got, err := big.readE(); err != nil || !strings.HasPrefix(got, "-ERR ") || !strings.Contains(got, r.Addr) {
+	big := proxytest.Dial(t, p.Addr)
+	go func() { _ = big.WriteE(proxytest.EncodeCommand("SET", "k", strings.Repeat("b", 3<<20))) }()
+	if got, err := big.ReadE(); err != nil || !strings.HasPrefix(got, "-ERR ") || !strings.Contains(got, r.Addr) {
 		t.Errorf("3 MB SET while Redis is down: %q, %v; want -ERR naming %s", got, err, r.Addr)
 	}
 
 	ctx := context.Background()
-	cl := newGoRedis(t, p.Addr, 2)
+	cl := proxytest.NewGoRedis(t, p.Addr, 2)
 	if err := cl.Ping(ctx).Err(); err == nil || !strings.Contains(err.Error(), r.Addr) {
 		t.Errorf("go-redis PING while Redis is down: %v, want an error naming %s", err, r.Addr)
 	}
 
 	r.StartAgain()
-	eventually(t, "proxy recovers after Redis restarts", func() bool {
-		c, err := net.DialTimeout("tcp", p.Addr, ioTimeout)
+	proxytest.Eventually(t, "proxy recovers after Redis restarts", func() bool {
+		c, err := net.DialTimeout("tcp", p.Addr, proxytest.IOTimeout)
 		if err != nil {
 			return false
 		}
 		defer c.Close()
-		rc := &rawConn{tb: t, c: c, br: newBufioReader(c)}
-		if rc.writeE(encodeCommand("PING")) != nil {
+		rc := proxytest.NewConn(t, c)
+		if rc.WriteE(proxytest.EncodeCommand("PING")) != nil {
 			return false
 		}
-		v, err := rc.readE()
+		v, err := rc.ReadE()
 		return err == nil && v == "+PONG\r\n"
 	})
-	for _, proto := range protocols {
-		cl := newGoRedis(t, p.Addr, proto)
+	for _, proto := range proxytest.Protocols {
+		cl := proxytest.NewGoRedis(t, p.Addr, proto)
 		if err := cl.Set(ctx, "back", "1", 0).Err(); err != nil {
 			t.Errorf("RESP%d SET after recovery: %v", proto, err)
 		}
@@ -87,13 +88,13 @@ func TestE2EUpstreamUnreachable(t *testing.T) {
 
 // TestE2EUpstreamDialTimeout: an upstream whose accept queue is full never
 // completes the TCP handshake; the client gets an -ERR naming the upstream
-// once the dial timeout passes (bounded here only by ioTimeout).
+// once the dial timeout passes (bounded here only by proxytest.IOTimeout).
 func TestE2EUpstreamDialTimeout(t *testing.T) {
 	addr := fullBacklogListener(t)
-	p := startProxy(t, addr, withOptions(func(o *proxy.Options) { o.DialTimeout = 300 * time.Millisecond }))
-	c := dialRaw(t, p.Addr)
-	c.send("PING")
-	got, err := c.readE()
+	p := proxytest.StartProxy(t, addr, proxytest.WithOptions(func(o *proxy.Options) { o.DialTimeout = 300 * time.Millisecond }))
+	c := proxytest.Dial(t, p.Addr)
+	c.Send("PING")
+	got, err := c.ReadE()
 	if err != nil {
 		t.Fatalf("no reply: %v", err)
 	}
@@ -141,25 +142,25 @@ func fullBacklogListener(t *testing.T) string {
 // says the outcome is unknown, then the client connection is closed. A
 // subscriber and an idle client are closed too. Reconnecting works.
 func TestE2EUpstreamLostMidSession(t *testing.T) {
-	h := newHarness(t)
-	for _, proto := range protocols {
+	h := proxytest.Start(t)
+	for _, proto := range proxytest.Protocols {
 		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
-			a := h.proxyRaw(t)
-			sub := h.proxyRaw(t)
-			idle := h.proxyRaw(t)
-			for _, c := range []*rawConn{a, sub, idle} {
+			a := h.ProxyRaw(t)
+			sub := h.ProxyRaw(t)
+			idle := h.ProxyRaw(t)
+			for _, c := range []*proxytest.Conn{a, sub, idle} {
 				if proto == 3 {
-					c.do("HELLO", "3")
+					c.Do("HELLO", "3")
 				}
 			}
-			idle.do("PING")
-			sub.do("SUBSCRIBE", "ch")
-			a.write(append(encodeCommand("BLPOP", "q", "0"), encodeCommand("PING")...))
-			h.waitBlocked(t, 1)
+			idle.Do("PING")
+			sub.Do("SUBSCRIBE", "ch")
+			a.Write(append(proxytest.EncodeCommand("BLPOP", "q", "0"), proxytest.EncodeCommand("PING")...))
+			h.WaitBlocked(t, 1)
 
 			h.Redis.Stop()
 
-			out, err := a.readUntilEOF()
+			out, err := a.ReadUntilEOF()
 			if err != nil {
 				t.Errorf("client with pending commands not closed: %v (got %q)", err, out)
 			}
@@ -175,31 +176,31 @@ func TestE2EUpstreamLostMidSession(t *testing.T) {
 					t.Errorf("pending command reply %q: want an error saying the outcome is unknown", rep)
 				}
 			}
-			if out, err := sub.readUntilEOF(); err != nil {
+			if out, err := sub.ReadUntilEOF(); err != nil {
 				t.Errorf("subscriber not closed: %v (got %q)", err, out)
 			} else if out != "" && !strings.HasPrefix(out, "-") && !strings.HasPrefix(out, ">") {
 				t.Errorf("subscriber got %q before close", out)
 			}
-			if h.shared() {
+			if h.Shared() {
 				// Nothing the idle client did left state on the shared
 				// connection: it stays, and is served once Redis is back.
 				defer func() {
-					if got := idle.do("PING"); got != "+PONG\r\n" {
+					if got := idle.Do("PING"); got != "+PONG\r\n" {
 						t.Errorf("idle client after the restart: PING got %q", got)
 					}
 				}()
-			} else if out, err := idle.readUntilEOF(); err != nil {
+			} else if out, err := idle.ReadUntilEOF(); err != nil {
 				t.Errorf("idle client not closed: %v (got %q)", err, out)
 			} else if out != "" && !strings.HasPrefix(out, "-") {
 				t.Errorf("idle client got %q before close", out)
 			}
 
 			h.Redis.StartAgain()
-			c := h.proxyRaw(t)
-			if got := c.do("PING"); got != "+PONG\r\n" {
+			c := h.ProxyRaw(t)
+			if got := c.Do("PING"); got != "+PONG\r\n" {
 				t.Fatalf("PING on a new connection after Redis came back: %q", got)
 			}
-			cl := h.client(t, proto)
+			cl := h.Client(t, proto)
 			if err := cl.Ping(context.Background()).Err(); err != nil {
 				t.Fatalf("go-redis after Redis came back: %v", err)
 			}
@@ -211,13 +212,13 @@ func TestE2EUpstreamLostMidSession(t *testing.T) {
 // command too large to buffer: the client gets the "outcome unknown" error
 // and the close, and not a hang.
 func TestE2EUpstreamLostMidStream(t *testing.T) {
-	h := newHarness(t)
-	c := h.proxyRaw(t)
-	c.do("PING")
-	c.writeString("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$10000000\r\n" + strings.Repeat("m", 3<<20))
-	eventually(t, "part of the streamed SET to reach Redis", func() bool {
-		for _, l := range h.clientList(t) {
-			if q, _ := strconv.Atoi(clientField(l, "qbuf")); q > 1<<20 {
+	h := proxytest.Start(t)
+	c := h.ProxyRaw(t)
+	c.Do("PING")
+	c.WriteString("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$10000000\r\n" + strings.Repeat("m", 3<<20))
+	proxytest.Eventually(t, "part of the streamed SET to reach Redis", func() bool {
+		for _, l := range h.ClientList(t) {
+			if q, _ := strconv.Atoi(proxytest.ClientField(l, "qbuf")); q > 1<<20 {
 				return true
 			}
 		}
@@ -226,8 +227,8 @@ func TestE2EUpstreamLostMidStream(t *testing.T) {
 	h.Redis.Stop()
 	// The client may still be writing the rest; the proxy may read it to
 	// the end or close at once.
-	go func() { _ = c.writeE([]byte(strings.Repeat("m", 7000000) + "\r\n")) }()
-	out, err := c.readUntilEOF()
+	go func() { _ = c.WriteE([]byte(strings.Repeat("m", 7000000) + "\r\n")) }()
+	out, err := c.ReadUntilEOF()
 	if err != nil {
 		t.Fatalf("client not closed after Redis died mid-command: %v (got %q)", err, out)
 	}
@@ -235,7 +236,7 @@ func TestE2EUpstreamLostMidStream(t *testing.T) {
 		t.Errorf("client got %q; want an error saying the outcome is unknown", out)
 	}
 	h.Redis.StartAgain()
-	if got := h.proxyRaw(t).do("PING"); got != "+PONG\r\n" {
+	if got := h.ProxyRaw(t).Do("PING"); got != "+PONG\r\n" {
 		t.Fatalf("reconnect: %q", got)
 	}
 }
@@ -243,52 +244,52 @@ func TestE2EUpstreamLostMidStream(t *testing.T) {
 // TestE2EClientDisconnectClosesUpstream: each client's upstream connection
 // lives exactly as long as the client's, blocked or not.
 func TestE2EClientDisconnectClosesUpstream(t *testing.T) {
-	h := newHarness(t)
-	var conns []*rawConn
+	h := proxytest.Start(t)
+	var conns []*proxytest.Conn
 	for i := 0; i < 10; i++ {
-		c := h.proxyRaw(t)
-		if got := c.do("PING"); got != "+PONG\r\n" {
+		c := h.ProxyRaw(t)
+		if got := c.Do("PING"); got != "+PONG\r\n" {
 			t.Fatalf("PING: %q", got)
 		}
 		conns = append(conns, c)
 	}
 	want := 10
-	if h.shared() {
+	if h.Shared() {
 		want = max(1, h.Opts.SharedConns)
 	}
-	if n := h.numClients(t); n != want {
+	if n := h.NumClients(t); n != want {
 		t.Errorf("10 proxied clients: Redis has %d connections, want %d", n, want)
 	}
 	for _, c := range conns {
-		c.close()
+		c.Close()
 	}
-	eventually(t, "upstream connections closed", func() bool { return h.numClients(t) == h.baseClients() })
+	proxytest.Eventually(t, "upstream connections closed", func() bool { return h.NumClients(t) == h.BaseClients() })
 
 	// A client blocked in BLPOP, and one in the middle of sending a command.
-	b := h.proxyRaw(t)
-	b.send("BLPOP", "q", "0")
-	h.waitBlocked(t, 1)
-	half := h.proxyRaw(t)
-	half.do("PING")
-	half.writeString("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100\r\nonly-part")
+	b := h.ProxyRaw(t)
+	b.Send("BLPOP", "q", "0")
+	h.WaitBlocked(t, 1)
+	half := h.ProxyRaw(t)
+	half.Do("PING")
+	half.WriteString("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100\r\nonly-part")
 	// And one in the middle of a command too large to buffer (streamed).
-	halfBig := h.proxyRaw(t)
-	halfBig.do("PING")
-	halfBig.writeString("*3\r\n$3\r\nSET\r\n$2\r\nkb\r\n$10000000\r\n" + strings.Repeat("h", 3<<20))
-	eventually(t, "part of the streamed SET to reach Redis", func() bool {
-		for _, l := range h.clientList(t) {
-			if q, _ := strconv.Atoi(clientField(l, "qbuf")); q > 1<<20 {
+	halfBig := h.ProxyRaw(t)
+	halfBig.Do("PING")
+	halfBig.WriteString("*3\r\n$3\r\nSET\r\n$2\r\nkb\r\n$10000000\r\n" + strings.Repeat("h", 3<<20))
+	proxytest.Eventually(t, "part of the streamed SET to reach Redis", func() bool {
+		for _, l := range h.ClientList(t) {
+			if q, _ := strconv.Atoi(proxytest.ClientField(l, "qbuf")); q > 1<<20 {
 				return true
 			}
 		}
 		return false
 	})
-	b.close()
-	half.close()
-	halfBig.close()
-	eventually(t, "upstream connections of blocked and half-sent clients closed", func() bool { return h.numClients(t) == h.baseClients() })
-	h.waitBlocked(t, 0)
-	if v := h.directRaw(t).do("EXISTS", "k", "kb"); v != ":0\r\n" {
+	b.Close()
+	half.Close()
+	halfBig.Close()
+	proxytest.Eventually(t, "upstream connections of blocked and half-sent clients closed", func() bool { return h.NumClients(t) == h.BaseClients() })
+	h.WaitBlocked(t, 0)
+	if v := h.DirectRaw(t).Do("EXISTS", "k", "kb"); v != ":0\r\n" {
 		t.Errorf("half-sent SET was executed: EXISTS k kb = %q", v)
 	}
 }
@@ -296,14 +297,14 @@ func TestE2EClientDisconnectClosesUpstream(t *testing.T) {
 // TestE2EConnectDisconnectNoLeaks: 1,000 connect/disconnect cycles leave
 // no goroutines, file descriptors or upstream connections behind.
 func TestE2EConnectDisconnectNoLeaks(t *testing.T) {
-	h := newHarness(t, withLogLevel(zapcore.WarnLevel))
+	h := proxytest.Start(t, proxytest.WithLogLevel(zapcore.WarnLevel))
 	cycle := func(i int) {
-		c, err := net.DialTimeout("tcp", h.Addr, ioTimeout)
+		c, err := net.DialTimeout("tcp", h.Addr, proxytest.IOTimeout)
 		if err != nil {
 			t.Fatalf("cycle %d: dial: %v", i, err)
 		}
 		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(ioTimeout))
+		_ = c.SetDeadline(time.Now().Add(proxytest.IOTimeout))
 		switch i % 4 {
 		case 0, 1: // a full command and reply
 			if _, err := c.Write([]byte("*1\r\n$4\r\nPING\r\n")); err != nil {
@@ -321,17 +322,17 @@ func TestE2EConnectDisconnectNoLeaks(t *testing.T) {
 	for i := 0; i < 20; i++ { // warm up pools and lazily started goroutines
 		cycle(i)
 	}
-	eventually(t, "warm-up connections closed upstream", func() bool { return h.numClients(t) == h.baseClients() })
-	baseG, baseFD := settleGoroutines(), openFDs()
+	proxytest.Eventually(t, "warm-up connections closed upstream", func() bool { return h.NumClients(t) == h.BaseClients() })
+	baseG, baseFD := settleGoroutines(), proxytest.OpenFDs()
 
 	for i := 0; i < 1000; i++ {
 		cycle(i)
 	}
-	eventually(t, "upstream connections closed after 1,000 cycles", func() bool { return h.numClients(t) == h.baseClients() })
+	proxytest.Eventually(t, "upstream connections closed after 1,000 cycles", func() bool { return h.NumClients(t) == h.BaseClients() })
 	var g, fd int
-	deadline := time.Now().Add(ioTimeout)
+	deadline := time.Now().Add(proxytest.IOTimeout)
 	for {
-		g, fd = settleGoroutines(), openFDs()
+		g, fd = settleGoroutines(), proxytest.OpenFDs()
 		if (g <= baseG+2 && fd <= baseFD+2) || time.Now().After(deadline) {
 			break
 		}
@@ -345,7 +346,7 @@ func TestE2EConnectDisconnectNoLeaks(t *testing.T) {
 	if fd > baseFD+2 {
 		t.Errorf("open fds: %d before, %d after 1,000 cycles", baseFD, fd)
 	}
-	if st := h.stats(); st.ClientsConnected != 0 || st.ClientsTotal < 1020 {
+	if st := h.Stats(); st.ClientsConnected != 0 || st.ClientsTotal < 1020 {
 		t.Errorf("Stats after cycles: %+v (want ClientsConnected 0, ClientsTotal >= 1020)", st)
 	}
 }
@@ -390,7 +391,7 @@ var oddButAccepted = []struct{ name, in string }{
 }
 
 func TestE2EMalformedInput(t *testing.T) {
-	h := newHarness(t)
+	h := proxytest.Start(t)
 	for _, tc := range malformedClosing {
 		t.Run(tc.name, func(t *testing.T) {
 			want := closeExchange(t, h.Redis.Addr, tc.in)
@@ -412,11 +413,11 @@ func TestE2EMalformedInput(t *testing.T) {
 			}
 		})
 	}
-	if st := h.stats(); st.ProtocolErrors < int64(len(malformedClosing)) {
+	if st := h.Stats(); st.ProtocolErrors < int64(len(malformedClosing)) {
 		t.Errorf("Stats.ProtocolErrors = %d, want >= %d", st.ProtocolErrors, len(malformedClosing))
 	}
 	// The proxy still serves.
-	if got := h.proxyRaw(t).do("PING"); got != "+PONG\r\n" {
+	if got := h.ProxyRaw(t).Do("PING"); got != "+PONG\r\n" {
 		t.Errorf("PING after malformed input: %q", got)
 	}
 }
@@ -424,13 +425,13 @@ func TestE2EMalformedInput(t *testing.T) {
 // exchangeUntilMarker sends input then ECHO marker and returns what came
 // before the marker's reply, or everything up to the close.
 func exchangeUntilMarker(t *testing.T, addr, input string) string {
-	r := dialRaw(t, addr)
-	defer r.close()
-	r.writeString(input)
-	r.send("ECHO", "--marker--")
+	r := proxytest.Dial(t, addr)
+	defer r.Close()
+	r.WriteString(input)
+	r.Send("ECHO", "--marker--")
 	var out strings.Builder
 	for {
-		v, err := r.readE()
+		v, err := r.ReadE()
 		if err != nil {
 			out.WriteString(v)
 			out.WriteString("<closed: " + err.Error() + ">")
@@ -447,7 +448,7 @@ func exchangeUntilMarker(t *testing.T, addr, input string) string {
 // a 400 MB claim (below the 512 MB limit, so it must be streamed) makes the
 // proxy allocate nothing of that size.
 func TestE2EHugeBulkClaim(t *testing.T) {
-	h := newHarness(t)
+	h := proxytest.Start(t)
 	base := settledHeap()
 	got := closeExchange(t, h.Addr, "*1\r\n$4294967296\r\n")
 	if got != "-ERR Protocol error: invalid bulk length\r\n" {
@@ -460,16 +461,16 @@ func TestE2EHugeBulkClaim(t *testing.T) {
 
 	base = settledHeap()
 	peak := startHeapPeak()
-	c := h.proxyRaw(t)
+	c := h.ProxyRaw(t)
 	const sent = 1 << 20
-	c.writeString("*3\r\n$3\r\nSET\r\n$4\r\nhuge\r\n$400000000\r\n" + strings.Repeat("x", sent))
+	c.WriteString("*3\r\n$3\r\nSET\r\n$4\r\nhuge\r\n$400000000\r\n" + strings.Repeat("x", sent))
 	// Wait until Redis holds the forwarded part of the value: the proxy
 	// has seen the claim and streamed what came (it may keep back a
 	// small partial chunk, hence half).
-	eventually(t, "partial 400 MB value forwarded to Redis", func() bool {
-		for _, l := range h.clientList(t) {
-			q, _ := strconv.Atoi(clientField(l, "qbuf"))
-			if clientField(l, "cmd") == "NULL" && q >= sent/2 {
+	proxytest.Eventually(t, "partial 400 MB value forwarded to Redis", func() bool {
+		for _, l := range h.ClientList(t) {
+			q, _ := strconv.Atoi(proxytest.ClientField(l, "qbuf"))
+			if proxytest.ClientField(l, "cmd") == "NULL" && q >= sent/2 {
 				return true
 			}
 		}
@@ -483,15 +484,15 @@ func TestE2EHugeBulkClaim(t *testing.T) {
 	if d := after.TotalAlloc - base.TotalAlloc; d > 64<<20 {
 		t.Errorf("a 400 MB claim made the process allocate %d MB", d>>20)
 	}
-	c.close()
-	eventually(t, "upstream of abandoned 400 MB SET closed", func() bool { return h.numClients(t) == h.baseClients() })
+	c.Close()
+	proxytest.Eventually(t, "upstream of abandoned 400 MB SET closed", func() bool { return h.NumClients(t) == h.BaseClients() })
 }
 
 func TestE2EMaxClients(t *testing.T) {
-	h := newHarness(t, withOptions(func(o *proxy.Options) { o.MaxClients = 2 }))
-	a, b := h.proxyRaw(t), h.proxyRaw(t)
-	for _, c := range []*rawConn{a, b} {
-		if got := c.do("PING"); got != "+PONG\r\n" {
+	h := proxytest.Start(t, proxytest.WithOptions(func(o *proxy.Options) { o.MaxClients = 2 }))
+	a, b := h.ProxyRaw(t), h.ProxyRaw(t)
+	for _, c := range []*proxytest.Conn{a, b} {
+		if got := c.Do("PING"); got != "+PONG\r\n" {
 			t.Fatalf("PING: %q", got)
 		}
 	}
@@ -503,28 +504,28 @@ func TestE2EMaxClients(t *testing.T) {
 	if got := closeExchange(t, h.Addr, "*1\r\n$4\r\nPING\r\n"); got != "-ERR max number of clients reached\r\n" {
 		t.Errorf("third client with a command got %q", got)
 	}
-	if st := h.stats(); st.ClientsRejected < 2 {
+	if st := h.Stats(); st.ClientsRejected < 2 {
 		t.Errorf("Stats.ClientsRejected = %d, want >= 2", st.ClientsRejected)
 	}
 	wantConns := 2
-	if h.shared() {
-		wantConns = h.baseClients()
+	if h.Shared() {
+		wantConns = h.BaseClients()
 	}
-	if n := h.numClients(t); n != wantConns {
+	if n := h.NumClients(t); n != wantConns {
 		t.Errorf("rejected clients reached Redis: %d upstream connections, want %d", n, wantConns)
 	}
-	a.close()
-	eventually(t, "a slot to free up", func() bool {
-		c, err := net.DialTimeout("tcp", h.Addr, ioTimeout)
+	a.Close()
+	proxytest.Eventually(t, "a slot to free up", func() bool {
+		c, err := net.DialTimeout("tcp", h.Addr, proxytest.IOTimeout)
 		if err != nil {
 			return false
 		}
 		defer c.Close()
-		r := &rawConn{tb: t, c: c, br: newBufioReader(c)}
-		if r.writeE(encodeCommand("PING")) != nil {
+		r := proxytest.NewConn(t, c)
+		if r.WriteE(proxytest.EncodeCommand("PING")) != nil {
 			return false
 		}
-		v, err := r.readE()
+		v, err := r.ReadE()
 		return err == nil && v == "+PONG\r\n"
 	})
 }
@@ -533,40 +534,40 @@ func TestE2EMaxClients(t *testing.T) {
 // never reads is disconnected once its buffered replies pass
 // ClientOutputLimit, and it is logged.
 func TestE2ESlowReader(t *testing.T) {
-	h := newHarness(t, withOptions(func(o *proxy.Options) {
+	h := proxytest.Start(t, proxytest.WithOptions(func(o *proxy.Options) {
 		o.ClientOutputLimit = 1 << 20
 		o.WriteTimeout = 10 * time.Minute // the output limit, not a timeout, must act
 	}))
 	val := strings.Repeat("v", 256<<10)
-	if got := h.directRaw(t).do("SET", "big", val); got != "+OK\r\n" {
+	if got := h.DirectRaw(t).Do("SET", "big", val); got != "+OK\r\n" {
 		t.Fatalf("SET: %q", got)
 	}
-	c := h.proxyRaw(t)
+	c := h.ProxyRaw(t)
 	// (A tiny SO_RCVBUF would make the closed proxy socket's remaining
 	// data crawl through zero-window probes; the default is realistic.)
 	const gets = 400 // 100 MB of replies, far beyond socket buffers plus 1 MB
 	var cmds []byte
 	for i := 0; i < gets; i++ {
-		cmds = append(cmds, encodeCommand("GET", "big")...)
+		cmds = append(cmds, proxytest.EncodeCommand("GET", "big")...)
 	}
-	if err := c.writeE(cmds); err != nil {
+	if err := c.WriteE(cmds); err != nil {
 		t.Fatalf("write: %v", err)
 	}
-	eventually(t, "Stats.OutputLimitClosed >= 1", func() bool { return h.stats().OutputLimitClosed >= 1 })
-	out, err := c.readUntilEOF()
+	proxytest.Eventually(t, "Stats.OutputLimitClosed >= 1", func() bool { return h.Stats().OutputLimitClosed >= 1 })
+	out, err := c.ReadUntilEOF()
 	if err != nil {
 		t.Fatalf("slow reader not disconnected: %v after %d bytes", err, len(out))
 	}
 	if len(out) >= gets*len(val) {
 		t.Errorf("slow reader received all %d bytes: not disconnected", len(out))
 	}
-	logs := strings.ToLower(h.logs.text())
+	logs := strings.ToLower(h.Logs.Text())
 	if !strings.Contains(logs, "limit") {
-		t.Errorf("no log line about the output limit; logs:\n%s", h.logs.text())
+		t.Errorf("no log line about the output limit; logs:\n%s", h.Logs.Text())
 	}
-	eventually(t, "upstream of the slow reader closed", func() bool { return h.numClients(t) == h.baseClients() })
+	proxytest.Eventually(t, "upstream of the slow reader closed", func() bool { return h.NumClients(t) == h.BaseClients() })
 	// Others are unaffected.
-	if got := h.proxyRaw(t).do("STRLEN", "big"); got != ":262144\r\n" {
+	if got := h.ProxyRaw(t).Do("STRLEN", "big"); got != ":262144\r\n" {
 		t.Errorf("STRLEN through proxy: %q", got)
 	}
 }
@@ -575,28 +576,28 @@ func TestE2ESlowReader(t *testing.T) {
 // pending (a BLPOP, a command pipelined behind it) finish within the drain
 // time, closes idle clients, and Serve returns ErrServerClosed.
 func TestE2EShutdownDrains(t *testing.T) {
-	h := newHarness(t, withOptions(func(o *proxy.Options) { o.DrainTimeout = ioTimeout }))
-	a := h.proxyRaw(t)
-	a.write(append(encodeCommand("BLPOP", "q", "0"), encodeCommand("ECHO", "behind")...))
-	idle := h.proxyRaw(t)
-	idle.do("PING")
-	sub := h.proxyRaw(t) // RESP2 subscriber: nothing pending, relay mode
-	sub.do("SUBSCRIBE", "ch")
-	sub3 := h.proxyRaw(t) // RESP3 subscriber
-	sub3.do("HELLO", "3")
-	sub3.do("SUBSCRIBE", "ch")
-	mon := h.proxyRaw(t)
-	mon.do("MONITOR")
-	h.waitBlocked(t, 1)
+	h := proxytest.Start(t, proxytest.WithOptions(func(o *proxy.Options) { o.DrainTimeout = proxytest.IOTimeout }))
+	a := h.ProxyRaw(t)
+	a.Write(append(proxytest.EncodeCommand("BLPOP", "q", "0"), proxytest.EncodeCommand("ECHO", "behind")...))
+	idle := h.ProxyRaw(t)
+	idle.Do("PING")
+	sub := h.ProxyRaw(t) // RESP2 subscriber: nothing pending, relay mode
+	sub.Do("SUBSCRIBE", "ch")
+	sub3 := h.ProxyRaw(t) // RESP3 subscriber
+	sub3.Do("HELLO", "3")
+	sub3.Do("SUBSCRIBE", "ch")
+	mon := h.ProxyRaw(t)
+	mon.Do("MONITOR")
+	h.WaitBlocked(t, 1)
 
 	done := make(chan error, 1)
-	h.once.Do(func() {}) // this test shuts the proxy down itself
+	h.ManualShutdown() // this test shuts the proxy down itself
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), proxytest.IOTimeout)
 		defer cancel()
-		done <- callShutdown(h.Srv, ctx)
+		done <- proxytest.CallShutdown(h.Srv, ctx)
 	}()
-	eventually(t, "listener closed", func() bool {
+	proxytest.Eventually(t, "listener closed", func() bool {
 		c, err := net.DialTimeout("tcp", h.Addr, time.Second)
 		if err != nil {
 			return true
@@ -604,22 +605,22 @@ func TestE2EShutdownDrains(t *testing.T) {
 		c.Close()
 		return false
 	})
-	if out, err := idle.readUntilEOF(); err != nil || out != "" {
+	if out, err := idle.ReadUntilEOF(); err != nil || out != "" {
 		t.Errorf("idle client at shutdown: %q, %v; want closed without a reply", out, err)
 	}
-	for name, c := range map[string]*rawConn{"RESP2 subscriber": sub, "RESP3 subscriber": sub3, "MONITOR client": mon} {
-		if out, err := c.readUntilEOF(); err != nil {
+	for name, c := range map[string]*proxytest.Conn{"RESP2 subscriber": sub, "RESP3 subscriber": sub3, "MONITOR client": mon} {
+		if out, err := c.ReadUntilEOF(); err != nil {
 			t.Errorf("%s not closed at shutdown: %v (got %q)", name, err, out)
 		}
 	}
-	h.directRaw(t).do("RPUSH", "q", "v")
-	if got := a.read(); got != "*2\r\n$1\r\nq\r\n$1\r\nv\r\n" {
+	h.DirectRaw(t).Do("RPUSH", "q", "v")
+	if got := a.Read(); got != "*2\r\n$1\r\nq\r\n$1\r\nv\r\n" {
 		t.Errorf("pending BLPOP during shutdown = %q", got)
 	}
-	if got := a.read(); got != "$6\r\nbehind\r\n" {
+	if got := a.Read(); got != "$6\r\nbehind\r\n" {
 		t.Errorf("pending ECHO during shutdown = %q", got)
 	}
-	if out, err := a.readUntilEOF(); err != nil || out != "" {
+	if out, err := a.ReadUntilEOF(); err != nil || out != "" {
 		t.Errorf("after its replies, the client is closed: got %q, %v", out, err)
 	}
 	select {
@@ -627,71 +628,71 @@ func TestE2EShutdownDrains(t *testing.T) {
 		if err != nil {
 			t.Errorf("Shutdown = %v", err)
 		}
-	case <-time.After(ioTimeout):
+	case <-time.After(proxytest.IOTimeout):
 		t.Fatal("Shutdown did not return")
 	}
 	select {
-	case err := <-h.served:
+	case err := <-h.Served():
 		if !errors.Is(err, proxy.ErrServerClosed) {
 			t.Errorf("Serve = %v, want ErrServerClosed", err)
 		}
-	case <-time.After(ioTimeout):
+	case <-time.After(proxytest.IOTimeout):
 		t.Fatal("Serve did not return")
 	}
-	eventually(t, "upstream connections closed", func() bool { return h.numClients(t) == h.baseClients() })
+	proxytest.Eventually(t, "upstream connections closed", func() bool { return h.NumClients(t) == h.BaseClients() })
 }
 
 // TestE2EShutdownDrainDeadline: a reply that never comes does not hold
 // Shutdown past its deadline; the client is closed.
 func TestE2EShutdownDrainDeadline(t *testing.T) {
-	h := newHarness(t, withOptions(func(o *proxy.Options) { o.DrainTimeout = 300 * time.Millisecond }))
-	a := h.proxyRaw(t)
-	a.send("BLPOP", "never", "0")
-	h.waitBlocked(t, 1)
-	h.once.Do(func() {})
+	h := proxytest.Start(t, proxytest.WithOptions(func(o *proxy.Options) { o.DrainTimeout = 300 * time.Millisecond }))
+	a := h.ProxyRaw(t)
+	a.Send("BLPOP", "never", "0")
+	h.WaitBlocked(t, 1)
+	h.ManualShutdown()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- callShutdown(h.Srv, ctx) }()
+	go func() { done <- proxytest.CallShutdown(h.Srv, ctx) }()
 	select {
 	case err := <-done:
 		t.Logf("Shutdown past its deadline returned %v", err)
-	case <-time.After(ioTimeout):
+	case <-time.After(proxytest.IOTimeout):
 		t.Fatal("Shutdown did not return after its deadline")
 	}
-	out, err := a.readUntilEOF()
+	out, err := a.ReadUntilEOF()
 	if err != nil {
 		t.Errorf("client with a reply that never came not closed: %v", err)
 	}
 	if out != "" && !strings.HasPrefix(out, "-") {
 		t.Errorf("client got %q at forced close", out)
 	}
-	eventually(t, "upstream connection closed", func() bool { return h.numClients(t) == h.baseClients() })
+	proxytest.Eventually(t, "upstream connection closed", func() bool { return h.NumClients(t) == h.BaseClients() })
 }
 
 // TestE2EUpstreamKilledByRedis: Redis closing the proxied connection
 // (CLIENT KILL by an operator) ends the client's connection too, and it
 // can reconnect.
 func TestE2EUpstreamKilledByRedis(t *testing.T) {
-	h := newHarness(t)
-	for _, proto := range protocols {
+	h := proxytest.Start(t)
+	for _, proto := range proxytest.Protocols {
 		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
-			c := h.proxyRaw(t)
+			c := h.ProxyRaw(t)
 			if proto == 3 {
-				c.do("HELLO", "3")
+				c.Do("HELLO", "3")
 			}
-			id := strings.TrimSuffix(strings.TrimPrefix(c.do("CLIENT", "ID"), ":"), "\r\n")
-			if got := h.directRaw(t).do("CLIENT", "KILL", "ID", id); got != ":1\r\n" {
+			id := strings.TrimSuffix(strings.TrimPrefix(c.Do("CLIENT", "ID"), ":"), "\r\n")
+			if got := h.DirectRaw(t).Do("CLIENT", "KILL", "ID", id); got != ":1\r\n" {
 				t.Fatalf("CLIENT KILL ID %s: %q", id, got)
 			}
-			out, err := c.readUntilEOF()
+			out, err := c.ReadUntilEOF()
 			if err != nil {
 				t.Fatalf("client not closed after its upstream connection was killed: %v (got %q)", err, out)
 			}
 			if out != "" && !strings.HasPrefix(out, "-") {
 				t.Errorf("client got %q before close", out)
 			}
-			if got := h.proxyRaw(t).do("PING"); got != "+PONG\r\n" {
+			if got := h.ProxyRaw(t).Do("PING"); got != "+PONG\r\n" {
 				t.Fatalf("reconnect: %q", got)
 			}
 		})
@@ -701,19 +702,19 @@ func TestE2EUpstreamKilledByRedis(t *testing.T) {
 // TestE2ERedisMaxClients: when Redis itself refuses the connection, the
 // client sees Redis's own error, then the close.
 func TestE2ERedisMaxClients(t *testing.T) {
-	h := newHarness(t, withRedis(redistest.WithConfig("maxclients", "1")))
-	hold := h.directRaw(t) // Redis's only slot
-	hold.do("PING")
+	h := proxytest.Start(t, proxytest.WithRedis(redistest.WithConfig("maxclients", "1")))
+	hold := h.DirectRaw(t) // Redis's only slot
+	hold.Do("PING")
 	want := closeExchange(t, h.Redis.Addr, "*1\r\n$4\r\nPING\r\n")
 	if want != "-ERR max number of clients reached\r\n" {
 		t.Fatalf("test assumption: Redis answered %q", want)
 	}
 	var got string
-	if h.shared() {
+	if h.Shared() {
 		// Redis refused the shared connection, not the client's: the
 		// client gets Redis's answer and may try again.
-		c := h.proxyRaw(t)
-		got = c.do("PING")
+		c := h.ProxyRaw(t)
+		got = c.Do("PING")
 	} else {
 		got = closeExchange(t, h.Addr, "*1\r\n$4\r\nPING\r\n")
 	}
@@ -726,17 +727,17 @@ func TestE2ERedisMaxClients(t *testing.T) {
 // write side (printf ... | nc) still gets every reply, then the close, as
 // from Redis.
 func TestE2EHalfClose(t *testing.T) {
-	h := newHarness(t)
-	in := "SET a 1\r\nGET a\r\n" + string(encodeCommand("INCR", "a")) + "PING\r\n"
+	h := proxytest.Start(t)
+	in := "SET a 1\r\nGET a\r\n" + string(proxytest.EncodeCommand("INCR", "a")) + "PING\r\n"
 	run := func(addr string) string {
-		h.resetRedis(t)
-		r := dialRaw(t, addr)
-		defer r.close()
-		r.writeString(in)
-		if err := r.c.(*net.TCPConn).CloseWrite(); err != nil {
+		h.ResetRedis(t)
+		r := proxytest.Dial(t, addr)
+		defer r.Close()
+		r.WriteString(in)
+		if err := r.C.(*net.TCPConn).CloseWrite(); err != nil {
 			t.Fatalf("CloseWrite: %v", err)
 		}
-		out, err := r.readUntilEOF()
+		out, err := r.ReadUntilEOF()
 		if err != nil {
 			t.Errorf("%s: %v", addr, err)
 		}
@@ -753,23 +754,23 @@ func TestE2EHalfClose(t *testing.T) {
 // process is stopped with SIGSTOP) does not hang the client past
 // WriteTimeout: it gets an error and the connection is closed.
 func TestE2EUpstreamWriteTimeout(t *testing.T) {
-	h := newHarness(t, withOptions(func(o *proxy.Options) { o.WriteTimeout = time.Second }))
-	pid, err := strconv.Atoi(strings.TrimSpace(h.infoField(t, "server", "process_id")))
+	h := proxytest.Start(t, proxytest.WithOptions(func(o *proxy.Options) { o.WriteTimeout = time.Second }))
+	pid, err := strconv.Atoi(strings.TrimSpace(h.InfoField(t, "server", "process_id")))
 	if err != nil {
 		t.Fatalf("redis pid: %v", err)
 	}
-	c := h.proxyRaw(t)
-	c.do("PING") // upstream connected
+	c := h.ProxyRaw(t)
+	c.Do("PING") // upstream connected
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatalf("SIGSTOP: %v", err)
 	}
 	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
 	// 32 MB cannot fit in the socket buffers: the proxy's write blocks.
 	go func() {
-		_ = c.c.SetWriteDeadline(time.Now().Add(ioTimeout))
-		_, _ = c.c.Write(encodeCommand("SET", "k", strings.Repeat("w", 32<<20)))
+		_ = c.C.SetWriteDeadline(time.Now().Add(proxytest.IOTimeout))
+		_, _ = c.C.Write(proxytest.EncodeCommand("SET", "k", strings.Repeat("w", 32<<20)))
 	}()
-	out, err := c.readUntilEOF()
+	out, err := c.ReadUntilEOF()
 	if err != nil {
 		t.Fatalf("client not answered or closed while Redis does not read: %v (got %q)", err, out)
 	}
@@ -782,26 +783,26 @@ func TestE2EUpstreamWriteTimeout(t *testing.T) {
 // TestE2EClientWriteTimeout: Options.WriteTimeout also bounds a write to a
 // client that does not drain, even below ClientOutputLimit.
 func TestE2EClientWriteTimeout(t *testing.T) {
-	h := newHarness(t, withOptions(func(o *proxy.Options) {
+	h := proxytest.Start(t, proxytest.WithOptions(func(o *proxy.Options) {
 		o.WriteTimeout = time.Second
 		o.ClientOutputLimit = 1 << 30
 	}))
 	val := strings.Repeat("v", 256<<10)
-	h.directRaw(t).do("SET", "big", val)
-	c := h.proxyRaw(t)
-	eventually(t, "client accepted", func() bool { return h.stats().ClientsConnected == 1 })
+	h.DirectRaw(t).Do("SET", "big", val)
+	c := h.ProxyRaw(t)
+	proxytest.Eventually(t, "client accepted", func() bool { return h.Stats().ClientsConnected == 1 })
 	var cmds []byte
 	const gets = 200 // 50 MB of replies, not read
 	for i := 0; i < gets; i++ {
-		cmds = append(cmds, encodeCommand("GET", "big")...)
+		cmds = append(cmds, proxytest.EncodeCommand("GET", "big")...)
 	}
-	if err := c.writeE(cmds); err != nil {
+	if err := c.WriteE(cmds); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the proxy to close the client that does not read (WriteTimeout 1s)", func() bool {
-		return h.stats().ClientsConnected == 0
+	proxytest.Eventually(t, "the proxy to close the client that does not read (WriteTimeout 1s)", func() bool {
+		return h.Stats().ClientsConnected == 0
 	})
-	out, err := c.readUntilEOF()
+	out, err := c.ReadUntilEOF()
 	if err != nil || len(out) >= gets*len(val) {
 		t.Errorf("client read %d bytes, %v; want the close before all replies", len(out), err)
 	}
@@ -812,31 +813,31 @@ func TestE2EClientWriteTimeout(t *testing.T) {
 // into it (an error there would read as part of the value): the client
 // gets a prefix of the true bytes, then the close.
 func TestE2EUpstreamLostMidReply(t *testing.T) {
-	h := newHarness(t)
+	h := proxytest.Start(t)
 	const size = 64 << 20
-	d := h.directRaw(t)
-	_ = d.c.SetWriteDeadline(time.Now().Add(5 * ioTimeout))
-	if _, err := io.Copy(d.c, io.MultiReader(strings.NewReader(fmt.Sprintf("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$%d\r\n", size)),
+	d := h.DirectRaw(t)
+	_ = d.C.SetWriteDeadline(time.Now().Add(5 * proxytest.IOTimeout))
+	if _, err := io.Copy(d.C, io.MultiReader(strings.NewReader(fmt.Sprintf("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$%d\r\n", size)),
 		&patternReader{n: size}, strings.NewReader("\r\n"))); err != nil {
 		t.Fatal(err)
 	}
-	if got := d.read(); got != "+OK\r\n" {
+	if got := d.Read(); got != "+OK\r\n" {
 		t.Fatalf("SET: %q", got)
 	}
-	d.close()
-	c := h.proxyRaw(t)
-	c.send("GET", "big")
-	if line, err := c.br.ReadString('\n'); err != nil || line != fmt.Sprintf("$%d\r\n", size) {
+	d.Close()
+	c := h.ProxyRaw(t)
+	c.Send("GET", "big")
+	if line, err := c.BR.ReadString('\n'); err != nil || line != fmt.Sprintf("$%d\r\n", size) {
 		t.Fatalf("GET header %q, %v", line, err)
 	}
 	chk := &patternChecker{}
-	if _, err := io.CopyN(chk, c.br, 1<<20); err != nil {
+	if _, err := io.CopyN(chk, c.BR, 1<<20); err != nil {
 		t.Fatal(err)
 	}
 	h.Redis.Stop()
-	_ = c.c.SetReadDeadline(time.Now().Add(ioTimeout))
-	n, err := io.Copy(chk, c.br)
-	if err != nil && !isReset(err) {
+	_ = c.C.SetReadDeadline(time.Now().Add(proxytest.IOTimeout))
+	n, err := io.Copy(chk, c.BR)
+	if err != nil && !proxytest.IsReset(err) {
 		t.Fatalf("client not closed after Redis died mid-reply: %v after %d bytes", err, chk.off)
 	}
 	if chk.bad != 0 {
@@ -854,26 +855,26 @@ func TestE2EUpstreamLostMidReply(t *testing.T) {
 // finish it, delivers its reply, then closes — rather than waiting for a
 // reply that cannot come because the rest is never read.
 func TestE2EShutdownMidStreamedCommand(t *testing.T) {
-	h := newHarness(t, withOptions(func(o *proxy.Options) { o.DrainTimeout = ioTimeout }))
-	c := h.proxyRaw(t)
+	h := proxytest.Start(t, proxytest.WithOptions(func(o *proxy.Options) { o.DrainTimeout = proxytest.IOTimeout }))
+	c := h.ProxyRaw(t)
 	const size = 10000000
-	c.writeString(fmt.Sprintf("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n", size) + strings.Repeat("m", 3<<20))
-	eventually(t, "part of the streamed SET to reach Redis", func() bool {
-		for _, l := range h.clientList(t) {
-			if q, _ := strconv.Atoi(clientField(l, "qbuf")); q > 1<<20 {
+	c.WriteString(fmt.Sprintf("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n", size) + strings.Repeat("m", 3<<20))
+	proxytest.Eventually(t, "part of the streamed SET to reach Redis", func() bool {
+		for _, l := range h.ClientList(t) {
+			if q, _ := strconv.Atoi(proxytest.ClientField(l, "qbuf")); q > 1<<20 {
 				return true
 			}
 		}
 		return false
 	})
-	h.once.Do(func() {})
+	h.ManualShutdown()
 	done := make(chan error, 1)
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), ioTimeout/2)
+		ctx, cancel := context.WithTimeout(context.Background(), proxytest.IOTimeout/2)
 		defer cancel()
-		done <- callShutdown(h.Srv, ctx)
+		done <- proxytest.CallShutdown(h.Srv, ctx)
 	}()
-	eventually(t, "listener closed", func() bool {
+	proxytest.Eventually(t, "listener closed", func() bool {
 		nc, err := net.DialTimeout("tcp", h.Addr, time.Second)
 		if err != nil {
 			return true
@@ -881,8 +882,8 @@ func TestE2EShutdownMidStreamedCommand(t *testing.T) {
 		nc.Close()
 		return false
 	})
-	go func() { _ = c.writeE([]byte(strings.Repeat("m", size-3<<20) + "\r\n")) }()
-	out, err := c.readUntilEOF()
+	go func() { _ = c.WriteE([]byte(strings.Repeat("m", size-3<<20) + "\r\n")) }()
+	out, err := c.ReadUntilEOF()
 	if err != nil || out != "+OK\r\n" {
 		t.Errorf("client finishing its command during the drain got %q, %v; want +OK, then the close", out, err)
 	}

@@ -1,4 +1,4 @@
-package proxy_test
+package e2e
 
 import (
 	"context"
@@ -22,12 +22,13 @@ import (
 
 	"go.uber.org/zap/zapcore"
 
+	"github.com/exproxy/exproxy/internal/proxytest"
 	"github.com/exproxy/exproxy/internal/redistest"
 	"github.com/exproxy/exproxy/proxy"
 )
 
 // shortScript is a quick same-as-Redis check for other upstream kinds.
-var shortScript = []step{
+var shortScript = []proxytest.Step{
 	c("SET", "k", "v\r\n\x00"), c("GET", "k"), c("HSET", "h", "a", "1"), c("HGETALL", "h"), c("ZADD", "z", "2.5", "m"),
 	c("ZSCORE", "z", "m"), c("MULTI"), c("INCR", "n"), c("EXEC"), c("NOSUCH"), c("PING"),
 }
@@ -37,31 +38,16 @@ var shortScript = []step{
 func TestE2EUnixSocketUpstream(t *testing.T) {
 	sock := filepath.Join(shortTempDir(t), "redis.sock")
 	r := redistest.Start(t, redistest.WithConfig("unixsocket", sock), redistest.WithConfig("unixsocketperm", "700"))
-	logger, _ := newTestLogger(t, zapcore.DebugLevel)
-	srv, err := newServer(proxy.Options{Upstream: proxy.Upstream{Network: "unix", Addr: sock}, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
-		defer cancel()
-		_ = callShutdown(srv, ctx)
-		<-served
-	})
-	h := &harness{Redis: r, proxyRun: &proxyRun{tb: t, Srv: srv, Addr: l.Addr().String()}}
-	for _, proto := range protocols {
-		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) { h.sameAsRedis(t, proto, shortScript) })
+	h := proxytest.StartFor(t, r, proxytest.WithOptions(func(o *proxy.Options) {
+		o.Upstream = proxy.Upstream{Network: "unix", Addr: sock}
+	}))
+	for _, proto := range proxytest.Protocols {
+		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) { h.SameAsRedis(t, proto, shortScript) })
 	}
 	// The connection is Redis's unix socket client.
-	c := h.proxyRaw(t)
-	c.do("CLIENT", "SETNAME", "via-unix")
-	for _, line := range h.clientList(t) {
+	c := h.ProxyRaw(t)
+	c.Do("CLIENT", "SETNAME", "via-unix")
+	for _, line := range h.ClientList(t) {
 		if strings.Contains(line, "name=via-unix") && !strings.Contains(line, "flags=U") {
 			t.Errorf("proxied connection is not a unix socket client: %q", line)
 		}
@@ -93,32 +79,32 @@ func TestE2ETLSUpstream(t *testing.T) {
 		redistest.WithConfig("tls-auth-clients", "no"),
 	)
 	tlsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(tlsPort))
-	p := startProxy(t, tlsAddr, withOptions(func(o *proxy.Options) {
+	p := proxytest.StartProxy(t, tlsAddr, proxytest.WithOptions(func(o *proxy.Options) {
 		o.Upstream.TLS = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
 	}))
-	h := &harness{Redis: r, proxyRun: p}
-	for _, proto := range protocols {
-		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) { h.sameAsRedis(t, proto, shortScript) })
+	h := &proxytest.Harness{Redis: r, Proxy: p}
+	for _, proto := range proxytest.Protocols {
+		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) { h.SameAsRedis(t, proto, shortScript) })
 	}
 	// A 4 MB value through TLS.
-	c := h.proxyRaw(t)
+	c := h.ProxyRaw(t)
 	val := strings.Repeat("t", 4<<20)
-	if got := c.do("SET", "big", val); got != "+OK\r\n" {
+	if got := c.Do("SET", "big", val); got != "+OK\r\n" {
 		t.Fatalf("SET 4 MB over TLS: %q", got)
 	}
-	if got := c.do("GET", "big"); got != "$4194304\r\n"+val+"\r\n" {
+	if got := c.Do("GET", "big"); got != "$4194304\r\n"+val+"\r\n" {
 		t.Fatalf("GET 4 MB over TLS: %d bytes", len(got))
 	}
 
 	// A TLS upstream with a certificate the proxy does not trust gives a
 	// clear error.
-	p2 := startProxy(t, tlsAddr, withOptions(func(o *proxy.Options) {
+	p2 := proxytest.StartProxy(t, tlsAddr, proxytest.WithOptions(func(o *proxy.Options) {
 		o.Upstream.TLS = &tls.Config{ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12} // system roots only
 		o.DialTimeout = 5 * time.Second
 	}))
-	c2 := dialRaw(t, p2.Addr)
-	c2.send("PING")
-	got, err := c2.readE()
+	c2 := proxytest.Dial(t, p2.Addr)
+	c2.Send("PING")
+	got, err := c2.ReadE()
 	if err != nil || !strings.HasPrefix(got, "-ERR ") || !strings.Contains(got, tlsAddr) {
 		t.Errorf("untrusted TLS upstream: %q, %v; want -ERR naming %s", got, err, tlsAddr)
 	}
@@ -178,15 +164,15 @@ func writeTestCerts(t *testing.T, dir string) *x509.CertPool {
 func TestE2EListenAndServeUnix(t *testing.T) {
 	r := redistest.Start(t)
 	sock := filepath.Join(shortTempDir(t), "exproxy.sock")
-	logger, _ := newTestLogger(t, zapcore.DebugLevel)
-	srv, err := newServer(proxy.Options{Listen: sock, Upstream: proxy.Upstream{Network: "tcp", Addr: r.Addr}, Logger: logger})
+	logger, _ := proxytest.NewLogger(t, zapcore.DebugLevel)
+	srv, err := proxytest.NewServer(proxy.Options{Listen: sock, Upstream: proxy.Upstream{Network: "tcp", Addr: r.Addr}, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.ListenAndServe() }()
 	var conn net.Conn
-	eventually(t, "unix socket listening", func() bool {
+	proxytest.Eventually(t, "unix socket listening", func() bool {
 		c, err := net.DialTimeout("unix", sock, time.Second)
 		if err != nil {
 			return false
@@ -194,15 +180,15 @@ func TestE2EListenAndServeUnix(t *testing.T) {
 		conn = c
 		return true
 	})
-	rc := &rawConn{tb: t, c: conn, br: newBufioReader(conn)}
-	defer rc.close()
-	if got := rc.do("PING"); got != "+PONG\r\n" {
+	rc := proxytest.NewConn(t, conn)
+	defer rc.Close()
+	if got := rc.Do("PING"); got != "+PONG\r\n" {
 		t.Fatalf("PING over unix socket listener: %q", got)
 	}
-	rc.close()
-	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+	rc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), proxytest.IOTimeout)
 	defer cancel()
-	if err := callShutdown(srv, ctx); err != nil {
+	if err := proxytest.CallShutdown(srv, ctx); err != nil {
 		t.Errorf("Shutdown: %v", err)
 	}
 	select {
@@ -210,29 +196,29 @@ func TestE2EListenAndServeUnix(t *testing.T) {
 		if !errors.Is(err, proxy.ErrServerClosed) {
 			t.Errorf("ListenAndServe = %v, want ErrServerClosed", err)
 		}
-	case <-time.After(ioTimeout):
+	case <-time.After(proxytest.IOTimeout):
 		t.Fatal("ListenAndServe did not return")
 	}
 }
 
 // TestE2EStats: the counters follow what happened.
 func TestE2EStats(t *testing.T) {
-	h := newHarness(t)
-	a, b := h.proxyRaw(t), h.proxyRaw(t)
+	h := proxytest.Start(t)
+	a, b := h.ProxyRaw(t), h.ProxyRaw(t)
 	for i := 0; i < 10; i++ {
-		a.do("PING")
+		a.Do("PING")
 	}
-	b.write(append(encodeCommand("SET", "x", "1"), encodeCommand("GET", "x")...))
-	b.read()
-	b.read()
-	st := h.stats()
+	b.Write(append(proxytest.EncodeCommand("SET", "x", "1"), proxytest.EncodeCommand("GET", "x")...))
+	b.Read()
+	b.Read()
+	st := h.Stats()
 	if st.ClientsConnected != 2 || st.ClientsTotal != 2 || st.Commands < 12 || st.ProtocolErrors != 0 {
 		t.Errorf("Stats = %+v; want 2 connected, 2 total, >= 12 commands, no errors", st)
 	}
-	a.close()
+	a.Close()
 	closeExchange(t, h.Addr, "*1\r\n$x\r\n")
-	eventually(t, "ClientsConnected back to 1", func() bool { return h.stats().ClientsConnected == 1 })
-	if st := h.stats(); st.ClientsTotal != 3 || st.ProtocolErrors != 1 {
+	proxytest.Eventually(t, "ClientsConnected back to 1", func() bool { return h.Stats().ClientsConnected == 1 })
+	if st := h.Stats(); st.ClientsTotal != 3 || st.ProtocolErrors != 1 {
 		t.Errorf("Stats = %+v; want 3 total, 1 protocol error", st)
 	}
 }
@@ -240,31 +226,31 @@ func TestE2EStats(t *testing.T) {
 // TestE2ENoCredentialsLogged: AUTH and HELLO AUTH passwords never reach
 // the log, at debug level, also when commands fail or the upstream is down.
 func TestE2ENoCredentialsLogged(t *testing.T) {
-	h := newHarness(t, withRedis(redistest.WithConfig("requirepass", "pw-requirepass-1")))
-	h.password = "pw-requirepass-1"
-	admin := h.directRaw(t)
-	admin.do("ACL", "SETUSER", "dave", "on", ">pw-dave-2", "~*", "+@all")
-	c := h.proxyRaw(t)
-	c.do("AUTH", "pw-wrong-3")
-	c.do("AUTH", "pw-requirepass-1")
-	c.do("AUTH", "dave", "pw-dave-2")
-	c.do("HELLO", "3", "AUTH", "dave", "pw-dave-2", "SETNAME", "n")
-	c.do("HELLO", "2", "AUTH", "dave", "pw-wrong-4")
-	c.send("AUTH", "dave", "pw-inflight-5")
-	c.read()
+	h := proxytest.Start(t, proxytest.WithRedis(redistest.WithConfig("requirepass", "pw-requirepass-1")))
+	h.Password = "pw-requirepass-1"
+	admin := h.DirectRaw(t)
+	admin.Do("ACL", "SETUSER", "dave", "on", ">pw-dave-2", "~*", "+@all")
+	c := h.ProxyRaw(t)
+	c.Do("AUTH", "pw-wrong-3")
+	c.Do("AUTH", "pw-requirepass-1")
+	c.Do("AUTH", "dave", "pw-dave-2")
+	c.Do("HELLO", "3", "AUTH", "dave", "pw-dave-2", "SETNAME", "n")
+	c.Do("HELLO", "2", "AUTH", "dave", "pw-wrong-4")
+	c.Send("AUTH", "dave", "pw-inflight-5")
+	c.Read()
 	// Commands pending when the upstream is lost, and a failed dial.
-	c.write(append(encodeCommand("BLPOP", "q", "0"), encodeCommand("AUTH", "dave", "pw-pending-6")...))
-	h.waitBlocked(t, 1)
+	c.Write(append(proxytest.EncodeCommand("BLPOP", "q", "0"), proxytest.EncodeCommand("AUTH", "dave", "pw-pending-6")...))
+	h.WaitBlocked(t, 1)
 	h.Redis.Stop()
-	c.readUntilEOF()
-	d := h.proxyRaw(t)
-	d.send("AUTH", "dave", "pw-nodial-7")
-	d.readE()
-	d.send("HELLO", "3", "AUTH", "dave", "pw-nodial-8")
-	d.readE()
+	c.ReadUntilEOF()
+	d := h.ProxyRaw(t)
+	d.Send("AUTH", "dave", "pw-nodial-7")
+	d.ReadE()
+	d.Send("HELLO", "3", "AUTH", "dave", "pw-nodial-8")
+	d.ReadE()
 	// A malformed AUTH.
 	closeExchange(t, h.Addr, "*3\r\n$4\r\nAUTH\r\n$4\r\ndave\r\n$x\r\npw-malformed-9\r\n")
-	logs := h.logs.text()
+	logs := h.Logs.Text()
 	for _, pw := range []string{"pw-requirepass-1", "pw-dave-2", "pw-wrong-3", "pw-wrong-4", "pw-inflight-5", "pw-pending-6",
 		"pw-nodial-7", "pw-nodial-8", "pw-malformed-9"} {
 		if strings.Contains(logs, pw) {

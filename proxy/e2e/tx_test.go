@@ -1,14 +1,16 @@
-package proxy_test
+package e2e
 
 import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/exproxy/exproxy/internal/proxytest"
 )
 
 func TestE2ETransactionsSameAsRedis(t *testing.T) {
-	h := newHarness(t)
-	script := []step{
+	h := proxytest.Start(t)
+	script := []proxytest.Step{
 		c("MULTI"), c("SET", "k", "1"), c("INCR", "k"), c("GET", "k"), c("HSET", "h", "a", "1"), c("HGETALL", "h"), c("EXEC"),
 		c("MULTI"), c("SET", "k", "2"), c("DISCARD"), c("GET", "k"),
 		c("EXEC"), c("DISCARD"), c("MULTI"), c("MULTI"), c("EXEC"),
@@ -29,12 +31,12 @@ func TestE2ETransactionsSameAsRedis(t *testing.T) {
 		c("MULTI"), c("GET", "big"), c("EXEC"),
 		c("PING"),
 	}
-	for _, proto := range protocols {
+	for _, proto := range proxytest.Protocols {
 		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
-			h.sameAsRedis(t, proto, script)
+			h.SameAsRedis(t, proto, script)
 		})
 		t.Run(fmt.Sprintf("pipelined_RESP%d", proto), func(t *testing.T) {
-			h.sameAsRedisPipelined(t, proto, script)
+			h.SameAsRedisPipelined(t, proto, script)
 		})
 	}
 }
@@ -42,57 +44,57 @@ func TestE2ETransactionsSameAsRedis(t *testing.T) {
 // TestE2EExecAbortedByConcurrentWrite: WATCH k, MULTI, queue, another
 // client writes k, EXEC is a nil reply — "*-1" in RESP2, "_" in RESP3.
 func TestE2EExecAbortedByConcurrentWrite(t *testing.T) {
-	h := newHarness(t)
-	for _, proto := range protocols {
+	h := proxytest.Start(t)
+	for _, proto := range proxytest.Protocols {
 		for _, writerVia := range []string{"direct", "proxy"} {
 			t.Run(fmt.Sprintf("RESP%d_writer_%s", proto, writerVia), func(t *testing.T) {
-				a := h.proxyRaw(t)
+				a := h.ProxyRaw(t)
 				if proto == 3 {
-					a.do("HELLO", "3")
+					a.Do("HELLO", "3")
 				}
 				key := fmt.Sprintf("w%d%s", proto, writerVia)
-				if got := a.do("WATCH", key); got != "+OK\r\n" {
+				if got := a.Do("WATCH", key); got != "+OK\r\n" {
 					t.Fatalf("WATCH: %q", got)
 				}
-				if got := a.do("MULTI"); got != "+OK\r\n" {
+				if got := a.Do("MULTI"); got != "+OK\r\n" {
 					t.Fatalf("MULTI: %q", got)
 				}
-				if got := a.do("SET", key, "mine"); got != "+QUEUED\r\n" {
+				if got := a.Do("SET", key, "mine"); got != "+QUEUED\r\n" {
 					t.Fatalf("SET in MULTI: %q", got)
 				}
-				var b *rawConn
+				var b *proxytest.Conn
 				if writerVia == "direct" {
-					b = h.directRaw(t)
+					b = h.DirectRaw(t)
 				} else {
-					b = h.proxyRaw(t)
+					b = h.ProxyRaw(t)
 				}
-				if got := b.do("SET", key, "theirs"); got != "+OK\r\n" {
+				if got := b.Do("SET", key, "theirs"); got != "+OK\r\n" {
 					t.Fatalf("concurrent SET: %q", got)
 				}
 				want := "*-1\r\n"
 				if proto == 3 {
 					want = "_\r\n"
 				}
-				if got := a.do("EXEC"); got != want {
+				if got := a.Do("EXEC"); got != want {
 					t.Fatalf("EXEC = %q, want %q", got, want)
 				}
-				if got := a.do("GET", key); got != "$6\r\ntheirs\r\n" {
+				if got := a.Do("GET", key); got != "$6\r\ntheirs\r\n" {
 					t.Fatalf("GET after aborted EXEC: %q", got)
 				}
 				// The WATCH is gone after EXEC: a new transaction succeeds.
-				a.do("WATCH", key)
-				a.do("MULTI")
-				a.do("SET", key, "again")
-				if got := a.do("EXEC"); got != "*1\r\n+OK\r\n" {
+				a.Do("WATCH", key)
+				a.Do("MULTI")
+				a.Do("SET", key, "again")
+				if got := a.Do("EXEC"); got != "*1\r\n+OK\r\n" {
 					t.Fatalf("second EXEC = %q", got)
 				}
 				// UNWATCH disarms: a concurrent write no longer aborts.
-				a.do("WATCH", key)
-				a.do("UNWATCH")
-				b.do("SET", key, "x")
-				a.do("MULTI")
-				a.do("GET", key)
-				if got := a.do("EXEC"); got != "*1\r\n$1\r\nx\r\n" {
+				a.Do("WATCH", key)
+				a.Do("UNWATCH")
+				b.Do("SET", key, "x")
+				a.Do("MULTI")
+				a.Do("GET", key)
+				if got := a.Do("EXEC"); got != "*1\r\n$1\r\nx\r\n" {
 					t.Fatalf("EXEC after UNWATCH = %q", got)
 				}
 			})

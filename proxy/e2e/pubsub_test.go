@@ -1,91 +1,93 @@
-package proxy_test
+package e2e
 
 import (
 	"fmt"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/exproxy/exproxy/internal/proxytest"
 )
 
 // pubsubSession drives one subscriber connection to addr through
 // subscribe mode and back, with a publisher writing directly to Redis, and
 // returns everything the subscriber received, reply by reply.
-func pubsubSession(t *testing.T, h *harness, addr string, proto int) []string {
+func pubsubSession(t *testing.T, h *proxytest.Harness, addr string, proto int) []string {
 	t.Helper()
-	s := dialRaw(t, addr)
-	defer s.close()
+	s := proxytest.Dial(t, addr)
+	defer s.Close()
 	if proto == 3 {
-		s.do("HELLO", "3")
+		s.Do("HELLO", "3")
 	}
-	pub := h.directRaw(t)
-	defer pub.close()
+	pub := h.DirectRaw(t)
+	defer pub.Close()
 	var got []string
 	read := func(n int) {
 		for i := 0; i < n; i++ {
-			got = append(got, s.read())
+			got = append(got, s.Read())
 		}
 	}
-	s.send("SUBSCRIBE", "ch1", "ch2")
+	s.Send("SUBSCRIBE", "ch1", "ch2")
 	read(2)
-	s.send("PSUBSCRIBE", "p*")
+	s.Send("PSUBSCRIBE", "p*")
 	read(1)
-	s.send("SSUBSCRIBE", "sch")
+	s.Send("SSUBSCRIBE", "sch")
 	read(1)
-	pub.do("PUBLISH", "ch1", "hello")
+	pub.Do("PUBLISH", "ch1", "hello")
 	read(1)
-	pub.do("PUBLISH", "pxx", "world\r\nwith crlf")
+	pub.Do("PUBLISH", "pxx", "world\r\nwith crlf")
 	read(1)
-	pub.do("SPUBLISH", "sch", "shard")
+	pub.Do("SPUBLISH", "sch", "shard")
 	read(1)
-	pub.do("PUBLISH", "ch2", "")
+	pub.Do("PUBLISH", "ch2", "")
 	read(1)
-	s.send("PING")
+	s.Send("PING")
 	read(1)
-	s.send("PING", "arg")
+	s.Send("PING", "arg")
 	read(1)
-	s.send("GET", "x") // not allowed in RESP2 subscribe mode; allowed in RESP3
+	s.Send("GET", "x") // not allowed in RESP2 subscribe mode; allowed in RESP3
 	read(1)
-	s.send("SUBSCRIBE", "ch1") // already subscribed
+	s.Send("SUBSCRIBE", "ch1") // already subscribed
 	read(1)
-	s.send("UNSUBSCRIBE", "ch1")
+	s.Send("UNSUBSCRIBE", "ch1")
 	read(1)
-	s.send("UNSUBSCRIBE", "ch2")
+	s.Send("UNSUBSCRIBE", "ch2")
 	read(1)
-	s.send("PUNSUBSCRIBE")
+	s.Send("PUNSUBSCRIBE")
 	read(1)
-	s.send("SUNSUBSCRIBE")
+	s.Send("SUNSUBSCRIBE")
 	read(1)
 	// Back to normal mode: replies pair with requests again.
-	s.send("PING")
+	s.Send("PING")
 	read(1)
-	s.send("SET", "x", "1")
+	s.Send("SET", "x", "1")
 	read(1)
-	s.send("GET", "x")
+	s.Send("GET", "x")
 	read(1)
-	s.send("UNSUBSCRIBE") // with no subscriptions
+	s.Send("UNSUBSCRIBE") // with no subscriptions
 	read(1)
-	s.send("PING")
+	s.Send("PING")
 	read(1)
 	// Unsubscribe everything at once, with several channels.
-	s.send("SUBSCRIBE", "a")
+	s.Send("SUBSCRIBE", "a")
 	read(1)
-	s.send("UNSUBSCRIBE")
+	s.Send("UNSUBSCRIBE")
 	read(1)
-	s.send("ECHO", "done")
+	s.Send("ECHO", "done")
 	read(1)
 	return got
 }
 
 func TestE2EPubSub(t *testing.T) {
-	h := newHarness(t)
-	for _, proto := range protocols {
+	h := proxytest.Start(t)
+	for _, proto := range proxytest.Protocols {
 		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
-			h.resetRedis(t)
+			h.ResetRedis(t)
 			want := pubsubSession(t, h, h.Redis.Addr, proto)
 			// Let Redis drop the direct subscriber before the second run,
 			// so PUBLISH counts and deliveries are the same.
 			waitNoSubscribers(t, h)
-			h.resetRedis(t)
+			h.ResetRedis(t)
 			got := pubsubSession(t, h, h.Addr, proto)
 			for i := range want {
 				if i >= len(got) || got[i] != want[i] {
@@ -93,47 +95,47 @@ func TestE2EPubSub(t *testing.T) {
 					if i < len(got) {
 						g = got[i]
 					}
-					t.Errorf("reply %d:\n proxy: %s\ndirect: %s", i, clip(g), clip(want[i]))
+					t.Errorf("reply %d:\n proxy: %s\ndirect: %s", i, proxytest.Clip(g), proxytest.Clip(want[i]))
 				}
 			}
 		})
 	}
 }
 
-func waitNoSubscribers(t *testing.T, h *harness) {
-	a := h.directRaw(t)
-	defer a.close()
-	eventually(t, "subscribers gone", func() bool {
-		return a.do("PUBSUB", "NUMSUB", "ch1", "ch2", "a") == "*6\r\n$3\r\nch1\r\n:0\r\n$3\r\nch2\r\n:0\r\n$1\r\na\r\n:0\r\n" &&
-			a.do("PUBSUB", "NUMPAT") == ":0\r\n" &&
-			a.do("PUBSUB", "SHARDNUMSUB", "sch") == "*2\r\n$3\r\nsch\r\n:0\r\n"
+func waitNoSubscribers(t *testing.T, h *proxytest.Harness) {
+	a := h.DirectRaw(t)
+	defer a.Close()
+	proxytest.Eventually(t, "subscribers gone", func() bool {
+		return a.Do("PUBSUB", "NUMSUB", "ch1", "ch2", "a") == "*6\r\n$3\r\nch1\r\n:0\r\n$3\r\nch2\r\n:0\r\n$1\r\na\r\n:0\r\n" &&
+			a.Do("PUBSUB", "NUMPAT") == ":0\r\n" &&
+			a.Do("PUBSUB", "SHARDNUMSUB", "sch") == "*2\r\n$3\r\nsch\r\n:0\r\n"
 	})
 }
 
 // TestE2EPubSubManyMessages: a burst of messages arrives complete and in
 // order, while the subscriber is in pure relay mode.
 func TestE2EPubSubManyMessages(t *testing.T) {
-	h := newHarness(t)
-	for _, proto := range protocols {
+	h := proxytest.Start(t)
+	for _, proto := range proxytest.Protocols {
 		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
-			s := h.proxyRaw(t)
+			s := h.ProxyRaw(t)
 			if proto == 3 {
-				s.do("HELLO", "3")
+				s.Do("HELLO", "3")
 			}
-			s.do("SUBSCRIBE", "burst")
-			pub := h.directRaw(t)
+			s.Do("SUBSCRIBE", "burst")
+			pub := h.DirectRaw(t)
 			const n = 2000
 			var cmds []byte
 			for i := 0; i < n; i++ {
-				cmds = append(cmds, encodeCommand("PUBLISH", "burst", strconv.Itoa(i))...)
+				cmds = append(cmds, proxytest.EncodeCommand("PUBLISH", "burst", strconv.Itoa(i))...)
 			}
-			pub.write(cmds)
+			pub.Write(cmds)
 			kind := "*3"
 			if proto == 3 {
 				kind = ">3"
 			}
 			for i := 0; i < n; i++ {
-				v := s.read()
+				v := s.Read()
 				m := strconv.Itoa(i)
 				want := fmt.Sprintf("%s\r\n$7\r\nmessage\r\n$5\r\nburst\r\n$%d\r\n%s\r\n", kind, len(m), m)
 				if v != want {
@@ -141,10 +143,10 @@ func TestE2EPubSubManyMessages(t *testing.T) {
 				}
 			}
 			for i := 0; i < n; i++ {
-				pub.read()
+				pub.Read()
 			}
-			s.do("UNSUBSCRIBE")
-			if got := s.do("PING"); got != "+PONG\r\n" {
+			s.Do("UNSUBSCRIBE")
+			if got := s.Do("PING"); got != "+PONG\r\n" {
 				t.Fatalf("PING after UNSUBSCRIBE: %q", got)
 			}
 		})
@@ -152,23 +154,23 @@ func TestE2EPubSubManyMessages(t *testing.T) {
 }
 
 func TestE2EMonitor(t *testing.T) {
-	h := newHarness(t)
-	for _, proto := range protocols {
+	h := proxytest.Start(t)
+	for _, proto := range proxytest.Protocols {
 		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
-			m := h.proxyRaw(t)
+			m := h.ProxyRaw(t)
 			if proto == 3 {
-				m.do("HELLO", "3")
+				m.Do("HELLO", "3")
 			}
-			if got := m.do("MONITOR"); got != "+OK\r\n" {
+			if got := m.Do("MONITOR"); got != "+OK\r\n" {
 				t.Fatalf("MONITOR: %q", got)
 			}
-			other := h.proxyRaw(t)
-			other.do("SET", "monkey", "v"+strconv.Itoa(proto))
-			d := h.directRaw(t)
-			d.do("GET", "direct-key")
+			other := h.ProxyRaw(t)
+			other.Do("SET", "monkey", "v"+strconv.Itoa(proto))
+			d := h.DirectRaw(t)
+			d.Do("GET", "direct-key")
 			var lines []string
 			for len(lines) < 2 {
-				v := m.read()
+				v := m.Read()
 				lines = append(lines, v)
 			}
 			if !strings.Contains(lines[0], `"SET" "monkey" "v`+strconv.Itoa(proto)+`"`) {
@@ -189,51 +191,51 @@ func TestE2EMonitor(t *testing.T) {
 // TestE2EClientTracking: RESP3 push invalidations on the same connection,
 // and RESP2/RESP3 REDIRECT to another proxied connection's id.
 func TestE2EClientTracking(t *testing.T) {
-	h := newHarness(t)
+	h := proxytest.Start(t)
 	t.Run("RESP3_push", func(t *testing.T) {
-		tr := h.proxyRaw(t)
-		tr.do("HELLO", "3")
-		if got := tr.do("CLIENT", "TRACKING", "ON"); got != "+OK\r\n" {
+		tr := h.ProxyRaw(t)
+		tr.Do("HELLO", "3")
+		if got := tr.Do("CLIENT", "TRACKING", "ON"); got != "+OK\r\n" {
 			t.Fatalf("CLIENT TRACKING ON: %q", got)
 		}
-		if got := tr.do("GET", "tk"); got != "_\r\n" {
+		if got := tr.Do("GET", "tk"); got != "_\r\n" {
 			t.Fatalf("GET tk: %q", got)
 		}
-		h.directRaw(t).do("SET", "tk", "1")
-		if got := tr.read(); got != ">2\r\n$10\r\ninvalidate\r\n*1\r\n$2\r\ntk\r\n" {
+		h.DirectRaw(t).Do("SET", "tk", "1")
+		if got := tr.Read(); got != ">2\r\n$10\r\ninvalidate\r\n*1\r\n$2\r\ntk\r\n" {
 			t.Fatalf("invalidation push = %q", got)
 		}
 		// The push matched no command: the next reply is still PING's.
-		if got := tr.do("PING"); got != "+PONG\r\n" {
+		if got := tr.Do("PING"); got != "+PONG\r\n" {
 			t.Fatalf("PING after push: %q", got)
 		}
 		// A push that arrives while a reply is pending.
-		tr.do("GET", "tk")
-		w := h.proxyRaw(t)
-		w.do("SET", "tk", "2")
-		tr.send("GET", "tk")
-		first, second := tr.read(), tr.read()
+		tr.Do("GET", "tk")
+		w := h.ProxyRaw(t)
+		w.Do("SET", "tk", "2")
+		tr.Send("GET", "tk")
+		first, second := tr.Read(), tr.Read()
 		if first != ">2\r\n$10\r\ninvalidate\r\n*1\r\n$2\r\ntk\r\n" || second != "$1\r\n2\r\n" {
 			t.Fatalf("after a write, GET gave %q then %q", first, second)
 		}
-		if got := tr.do("CLIENT", "TRACKING", "OFF"); got != "+OK\r\n" {
+		if got := tr.Do("CLIENT", "TRACKING", "OFF"); got != "+OK\r\n" {
 			t.Fatalf("CLIENT TRACKING OFF: %q", got)
 		}
 	})
-	for _, proto := range protocols {
+	for _, proto := range proxytest.Protocols {
 		t.Run(fmt.Sprintf("REDIRECT_RESP%d", proto), func(t *testing.T) {
-			rd := h.proxyRaw(t)
+			rd := h.ProxyRaw(t)
 			if proto == 3 {
-				rd.do("HELLO", "3")
+				rd.Do("HELLO", "3")
 			}
-			idReply := rd.do("CLIENT", "ID")
+			idReply := rd.Do("CLIENT", "ID")
 			if !strings.HasPrefix(idReply, ":") {
 				t.Fatalf("CLIENT ID: %q", idReply)
 			}
 			id := strings.TrimSuffix(idReply[1:], "\r\n")
 			// The id is Redis's id of the upstream connection.
 			found := false
-			for _, l := range h.clientList(t) {
+			for _, l := range h.ClientList(t) {
 				if strings.HasPrefix(l, "id="+id+" ") {
 					found = true
 				}
@@ -241,26 +243,26 @@ func TestE2EClientTracking(t *testing.T) {
 			if !found {
 				t.Fatalf("CLIENT ID %s through the proxy is not in Redis's CLIENT LIST", id)
 			}
-			if got := rd.do("SUBSCRIBE", "__redis__:invalidate"); !strings.Contains(got, "__redis__:invalidate") {
+			if got := rd.Do("SUBSCRIBE", "__redis__:invalidate"); !strings.Contains(got, "__redis__:invalidate") {
 				t.Fatalf("SUBSCRIBE: %q", got)
 			}
-			tr := h.proxyRaw(t)
-			if got := tr.do("CLIENT", "TRACKING", "ON", "REDIRECT", id); got != "+OK\r\n" {
+			tr := h.ProxyRaw(t)
+			if got := tr.Do("CLIENT", "TRACKING", "ON", "REDIRECT", id); got != "+OK\r\n" {
 				t.Fatalf("CLIENT TRACKING ON REDIRECT %s: %q", id, got)
 			}
 			key := "rk" + strconv.Itoa(proto)
-			tr.do("GET", key)
-			h.directRaw(t).do("SET", key, "x")
+			tr.Do("GET", key)
+			h.DirectRaw(t).Do("SET", key, "x")
 			// A RESP3 target gets an invalidate push; a RESP2 one a
 			// message on __redis__:invalidate.
 			want := fmt.Sprintf("*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n*1\r\n$3\r\n%s\r\n", key)
 			if proto == 3 {
 				want = fmt.Sprintf(">2\r\n$10\r\ninvalidate\r\n*1\r\n$3\r\n%s\r\n", key)
 			}
-			if got := rd.read(); got != want {
+			if got := rd.Read(); got != want {
 				t.Fatalf("redirected invalidation = %q, want %q", got, want)
 			}
-			if got := tr.do("PING"); got != "+PONG\r\n" {
+			if got := tr.Do("PING"); got != "+PONG\r\n" {
 				t.Fatalf("PING on tracking connection: %q", got)
 			}
 		})
@@ -272,7 +274,7 @@ func TestE2EClientTracking(t *testing.T) {
 // inside MULTI/EXEC — give Redis's exact byte stream, whether sent in one
 // write or command by command.
 func TestE2EModeSwitching(t *testing.T) {
-	h := newHarness(t)
+	h := proxytest.Start(t)
 	cases := map[string][][]string{
 		"unsubscribe":      {{"SUBSCRIBE", "a"}, {"UNSUBSCRIBE", "a"}, {"PING"}, {"GET", "x"}, {"QUIT"}},
 		"reset_subscribed": {{"SUBSCRIBE", "a"}, {"RESET"}, {"PING"}, {"GET", "x"}, {"QUIT"}},
@@ -291,33 +293,33 @@ func TestE2EModeSwitching(t *testing.T) {
 		"unsubscribe_twice": {{"SUBSCRIBE", "a"}, {"UNSUBSCRIBE"}, {"UNSUBSCRIBE"}, {"PING"}, {"QUIT"}},
 	}
 	for name, cmds := range cases {
-		for _, proto := range protocols {
+		for _, proto := range proxytest.Protocols {
 			for _, oneWrite := range []bool{true, false} {
 				t.Run(fmt.Sprintf("%s_RESP%d_onewrite_%v", name, proto, oneWrite), func(t *testing.T) {
 					var in []string
 					if proto == 3 {
-						in = append(in, string(encodeCommand("HELLO", "3")))
+						in = append(in, string(proxytest.EncodeCommand("HELLO", "3")))
 					}
 					for _, c := range cmds {
-						in = append(in, string(encodeCommand(c...)))
+						in = append(in, string(proxytest.EncodeCommand(c...)))
 					}
 					run := func(addr string) string {
-						r := dialRaw(t, addr)
-						defer r.close()
+						r := proxytest.Dial(t, addr)
+						defer r.Close()
 						if oneWrite {
-							r.writeString(strings.Join(in, ""))
+							r.WriteString(strings.Join(in, ""))
 						} else {
 							for _, part := range in {
-								if err := r.writeE([]byte(part)); err != nil {
+								if err := r.WriteE([]byte(part)); err != nil {
 									break
 								}
 							}
 						}
-						out, err := r.readUntilEOF()
+						out, err := r.ReadUntilEOF()
 						if err != nil {
 							t.Errorf("%s: not closed after QUIT: %v (got %q)", addr, err, out)
 						}
-						return helloMask(out)
+						return proxytest.HelloMask(out)
 					}
 					want := run(h.Redis.Addr)
 					got := run(h.Addr)
@@ -334,15 +336,15 @@ func TestE2EModeSwitching(t *testing.T) {
 // own tracked keys gets the pushes right after the replies (also after an
 // EXEC and in BCAST mode), byte for byte as from Redis.
 func TestE2ETrackingSelfInvalidation(t *testing.T) {
-	h := newHarness(t)
-	h.sameAsRedis(t, 3, []step{
+	h := proxytest.Start(t)
+	h.SameAsRedis(t, 3, []proxytest.Step{
 		c("CLIENT", "TRACKING", "ON"), c("GET", "k"),
-		c("MULTI"), c("SET", "k", "1"), c("GET", "k"), {args: []string{"EXEC"}, n: 2},
-		{args: []string{"SET", "k", "2"}, n: 2}, c("PING"),
-		c("GET", "k"), {args: []string{"EVAL", "redis.call('set', KEYS[1], 'x') return 1", "1", "k"}, n: 2},
+		c("MULTI"), c("SET", "k", "1"), c("GET", "k"), {Args: []string{"EXEC"}, N: 2},
+		{Args: []string{"SET", "k", "2"}, N: 2}, c("PING"),
+		c("GET", "k"), {Args: []string{"EVAL", "redis.call('set', KEYS[1], 'x') return 1", "1", "k"}, N: 2},
 		c("CLIENT", "TRACKING", "OFF"),
-		c("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "b:"), {args: []string{"SET", "b:1", "v"}, n: 2},
-		{args: []string{"MSET", "b:2", "v", "b:3", "v"}, n: 2}, c("SET", "other", "v"), c("PING"),
+		c("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "b:"), {Args: []string{"SET", "b:1", "v"}, N: 2},
+		{Args: []string{"MSET", "b:2", "v", "b:3", "v"}, N: 2}, c("SET", "other", "v"), c("PING"),
 		c("CLIENT", "TRACKING", "OFF"),
 		c("CLIENT", "TRACKING", "ON", "NOLOOP"), c("GET", "k"), c("SET", "k", "3"), c("PING"),
 	})
@@ -352,27 +354,27 @@ func TestE2ETrackingSelfInvalidation(t *testing.T) {
 // commands while a publisher floods it; every reply pairs with its command
 // and every message arrives, in order.
 func TestE2EPushesInterleavedWithReplies(t *testing.T) {
-	h := newHarness(t)
-	s := h.proxyRaw(t)
-	s.do("HELLO", "3")
-	if got := s.do("SUBSCRIBE", "flood"); !strings.HasPrefix(got, ">3") {
+	h := proxytest.Start(t)
+	s := h.ProxyRaw(t)
+	s.Do("HELLO", "3")
+	if got := s.Do("SUBSCRIBE", "flood"); !strings.HasPrefix(got, ">3") {
 		t.Fatalf("SUBSCRIBE: %q", got)
 	}
 	const msgs, cmds = 3000, 2000
 	pubDone := make(chan error, 1)
-	pub := dialRaw(t, h.Redis.Addr)
+	pub := proxytest.Dial(t, h.Redis.Addr)
 	go func() {
-		defer pub.close()
+		defer pub.Close()
 		var b []byte
 		for i := 0; i < msgs; i++ {
-			b = append(b, encodeCommand("PUBLISH", "flood", strconv.Itoa(i))...)
+			b = append(b, proxytest.EncodeCommand("PUBLISH", "flood", strconv.Itoa(i))...)
 		}
-		if err := pub.writeE(b); err != nil {
+		if err := pub.WriteE(b); err != nil {
 			pubDone <- err
 			return
 		}
 		for i := 0; i < msgs; i++ {
-			if _, err := pub.readE(); err != nil {
+			if _, err := pub.ReadE(); err != nil {
 				pubDone <- err
 				return
 			}
@@ -381,13 +383,13 @@ func TestE2EPushesInterleavedWithReplies(t *testing.T) {
 	}()
 	var b []byte
 	for i := 0; i < cmds; i++ {
-		b = append(b, encodeCommand("INCR", "ctr")...)
+		b = append(b, proxytest.EncodeCommand("INCR", "ctr")...)
 	}
 	writeDone := make(chan error, 1)
-	go func() { writeDone <- s.writeE(b) }()
+	go func() { writeDone <- s.WriteE(b) }()
 	nextMsg, nextReply := 0, 1
 	for nextMsg < msgs || nextReply <= cmds {
-		v := s.read()
+		v := s.Read()
 		if strings.HasPrefix(v, ">3\r\n$7\r\nmessage\r\n") {
 			m := strconv.Itoa(nextMsg)
 			if want := fmt.Sprintf(">3\r\n$7\r\nmessage\r\n$5\r\nflood\r\n$%d\r\n%s\r\n", len(m), m); v != want {
@@ -407,7 +409,7 @@ func TestE2EPushesInterleavedWithReplies(t *testing.T) {
 	if err := <-pubDone; err != nil {
 		t.Fatal(err)
 	}
-	if got := s.do("PING"); got != "+PONG\r\n" {
+	if got := s.Do("PING"); got != "+PONG\r\n" {
 		t.Fatalf("PING: %q", got)
 	}
 }
@@ -416,27 +418,27 @@ func TestE2EPushesInterleavedWithReplies(t *testing.T) {
 // and UNSUBSCRIBE while messages flood in, then normal commands: after
 // the relay ends, replies pair with requests again.
 func TestE2EResp2RelayWithCommands(t *testing.T) {
-	h := newHarness(t)
-	s := h.proxyRaw(t)
-	s.do("SUBSCRIBE", "flood2")
-	pub := h.directRaw(t)
+	h := proxytest.Start(t)
+	s := h.ProxyRaw(t)
+	s.Do("SUBSCRIBE", "flood2")
+	pub := h.DirectRaw(t)
 	var pb []byte
 	for i := 0; i < 1000; i++ {
-		pb = append(pb, encodeCommand("PUBLISH", "flood2", strconv.Itoa(i))...)
+		pb = append(pb, proxytest.EncodeCommand("PUBLISH", "flood2", strconv.Itoa(i))...)
 	}
-	pub.write(pb)
+	pub.Write(pb)
 	var b []byte
 	for i := 0; i < 50; i++ {
-		b = append(b, encodeCommand("PING", "p"+strconv.Itoa(i))...)
+		b = append(b, proxytest.EncodeCommand("PING", "p"+strconv.Itoa(i))...)
 	}
-	b = append(b, encodeCommand("UNSUBSCRIBE", "flood2")...)
+	b = append(b, proxytest.EncodeCommand("UNSUBSCRIBE", "flood2")...)
 	for i := 0; i < 50; i++ {
-		b = append(b, encodeCommand("ECHO", "e"+strconv.Itoa(i))...)
+		b = append(b, proxytest.EncodeCommand("ECHO", "e"+strconv.Itoa(i))...)
 	}
-	s.write(b)
+	s.Write(b)
 	msgs, pongs := 0, 0
 	for {
-		v := s.read()
+		v := s.Read()
 		switch {
 		case strings.HasPrefix(v, "*3\r\n$7\r\nmessage\r\n"):
 			msgs++
@@ -451,12 +453,12 @@ func TestE2EResp2RelayWithCommands(t *testing.T) {
 			}
 			for i := 0; i < 50; i++ {
 				e := "e" + strconv.Itoa(i)
-				if got, want := s.read(), fmt.Sprintf("$%d\r\n%s\r\n", len(e), e); got != want {
+				if got, want := s.Read(), fmt.Sprintf("$%d\r\n%s\r\n", len(e), e); got != want {
 					t.Fatalf("ECHO %d after UNSUBSCRIBE = %q, want %q", i, got, want)
 				}
 			}
 			t.Logf("%d messages arrived before UNSUBSCRIBE", msgs)
-			if got := s.do("PING"); got != "+PONG\r\n" {
+			if got := s.Do("PING"); got != "+PONG\r\n" {
 				t.Fatalf("PING: %q", got)
 			}
 			return

@@ -1,4 +1,4 @@
-package proxy_test
+package e2e
 
 import (
 	"bytes"
@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/exproxy/exproxy/internal/proxytest"
 	"github.com/exproxy/exproxy/proxy"
 )
 
@@ -24,27 +25,27 @@ import (
 // arbitrary points: inside headers, inside bulk bodies, between CR and LF)
 // get the same replies as from Redis.
 func TestE2ETrickle(t *testing.T) {
-	h := newHarness(t)
+	h := proxytest.Start(t)
 	var in bytes.Buffer
-	in.Write(encodeCommand("SET", "k", strings.Repeat("abc\r\n", 20000))) // 100 KB body
-	in.Write(encodeCommand("GET", "k"))
+	in.Write(proxytest.EncodeCommand("SET", "k", strings.Repeat("abc\r\n", 20000))) // 100 KB body
+	in.Write(proxytest.EncodeCommand("GET", "k"))
 	in.WriteString("SET inl \"x y\"\r\nGET inl\r\n")
-	in.Write(encodeCommand("MULTI"))
-	in.Write(encodeCommand("INCR", "n"))
-	in.Write(encodeCommand("EXEC"))
-	in.Write(encodeCommand("HSET", "h", "a", "", "b", "\x00"))
-	in.Write(encodeCommand("HGETALL", "h"))
-	in.Write(encodeCommand("STRLEN", "k"))
-	for _, proto := range protocols {
+	in.Write(proxytest.EncodeCommand("MULTI"))
+	in.Write(proxytest.EncodeCommand("INCR", "n"))
+	in.Write(proxytest.EncodeCommand("EXEC"))
+	in.Write(proxytest.EncodeCommand("HSET", "h", "a", "", "b", "\x00"))
+	in.Write(proxytest.EncodeCommand("HGETALL", "h"))
+	in.Write(proxytest.EncodeCommand("STRLEN", "k"))
+	for _, proto := range proxytest.Protocols {
 		for _, mode := range []string{"bytewise", "random"} {
 			t.Run(fmt.Sprintf("RESP%d_%s", proto, mode), func(t *testing.T) {
 				rng := rand.New(rand.NewSource(int64(proto)))
 				run := func(addr string) string {
-					h.resetRedis(t)
-					r := dialRaw(t, addr)
-					defer r.close()
+					h.ResetRedis(t)
+					r := proxytest.Dial(t, addr)
+					defer r.Close()
 					if proto == 3 {
-						r.do("HELLO", "3")
+						r.Do("HELLO", "3")
 					}
 					b := in.Bytes()
 					for len(b) > 0 {
@@ -58,13 +59,13 @@ func TestE2ETrickle(t *testing.T) {
 						if n > len(b) {
 							n = len(b)
 						}
-						r.write(b[:n])
+						r.Write(b[:n])
 						b = b[n:]
 					}
-					r.send("ECHO", "--end--")
+					r.Send("ECHO", "--end--")
 					var out strings.Builder
 					for {
-						v := r.read()
+						v := r.Read()
 						if v == "$7\r\n--end--\r\n" {
 							return out.String()
 						}
@@ -74,7 +75,7 @@ func TestE2ETrickle(t *testing.T) {
 				want := run(h.Redis.Addr)
 				got := run(h.Addr)
 				if got != want {
-					t.Errorf("trickled input: replies differ\n proxy %s\ndirect %s", clip(got), clip(want))
+					t.Errorf("trickled input: replies differ\n proxy %s\ndirect %s", proxytest.Clip(got), proxytest.Clip(want))
 				}
 			})
 		}
@@ -84,11 +85,11 @@ func TestE2ETrickle(t *testing.T) {
 // TestE2EMaxPendingBackpressure: with a small MaxPending a deep pipeline
 // waits instead of failing, and completes in order.
 func TestE2EMaxPendingBackpressure(t *testing.T) {
-	h := newHarness(t, withOptions(func(o *proxy.Options) { o.MaxPending = 8 }))
-	for _, proto := range protocols {
+	h := proxytest.Start(t, proxytest.WithOptions(func(o *proxy.Options) { o.MaxPending = 8 }))
+	for _, proto := range proxytest.Protocols {
 		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
 			ctx := context.Background()
-			cl := h.client(t, proto)
+			cl := h.Client(t, proto)
 			key := "bp" + strconv.Itoa(proto)
 			p := cl.Pipeline()
 			cmds := make([]*redis.IntCmd, 3000)
@@ -112,11 +113,11 @@ func TestE2EMaxPendingBackpressure(t *testing.T) {
 // completes, as it does against Redis, while the buffered replies stay
 // under the default client output limit.
 func TestE2EBigValuesPipelined(t *testing.T) {
-	h := newHarness(t)
-	for _, proto := range protocols {
+	h := proxytest.Start(t)
+	for _, proto := range proxytest.Protocols {
 		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
 			ctx := context.Background()
-			cl := h.client(t, proto)
+			cl := h.Client(t, proto)
 			val := strings.Repeat("0123456789abcdef", (1<<20)/16)
 			const n = 24 // 24 MB each way
 			p := cl.Pipeline()
@@ -140,7 +141,7 @@ func TestE2EBigValuesPipelined(t *testing.T) {
 // TestE2EConcurrentClients: many clients at once, each with its own
 // state (db, name, transactions), see only their own.
 func TestE2EConcurrentClients(t *testing.T) {
-	h := newHarness(t, withLogLevel(zapcore.WarnLevel))
+	h := proxytest.Start(t, proxytest.WithLogLevel(zapcore.WarnLevel))
 	const clients, ops = 16, 100
 	var wg sync.WaitGroup
 	errc := make(chan error, clients)
@@ -165,7 +166,7 @@ func TestE2EConcurrentClients(t *testing.T) {
 			defer wg.Done()
 			ctx := context.Background()
 			proto := 2 + i%2
-			cl := newGoRedis(t, h.Addr, proto, func(o *redis.Options) { o.DB = i % 4; o.PoolSize = 2 })
+			cl := proxytest.NewGoRedis(t, h.Addr, proto, func(o *redis.Options) { o.DB = i % 4; o.PoolSize = 2 })
 			key := "cc" + strconv.Itoa(i)
 			for j := 0; j < ops; j++ {
 				var incr *redis.IntCmd
@@ -192,7 +193,7 @@ func TestE2EConcurrentClients(t *testing.T) {
 	}
 	ctx := context.Background()
 	for i := 0; i < clients; i++ {
-		d := h.direct(t, 2, func(o *redis.Options) { o.DB = i % 4 })
+		d := h.Direct(t, 2, func(o *redis.Options) { o.DB = i % 4 })
 		if v, err := d.Get(ctx, "cc"+strconv.Itoa(i)).Int(); err != nil || v != ops {
 			t.Errorf("client %d: db %d key = %d, %v", i, i%4, v, err)
 		}
@@ -201,7 +202,7 @@ func TestE2EConcurrentClients(t *testing.T) {
 
 // TestE2ELongInline: inline commands up to Redis's 64 KB line limit work.
 func TestE2ELongInline(t *testing.T) {
-	h := newHarness(t)
+	h := proxytest.Start(t)
 	in := "SET long " + strings.Repeat("z", 60<<10) + "\r\nSTRLEN long\r\n"
 	want := exchangeUntilMarker(t, h.Redis.Addr, in)
 	got := exchangeUntilMarker(t, h.Addr, in)
@@ -214,18 +215,18 @@ func TestE2ELongInline(t *testing.T) {
 // write as a large (streamed) one is forwarded too, without waiting for
 // more input.
 func TestE2ECommandBehindLargeValue(t *testing.T) {
-	h := newHarness(t)
+	h := proxytest.Start(t)
 	for _, size := range []int{100 << 10, 1 << 20, 8 << 20} {
 		t.Run(fmt.Sprintf("%dKB", size>>10), func(t *testing.T) {
-			r := h.proxyRaw(t)
-			r.write(append(encodeCommand("SET", "k", strings.Repeat("x", size)), encodeCommand("PING")...))
-			if got := r.read(); got != "+OK\r\n" {
+			r := h.ProxyRaw(t)
+			r.Write(append(proxytest.EncodeCommand("SET", "k", strings.Repeat("x", size)), proxytest.EncodeCommand("PING")...))
+			if got := r.Read(); got != "+OK\r\n" {
 				t.Fatalf("SET: %q", got)
 			}
-			got, err := r.readE()
+			got, err := r.ReadE()
 			if err != nil || got != "+PONG\r\n" {
 				t.Fatalf("PING sent in the same write as a %d KB SET: %q, %v (cmdstat_ping on Redis: %s)",
-					size>>10, got, err, h.infoField(t, "commandstats", "cmdstat_ping"))
+					size>>10, got, err, h.InfoField(t, "commandstats", "cmdstat_ping"))
 			}
 		})
 	}
@@ -234,7 +235,7 @@ func TestE2ECommandBehindLargeValue(t *testing.T) {
 // TestE2EManyArguments: commands with very many arguments (too large for
 // one read buffer) give Redis's replies.
 func TestE2EManyArguments(t *testing.T) {
-	h := newHarness(t)
+	h := proxytest.Start(t)
 	many := func(name string, prefix []string, n int, arg func(i int) string) []string {
 		args := append([]string{name}, prefix...)
 		for i := 0; i < n; i++ {
@@ -242,33 +243,33 @@ func TestE2EManyArguments(t *testing.T) {
 		}
 		return args
 	}
-	script := []step{
-		{args: many("RPUSH", []string{"l"}, 200000, func(i int) string { return strconv.Itoa(i) })},
+	script := []proxytest.Step{
+		{Args: many("RPUSH", []string{"l"}, 200000, func(i int) string { return strconv.Itoa(i) })},
 		c("LLEN", "l"), c("LINDEX", "l", "-1"), c("LRANGE", "l", "0", "-1"), // a 200,000-element reply
-		{args: many("HSET", []string{"h"}, 40000, func(i int) string { return "f" + strconv.Itoa(i) })},
+		{Args: many("HSET", []string{"h"}, 40000, func(i int) string { return "f" + strconv.Itoa(i) })},
 		c("HGETALL", "h"), // a 20,000-pair map in RESP3
-		{args: many("MSET", nil, 60000, func(i int) string { return "k" + strconv.Itoa(i/2) })},
+		{Args: many("MSET", nil, 60000, func(i int) string { return "k" + strconv.Itoa(i/2) })},
 		c("GET", "k29999"),
-		{args: many("DEL", nil, 30000, func(i int) string { return "k" + strconv.Itoa(i) })},
-		{args: many("SADD", []string{"s"}, 50000, func(i int) string { return strings.Repeat("m", 1+i%50) + strconv.Itoa(i) })},
+		{Args: many("DEL", nil, 30000, func(i int) string { return "k" + strconv.Itoa(i) })},
+		{Args: many("SADD", []string{"s"}, 50000, func(i int) string { return strings.Repeat("m", 1+i%50) + strconv.Itoa(i) })},
 		c("SCARD", "s"), c("PING"),
 	}
-	for _, proto := range protocols {
-		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) { h.sameAsRedis(t, proto, script) })
+	for _, proto := range proxytest.Protocols {
+		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) { h.SameAsRedis(t, proto, script) })
 	}
 }
 
 // TestE2EConfiguredLimits: limits set below Redis's defaults are enforced
 // with Redis's protocol errors, and the connection is closed.
 func TestE2EConfiguredLimits(t *testing.T) {
-	h := newHarness(t, withOptions(func(o *proxy.Options) {
+	h := proxytest.Start(t, proxytest.WithOptions(func(o *proxy.Options) {
 		o.Limits.MaxBulkLen = 1 << 10
 		o.Limits.MaxInlineLen = 1 << 10
 		o.Limits.MaxArgs = 10
 	}))
 	cases := []struct{ name, in, want string }{
-		{"bulk", string(encodeCommand("SET", "k", strings.Repeat("b", 1025))), "-ERR Protocol error: invalid bulk length\r\n"},
-		{"args", string(encodeCommand("DEL", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10")), "-ERR Protocol error: invalid multibulk length\r\n"},
+		{"bulk", string(proxytest.EncodeCommand("SET", "k", strings.Repeat("b", 1025))), "-ERR Protocol error: invalid bulk length\r\n"},
+		{"args", string(proxytest.EncodeCommand("DEL", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10")), "-ERR Protocol error: invalid multibulk length\r\n"},
 		{"inline", "SET k " + strings.Repeat("i", 2000) + "\r\n", "-ERR Protocol error: too big inline request\r\n"},
 	}
 	for _, tc := range cases {
@@ -280,11 +281,11 @@ func TestE2EConfiguredLimits(t *testing.T) {
 		})
 	}
 	t.Run("at_the_limits", func(t *testing.T) {
-		r := h.proxyRaw(t)
-		if got := r.do("SET", "k", strings.Repeat("b", 1024)); got != "+OK\r\n" {
+		r := h.ProxyRaw(t)
+		if got := r.Do("SET", "k", strings.Repeat("b", 1024)); got != "+OK\r\n" {
 			t.Errorf("1 KB bulk: %q", got)
 		}
-		if got := r.do("DEL", "1", "2", "3", "4", "5", "6", "7", "8", "9"); got != ":0\r\n" {
+		if got := r.Do("DEL", "1", "2", "3", "4", "5", "6", "7", "8", "9"); got != ":0\r\n" {
 			t.Errorf("10 arguments: %q", got)
 		}
 	})
@@ -293,7 +294,7 @@ func TestE2EConfiguredLimits(t *testing.T) {
 // TestE2EShutdownUnderLoad: Shutdown while clients keep connecting and
 // sending returns, and Serve returns ErrServerClosed (run with -race).
 func TestE2EShutdownUnderLoad(t *testing.T) {
-	h := newHarness(t, withLogLevel(zapcore.WarnLevel), withOptions(func(o *proxy.Options) { o.DrainTimeout = ioTimeout }))
+	h := proxytest.Start(t, proxytest.WithLogLevel(zapcore.WarnLevel), proxytest.WithOptions(func(o *proxy.Options) { o.DrainTimeout = proxytest.IOTimeout }))
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := 0; i < 8; i++ {
@@ -310,35 +311,35 @@ func TestE2EShutdownUnderLoad(t *testing.T) {
 				if err != nil {
 					continue // refused once the listener is closed
 				}
-				_ = nc.SetDeadline(time.Now().Add(ioTimeout))
-				_, _ = nc.Write(encodeCommand("PING"))
+				_ = nc.SetDeadline(time.Now().Add(proxytest.IOTimeout))
+				_, _ = nc.Write(proxytest.EncodeCommand("PING"))
 				buf := make([]byte, 7)
 				_, _ = io.ReadFull(nc, buf)
 				nc.Close()
 			}
 		}()
 	}
-	eventually(t, "some traffic", func() bool { return h.stats().ClientsTotal > 50 })
-	h.once.Do(func() {})
-	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+	proxytest.Eventually(t, "some traffic", func() bool { return h.Stats().ClientsTotal > 50 })
+	h.ManualShutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), proxytest.IOTimeout)
 	defer cancel()
-	if err := callShutdown(h.Srv, ctx); err != nil {
+	if err := proxytest.CallShutdown(h.Srv, ctx); err != nil {
 		t.Errorf("Shutdown under load = %v", err)
 	}
 	close(stop)
 	wg.Wait()
 	select {
-	case err := <-h.served:
+	case err := <-h.Served():
 		if !errors.Is(err, proxy.ErrServerClosed) {
 			t.Errorf("Serve = %v", err)
 		}
-	case <-time.After(ioTimeout):
+	case <-time.After(proxytest.IOTimeout):
 		t.Fatal("Serve did not return")
 	}
-	if st := h.stats(); st.ClientsConnected != 0 {
+	if st := h.Stats(); st.ClientsConnected != 0 {
 		t.Errorf("after Shutdown: %+v", st)
 	}
-	eventually(t, "upstream connections closed", func() bool { return h.numClients(t) == 0 })
+	proxytest.Eventually(t, "upstream connections closed", func() bool { return h.NumClients(t) == 0 })
 }
 
 // TestE2ESteadySlowerReader: a client that reads steadily but slower than
@@ -346,28 +347,28 @@ func TestE2EShutdownUnderLoad(t *testing.T) {
 // with pauses) gets every byte, as it does from Redis, without being taken
 // for a slow reader.
 func TestE2ESteadySlowerReader(t *testing.T) {
-	h := newHarness(t, withLogLevel(zapcore.InfoLevel))
+	h := proxytest.Start(t, proxytest.WithLogLevel(zapcore.InfoLevel))
 	val := strings.Repeat("v", 256<<10)
-	h.directRaw(t).do("SET", "big", val)
+	h.DirectRaw(t).Do("SET", "big", val)
 	const gets = 200
 	var cmds []byte
 	for i := 0; i < gets; i++ {
-		cmds = append(cmds, encodeCommand("GET", "big")...)
+		cmds = append(cmds, proxytest.EncodeCommand("GET", "big")...)
 	}
 	want := gets * (len(val) + len("$262144\r\n\r\n"))
-	c := h.proxyRaw(t)
+	c := h.ProxyRaw(t)
 	base := settledHeap()
 	peak := startHeapPeak()
-	c.write(cmds)
+	c.Write(cmds)
 	buf := make([]byte, 256<<10)
 	total := 0
-	_ = c.c.SetReadDeadline(time.Now().Add(3 * ioTimeout))
+	_ = c.C.SetReadDeadline(time.Now().Add(3 * proxytest.IOTimeout))
 	for total < want {
-		n, err := c.br.Read(buf)
+		n, err := c.BR.Read(buf)
 		total += n
 		if err != nil {
 			peak.end()
-			t.Fatalf("after %d of %d bytes: %v (Stats %+v)", total, want, err, h.stats())
+			t.Fatalf("after %d of %d bytes: %v (Stats %+v)", total, want, err, h.Stats())
 		}
 		time.Sleep(2 * time.Millisecond)
 	}

@@ -1,4 +1,4 @@
-package proxy_test
+package e2e
 
 import (
 	"bytes"
@@ -18,6 +18,7 @@ import (
 	"github.com/mediocregopher/radix/v4"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/exproxy/exproxy/internal/proxytest"
 	"github.com/exproxy/exproxy/internal/redistest"
 )
 
@@ -25,12 +26,12 @@ import (
 // both protocols: pipelines, transactions, optimistic locking with retry,
 // pub/sub, blocking commands and SCAN iteration.
 func TestE2EGoRedisHighLevel(t *testing.T) {
-	h := newHarness(t)
-	for _, proto := range protocols {
+	h := proxytest.Start(t)
+	for _, proto := range proxytest.Protocols {
 		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
 			ctx := context.Background()
-			h.resetRedis(t)
-			cl := h.client(t, proto)
+			h.ResetRedis(t)
+			cl := h.Client(t, proto)
 
 			t.Run("DefaultOptions", func(t *testing.T) {
 				// As applications create it: the connect handshake pipelines
@@ -102,7 +103,7 @@ func TestE2EGoRedisHighLevel(t *testing.T) {
 					wg.Add(1)
 					go func(w int) {
 						defer wg.Done()
-						wc := h.client(t, proto)
+						wc := h.Client(t, proto)
 						for i := 0; i < per; i++ {
 							for attempt := 0; ; attempt++ {
 								err := wc.Watch(ctx, func(tx *redis.Tx) error {
@@ -154,11 +155,11 @@ func TestE2EGoRedisHighLevel(t *testing.T) {
 				if err := ps.PSubscribe(ctx, "gr:p*"); err != nil {
 					t.Fatal(err)
 				}
-				pub := h.client(t, proto)
+				pub := h.Client(t, proto)
 				ch := ps.Channel()
 				// PSubscribe's confirmation is consumed by the channel reader;
 				// publish until the pattern subscriber is counted.
-				eventually(t, "pattern subscription active", func() bool {
+				proxytest.Eventually(t, "pattern subscription active", func() bool {
 					n, _ := pub.PubSubNumPat(ctx).Result()
 					return n == 1
 				})
@@ -174,7 +175,7 @@ func TestE2EGoRedisHighLevel(t *testing.T) {
 						if m.Channel != "gr:ch" || m.Payload != strconv.Itoa(i) {
 							t.Fatalf("message %d: %+v", i, m)
 						}
-					case <-time.After(ioTimeout):
+					case <-time.After(proxytest.IOTimeout):
 						t.Fatalf("message %d not received", i)
 					}
 				}
@@ -183,7 +184,7 @@ func TestE2EGoRedisHighLevel(t *testing.T) {
 					if m.Pattern != "gr:p*" || m.Payload != "p" {
 						t.Fatalf("pattern message: %+v", m)
 					}
-				case <-time.After(ioTimeout):
+				case <-time.After(proxytest.IOTimeout):
 					t.Fatal("pattern message not received")
 				}
 				if err := ps.Unsubscribe(ctx); err != nil {
@@ -195,7 +196,7 @@ func TestE2EGoRedisHighLevel(t *testing.T) {
 			})
 
 			t.Run("Blocking", func(t *testing.T) {
-				bc := h.client(t, proto, func(o *redis.Options) { o.ReadTimeout = -1 })
+				bc := h.Client(t, proto, func(o *redis.Options) { o.ReadTimeout = -1 })
 				res := make(chan []string, 1)
 				go func() {
 					v, err := bc.BRPop(ctx, 0, "gr:q1", "gr:q2").Result()
@@ -204,7 +205,7 @@ func TestE2EGoRedisHighLevel(t *testing.T) {
 					}
 					res <- v
 				}()
-				h.waitBlocked(t, 1)
+				h.WaitBlocked(t, 1)
 				cl.RPush(ctx, "gr:q2", "x")
 				if v := <-res; len(v) != 2 || v[0] != "gr:q2" || v[1] != "x" {
 					t.Fatalf("BRPOP = %q", v)
@@ -257,7 +258,7 @@ func TestE2EGoRedisHighLevel(t *testing.T) {
 // TestE2ERedisCLI: redis-cli through the proxy prints what it prints
 // against Redis, in RESP2 and RESP3 (-3), and its --pipe mode works.
 func TestE2ERedisCLI(t *testing.T) {
-	h := newHarness(t)
+	h := proxytest.Start(t)
 	cmds := [][]string{
 		{"PING"}, {"SET", "cli", "a b\nc"}, {"GET", "cli"}, {"HSET", "cli:h", "f", "v"}, {"HGETALL", "cli:h"},
 		{"ZADD", "cli:z", "1.5", "m"}, {"ZSCORE", "cli:z", "m"}, {"GET", "nope"}, {"NOSUCH"}, {"SADD", "cli:s", "1"},
@@ -266,10 +267,10 @@ func TestE2ERedisCLI(t *testing.T) {
 	for _, mode := range [][]string{nil, {"-3"}, {"--raw"}, {"--no-raw"}, {"--csv"}} {
 		t.Run(fmt.Sprintf("mode%v", mode), func(t *testing.T) {
 			for _, cmd := range cmds {
-				h.resetRedis(t)
-				want, werr := redisCLI(t, h.Redis.Addr, nil, append(append([]string{}, mode...), cmd...)...)
-				h.resetRedis(t)
-				got, gerr := redisCLI(t, h.Addr, nil, append(append([]string{}, mode...), cmd...)...)
+				h.ResetRedis(t)
+				want, werr := proxytest.RedisCLI(t, h.Redis.Addr, nil, append(append([]string{}, mode...), cmd...)...)
+				h.ResetRedis(t)
+				got, gerr := proxytest.RedisCLI(t, h.Addr, nil, append(append([]string{}, mode...), cmd...)...)
 				if got != want || (gerr == nil) != (werr == nil) {
 					t.Errorf("redis-cli %v %v:\n proxy %q (%v)\ndirect %q (%v)", mode, cmd, got, gerr, want, werr)
 				}
@@ -278,25 +279,25 @@ func TestE2ERedisCLI(t *testing.T) {
 	}
 	t.Run("stdin_session", func(t *testing.T) {
 		in := []byte("SET k 1\nINCR k\nMULTI\nINCR k\nEXEC\nSELECT 2\nGET k\n")
-		h.resetRedis(t)
-		want, _ := redisCLI(t, h.Redis.Addr, in)
-		h.resetRedis(t)
-		got, err := redisCLI(t, h.Addr, in)
+		h.ResetRedis(t)
+		want, _ := proxytest.RedisCLI(t, h.Redis.Addr, in)
+		h.ResetRedis(t)
+		got, err := proxytest.RedisCLI(t, h.Addr, in)
 		if err != nil || got != want {
 			t.Errorf("stdin session:\n proxy %q (%v)\ndirect %q", got, err, want)
 		}
 	})
 	t.Run("pipe", func(t *testing.T) {
-		h.resetRedis(t)
+		h.ResetRedis(t)
 		var in []byte
 		for i := 0; i < 5000; i++ {
-			in = append(in, encodeCommand("SET", "pipe:"+strconv.Itoa(i), strings.Repeat("x", i%100))...)
+			in = append(in, proxytest.EncodeCommand("SET", "pipe:"+strconv.Itoa(i), strings.Repeat("x", i%100))...)
 		}
-		out, err := redisCLI(t, h.Addr, in, "--pipe")
+		out, err := proxytest.RedisCLI(t, h.Addr, in, "--pipe")
 		if err != nil || !strings.Contains(out, "errors: 0, replies: 5000") {
 			t.Fatalf("redis-cli --pipe through proxy: %v\n%s", err, out)
 		}
-		if got := h.directRaw(t).do("DBSIZE"); got != ":5000\r\n" {
+		if got := h.DirectRaw(t).Do("DBSIZE"); got != ":5000\r\n" {
 			t.Fatalf("DBSIZE after --pipe: %q", got)
 		}
 	})
@@ -305,12 +306,12 @@ func TestE2ERedisCLI(t *testing.T) {
 // TestE2ERedisCLITools: redis-cli's helper modes work through the proxy as
 // they do against Redis.
 func TestE2ERedisCLITools(t *testing.T) {
-	h := newHarness(t)
-	seed := h.directRaw(t)
+	h := proxytest.Start(t)
+	seed := h.DirectRaw(t)
 	for i := 0; i < 50; i++ {
-		seed.do("SET", "tool:"+strconv.Itoa(i), strings.Repeat("x", i))
+		seed.Do("SET", "tool:"+strconv.Itoa(i), strings.Repeat("x", i))
 	}
-	seed.do("RPUSH", "tool:list", "a", "b", "c")
+	seed.Do("RPUSH", "tool:list", "a", "b", "c")
 	script := filepath.Join(t.TempDir(), "s.lua")
 	if err := os.WriteFile(script, []byte("return {KEYS[1], ARGV[1], redis.call('GET', KEYS[1])}"), 0o600); err != nil {
 		t.Fatal(err)
@@ -323,8 +324,8 @@ func TestE2ERedisCLITools(t *testing.T) {
 		{"--no-auth-warning", "INFO", "keyspace"},
 	} {
 		t.Run(args[0], func(t *testing.T) {
-			want, werr := redisCLI(t, h.Redis.Addr, nil, args...)
-			got, gerr := redisCLI(t, h.Addr, nil, args...)
+			want, werr := proxytest.RedisCLI(t, h.Redis.Addr, nil, args...)
+			got, gerr := proxytest.RedisCLI(t, h.Addr, nil, args...)
 			if werr != nil {
 				t.Fatalf("direct: %v\n%s", werr, want)
 			}
@@ -347,14 +348,14 @@ func TestE2ERedisCLITools(t *testing.T) {
 // that redis-cli --rdb uses to take a backup passes through like any
 // other command.
 func TestE2EReplicationCommands(t *testing.T) {
-	h := newHarness(t, withRedis(redistest.WithConfig("repl-diskless-sync-delay", "0")))
-	h.directRaw(t).do("SET", "backup", "me")
+	h := proxytest.Start(t, proxytest.WithRedis(redistest.WithConfig("repl-diskless-sync-delay", "0")))
+	h.DirectRaw(t).Do("SET", "backup", "me")
 	dir := t.TempDir()
-	want, werr := redisCLI(t, h.Redis.Addr, nil, "--rdb", filepath.Join(dir, "direct.rdb"))
+	want, werr := proxytest.RedisCLI(t, h.Redis.Addr, nil, "--rdb", filepath.Join(dir, "direct.rdb"))
 	if werr != nil {
 		t.Fatalf("direct redis-cli --rdb: %v\n%s", werr, want)
 	}
-	got, gerr := redisCLI(t, h.Addr, nil, "--rdb", filepath.Join(dir, "proxy.rdb"))
+	got, gerr := proxytest.RedisCLI(t, h.Addr, nil, "--rdb", filepath.Join(dir, "proxy.rdb"))
 	if gerr != nil || !strings.Contains(got, "Transfer finished with success") {
 		t.Fatalf("redis-cli --rdb through the proxy: %v\n%s", gerr, got)
 	}
@@ -368,28 +369,28 @@ func TestE2EReplicationCommands(t *testing.T) {
 // TestE2EReplicaThroughProxy: a Redis replica whose master address is the
 // proxy replicates (full sync, then the command stream).
 func TestE2EReplicaThroughProxy(t *testing.T) {
-	h := newHarness(t, withRedis(redistest.WithConfig("repl-diskless-sync-delay", "0")))
-	h.directRaw(t).do("SET", "before", "sync")
+	h := proxytest.Start(t, proxytest.WithRedis(redistest.WithConfig("repl-diskless-sync-delay", "0")))
+	h.DirectRaw(t).Do("SET", "before", "sync")
 	_, port, _ := net.SplitHostPort(h.Addr)
 	replica := redistest.Start(t, redistest.WithConfig("replicaof", "127.0.0.1", port))
-	rc := dialRaw(t, replica.Addr)
-	eventually(t, "replica link up", func() bool {
-		return strings.Contains(rc.do("INFO", "replication"), "master_link_status:up")
+	rc := proxytest.Dial(t, replica.Addr)
+	proxytest.Eventually(t, "replica link up", func() bool {
+		return strings.Contains(rc.Do("INFO", "replication"), "master_link_status:up")
 	})
-	if got := rc.do("GET", "before"); got != "$4\r\nsync\r\n" {
+	if got := rc.Do("GET", "before"); got != "$4\r\nsync\r\n" {
 		t.Errorf("replica GET before = %q", got)
 	}
-	h.directRaw(t).do("SET", "after", "stream")
-	eventually(t, "write replicated through the proxy", func() bool { return rc.do("GET", "after") == "$6\r\nstream\r\n" })
+	h.DirectRaw(t).Do("SET", "after", "stream")
+	proxytest.Eventually(t, "write replicated through the proxy", func() bool { return rc.Do("GET", "after") == "$6\r\nstream\r\n" })
 }
 
 // TestE2ERadix: a second client library (radix v4), RESP2 and RESP3, with
 // a pipeline and a transaction.
 func TestE2ERadix(t *testing.T) {
-	h := newHarness(t)
+	h := proxytest.Start(t)
 	for _, proto := range []string{"2", "3"} {
 		t.Run("RESP"+proto, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), proxytest.IOTimeout)
 			defer cancel()
 			conn, err := radix.Dialer{Protocol: proto}.Dial(ctx, "tcp", h.Addr)
 			if err != nil {

@@ -1,4 +1,4 @@
-package proxy_test
+package e2e
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/exproxy/exproxy/internal/proxytest"
 )
 
 // monitorLine is `+1700000000.123456 [0 127.0.0.1:5555] "SET" "x" "1"`.
@@ -49,43 +51,43 @@ func clientInfoFields(s string) string {
 // leave the same MONITOR lines, INFO commandstats/errorstats deltas and
 // CLIENT INFO state.
 func TestE2ENothingInjected(t *testing.T) {
-	h := newHarness(t)
-	for _, proto := range protocols {
+	h := proxytest.Start(t)
+	for _, proto := range proxytest.Protocols {
 		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
 			session := func(addr string) (mon []string, stats map[string]string, info string) {
-				h.resetRedis(t)
-				admin := h.directRaw(t)
-				defer admin.close()
-				m := h.directRaw(t)
-				defer m.close()
-				if got := m.do("MONITOR"); got != "+OK\r\n" {
+				h.ResetRedis(t)
+				admin := h.DirectRaw(t)
+				defer admin.Close()
+				m := h.DirectRaw(t)
+				defer m.Close()
+				if got := m.Do("MONITOR"); got != "+OK\r\n" {
 					t.Fatalf("MONITOR: %q", got)
 				}
-				before := statsOf(admin.do("INFO", "commandstats") + admin.do("INFO", "errorstats"))
+				before := statsOf(admin.Do("INFO", "commandstats") + admin.Do("INFO", "errorstats"))
 
-				if proto == 3 && h.shared() {
+				if proto == 3 && h.Shared() {
 					t.Skip("shared upstream mode opens its RESP3 connections with a HELLO 3 of its own (docs/proxy-core.md)")
 				}
-				r := dialRaw(t, addr)
+				r := proxytest.Dial(t, addr)
 				if proto == 3 {
-					r.do("HELLO", "3")
+					r.Do("HELLO", "3")
 				}
-				r.do("PING")
-				r.do("SET", "x", "1")
-				r.do("GET", "x")
-				r.do("NOSUCHCMD", "a")
-				r.do("MULTI")
-				r.do("INCR", "x")
-				r.do("EXEC")
-				info = clientInfoFields(r.do("CLIENT", "INFO"))
-				r.close()
+				r.Do("PING")
+				r.Do("SET", "x", "1")
+				r.Do("GET", "x")
+				r.Do("NOSUCHCMD", "a")
+				r.Do("MULTI")
+				r.Do("INCR", "x")
+				r.Do("EXEC")
+				info = clientInfoFields(r.Do("CLIENT", "INFO"))
+				r.Close()
 				// Wait until Redis has seen the disconnect, so stats are final.
-				eventually(t, "client gone", func() bool { return h.numClients(t) == h.baseClients() })
+				proxytest.Eventually(t, "client gone", func() bool { return h.NumClients(t) == h.BaseClients() })
 
-				after := statsOf(admin.do("INFO", "commandstats") + admin.do("INFO", "errorstats"))
-				admin.do("ECHO", "--end-of-session--")
+				after := statsOf(admin.Do("INFO", "commandstats") + admin.Do("INFO", "errorstats"))
+				admin.Do("ECHO", "--end-of-session--")
 				for {
-					v := m.read()
+					v := m.Read()
 					if strings.Contains(v, "--end-of-session--") {
 						break
 					}
@@ -166,15 +168,15 @@ func diffDeltas(got, want map[string]string) string {
 // TestE2ENoUpstreamWithoutClient: an idle proxy holds no connection to
 // Redis, and a client's upstream connection exists only while it does.
 func TestE2ENoUpstreamWithoutClient(t *testing.T) {
-	h := newHarness(t)
-	if n := h.numClients(t); n != 0 {
-		t.Errorf("idle proxy: Redis has %d other client connections, want 0: %q", n, h.clientList(t))
+	h := proxytest.Start(t)
+	if n := h.NumClients(t); n != 0 {
+		t.Errorf("idle proxy: Redis has %d other client connections, want 0: %q", n, h.ClientList(t))
 	}
-	cl := h.client(t, 2)
+	cl := h.Client(t, 2)
 	if err := cl.Ping(context.Background()).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if n := h.numClients(t); n != 1 {
-		t.Errorf("one proxied client: Redis has %d other client connections, want 1: %q", n, h.clientList(t))
+	if n := h.NumClients(t); n != 1 {
+		t.Errorf("one proxied client: Redis has %d other client connections, want 1: %q", n, h.ClientList(t))
 	}
 }

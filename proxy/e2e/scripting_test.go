@@ -1,4 +1,4 @@
-package proxy_test
+package e2e
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/exproxy/exproxy/internal/proxytest"
 )
 
 const testLib = "#!lua name=e2elib\n" +
@@ -15,9 +17,9 @@ const testLib = "#!lua name=e2elib\n" +
 	"redis.register_function{function_name='e2e_ro', callback=function(keys, args) return redis.call('GET', keys[1]) end, flags={'no-writes'}}\n"
 
 func TestE2EScriptingPassthrough(t *testing.T) {
-	h := newHarness(t)
+	h := proxytest.Start(t)
 	sha := "e0e1f9fabfc9d4800c877a703b823ac0578ff8db" // SHA1 of "return 1"
-	script := []step{
+	script := []proxytest.Step{
 		c("EVAL", "return redis.call('SET', KEYS[1], ARGV[1])", "1", "k", "v"),
 		c("EVAL", "return {1, 'two', {3}, redis.call('GET', KEYS[1])}", "1", "k"),
 		c("EVAL", "return redis.error_reply('MYERR custom')", "0"),
@@ -42,14 +44,14 @@ func TestE2EScriptingPassthrough(t *testing.T) {
 		// A transaction around scripts.
 		c("MULTI"), c("EVAL", "return 1", "0"), c("FCALL", "nosuchfn", "0"), c("EXEC"),
 	}
-	for _, proto := range protocols {
+	for _, proto := range proxytest.Protocols {
 		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
-			h.sameAsRedis(t, proto, script)
+			h.SameAsRedis(t, proto, script)
 		})
 		t.Run(fmt.Sprintf("goredis_RESP%d", proto), func(t *testing.T) {
 			ctx := context.Background()
-			h.resetRedis(t)
-			cl := h.client(t, proto)
+			h.ResetRedis(t)
+			cl := h.Client(t, proto)
 			s := redisScript()
 			if v, err := s.Run(ctx, cl, []string{"gk"}, "gv").Text(); err != nil || v != "gv" {
 				t.Fatalf("Script.Run (EVALSHA, falls back to EVAL) = %q, %v", v, err)
