@@ -46,10 +46,14 @@ type Config struct {
 	UpstreamMode string `yaml:"upstream-mode"`
 	SharedConns  int    `yaml:"shared-conns"`
 
-	Log        Log        `yaml:"log"`
-	Admin      Admin      `yaml:"admin"`
-	Exstring   Exstring   `yaml:"exstring"`
-	Contention Contention `yaml:"contention"`
+	Log Log `yaml:"log"`
+	// InstanceName names this proxy in its contention log events, so that
+	// a report over many sidecars' logs tells them apart; "" means the
+	// host name (in Kubernetes, the pod's name).
+	InstanceName string     `yaml:"instance-name"`
+	Admin        Admin      `yaml:"admin"`
+	Exstring     Exstring   `yaml:"exstring"`
+	Contention   Contention `yaml:"contention"`
 
 	// origins says, per setting key, where its current value came from
 	// ("--max-clients", "EXPROXY_MAX_CLIENTS", "exproxy.yaml line 4"), so

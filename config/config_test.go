@@ -110,7 +110,7 @@ func TestEverySettingFromEverySource(t *testing.T) {
 		"limits.proto-max-bulk-len": "2mb", "limits.inline-max-len": "8kb", "limits.max-args": "9",
 		"limits.max-pending": "10", "limits.client-output-limit": "11mb",
 		"upstream-mode": "pinned", "shared-conns": "4",
-		"log.level": "debug", "log.format": "console", "log.file": "stdout",
+		"log.level": "debug", "log.format": "console", "log.file": "stdout", "instance-name": "sidecar-7",
 		"admin.listen": "", "contention.enabled": "false", "contention.window": "12s",
 		"contention.top": "13", "admin.pprof": "true",
 		"admin.token": "0123456789abcdef-token", "admin.allow-unauthenticated": "true", "exstring.enabled": "false", "exstring.scripts": "true",

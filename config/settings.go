@@ -192,6 +192,8 @@ func buildSettings() []Setting {
 	row("log.format", "log-format", "string", "log format: json, or console for humans", set, get)
 	set, get = str(func(c *Config) *string { return &c.Log.File })
 	row("log.file", "log-file", "string", "where logs go: stderr, stdout, or a file path (appended to)", set, get)
+	set, get = str(func(c *Config) *string { return &c.InstanceName })
+	row("instance-name", "instance-name", "string", "this proxy's name in its contention log events (the instance field), so a report over many sidecars' logs tells them apart; \"\" means the host name (in Kubernetes, the pod name)", set, get)
 
 	set, get = str(func(c *Config) *string { return &c.Admin.Listen })
 	row("admin.listen", "admin-listen", "address", "HTTP address for /healthz, /readyz, /metrics, /contention and /debug/pprof/; \"\" disables it", set, get)

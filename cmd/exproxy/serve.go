@@ -166,6 +166,7 @@ func serve(ctx context.Context, restoreSignals func(), cfg *config.Config, log *
 	health.serving.Store(true)
 	fields := []zap.Field{
 		zap.String("version", version),
+		zap.String("instance", instanceName(cfg)),
 		zap.String("listen", l.Addr().String()),
 		zap.Stringer("upstream", up),
 		zap.String("upstream_mode", cfg.UpstreamMode),
