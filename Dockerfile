@@ -21,8 +21,11 @@ RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -buildvcs=false \
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/exproxy /usr/local/bin/exproxy
 # In a container the proxy must listen on all interfaces to be reachable;
-# the admin endpoint too, for kubelet probes and Prometheus (restrict it with
-# a network policy, or set EXPROXY_ADMIN_LISTEN="" to turn it off).
+# the admin endpoint too, for kubelet probes and Prometheus. Beyond loopback
+# the admin endpoint serves only /healthz, /readyz and /metrics: /contention
+# (key names, client addresses) answers 403 until EXPROXY_ADMIN_TOKEN is set,
+# and the profiler is off unless EXPROXY_ADMIN_PPROF=true (then it needs the
+# token too). EXPROXY_ADMIN_LISTEN="" turns the endpoint off.
 # Environment variables rank below flags, so `docker run ... --listen X` wins.
 ENV EXPROXY_LISTEN=0.0.0.0:6380 \
     EXPROXY_ADMIN_LISTEN=0.0.0.0:9380

@@ -11,6 +11,8 @@
 package config
 
 import (
+	"net/url"
+	"strings"
 	"time"
 )
 
@@ -47,10 +49,14 @@ type Config struct {
 	SharedConns  int    `yaml:"shared-conns"`
 	ReadyConns   int    `yaml:"ready-conns"`
 
-	Log        Log        `yaml:"log"`
-	Admin      Admin      `yaml:"admin"`
-	Exstring   Exstring   `yaml:"exstring"`
-	Contention Contention `yaml:"contention"`
+	Log Log `yaml:"log"`
+	// InstanceName names this proxy in its contention log events, so that
+	// a report over many sidecars' logs tells them apart; "" means the
+	// host name (in Kubernetes, the pod's name).
+	InstanceName string     `yaml:"instance-name"`
+	Admin        Admin      `yaml:"admin"`
+	Exstring     Exstring   `yaml:"exstring"`
+	Contention   Contention `yaml:"contention"`
 
 	// origins says, per setting key, where its current value came from
 	// ("--max-clients", "EXPROXY_MAX_CLIENTS", "exproxy.yaml line 4"), so
@@ -88,13 +94,22 @@ type Log struct {
 	File   string `yaml:"file"`   // "stderr", "stdout" or a file path (appended to)
 }
 
-// Admin configures the HTTP admin endpoint.
+// Admin configures the HTTP admin endpoint. Its public paths (/healthz,
+// /readyz, /metrics) are always served; its private paths (/contention,
+// which shows key names and client addresses, and /debug/pprof/) are
+// served without a token only on a loopback address, unless
+// AllowUnauthenticated says otherwise (docs/configuration.md).
 type Admin struct {
-	// Listen is host:port for /healthz, /readyz, /metrics and
-	// /contention; "" disables the endpoint.
+	// Listen is host:port for the endpoint; "" disables it.
 	Listen string `yaml:"listen"`
-	// Pprof serves Go's profiler under /debug/pprof/ on the same address.
+	// Pprof serves Go's profiler under /debug/pprof/ (a private path).
 	Pprof bool `yaml:"pprof"`
+	// Token, when set, is required as a bearer token (or the password of
+	// basic auth) on the private paths, whatever the address.
+	Token string `yaml:"token"`
+	// AllowUnauthenticated serves the private paths without a token on a
+	// non-loopback address, to anyone who can reach it.
+	AllowUnauthenticated bool `yaml:"allow-unauthenticated"`
 }
 
 // Exstring configures the versioned-string commands (extensions/exstring).
@@ -140,7 +155,7 @@ type PatternRule struct {
 }
 
 // DefaultAdminListen is the admin endpoint's default address: loopback
-// only, since /contention shows key names.
+// only, since /contention shows key names and client addresses.
 const DefaultAdminListen = "127.0.0.1:9380"
 
 // Default returns the configuration used when nothing else is given. Its
@@ -166,7 +181,6 @@ func Default() *Config {
 		Log: Log{Level: "info", Format: "json", File: "stderr"},
 		Admin: Admin{
 			Listen: DefaultAdminListen,
-			Pprof:  true,
 		},
 		Exstring: Exstring{Enabled: true},
 		Contention: Contention{
@@ -182,6 +196,30 @@ func Default() *Config {
 			AbortRateLimit:  10,
 		},
 	}
+}
+
+// Secrets returns every credential the configuration holds: the upstream
+// password, the password in the upstream URL (even when upstream-password
+// overrides it) and the admin token. Whatever shows the process's command
+// line or settings masks these.
+func (c *Config) Secrets() []string {
+	var out []string
+	if up, err := ParseUpstream(c.Upstream); err == nil && up.Password != "" {
+		out = append(out, up.Password)
+		// The URL-escaped spelling too (p%40ss for p@ss), as a command
+		// line would carry it.
+		if u, err := url.Parse(c.Upstream); err == nil && u.User != nil {
+			if _, esc, ok := strings.Cut(u.User.String(), ":"); ok && esc != up.Password {
+				out = append(out, esc)
+			}
+		}
+	}
+	for _, s := range []string{c.UpstreamPassword, c.Admin.Token} {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // Origin says where the value of the setting with the given key came from:

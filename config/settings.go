@@ -194,12 +194,19 @@ func buildSettings() []Setting {
 	row("log.format", "log-format", "string", "log format: json, or console for humans", set, get)
 	set, get = str(func(c *Config) *string { return &c.Log.File })
 	row("log.file", "log-file", "string", "where logs go: stderr, stdout, or a file path (appended to)", set, get)
+	set, get = str(func(c *Config) *string { return &c.InstanceName })
+	row("instance-name", "instance-name", "string", "this proxy's name in its contention log events (the instance field), so a report over many sidecars' logs tells them apart; \"\" means the host name (in Kubernetes, the pod name)", set, get)
 
 	set, get = str(func(c *Config) *string { return &c.Admin.Listen })
-	row("admin.listen", "admin-listen", "address", "HTTP address for /healthz, /readyz, /metrics and /contention; \"\" disables it", set, get)
-
+	row("admin.listen", "admin-listen", "address", "HTTP address for /healthz, /readyz, /metrics, /contention and /debug/pprof/; \"\" disables it", set, get)
 	bset, bget = boolean(func(c *Config) *bool { return &c.Admin.Pprof })
-	row("admin.pprof", "admin-pprof", "bool", "serve Go's profiler under /debug/pprof/ on the admin address", bset, bget)
+	row("admin.pprof", "admin-pprof", "bool", "serve Go's profiler under /debug/pprof/ on the admin address (a private path, like /contention)", bset, bget)
+	set, get = str(func(c *Config) *string { return &c.Admin.Token })
+	s = setting("admin.token", "admin-token", "string", "bearer token required on the admin endpoint's private paths (/contention, /debug/pprof/); at least 16 characters (prefer the env var or file: flags show in ps)", set, get)
+	s.Secret = true
+	add(s)
+	bset, bget = boolean(func(c *Config) *bool { return &c.Admin.AllowUnauthenticated })
+	row("admin.allow-unauthenticated", "admin-allow-unauthenticated", "bool", "serve the private paths without admin.token when admin.listen is not a loopback address (anyone who reaches it reads key names and profiles)", bset, bget)
 
 	bset, bget = boolean(func(c *Config) *bool { return &c.Exstring.Enabled })
 	row("exstring.enabled", "exstring", "bool", "add the versioned-string commands (EXSET, EXCAS, ..., CAS, CAD); false makes the proxy a pure passthrough", bset, bget)

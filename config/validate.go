@@ -59,6 +59,9 @@ func (c *Config) Validate() error {
 			return c.settingError("admin.listen", err)
 		}
 	}
+	if err := checkToken(c.Admin.Token); err != "" {
+		return c.settingError("admin.token", err)
+	}
 	for i, r := range c.Contention.Patterns {
 		if _, err := regexp.Compile(r.Match); err != nil || r.Match == "" {
 			msg := fmt.Sprintf("rule %d: match %q does not compile", i+1, r.Match)
@@ -94,6 +97,28 @@ func checkListen(addr string, tcpOnly bool) string {
 	// Port 0 picks a free port, which is handy in tests.
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		return fmt.Sprintf("port %q is not a number from 0 to 65535", port)
+	}
+	return ""
+}
+
+// MinAdminTokenLen is the shortest admin.token accepted: a token guards key
+// names and profiles on a network port, so a guessable one is refused.
+const MinAdminTokenLen = 16
+
+// checkToken returns what is wrong with an admin token, or "". The message
+// never repeats the token.
+func checkToken(tok string) string {
+	if tok == "" {
+		return ""
+	}
+	if len(tok) < MinAdminTokenLen {
+		return fmt.Sprintf("must be at least %d characters (e.g. openssl rand -hex 32), got %d", MinAdminTokenLen, len(tok))
+	}
+	for i := 0; i < len(tok); i++ {
+		// What an Authorization header can carry without quoting.
+		if tok[i] <= ' ' || tok[i] >= 0x7f {
+			return fmt.Sprintf("must be printable ASCII without spaces; character %d is not", i+1)
+		}
 	}
 	return ""
 }

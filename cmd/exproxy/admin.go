@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 	"go.uber.org/zap"
 
+	"github.com/exproxy/exproxy/config"
 	"github.com/exproxy/exproxy/proxy"
 )
 
@@ -174,44 +175,57 @@ func metricsHandler(stats func() proxy.Stats) http.Handler {
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 }
 
-// adminMux routes the admin endpoints; contention may be nil (tracking off).
-func adminMux(h *health, contention http.Handler, withPprof bool) *http.ServeMux {
+// adminMux routes the admin endpoints; contention may be nil (tracking
+// off). The private paths go through o.private.
+func adminMux(h *health, contention http.Handler, o adminOptions) http.Handler {
 	mux := http.NewServeMux()
-	if withPprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if o.pprof {
+		mux.Handle("/debug/pprof/", o.private(http.HandlerFunc(pprof.Index)))
+		// Never pprof.Cmdline: it shows os.Args, passwords and all.
+		mux.Handle("/debug/pprof/cmdline", o.private(cmdlineHandler(o.secrets)))
+		mux.Handle("/debug/pprof/profile", o.private(http.HandlerFunc(pprof.Profile)))
+		mux.Handle("/debug/pprof/symbol", o.private(http.HandlerFunc(pprof.Symbol)))
+		mux.Handle("/debug/pprof/trace", o.private(http.HandlerFunc(pprof.Trace)))
 	}
 	mux.HandleFunc("GET /healthz", h.healthz)
 	mux.HandleFunc("GET /readyz", h.readyz)
 	mux.Handle("GET /metrics", metricsHandler(h.stats))
-	if contention != nil {
-		mux.Handle("/contention", contention)
-	} else {
-		mux.HandleFunc("/contention", func(w http.ResponseWriter, r *http.Request) {
+	if contention == nil {
+		contention = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "contention tracking is off (contention.enabled: false)", http.StatusNotFound)
 		})
 	}
-	return mux
+	mux.Handle("/contention", o.private(contention))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Nothing here is meant to be cached, or rendered as anything but
+		// what its Content-Type says.
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // adminServer is the HTTP admin endpoint.
 type adminServer struct {
-	srv *http.Server
-	l   net.Listener
-	log *zap.Logger
+	opts adminOptions
+	srv  *http.Server
+	l    net.Listener
+	log  *zap.Logger
 }
 
-func startAdmin(addr string, h *health, contention http.Handler, withPprof bool, log *zap.Logger) (*adminServer, error) {
-	l, err := net.Listen("tcp", addr)
+// startAdmin listens on cfg.Admin.Listen and serves the admin endpoints.
+func startAdmin(cfg *config.Config, h *health, contention http.Handler, log *zap.Logger) (*adminServer, error) {
+	l, err := net.Listen("tcp", cfg.Admin.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("admin listen: %w", err)
 	}
+	// Judge the address the socket got, not the text: "localhost" may
+	// resolve anywhere, and ":9380" is every interface.
+	opts := newAdminOptions(cfg, l.Addr().String())
 	a := &adminServer{
+		opts: opts,
 		srv: &http.Server{
-			Handler:           adminMux(h, contention, withPprof),
+			Handler:           adminMux(h, contention, opts),
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          zap.NewStdLog(log.Named("admin")),
 		},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"sync"
 
 	"go.uber.org/zap"
@@ -47,6 +48,7 @@ func buildExtensions(ctx context.Context, cfg *config.Config, up proxy.Upstream,
 	}
 	if cfg.Contention.Enabled {
 		cc := contentionConfig(cfg.Contention)
+		cc.Instance = instanceName(cfg)
 		if err := cc.Validate(); err != nil {
 			// config.Validate checks the same ranges; this catches the two
 			// drifting apart, before any traffic.
@@ -76,6 +78,16 @@ func contentionConfig(c config.Contention) contention.Config {
 		cc.Patterns = append(cc.Patterns, contention.PatternRule{Match: r.Match, Pattern: r.Pattern})
 	}
 	return cc
+}
+
+// instanceName is the proxy's name in its contention events: instance-name,
+// else the host name, which in Kubernetes is the pod's name.
+func instanceName(cfg *config.Config) string {
+	if cfg.InstanceName != "" {
+		return cfg.InstanceName
+	}
+	h, _ := os.Hostname()
+	return h
 }
 
 // contentionHandler is the tracker's /contention handler, or nil when

@@ -190,7 +190,7 @@ func TestHealthEndpoints(t *testing.T) {
 			defer h.close()
 			h.serving.Store(tt.serving)
 			rec := httptest.NewRecorder()
-			adminMux(h, nil, false).ServeHTTP(rec, httptest.NewRequest("GET", tt.path, nil))
+			adminMux(h, nil, adminOptions{}).ServeHTTP(rec, httptest.NewRequest("GET", tt.path, nil))
 			if rec.Code != tt.code || !strings.Contains(rec.Body.String(), tt.contains) {
 				t.Errorf("got %d %q, want %d containing %q", rec.Code, rec.Body.String(), tt.code, tt.contains)
 			}
@@ -208,7 +208,7 @@ func TestMetrics(t *testing.T) {
 	h := &health{stats: func() proxy.Stats { return stats }}
 	tracker := contention.New(contention.DefaultConfig(), nil)
 	defer tracker.Close()
-	mux := adminMux(h, tracker.Handler(), true)
+	mux := adminMux(h, tracker.Handler(), adminOptions{pprof: true})
 
 	rec := httptest.NewRecorder()
 	mux.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
@@ -238,7 +238,7 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("/debug/pprof/: %d", rec.Code)
 	}
 	rec = httptest.NewRecorder()
-	adminMux(h, nil, false).ServeHTTP(rec, httptest.NewRequest("GET", "/debug/pprof/", nil))
+	adminMux(h, nil, adminOptions{}).ServeHTTP(rec, httptest.NewRequest("GET", "/debug/pprof/", nil))
 	if rec.Code != 404 {
 		t.Errorf("/debug/pprof/ with pprof off: %d, want 404", rec.Code)
 	}
@@ -313,7 +313,7 @@ func TestConfigCommand(t *testing.T) {
 	if err := os.WriteFile(file, []byte(in), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	vars := map[string]string{"EXPROXY_UPSTREAM_PASSWORD": "hunter22", "EXPROXY_LISTEN": "127.0.0.1:7777"}
+	vars := map[string]string{"EXPROXY_UPSTREAM_PASSWORD": "hunter22", "EXPROXY_LISTEN": "127.0.0.1:7777", "EXPROXY_ADMIN_TOKEN": "hunter33-0123456789"}
 	code, out, errOut := runIn(vars, "config", "--config", file, "--max-clients", "5", "--upstream", "redis://u:hunter11@h:1/2")
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, errOut)
@@ -324,6 +324,8 @@ func TestConfigCommand(t *testing.T) {
 		"  level: warn  # " + file + " line 2\n",
 		"upstream: redis://u:xxxxx@h:1/2  # --upstream\n",
 		"# upstream-password: xxxxx  # EXPROXY_UPSTREAM_PASSWORD\n",
+		"  # token: xxxxx  # EXPROXY_ADMIN_TOKEN\n",
+		"  pprof: false  # default\n",
 		"dial-timeout: 2s  # default\n",
 	} {
 		if !strings.Contains(out, want) {

@@ -163,7 +163,7 @@ func serve(ctx context.Context, restoreSignals func(), cfg *config.Config, log *
 	defer health.close()
 	var admin *adminServer
 	if cfg.Admin.Listen != "" {
-		admin, err = startAdmin(cfg.Admin.Listen, health, ext.contentionHandler(), cfg.Admin.Pprof, log)
+		admin, err = startAdmin(cfg, health, ext.contentionHandler(), log)
 		if err != nil {
 			_ = l.Close()
 			return exitFailure, err
@@ -175,6 +175,7 @@ func serve(ctx context.Context, restoreSignals func(), cfg *config.Config, log *
 	health.serving.Store(true)
 	fields := []zap.Field{
 		zap.String("version", version),
+		zap.String("instance", instanceName(cfg)),
 		zap.String("listen", l.Addr().String()),
 		zap.Stringer("upstream", up),
 		zap.String("upstream_mode", cfg.UpstreamMode),
@@ -182,10 +183,13 @@ func serve(ctx context.Context, restoreSignals func(), cfg *config.Config, log *
 		zap.Bool("contention", cfg.Contention.Enabled),
 	}
 	if admin != nil {
-		fields = append(fields, zap.String("admin", admin.addr()))
+		fields = append(fields, zap.String("admin", admin.addr()), zap.Stringer("admin_private", admin.opts.access), zap.Bool("pprof", cfg.Admin.Pprof))
 	}
 	log.Info("exproxy started", fields...)
 	warnSettings(cfg, up, log)
+	if admin != nil {
+		warnAdmin(cfg, admin, log)
+	}
 
 	code, failure := exitOK, error(nil)
 	select {
@@ -258,6 +262,28 @@ func warnSettings(cfg *config.Config, up proxy.Upstream, log *zap.Logger) {
 		if need := 2*uint64(cfg.MaxClients) + 32; lim.Cur < need {
 			log.Warn("the open-file limit is below what max-clients needs; clients past it will fail to connect",
 				zap.Int("max_clients", cfg.MaxClients), zap.Uint64("nofile_limit", lim.Cur), zap.Uint64("nofile_needed", need))
+		}
+	}
+}
+
+// warnAdmin logs admin settings that expose more, or less, than the
+// operator probably meant.
+func warnAdmin(cfg *config.Config, admin *adminServer, log *zap.Logger) {
+	switch admin.opts.access {
+	case privateUnauthenticated:
+		log.Warn("admin.allow-unauthenticated: /contention (key names, client addresses) and /debug/pprof/ are served without a token to anyone who reaches the admin address",
+			zap.String("admin", admin.addr()))
+	case privateOff:
+		msg := "the admin endpoint listens beyond loopback without admin.token: /contention and /debug/pprof/ answer 403 (health and metrics are served)"
+		if cfg.Admin.Pprof {
+			// Asked for, and unreachable: say so louder.
+			log.Warn(msg, zap.String("admin", admin.addr()))
+		} else if cfg.Contention.Enabled {
+			log.Info(msg, zap.String("admin", admin.addr()))
+		}
+	case privateToken:
+		if cfg.Admin.AllowUnauthenticated {
+			log.Warn("admin.allow-unauthenticated has no effect: admin.token is set, and is required on /contention and /debug/pprof/")
 		}
 	}
 }

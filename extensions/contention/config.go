@@ -43,6 +43,11 @@ type Config struct {
 	// Patterns are user rules applied before the built-in grouping, first
 	// match wins.
 	Patterns []PatternRule `yaml:"patterns"`
+	// Instance names this proxy: every event the tracker logs carries it
+	// as the "instance" field, so a report over the logs of many sidecars
+	// can tell them apart. "" leaves the field out. (cmd/exproxy fills it
+	// from the top-level instance-name setting, default the host name.)
+	Instance string `yaml:"instance"`
 }
 
 // PatternRule names keys matching a regular expression. Pattern may refer to

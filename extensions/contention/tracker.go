@@ -93,6 +93,10 @@ func newTracker(cfg Config, log *zap.Logger, now func() time.Time) *Tracker {
 	if log == nil {
 		log = zap.NewNop()
 	}
+	if cfg.Instance != "" {
+		// Encoded once here, not per event.
+		log = log.With(zap.String("instance", cfg.Instance))
+	}
 	var rules []PatternRule
 	for _, r := range cfg.Patterns {
 		if _, err := NewPatterner([]PatternRule{r}); err != nil || r.Pattern == "" {

@@ -277,6 +277,35 @@ func TestAbortEvents(t *testing.T) {
 	}
 }
 
+// TestInstanceField: with Config.Instance set, every event the tracker
+// writes names the proxy, so the report can merge many sidecars' logs;
+// without it no event has the field.
+func TestInstanceField(t *testing.T) {
+	for _, inst := range []string{"pod-7f9c", ""} {
+		tr, buf, _ := newTestTracker(t, Config{Instance: inst, AbortEvents: true, AbortSampleRate: 1, AbortRateLimit: 100})
+		s := tr.Open(&proxy.SessionInfo{ID: 1, Addr: "127.0.0.1:999"})
+		s.Observe(ev("watch", okR, "k"))
+		s.Observe(ev("multi", okR))
+		s.Observe(ev("exec", nil2))
+		s.Observe(ev("excas", "*3\r\n+CAS_FAILED\r\n$1\r\nv\r\n:2\r\n", "k2", "v", "1"))
+		_ = tr.Close()
+		lines := parseLog(t, buf.String())
+		msgs := map[string]bool{}
+		for _, l := range lines {
+			msgs[l.Msg] = true
+			got, has := l.Raw["instance"]
+			if inst == "" && has || inst != "" && got != inst {
+				t.Errorf("instance %q: %s has instance %v", inst, l.Msg, got)
+			}
+		}
+		for _, m := range []string{MsgWindow, MsgKey, MsgPattern, MsgClient, MsgAbort, MsgStale} {
+			if !msgs[m] {
+				t.Errorf("instance %q: no %s event in\n%s", inst, m, buf.String())
+			}
+		}
+	}
+}
+
 func TestHandler(t *testing.T) {
 	tr, _, clk := newTestTracker(t, Config{})
 	s := tr.Open(&proxy.SessionInfo{ID: 1, Addr: "10.0.0.1:5000", Name: "api"})

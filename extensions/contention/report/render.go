@@ -4,14 +4,27 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
-	"html/template"
 	"io"
-	"math"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 )
+
+// Write renders the report in the chosen format.
+func (a *Aggregator) Write(w io.Writer) error {
+	rows := a.Rows()
+	switch a.opts.Format {
+	case "json":
+		return writeJSON(w, rows)
+	case "csv":
+		return a.writeCSV(w, rows)
+	case "html":
+		return a.writeHTML(w, rows)
+	default:
+		return a.writeTable(w, rows)
+	}
+}
 
 func writeJSON(w io.Writer, rows []Row) error {
 	enc := json.NewEncoder(w)
@@ -22,11 +35,13 @@ func writeJSON(w io.Writer, rows []Row) error {
 	return nil
 }
 
-// csvHeader lists the CSV columns after the grouping column.
+// csvHeader lists the CSV columns after the grouping column(s). Columns
+// added later go at the end, so readers that count columns keep working.
 var csvHeader = []string{
 	"transactions", "commits", "aborts", "execaborts", "exec_errors", "given_up", "stale", "cas_failed",
 	"conflicts", "abort_ratio", "retries", "retries_per_commit", "retries_max", "chains_given_up",
 	"watch_to_exec_count", "watch_to_exec_p50_ms", "watch_to_exec_p99_ms", "windows", "first_seen", "last_seen", "clients",
+	"first_seen_utc", "last_seen_utc", "instances",
 }
 
 func csvRecord(r *Row) []string {
@@ -36,24 +51,30 @@ func csvRecord(r *Row) []string {
 		i(r.Transactions), i(r.Commits), i(r.Aborts), i(r.ExecAborts), i(r.ExecErrors), i(r.GivenUp), i(r.Stale), i(r.CASFailed),
 		i(r.Conflicts), f(r.AbortRatio), i(r.Retries), f(r.RetriesPerCommit), i(r.RetriesMax), i(r.ChainsGivenUp),
 		strconv.FormatUint(r.WatchExecCount, 10), f(r.WatchExecP50Ms), f(r.WatchExecP99Ms), strconv.Itoa(r.Windows),
-		timeStr(r.FirstSeen), timeStr(r.LastSeen), strings.Join(r.Clients, " "),
+		rfc3339(r.FirstSeen), rfc3339(r.LastSeen), strings.Join(r.Clients, " "),
+		r.FirstSeenUTC, r.LastSeenUTC, strings.Join(r.Instances, " "),
 	}
 }
 
-func timeStr(t time.Time) string {
+func rfc3339(t time.Time) string {
 	if t.IsZero() {
 		return ""
 	}
 	return t.UTC().Format(time.RFC3339Nano)
 }
 
-func writeCSV(w io.Writer, rows []Row, by string) error {
+func (a *Aggregator) writeCSV(w io.Writer, rows []Row) error {
+	by := a.opts.By
 	cw := csv.NewWriter(w)
-	head := []string{groupField(by)}
+	head := []string{by}
 	if by == "key" {
 		head = append(head, "pattern")
 	}
-	if err := cw.Write(append(head, csvHeader...)); err != nil {
+	head = append(head, csvHeader...)
+	if by == "client" {
+		head = append(head, "instance")
+	}
+	if err := cw.Write(head); err != nil {
 		return fmt.Errorf("csv: %w", err)
 	}
 	for i := range rows {
@@ -62,7 +83,11 @@ func writeCSV(w io.Writer, rows []Row, by string) error {
 		if by == "key" {
 			rec = []string{r.Key, r.Pattern}
 		}
-		if err := cw.Write(append(rec, csvRecord(r)...)); err != nil {
+		rec = append(rec, csvRecord(r)...)
+		if by == "client" {
+			rec = append(rec, r.Instance)
+		}
+		if err := cw.Write(rec); err != nil {
 			return fmt.Errorf("csv: %w", err)
 		}
 	}
@@ -71,6 +96,19 @@ func writeCSV(w io.Writer, rows []Row, by string) error {
 		return fmt.Errorf("csv: %w", err)
 	}
 	return nil
+}
+
+// skippedNote says how many lines looked like contention events and could
+// not be read.
+func (a *Aggregator) skippedNote() string {
+	return fmt.Sprintf("%s that mention contention could not be read (not JSON, or longer than 1 MiB) and were skipped", plural(a.skipped, "line"))
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return strconv.Itoa(n) + " " + word + "s"
 }
 
 func pct(v float64) string { return strconv.FormatFloat(v*100, 'f', 1, 64) + "%" }
@@ -85,176 +123,189 @@ func ms(v float64) string {
 	return strconv.FormatFloat(v, 'f', 0, 64)
 }
 
-func (a *Aggregator) summary() string {
+// summary is the report's head, a few short lines: when and from where,
+// the transactions, the versioned writes.
+func (a *Aggregator) summary() []string {
 	t := a.Totals()
 	if t.Windows == 0 {
-		return "no contention windows in the input (is the log JSON, and is contention tracking enabled?)"
+		return []string{"no contention windows in the input (is the log JSON, and is contention tracking enabled?)"}
 	}
-	return fmt.Sprintf("%d windows, %s to %s: %d transactions, %d commits, %d aborts (%s), %d execaborts, %d stale, %d cas_failed, %.2f retries/commit, WATCH→EXEC p99 %s ms",
-		t.Windows, timeStr(t.FirstSeen), timeStr(t.LastSeen), t.Transactions, t.Commits, t.Aborts, pct(t.AbortRatio),
-		t.ExecAborts, t.Stale, t.CASFailed, t.RetriesPerCommit, ms(t.WatchExecP99Ms))
+	where := fmt.Sprintf("%s, %s (%s)", plural(t.Windows, "window"), span(t.FirstSeen, t.LastSeen), duration(t.LastSeen.Sub(t.FirstSeen)))
+	if n := len(a.sidecars); n > 1 {
+		where += fmt.Sprintf(", %d sidecars", n)
+	}
+	out := []string{where}
+	if t.Transactions > 0 || t.ExecErrors > 0 {
+		out = append(out, fmt.Sprintf("transactions: %d, %d commits, %d aborts (%s), %d execaborts, %.2f retries/commit, WATCH→EXEC p99 %s ms",
+			t.Transactions, t.Commits, t.Aborts, pct(t.AbortRatio), t.ExecAborts, t.RetriesPerCommit, ms(t.WatchExecP99Ms)))
+	}
+	if t.Stale > 0 || t.CASFailed > 0 || t.Transactions == 0 {
+		out = append(out, fmt.Sprintf("versioned writes and CAS/CAD: %d stale, %d cas_failed", t.Stale, t.CASFailed))
+	}
+	if a.skipped > 0 {
+		out = append(out, a.skippedNote())
+	}
+	return out
 }
 
+// column is one column of the table and the HTML page.
+type column struct {
+	head, html string // the table's header, the page's
+	cell       func(r *Row) string
+	// shown decides from all rows whether the column earns its space:
+	// counters that are zero in every row are left out (and named in a
+	// footnote) so the table fits a laptop's screen.
+	shown func(rows []Row) bool
+	// hiddenName names the column in the footnote.
+	hiddenName string
+	// pageOnly columns are left out of the terminal table, to keep it
+	// within a laptop's width (the JSON has every field).
+	pageOnly bool
+}
+
+func anyRow(rows []Row, f func(r *Row) bool) bool {
+	for i := range rows {
+		if f(&rows[i]) {
+			return true
+		}
+	}
+	return false
+}
+
+// columns are the table's and the page's columns after the name.
+func (a *Aggregator) columns(rows []Row) []column {
+	tx := func(rows []Row) bool {
+		return anyRow(rows, func(r *Row) bool { return r.Transactions > 0 || r.ExecErrors > 0 })
+	}
+	nonzero := func(f func(r *Row) int64) func([]Row) bool {
+		return func(rows []Row) bool { return anyRow(rows, func(r *Row) bool { return f(r) != 0 }) }
+	}
+	i := func(f func(r *Row) int64) func(r *Row) string {
+		return func(r *Row) string { return strconv.FormatInt(f(r), 10) }
+	}
+	always := func([]Row) bool { return true }
+	oneDay := true
+	if t := a.Totals(); !t.FirstSeen.IsZero() {
+		oneDay = sameDay(t.FirstSeen, t.LastSeen)
+	}
+	cols := []column{
+		{head: "TX", html: "transactions", cell: i(func(r *Row) int64 { return r.Transactions }), shown: tx, hiddenName: "transactions"},
+		{head: "COMMITS", html: "commits", cell: i(func(r *Row) int64 { return r.Commits }), shown: tx},
+		{head: "ABORTS", html: "aborts", cell: i(func(r *Row) int64 { return r.Aborts }), shown: tx},
+		{head: "ABORT%", html: "abort ratio", cell: func(r *Row) string {
+			if r.Transactions == 0 {
+				return "-"
+			}
+			return pct(r.AbortRatio)
+		}, shown: tx},
+		{head: "EXECABORT", html: "execaborts", cell: i(func(r *Row) int64 { return r.ExecAborts }), shown: nonzero(func(r *Row) int64 { return r.ExecAborts }), hiddenName: "execaborts"},
+		{head: "STALE", html: "stale", cell: i(func(r *Row) int64 { return r.Stale }), shown: nonzero(func(r *Row) int64 { return r.Stale }), hiddenName: "stale"},
+		{head: "CAS_FAIL", html: "CAS failed", cell: i(func(r *Row) int64 { return r.CASFailed }), shown: nonzero(func(r *Row) int64 { return r.CASFailed }), hiddenName: "cas_failed"},
+		{head: "RETRY/COMMIT", html: "retries per commit", cell: func(r *Row) string {
+			if r.Commits == 0 {
+				return "-"
+			}
+			return strconv.FormatFloat(r.RetriesPerCommit, 'f', 2, 64)
+		}, shown: tx},
+		{head: "MAX_RETRY", html: "most retries", cell: i(func(r *Row) int64 { return r.RetriesMax }), shown: tx},
+		{head: "GAVE_UP", html: "chains given up", cell: i(func(r *Row) int64 { return r.ChainsGivenUp }), shown: nonzero(func(r *Row) int64 { return r.ChainsGivenUp }), hiddenName: "chains_given_up", pageOnly: true},
+		{head: "P50_MS", html: "WATCH→EXEC p50 ms", cell: func(r *Row) string { return ms(r.WatchExecP50Ms) }, shown: tx, pageOnly: true},
+		{head: "P99_MS", html: "p99 ms", cell: func(r *Row) string { return ms(r.WatchExecP99Ms) }, shown: tx},
+	}
+	if a.multi() && a.opts.By != "instance" {
+		cols = append(cols, column{head: "SIDECARS", html: "sidecars", cell: func(r *Row) string { return strconv.Itoa(len(r.Instances)) }, shown: always})
+	}
+	cols = append(cols, column{head: "SEEN (UTC)", html: "seen (UTC)", cell: func(r *Row) string { return seen(r.FirstSeen, r.LastSeen, oneDay) }, shown: always})
+	return cols
+}
+
+// visible splits the columns into those shown and the names of those left
+// out for being zero in every row.
+func visible(cols []column, rows []Row) (shown []column, hidden []string) {
+	for _, c := range cols {
+		if c.shown(rows) {
+			shown = append(shown, c)
+		} else if c.hiddenName != "" {
+			hidden = append(hidden, c.hiddenName)
+		}
+	}
+	return shown, hidden
+}
+
+// shorten keeps a long name readable in a table cell: its start and end,
+// "…" between (the JSON and CSV have it whole).
+func shorten(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	head := (n - 1) * 2 / 3
+	return string(r[:head]) + "…" + string(r[len(r)-(n-1-head):])
+}
+
+// maxNameWidth bounds the name column of the table (runes).
+const maxNameWidth = 40
+
 func (a *Aggregator) writeTable(w io.Writer, rows []Row) error {
-	fmt.Fprintln(w, a.summary())
+	for _, l := range a.summary() {
+		fmt.Fprintln(w, l)
+	}
 	if len(rows) == 0 {
+		if a.Totals().Windows == 0 {
+			return nil
+		}
 		_, err := fmt.Fprintln(w, "no hot "+a.opts.By+"s")
 		return err
 	}
 	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "%s\tTX\tCOMMITS\tABORTS\tABORT%%\tEXECABORT\tSTALE\tCAS_FAIL\tRETRY/COMMIT\tRETRY_MAX\tCHAINS_GIVEN_UP\tP50_MS\tP99_MS\tFIRST_SEEN\tLAST_SEEN\t\n", strings.ToUpper(a.opts.By))
+	var cols []column
+	for _, c := range a.columns(rows) {
+		if !c.pageOnly {
+			cols = append(cols, c)
+		}
+	}
+	cols, hidden := visible(cols, rows)
+	// The name column is left-aligned, the numbers right-aligned, the
+	// times left-aligned at the end (tabwriter aligns all cells one way).
+	cells := make([][]string, len(rows)+1)
+	cells[0] = append(cells[0], strings.ToUpper(a.opts.By))
+	for _, c := range cols {
+		cells[0] = append(cells[0], c.head)
+	}
 	for i := range rows {
-		r := &rows[i]
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%d\t%d\t%d\t%.2f\t%d\t%d\t%s\t%s\t%s\t%s\t\n",
-			r.name(), r.Transactions, r.Commits, r.Aborts, pct(r.AbortRatio), r.ExecAborts, r.Stale, r.CASFailed,
-			r.RetriesPerCommit, r.RetriesMax, r.ChainsGivenUp, ms(r.WatchExecP50Ms), ms(r.WatchExecP99Ms),
-			r.FirstSeen.UTC().Format(time.DateTime), r.LastSeen.UTC().Format(time.DateTime))
+		cells[i+1] = append(cells[i+1], shorten(rows[i].label(), maxNameWidth))
+		for _, c := range cols {
+			cells[i+1] = append(cells[i+1], c.cell(&rows[i]))
+		}
 	}
-	if err := tw.Flush(); err != nil {
-		return fmt.Errorf("table: %w", err)
+	widths := make([]int, len(cells[0]))
+	for _, line := range cells {
+		for j, c := range line {
+			widths[j] = max(widths[j], utf8.RuneCountInString(c))
+		}
 	}
-	return nil
-}
-
-// chartSeries is how many of the top rows get a line in the HTML chart.
-const chartSeries = 6
-
-var palette = []string{"#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"}
-
-// chartSVG draws aborts over time for the top rows as an inline SVG: one
-// polyline per row over at most 120 time bins spanning all windows read.
-func (a *Aggregator) chartSVG(rows []Row) template.HTML {
-	t := a.Totals()
-	if t.Windows == 0 || len(rows) == 0 {
-		return ""
-	}
-	start, end := t.FirstSeen, t.LastSeen
-	span := end.Sub(start)
-	if span <= 0 {
-		span = time.Second
-	}
-	bins := max(min(len(a.windows), 120), 1)
-	// A window goes to the bin holding its middle, so windows of equal
-	// length fall one per bin when there are few.
-	binOf := func(ws time.Time, g *agg) int {
-		mid := ws.Add(g.length[ws] / 2)
-		b := int(float64(mid.Sub(start)) / float64(span) * float64(bins))
-		return min(max(b, 0), bins-1)
-	}
-	n := min(len(rows), chartSeries)
-	series := make([][]int64, n)
-	var peak int64 = 1
-	for i := 0; i < n; i++ {
-		series[i] = make([]int64, bins)
-		if g := a.rows[rows[i].name()]; g != nil {
-			for ts, v := range g.series {
-				series[i][binOf(ts, g)] += v
+	for _, line := range cells {
+		var b strings.Builder
+		for j, c := range line {
+			pad := strings.Repeat(" ", widths[j]-utf8.RuneCountInString(c))
+			switch {
+			case j == 0:
+				b.WriteString(c + pad)
+			case j == len(line)-1:
+				b.WriteString("  " + c) // SEEN: left-aligned, no trailing blanks
+			default:
+				b.WriteString("  " + pad + c)
 			}
 		}
-		for _, v := range series[i] {
-			peak = max(peak, v)
+		if _, err := fmt.Fprintln(w, b.String()); err != nil {
+			return fmt.Errorf("table: %w", err)
 		}
 	}
-	peak = niceCeil(peak)
-	const W, H, L, R, T, B = 900.0, 320.0, 60.0, 20.0, 20.0, 50.0
-	x := func(b int) float64 { return L + (W-L-R)*(float64(b)+0.5)/float64(bins) }
-	y := func(v int64) float64 { return T + (H-T-B)*(1-float64(v)/float64(peak)) }
-	var s strings.Builder
-	fmt.Fprintf(&s, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %g %g" width="%g" height="%g" role="img" aria-label="aborts over time">`, W, H+20*float64(n), W, H+20*float64(n))
-	fmt.Fprintf(&s, `<rect x="0" y="0" width="%g" height="%g" fill="#fff"/>`, W, H+20*float64(n))
-	// Axes, four horizontal grid lines with counts, and start/middle/end times.
-	for i := 0; i <= 4; i++ {
-		v := peak * int64(i) / 4
-		yy := y(v)
-		fmt.Fprintf(&s, `<line x1="%g" y1="%.1f" x2="%g" y2="%.1f" stroke="#ddd"/>`, L, yy, W-R, yy)
-		fmt.Fprintf(&s, `<text x="%g" y="%.1f" font-size="11" text-anchor="end" fill="#555">%d</text>`, L-6, yy+4, v)
+	if len(hidden) > 0 {
+		fmt.Fprintf(w, "\n(0 in every row, not shown: %s)\n", strings.Join(hidden, ", "))
 	}
-	fmt.Fprintf(&s, `<line x1="%g" y1="%g" x2="%g" y2="%g" stroke="#333"/>`, L, H-B, W-R, H-B)
-	fmt.Fprintf(&s, `<line x1="%g" y1="%g" x2="%g" y2="%g" stroke="#333"/>`, L, T, L, H-B)
-	for _, f := range []float64{0, 0.5, 1} {
-		ts := start.Add(time.Duration(float64(span) * f)).UTC().Format("2006-01-02 15:04:05")
-		anchor := map[float64]string{0: "start", 0.5: "middle", 1: "end"}[f]
-		fmt.Fprintf(&s, `<text x="%.1f" y="%g" font-size="11" text-anchor="%s" fill="#555">%s</text>`, L+(W-L-R)*f, H-B+16, anchor, template.HTMLEscapeString(ts))
-	}
-	fmt.Fprintf(&s, `<text x="14" y="%g" font-size="11" fill="#555" transform="rotate(-90 14 %g)" text-anchor="middle">aborts per bin</text>`, (H-B+T)/2, (H-B+T)/2)
-	for i := 0; i < n; i++ {
-		var pts []string
-		for b, v := range series[i] {
-			pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(b), y(v)))
-		}
-		c := palette[i%len(palette)]
-		fmt.Fprintf(&s, `<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>`, c, strings.Join(pts, " "))
-		ly := H - B + 34 + 20*float64(i)
-		fmt.Fprintf(&s, `<rect x="%g" y="%.1f" width="12" height="12" fill="%s"/>`, L, ly-10, c)
-		fmt.Fprintf(&s, `<text x="%g" y="%.1f" font-size="12" fill="#222">%s (%d aborts)</text>`, L+18, ly, template.HTMLEscapeString(rows[i].name()), rows[i].Aborts)
-	}
-	s.WriteString(`</svg>`)
-	return template.HTML(s.String()) // built here with every label escaped
-}
-
-// niceCeil rounds n up to 4 × (1, 2, 2.5 or 5 × 10^k), so the four grid
-// lines of the chart fall on round numbers.
-func niceCeil(n int64) int64 {
-	step := float64(n) / 4
-	mag := math.Pow(10, math.Floor(math.Log10(step)))
-	for _, m := range []float64{1, 2, 2.5, 5, 10} {
-		if m*mag >= step {
-			return int64(math.Ceil(m*mag)) * 4
-		}
-	}
-	return n
-}
-
-var page = template.Must(template.New("report").Funcs(template.FuncMap{
-	"pct": pct, "ms": ms, "ts": func(t time.Time) string { return t.UTC().Format(time.DateTime) },
-	"join": func(s []string) string { return strings.Join(s, ", ") },
-}).Parse(`<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>exproxy contention report</title>
-<style>
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222}
-h1{font-size:20px;margin:0 0 4px}
-p.summary{color:#444;margin:0 0 16px}
-table{border-collapse:collapse;font-size:13px;margin-top:16px}
-th,td{padding:4px 8px;border-bottom:1px solid #e5e5e5;text-align:right;white-space:nowrap}
-th:first-child,td:first-child{text-align:left;font-family:ui-monospace,monospace}
-th{background:#f5f5f5}
-tr:hover td{background:#fafafa}
-.hot{color:#b00;font-weight:600}
-</style></head><body>
-<h1>exproxy contention report — by {{.By}}</h1>
-<p class="summary">{{.Summary}}</p>
-{{if .Chart}}<h2 style="font-size:16px">Aborts over time (top {{.ChartN}})</h2>
-{{.Chart}}{{end}}
-<table>
-<thead><tr><th>{{.By}}</th><th>transactions</th><th>commits</th><th>aborts</th><th>abort ratio</th><th>execaborts</th><th>stale</th><th>cas_failed</th><th>retries/commit</th><th>retries max</th><th>chains given up</th><th>WATCH→EXEC p50 ms</th><th>p99 ms</th><th>first seen</th><th>last seen</th><th>clients</th></tr></thead>
-<tbody>
-{{range .Rows}}<tr><td>{{.Key}}{{.Pattern}}{{.Client}}</td><td>{{.Transactions}}</td><td>{{.Commits}}</td><td{{if gt .Aborts 0}} class="hot"{{end}}>{{.Aborts}}</td><td>{{pct .AbortRatio}}</td><td>{{.ExecAborts}}</td><td>{{.Stale}}</td><td>{{.CASFailed}}</td><td>{{printf "%.2f" .RetriesPerCommit}}</td><td>{{.RetriesMax}}</td><td>{{.ChainsGivenUp}}</td><td>{{ms .WatchExecP50Ms}}</td><td>{{ms .WatchExecP99Ms}}</td><td>{{ts .FirstSeen}}</td><td>{{ts .LastSeen}}</td><td style="text-align:left">{{join .Clients}}</td></tr>
-{{else}}<tr><td colspan="16">no hot {{.By}}s in this range</td></tr>
-{{end}}</tbody></table>
-</body></html>
-`))
-
-func (a *Aggregator) writeHTML(w io.Writer, rows []Row) error {
-	// Key rows carry their pattern too; show just the key in the first
-	// column.
-	shown := rows
-	if a.opts.By == "key" {
-		shown = make([]Row, len(rows))
-		copy(shown, rows)
-		for i := range shown {
-			shown[i].Pattern = ""
-		}
-	}
-	data := struct {
-		By, Summary string
-		Chart       template.HTML
-		ChartN      int
-		Rows        []Row
-	}{a.opts.By, a.summary(), a.chartSVG(rows), min(len(rows), chartSeries), shown}
-	if err := page.Execute(w, data); err != nil {
-		return fmt.Errorf("html: %w", err)
+	if anyRow(rows, func(r *Row) bool { return r.Transactions > 0 }) {
+		fmt.Fprintln(w, "(WATCH→EXEC p50, chains given up, clients, sidecar names: --format html or json)")
 	}
 	return nil
 }

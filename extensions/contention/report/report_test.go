@@ -2,7 +2,6 @@ package report
 
 import (
 	"bytes"
-	"compress/gzip"
 	"encoding/csv"
 	"encoding/json"
 	"os"
@@ -51,12 +50,17 @@ func ev(name, reply string, args ...string) *proxy.Event {
 //	window 2: worker aborts order:3:lock once and gives the chain up;
 //	          api gets one stale EXSET on acct:9
 //	window 3: api commits order:1:lock
-func trackerLog(t *testing.T) (log string, bounds []time.Time) {
+//
+// instance, when given, names the proxy in every event.
+func trackerLog(t *testing.T, instance ...string) (log string, bounds []time.Time) {
 	t.Helper()
 	buf := &syncBuffer{}
 	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
 	cfg := contention.DefaultConfig()
 	cfg.Window = time.Hour // windows end by Flush and Close only
+	if len(instance) > 0 {
+		cfg.Instance = instance[0]
+	}
 	tr := contention.New(cfg, zap.New(zapcore.NewCore(enc, buf, zap.InfoLevel)))
 	api := tr.Open(&proxy.SessionInfo{ID: 1, Addr: "10.0.0.1:4000", Name: "api", User: "default", Proto: 3})
 	worker := tr.Open(&proxy.SessionInfo{ID: 2, Addr: "10.0.0.2:4000", User: "default", Proto: 2})
@@ -142,12 +146,12 @@ func TestReportNumbers(t *testing.T) {
 		AbortRatio: 0.6, Retries: 2, RetriesPerCommit: 1, RetriesMax: 2, ChainsGivenUp: 1, Windows: 2,
 		WatchExecCount: 5, WatchExecP50Ms: 2.048, WatchExecP99Ms: 114.688, Clients: []string{"10.0.0.2", "api"}}
 	got := p
-	got.FirstSeen, got.LastSeen = time.Time{}, time.Time{}
+	got.FirstSeen, got.LastSeen, got.FirstSeenUTC, got.LastSeenUTC = time.Time{}, time.Time{}, "", ""
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("pattern row\n got %+v\nwant %+v", got, want)
 	}
-	if !p.FirstSeen.Before(p.LastSeen) {
-		t.Errorf("first/last seen: %v %v", p.FirstSeen, p.LastSeen)
+	if !p.FirstSeen.Before(p.LastSeen) || p.FirstSeenUTC != p.FirstSeen.UTC().Format(time.DateTime) || p.LastSeenUTC != p.LastSeen.UTC().Format(time.DateTime) {
+		t.Errorf("first/last seen: %v %v %q %q", p.FirstSeen, p.LastSeen, p.FirstSeenUTC, p.LastSeenUTC)
 	}
 	if rows[1].Stale != 1 || rows[1].Transactions != 0 || rows[1].Clients[0] != "api" {
 		t.Errorf("acct row: %+v", rows[1])
@@ -173,7 +177,7 @@ func TestReportNumbers(t *testing.T) {
 	// The totals (from window summaries) include the quiet third window.
 	agg := NewAggregator(Options{})
 	for _, l := range strings.SplitAfter(log, "\n") {
-		agg.line([]byte(l))
+		agg.line([]byte(l), "test")
 	}
 	tot := agg.Totals()
 	if tot.Windows != 3 || tot.Transactions != 6 || tot.Commits != 3 || tot.Aborts != 3 || tot.Stale != 1 {
@@ -187,24 +191,27 @@ func TestReportFilesGzipAndRange(t *testing.T) {
 	dir := t.TempDir()
 	// Rotated logs: the older half gzipped, the newer half plain.
 	half := len(lines) / 2
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	zw.Write([]byte(strings.Join(lines[:half], "")))
-	zw.Close()
 	old := filepath.Join(dir, "exproxy.log.1.gz")
 	cur := filepath.Join(dir, "exproxy.log")
-	os.WriteFile(old, gz.Bytes(), 0o644)
-	os.WriteFile(cur, []byte(strings.Join(lines[half:], "")), 0o644)
+	write(t, old, gz(t, strings.Join(lines[:half], "")))
+	write(t, cur, []byte(strings.Join(lines[half:], "")))
 
 	whole, _, _ := run(t, log, "--format", "json", "--by", "key")
 	split, stderr, code := run(t, "", "--format", "json", "--by", "key", old, cur)
 	if code != 0 || whole != split {
 		t.Errorf("gz + plain files differ from one stream (exit %d %s):\n%s\nvs\n%s", code, stderr, split, whole)
 	}
-	// stdin as "-" among files.
-	mixed, _, _ := run(t, strings.Join(lines[half:], ""), "--format", "json", "--by", "key", old, "-")
-	if mixed != whole {
-		t.Errorf("file + stdin differ from one stream")
+	// stdin as "-" among files: lines that name their proxy merge with
+	// the file's, whatever the sources are called.
+	ilog, _ := trackerLog(t, "proxy-1")
+	ilines := strings.SplitAfter(ilog, "\n")
+	ihalf := len(ilines) / 2
+	iold := filepath.Join(dir, "proxy-1.log.1.gz")
+	write(t, iold, gz(t, strings.Join(ilines[:ihalf], "")))
+	iwhole, _, _ := run(t, ilog, "--format", "json", "--by", "key")
+	mixed, _, _ := run(t, strings.Join(ilines[ihalf:], ""), "--format", "json", "--by", "key", iold, "-")
+	if mixed != iwhole || strings.Contains(mixed, "instances") {
+		t.Errorf("file + stdin differ from one stream:\n%s\nvs\n%s", mixed, iwhole)
 	}
 
 	// --since the end of window 1 keeps windows 2 and 3.
@@ -271,7 +278,7 @@ func TestReportHTML(t *testing.T) {
 	if code != 0 {
 		t.Fatal(code)
 	}
-	for _, want := range []string{"<svg", "<polyline", "order:1:lock", "order:3:lock", "acct:&lt;b&gt;&amp;9", "</html>"} {
+	for _, want := range []string{"<svg", `aria-label="conflicts by row and kind"`, "order:1:lock", "order:3:lock", "acct:&lt;b&gt;&amp;9", "</html>"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("html lacks %q", want)
 		}

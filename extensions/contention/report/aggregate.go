@@ -1,0 +1,561 @@
+package report
+
+import (
+	"bytes"
+	"encoding/json"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/exproxy/exproxy/extensions/contention"
+)
+
+// event is one decoded contention log line.
+type event struct {
+	Msg         string    `json:"msg"`
+	WindowStart time.Time `json:"window_start"`
+	WindowEnd   time.Time `json:"window_end"`
+	identity
+	contention.Row
+
+	// A log shipper's envelope holds the proxy's line as text: Docker's
+	// json-file and the CRI via Fluent Bit in "log", Vector and Logstash
+	// in "message", journalctl -o json in "MESSAGE".
+	Log      json.RawMessage `json:"log"`
+	Message  json.RawMessage `json:"message"`
+	JMessage json.RawMessage `json:"MESSAGE"`
+}
+
+// identity holds the fields that can name the sidecar a line came from:
+// the proxy's own instance field, or what a log shipper adds. They are
+// raw so that a field of an unexpected type is ignored, not fatal.
+type identity struct {
+	Instance   string          `json:"instance"`
+	Kubernetes json.RawMessage `json:"kubernetes"` // {"pod_name": ...} (Fluent Bit, Vector)
+	Hostname   json.RawMessage `json:"hostname"`
+	JHostname  json.RawMessage `json:"_HOSTNAME"` // journald
+	Host       json.RawMessage `json:"host"`      // a string, or {"name": ...} (Elastic)
+}
+
+// name is the sidecar the line names, or "".
+func (id *identity) name() string {
+	if id.Instance != "" {
+		return id.Instance
+	}
+	var k struct {
+		PodName string `json:"pod_name"`
+	}
+	if len(id.Kubernetes) > 0 && json.Unmarshal(id.Kubernetes, &k) == nil && k.PodName != "" {
+		return k.PodName
+	}
+	for _, raw := range []json.RawMessage{id.Hostname, id.JHostname, id.Host} {
+		if s := jsonString(raw); s != "" {
+			return s
+		}
+	}
+	var h struct {
+		Name     string `json:"name"`
+		Hostname string `json:"hostname"`
+	}
+	if len(id.Host) > 0 && json.Unmarshal(id.Host, &h) == nil {
+		if h.Name != "" {
+			return h.Name
+		}
+		return h.Hostname
+	}
+	return ""
+}
+
+func jsonString(raw json.RawMessage) string {
+	var s string
+	if len(raw) == 0 || json.Unmarshal(raw, &s) != nil {
+		return ""
+	}
+	return s
+}
+
+// wrapped returns the proxy's line inside a log shipper's envelope, or "".
+func (ev *event) wrapped() string {
+	for _, raw := range []json.RawMessage{ev.Log, ev.Message, ev.JMessage} {
+		if s := jsonString(raw); strings.Contains(s, "contention.") {
+			return s
+		}
+	}
+	return ""
+}
+
+// Aggregator merges contention events; feed it with ReadSource, then Write.
+type Aggregator struct {
+	opts     Options
+	msg      string // the event kind rows come from
+	rows     map[rowKey]*agg
+	total    agg
+	sidecars map[string]*agg // per sidecar, from its window events
+	windows  map[windowID]bool
+	lengths  map[time.Duration]int // how many windows had each length
+	skipped  int                   // lines that looked like contention events but did not decode
+
+	// Conflicts over time are counted in buckets of res, which doubles
+	// when the buckets of all rows together pass maxBuckets, so that a
+	// fleet's logs of days need bounded memory.
+	res      time.Duration
+	nBuckets int
+}
+
+type rowKey struct {
+	name string
+	// instance qualifies a client known only by a loopback address: in a
+	// sidecar every application is 127.0.0.1, so the same label on two
+	// sidecars is two applications.
+	instance string
+}
+
+type windowID struct {
+	instance string
+	start    int64
+}
+
+// agg accumulates one row over windows.
+type agg struct {
+	name, pattern, instance string
+	counts                  contention.Row // summed counters; ratios recomputed at the end
+	hist                    map[uint64]uint64
+	first, last             time.Time
+	windows                 int
+	clients                 map[string]bool // qualified as in rowKey: "name" or "name\x00instance"
+	instances               map[string]bool
+	series                  map[int64]*byKind // bucket start (Unix ns, a multiple of res) → conflicts
+}
+
+// Caps on the names kept per row: enough to read, bounded for a fleet.
+const (
+	maxReportClients   = 20
+	maxReportInstances = 50
+	maxBuckets         = 1 << 19
+)
+
+// NewAggregator returns an empty aggregation for opts.
+func NewAggregator(opts Options) *Aggregator {
+	if opts.By == "" {
+		opts.By = "pattern"
+	}
+	if opts.Format == "" {
+		opts.Format = "table"
+	}
+	msg := map[string]string{"pattern": contention.MsgPattern, "key": contention.MsgKey, "client": contention.MsgClient, "instance": contention.MsgWindow}[opts.By]
+	return &Aggregator{
+		opts: opts, msg: msg, rows: map[rowKey]*agg{}, sidecars: map[string]*agg{},
+		windows: map[windowID]bool{}, lengths: map[time.Duration]int{}, res: time.Second,
+	}
+}
+
+// marker is in every line the report reads, wrapped by a shipper or not.
+var marker = []byte("contention.")
+
+// line feeds one log line; source names the sidecar when the line does not.
+// A line may carry a prefix before its JSON object, as container runtimes
+// add, or be wrapped in a log shipper's JSON envelope.
+func (a *Aggregator) line(line []byte, source string) {
+	if !bytes.Contains(line, marker) {
+		return
+	}
+	i := bytes.IndexByte(line, '{')
+	if i < 0 {
+		return
+	}
+	var ev event
+	if err := json.Unmarshal(line[i:], &ev); err != nil {
+		a.skipped++
+		return
+	}
+	if !strings.HasPrefix(ev.Msg, "contention.") {
+		text := ev.wrapped()
+		j := strings.IndexByte(text, '{')
+		if j < 0 {
+			return
+		}
+		var inner event
+		if err := json.Unmarshal([]byte(text[j:]), &inner); err != nil {
+			a.skipped++
+			return
+		}
+		if inner.name() == "" {
+			inner.identity = ev.identity // the shipper's host or pod name
+		}
+		ev = inner
+	}
+	a.add(&ev, source)
+}
+
+func (a *Aggregator) add(ev *event, source string) {
+	if ev.WindowStart.IsZero() || ev.WindowEnd.IsZero() {
+		return
+	}
+	if !a.opts.Since.IsZero() && !ev.WindowEnd.After(a.opts.Since) {
+		return
+	}
+	if !a.opts.Until.IsZero() && !ev.WindowStart.Before(a.opts.Until) {
+		return
+	}
+	inst := ev.name()
+	if inst == "" {
+		inst = source
+	}
+	switch ev.Msg {
+	case contention.MsgWindow:
+		a.windows[windowID{inst, ev.WindowStart.UnixNano()}] = true
+		a.lengths[ev.WindowEnd.Sub(ev.WindowStart)]++
+		a.addTo(&a.total, ev, inst)
+		s := a.sidecars[inst]
+		if s == nil {
+			s = &agg{name: inst, instance: inst}
+			a.sidecars[inst] = s
+		}
+		a.addTo(s, ev, inst)
+	case a.msg:
+		k := rowKey{name: map[string]string{"pattern": ev.Pattern, "key": ev.Key, "client": ev.Client}[a.opts.By]}
+		if a.opts.By == "client" && isLocalClient(k.name) {
+			k.instance = inst
+		}
+		g := a.rows[k]
+		if g == nil {
+			g = &agg{name: k.name, instance: k.instance}
+			a.rows[k] = g
+		}
+		if a.opts.By == "key" {
+			g.pattern = ev.Pattern
+		}
+		a.addTo(g, ev, inst)
+	}
+}
+
+// isLocalClient reports whether a client label is a loopback address (or
+// a unix socket's empty one), which names no application across sidecars.
+func isLocalClient(c string) bool {
+	if c == "" || c == "@" || strings.HasPrefix(c, "/") {
+		return true
+	}
+	ip := net.ParseIP(c)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (a *Aggregator) addTo(g *agg, ev *event, inst string) {
+	c := &g.counts
+	c.Transactions += ev.Transactions
+	c.Commits += ev.Commits
+	c.Aborts += ev.Aborts
+	c.ExecAborts += ev.ExecAborts
+	c.ExecErrors += ev.ExecErrors
+	c.GivenUp += ev.GivenUp
+	c.Stale += ev.Stale
+	c.CASFailed += ev.CASFailed
+	c.Retries += ev.Retries
+	c.CommitRetries += ev.CommitRetries
+	c.ChainsGivenUp += ev.ChainsGivenUp
+	c.RetriesMax = max(c.RetriesMax, ev.RetriesMax)
+	c.WatchExecCount += ev.WatchExecCount
+	// Windows written before histograms existed would only have the p99:
+	// keep the largest so the merged figure never under-reports.
+	c.WatchExecP99Ms = max(c.WatchExecP99Ms, ev.WatchExecP99Ms)
+	c.WatchExecP50Ms = max(c.WatchExecP50Ms, ev.WatchExecP50Ms)
+	for k, v := range ev.WatchExecHist {
+		u, err := strconv.ParseUint(k, 10, 64)
+		if err != nil {
+			continue
+		}
+		if g.hist == nil {
+			g.hist = map[uint64]uint64{}
+		}
+		g.hist[u] += v
+	}
+	if g.first.IsZero() || ev.WindowStart.Before(g.first) {
+		g.first = ev.WindowStart
+	}
+	if ev.WindowEnd.After(g.last) {
+		g.last = ev.WindowEnd
+	}
+	g.windows++
+	for _, cl := range ev.Clients {
+		if isLocalClient(cl) {
+			cl += "\x00" + inst
+		}
+		if g.clients == nil {
+			g.clients = map[string]bool{}
+		}
+		if len(g.clients) < maxReportClients {
+			g.clients[cl] = true
+		}
+	}
+	if g.instances == nil {
+		g.instances = map[string]bool{}
+	}
+	if len(g.instances) < maxReportInstances {
+		g.instances[inst] = true
+	}
+	if conflicts(&ev.Row) > 0 {
+		// A window counts at its middle, so windows of equal length fall
+		// one per bin when bins are as long as windows.
+		a.addPoint(g, ev.WindowStart.Add(ev.WindowEnd.Sub(ev.WindowStart)/2), &ev.Row)
+	}
+}
+
+// byKind counts conflicts by kind, in the order of kinds (chart.go).
+type byKind [4]int64
+
+func (k *byKind) add(o *byKind) {
+	for i := range k {
+		k[i] += o[i]
+	}
+}
+
+func (k *byKind) sum() int64 { return k[0] + k[1] + k[2] + k[3] }
+
+// conflicts is recomputed rather than read, so lines of any age agree.
+func conflicts(r *contention.Row) int64 {
+	return r.Aborts + r.ExecAborts + r.Stale + r.CASFailed
+}
+
+func (a *Aggregator) addPoint(g *agg, mid time.Time, r *contention.Row) {
+	if g.series == nil {
+		g.series = map[int64]*byKind{}
+	}
+	k := floorDiv(mid.UnixNano(), int64(a.res)) * int64(a.res)
+	b := g.series[k]
+	if b == nil {
+		b = &byKind{}
+		g.series[k] = b
+		a.nBuckets++
+	}
+	b.add(&byKind{r.Aborts, r.Stale, r.CASFailed, r.ExecAborts})
+	for a.nBuckets > maxBuckets {
+		a.coarsen()
+	}
+}
+
+// coarsen doubles the bucket length of every series.
+func (a *Aggregator) coarsen() {
+	a.res *= 2
+	a.nBuckets = 0
+	all := []*agg{&a.total}
+	for _, g := range a.rows {
+		all = append(all, g)
+	}
+	for _, g := range a.sidecars {
+		all = append(all, g)
+	}
+	for _, g := range all {
+		if g.series == nil {
+			continue
+		}
+		old := g.series
+		g.series = make(map[int64]*byKind, len(old)/2+1)
+		for k, v := range old {
+			k = floorDiv(k, int64(a.res)) * int64(a.res)
+			if b := g.series[k]; b != nil {
+				b.add(v)
+			} else {
+				g.series[k] = v
+			}
+		}
+		a.nBuckets += len(g.series)
+	}
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && a < 0 {
+		q--
+	}
+	return q
+}
+
+// Row is one line of the report; JSON output is an array of these, a
+// stable interface for scripts (docs/contention.md).
+type Row struct {
+	Key     string `json:"key,omitempty"`
+	Pattern string `json:"pattern,omitempty"`
+	Client  string `json:"client,omitempty"`
+	// Instance is the sidecar: the grouping field of --by instance, and
+	// on client rows of a client known only by a loopback address when
+	// the logs come from more than one sidecar.
+	Instance         string    `json:"instance,omitempty"`
+	Transactions     int64     `json:"transactions"`
+	Commits          int64     `json:"commits"`
+	Aborts           int64     `json:"aborts"`
+	ExecAborts       int64     `json:"execaborts"`
+	ExecErrors       int64     `json:"exec_errors"`
+	GivenUp          int64     `json:"given_up"`
+	Stale            int64     `json:"stale"`
+	CASFailed        int64     `json:"cas_failed"`
+	Conflicts        int64     `json:"conflicts"`
+	AbortRatio       float64   `json:"abort_ratio"`
+	Retries          int64     `json:"retries"`
+	RetriesPerCommit float64   `json:"retries_per_commit"`
+	RetriesMax       int64     `json:"retries_max"`
+	ChainsGivenUp    int64     `json:"chains_given_up"`
+	WatchExecCount   uint64    `json:"watch_to_exec_count"`
+	WatchExecP50Ms   float64   `json:"watch_to_exec_p50_ms"`
+	WatchExecP99Ms   float64   `json:"watch_to_exec_p99_ms"`
+	Windows          int       `json:"windows"`
+	FirstSeen        time.Time `json:"first_seen"`
+	LastSeen         time.Time `json:"last_seen"`
+	// FirstSeenUTC and LastSeenUTC are the same instants for people and
+	// spreadsheets: "2026-11-22 00:16:36", UTC, to the second.
+	FirstSeenUTC string   `json:"first_seen_utc"`
+	LastSeenUTC  string   `json:"last_seen_utc"`
+	Clients      []string `json:"clients,omitempty"`
+	// Instances are the sidecars that logged the row, when the logs come
+	// from more than one.
+	Instances []string `json:"instances,omitempty"`
+
+	src *agg // the aggregate behind the row, for the chart over time
+}
+
+func (a *Aggregator) row(g *agg) Row {
+	c := &g.counts
+	r := Row{
+		Transactions: c.Transactions, Commits: c.Commits, Aborts: c.Aborts, ExecAborts: c.ExecAborts,
+		ExecErrors: c.ExecErrors, GivenUp: c.GivenUp, Stale: c.Stale, CASFailed: c.CASFailed,
+		Conflicts: conflicts(c),
+		Retries:   c.Retries, RetriesMax: c.RetriesMax, ChainsGivenUp: c.ChainsGivenUp,
+		WatchExecCount: c.WatchExecCount, WatchExecP50Ms: c.WatchExecP50Ms, WatchExecP99Ms: c.WatchExecP99Ms,
+		Windows: g.windows, FirstSeen: g.first, LastSeen: g.last,
+		FirstSeenUTC: clock(g.first), LastSeenUTC: clock(g.last),
+		src: g,
+	}
+	multi := a.multi()
+	switch a.opts.By {
+	case "pattern":
+		r.Pattern = g.name
+	case "key":
+		r.Key, r.Pattern = g.name, g.pattern
+	case "client":
+		r.Client = g.name
+		if multi {
+			r.Instance = g.instance
+		}
+	case "instance":
+		r.Instance = g.name
+	}
+	if c.Transactions > 0 {
+		r.AbortRatio = float64(c.Aborts) / float64(c.Transactions)
+	}
+	if c.Commits > 0 {
+		r.RetriesPerCommit = float64(c.CommitRetries) / float64(c.Commits)
+	}
+	if len(g.hist) > 0 {
+		bs := make([]contention.HistBucket, 0, len(g.hist))
+		for u, n := range g.hist {
+			bs = append(bs, contention.HistBucket{UpperUs: u, Count: n})
+		}
+		r.WatchExecP50Ms = contention.QuantileMs(bs, 0.50)
+		r.WatchExecP99Ms = contention.QuantileMs(bs, 0.99)
+	}
+	seen := map[string]bool{}
+	for cl := range g.clients {
+		name, inst, local := strings.Cut(cl, "\x00")
+		if local && multi {
+			name += " (" + inst + ")"
+		}
+		if !seen[name] {
+			seen[name] = true
+			r.Clients = append(r.Clients, name)
+		}
+	}
+	sort.Strings(r.Clients)
+	if multi && a.opts.By != "instance" {
+		for inst := range g.instances {
+			r.Instances = append(r.Instances, inst)
+		}
+		sort.Strings(r.Instances)
+	}
+	return r
+}
+
+// multi reports whether the input holds more than one sidecar's windows,
+// which is when the report names sidecars.
+func (a *Aggregator) multi() bool { return len(a.sidecars) > 1 }
+
+// Rows returns the ranked rows: most conflicts first, then most aborts,
+// then most transactions, then by name; cut to Options.Top.
+func (a *Aggregator) Rows() []Row {
+	var out []Row
+	if a.opts.By == "instance" {
+		out = make([]Row, 0, len(a.sidecars))
+		for _, g := range a.sidecars {
+			out = append(out, a.row(g))
+		}
+	} else {
+		out = make([]Row, 0, len(a.rows))
+		for _, g := range a.rows {
+			out = append(out, a.row(g))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		x, y := out[i], out[j]
+		if x.Conflicts != y.Conflicts {
+			return x.Conflicts > y.Conflicts
+		}
+		if x.Aborts != y.Aborts {
+			return x.Aborts > y.Aborts
+		}
+		if x.Transactions != y.Transactions {
+			return x.Transactions > y.Transactions
+		}
+		if x.name() != y.name() {
+			return x.name() < y.name()
+		}
+		return x.Instance < y.Instance
+	})
+	if a.opts.Top > 0 && len(out) > a.opts.Top {
+		out = out[:a.opts.Top]
+	}
+	return out
+}
+
+// name is the row's grouping value (key rows also carry their pattern).
+func (r *Row) name() string {
+	switch {
+	case r.Key != "":
+		return r.Key
+	case r.Client != "":
+		return r.Client
+	case r.Pattern != "":
+		return r.Pattern
+	}
+	return r.Instance
+}
+
+// label is the row's name as people read it: a client known only by a
+// loopback address is qualified with its sidecar.
+func (r *Row) label() string {
+	if r.Client != "" && r.Instance != "" {
+		return r.Client + " (" + r.Instance + ")"
+	}
+	return r.name()
+}
+
+// Totals are the window summaries added up: exact, including keys that
+// were never hot enough to get a row of their own.
+func (a *Aggregator) Totals() Row {
+	t := a.row(&a.total)
+	t.Pattern, t.Key, t.Client, t.Instance, t.Clients = "", "", "", "", nil
+	t.Windows = len(a.windows)
+	return t
+}
+
+// Sidecars returns one row per sidecar (the sums of its window
+// summaries), by name.
+func (a *Aggregator) Sidecars() []Row {
+	out := make([]Row, 0, len(a.sidecars))
+	for _, g := range a.sidecars {
+		r := a.row(g)
+		r.Pattern, r.Key, r.Client, r.Clients, r.Instances = "", "", "", nil, nil
+		r.Instance = g.name
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Instance < out[j].Instance })
+	return out
+}
