@@ -159,10 +159,14 @@ func TestProxyOptionsMapping(t *testing.T) {
 		Listen: cfg.Listen, Upstream: up, DialTimeout: 7, WriteTimeout: 8, MaxClients: 6,
 		Limits:     resp.Limits{MaxBulkLen: 1, MaxInlineLen: 2, MaxArgs: 3},
 		MaxPending: 4, ClientOutputLimit: 5, DrainTimeout: 9,
-		Mode: proxy.SharedUpstream, SharedConns: 1,
+		Mode: proxy.SharedUpstream, SharedConns: 1, ReadyConns: 2,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v\nwant %+v", got, want)
+	}
+	cfg.ReadyConns = 0 // the setting's "none" is the option's "negative"
+	if got := proxyOptions(cfg, up, nil); got.ReadyConns != -1 {
+		t.Errorf("ready-conns 0: Options.ReadyConns = %d, want -1", got.ReadyConns)
 	}
 }
 
