@@ -155,6 +155,8 @@ func (r *replySide) apply(e *entry, head []byte) {
 		if ok {
 			r.monitor = true
 		}
+	case kindQuit:
+		r.quit = true
 	case kindSubscribe, kindUnsubscribe:
 		r.countSubscription(head)
 	}

@@ -219,7 +219,7 @@ func (ps *pools) shared(p *pool, id uint64) (*upConn, error) {
 func (ps *pools) dialShared(key poolKey, cred *credentials) (*upConn, error) {
 	conn, err := ps.srv.dialUpstream(context.Background(), key, cred)
 	if err != nil {
-		ps.srv.unreachable(err)
+		ps.srv.dialFailed(err)
 		return nil, err
 	}
 	c := newUpConn(ps.srv, conn, key, true)
@@ -272,7 +272,7 @@ func (ps *pools) private(key poolKey, cred *credentials) (c *upConn, setup bool,
 	ps.refill()
 	conn, err := ps.srv.dialUpstream(context.Background(), key, cred)
 	if err != nil {
-		ps.srv.unreachable(err)
+		ps.srv.dialFailed(err)
 		return nil, false, err
 	}
 	return newUpConn(ps.srv, conn, key, false), false, nil

@@ -44,6 +44,7 @@ type replySide struct {
 	monitor             bool // MONITOR lines arrive unasked
 	replyOff, replySkip bool // CLIENT REPLY state
 	raw                 bool // after SYNC/PSYNC: bytes are relayed unframed
+	quit                bool // QUIT answered by Redis: its close is expected
 	authed              bool // an AUTH succeeded since the start or the last RESET
 	confirmed           bool // the last AUTH/SELECT/HELLO/RESET took effect
 

@@ -133,13 +133,17 @@ func (s *session) dispatch(cmd *command, raw []byte, args [][]byte) bool {
 	cs := &s.conns
 	switch p := placeOf(cmd, args); {
 	case p == placeQuit:
-		// Forwarding it would close a shared connection; Redis answers it
-		// +OK (unless replies are off), closes, and reads nothing more.
-		s.srv.stats.commands.Add(1)
-		s.batch = append(s.batch, entry{cmd: cmd, local: okReply, closeAfterReply: true, replies: 1})
-		s.hasLocal = true
+		// Redis answers +OK (unless replies are off), closes, and reads
+		// nothing more. On a connection of the session's own, Redis does
+		// that itself, after the pushes it may still owe; forwarded to a
+		// shared connection it would close that, so the proxy answers.
 		s.ignoreRest = true
-		return true
+		if cs.own == nil {
+			s.srv.stats.commands.Add(1)
+			s.batch = append(s.batch, entry{cmd: cmd, local: okReply, closeAfterReply: true, replies: 1})
+			s.hasLocal = true
+			return true
+		}
 	case cs.own != nil:
 		switch {
 		case p == placeOwnForever:
@@ -197,11 +201,21 @@ func (s *session) repool(cmd *command, raw []byte, args [][]byte) bool {
 	if !s.send() || !s.waitIdle() {
 		return false
 	}
-	p, err := s.srv.pools.join(target, cred)
+	var p *pool
 	var c *upConn
-	if err == nil {
-		if c, err = s.srv.pools.shared(p, s.rinfo.ID); err != nil {
-			s.srv.pools.leave(p)
+	var err error
+	for attempt := 0; attempt < 2; attempt++ {
+		if p, err = s.srv.pools.join(target, cred); err != nil {
+			break
+		}
+		if c, err = s.srv.pools.shared(p, s.rinfo.ID); err == nil {
+			break
+		}
+		s.srv.pools.leave(p)
+		// A pool found revoked on the way: the next join makes a new
+		// one, whose setup asks Redis about these credentials afresh.
+		if !errors.Is(err, errRevoked) {
+			break
 		}
 	}
 	if err != nil {

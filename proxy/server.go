@@ -269,8 +269,16 @@ func (s *Server) Stats() Stats {
 	}
 }
 
-// unreachable counts and logs a failed dial.
-func (s *Server) unreachable(err error) {
+// dialFailed counts and logs a failed dial. A connection that Redis
+// refused to set up (a wrong password, a database out of range) is the
+// client's business, answered to it with Redis's own error; it is logged
+// only for debugging.
+func (s *Server) dialFailed(err error) {
+	var ref *refusal
+	if errors.As(err, &ref) {
+		s.log.Debug("upstream refused a connection's setup", zap.String("reply", trimLine(ref.reply)))
+		return
+	}
 	s.stats.upstreamErrors.Add(1)
 	s.log.Warn("upstream unreachable", zap.String("upstream", s.opts.Upstream.String()), zap.Error(err))
 }

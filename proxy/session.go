@@ -173,8 +173,8 @@ func (s *session) close() {
 }
 
 // privateLost is told by the reader of the session's own connection that
-// the connection is gone. After a client that stopped sending had
-// everything answered, that is expected. Otherwise Redis
+// the connection is gone. After QUIT, or after a client that stopped
+// sending had everything answered, that is expected. Otherwise Redis
 // went away with the session's state (and maybe commands in flight):
 // the client connection is closed, as Redis's own closing would close
 // it, with no reply invented for the commands whose outcome is unknown.
@@ -184,7 +184,7 @@ func (s *session) privateLost(cause error) {
 	if s.ended {
 		return
 	}
-	if s.readDone && s.q.unpopped() == 0 {
+	if s.rs.quit || s.readDone && s.q.unpopped() == 0 {
 		s.endLocked(true)
 		return
 	}

@@ -61,8 +61,11 @@ func (h *Harness) ClientList(tb testing.TB) []string {
 }
 
 // BaseClients is how many Redis connections the proxy holds for no client
-// in particular: its shared connections.
-func (h *Harness) BaseClients() int { return int(h.Stats().SharedConns) }
+// in particular: its shared connections and the ready ones.
+func (h *Harness) BaseClients() int {
+	st := h.Stats()
+	return int(st.SharedConns + st.ReadyConns)
+}
 
 // NumClients counts Redis's client connections other than the test's own
 // direct ones (the proxy's upstream connections, in practice).

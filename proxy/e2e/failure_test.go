@@ -138,9 +138,12 @@ func fullBacklogListener(t *testing.T) string {
 }
 
 // TestE2EUpstreamLostMidSession: Redis dies while a BLPOP (and a command
-// pipelined behind it) are pending: both are answered with an error that
-// says the outcome is unknown, then the client connection is closed. A
-// subscriber and an idle client are closed too. Reconnecting works.
+// pipelined behind it) are pending. The client sees exactly what it would
+// see from Redis: the connection closes, with no reply invented for the
+// commands whose outcome is unknown — client libraries reconnect and
+// retry on that, and only on that. A subscriber (its state is gone) is
+// closed too; an idle client only when its connection was its own.
+// Reconnecting works.
 func TestE2EUpstreamLostMidSession(t *testing.T) {
 	h := proxytest.Start(t)
 	for _, proto := range proxytest.Protocols {
@@ -157,6 +160,7 @@ func TestE2EUpstreamLostMidSession(t *testing.T) {
 			sub.Do("SUBSCRIBE", "ch")
 			a.Write(append(proxytest.EncodeCommand("BLPOP", "q", "0"), proxytest.EncodeCommand("PING")...))
 			h.WaitBlocked(t, 1)
+			lost := h.Stats().LostCommands
 
 			h.Redis.Stop()
 
@@ -164,18 +168,10 @@ func TestE2EUpstreamLostMidSession(t *testing.T) {
 			if err != nil {
 				t.Errorf("client with pending commands not closed: %v (got %q)", err, out)
 			}
-			replies := strings.SplitAfter(out, "\r\n")
-			if len(replies) > 0 && replies[len(replies)-1] == "" {
-				replies = replies[:len(replies)-1]
+			if out != "" {
+				t.Errorf("pending commands got %q before the close; Redis going away sends nothing", out)
 			}
-			if len(replies) != 2 {
-				t.Errorf("pending commands got %d replies %q, want 2 errors", len(replies), out)
-			}
-			for _, rep := range replies {
-				if !strings.HasPrefix(rep, "-") || !strings.Contains(strings.ToLower(rep), "unknown") {
-					t.Errorf("pending command reply %q: want an error saying the outcome is unknown", rep)
-				}
-			}
+			proxytest.Eventually(t, "the lost commands counted", func() bool { return h.Stats().LostCommands >= lost+2 })
 			if out, err := sub.ReadUntilEOF(); err != nil {
 				t.Errorf("subscriber not closed: %v (got %q)", err, out)
 			} else if out != "" && !strings.HasPrefix(out, "-") && !strings.HasPrefix(out, ">") {
@@ -209,8 +205,8 @@ func TestE2EUpstreamLostMidSession(t *testing.T) {
 }
 
 // TestE2EUpstreamLostMidStream: Redis dies while a client streams a
-// command too large to buffer: the client gets the "outcome unknown" error
-// and the close, and not a hang.
+// command too large to buffer: the client sees the close, as from Redis,
+// and not a hang.
 func TestE2EUpstreamLostMidStream(t *testing.T) {
 	h := proxytest.Start(t)
 	c := h.ProxyRaw(t)
@@ -232,8 +228,8 @@ func TestE2EUpstreamLostMidStream(t *testing.T) {
 	if err != nil {
 		t.Fatalf("client not closed after Redis died mid-command: %v (got %q)", err, out)
 	}
-	if !strings.HasPrefix(out, "-") || !strings.Contains(strings.ToLower(out), "unknown") {
-		t.Errorf("client got %q; want an error saying the outcome is unknown", out)
+	if out != "" {
+		t.Errorf("client got %q before the close; Redis going away sends nothing", out)
 	}
 	h.Redis.StartAgain()
 	if got := h.ProxyRaw(t).Do("PING"); got != "+PONG\r\n" {
@@ -255,11 +251,11 @@ func TestE2EClientDisconnectClosesUpstream(t *testing.T) {
 	}
 	want := 10
 	if h.Shared() {
-		want = max(1, h.Opts.SharedConns)
+		want = 0
 	}
-	if n := h.NumClients(t); n != want {
-		t.Errorf("10 proxied clients: Redis has %d connections, want %d", n, want)
-	}
+	proxytest.Eventually(t, "a connection per client (pinned) or the shared ones", func() bool {
+		return h.NumClients(t) == want+h.BaseClients()
+	})
 	for _, c := range conns {
 		c.Close()
 	}
@@ -509,11 +505,11 @@ func TestE2EMaxClients(t *testing.T) {
 	}
 	wantConns := 2
 	if h.Shared() {
-		wantConns = h.BaseClients()
+		wantConns = 0
 	}
-	if n := h.NumClients(t); n != wantConns {
-		t.Errorf("rejected clients reached Redis: %d upstream connections, want %d", n, wantConns)
-	}
+	proxytest.Eventually(t, "no upstream connection for rejected clients", func() bool {
+		return h.NumClients(t) == wantConns+h.BaseClients()
+	})
 	a.Close()
 	proxytest.Eventually(t, "a slot to free up", func() bool {
 		c, err := net.DialTimeout("tcp", h.Addr, proxytest.IOTimeout)

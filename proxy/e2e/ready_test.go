@@ -1,0 +1,138 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/exproxy/exproxy/internal/proxytest"
+	"github.com/exproxy/exproxy/proxy"
+)
+
+// Ready connections: a session that needs a connection of its own takes
+// one dialled before it was wanted, and gives it back once its state is
+// gone, so stateful episodes cost no connect and pin nobody for life.
+
+func readyHarness(t *testing.T, ready int) *proxytest.Harness {
+	t.Helper()
+	h := proxytest.Start(t, proxytest.WithOptions(func(o *proxy.Options) {
+		o.Mode = proxy.SharedUpstream
+		o.ReadyConns = ready
+	}))
+	proxytest.Eventually(t, "the ready connections dialled", func() bool { return h.Stats().ReadyConns == int64(ready) })
+	return h
+}
+
+// TestE2EFirstStatefulCommandNeedsNoConnect: the connection a session's
+// first transaction runs on existed before the session asked for it.
+func TestE2EFirstStatefulCommandNeedsNoConnect(t *testing.T) {
+	h := readyHarness(t, 2)
+	before := map[string]bool{}
+	for _, l := range h.ClientList(t) {
+		before[proxytest.ClientField(l, "id")] = true
+	}
+	c := h.ProxyRaw(t)
+	for _, step := range [][]string{{"MULTI"}, {"INCR", "n"}, {"EXEC"}} {
+		c.Do(step...)
+	}
+	// CLIENT ID keeps the session on that connection and names it.
+	id := strings.TrimSuffix(strings.TrimPrefix(c.Do("CLIENT", "ID"), ":"), "\r\n")
+	if !before[id] {
+		t.Errorf("the transaction ran on connection %s, dialled after it was asked for; ready ones were %v", id, before)
+	}
+	proxytest.Eventually(t, "the ready set refilled", func() bool { return h.Stats().ReadyConns == 2 })
+}
+
+// TestE2ESessionsShareAgain: an application that runs WATCH loops on
+// pooled connections takes a connection of its own per transaction and
+// gives it back after, so Redis does not see one connection per client
+// that ever ran WATCH; the counts say so.
+func TestE2ESessionsShareAgain(t *testing.T) {
+	h := readyHarness(t, 2)
+	ctx := context.Background()
+	const clients, loops = 10, 30
+	var wg sync.WaitGroup
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := h.Client(t, 2+i%2, func(o *redis.Options) { o.PoolSize = 1 })
+			key := "ctr" + strconv.Itoa(i%3)
+			for done := 0; done < loops; {
+				err := c.Watch(ctx, func(tx *redis.Tx) error {
+					n, err := tx.Get(ctx, key).Int()
+					if err != nil && !errors.Is(err, redis.Nil) {
+						return err
+					}
+					_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+						p.Set(ctx, key, n+1, 0)
+						return nil
+					})
+					return err
+				}, key)
+				switch {
+				case err == nil:
+					done++
+				case !errors.Is(err, redis.TxFailedErr):
+					t.Errorf("client %d: %v", i, err)
+					return
+				}
+				// A plain command between transactions, as an
+				// application would send.
+				if err := c.Get(ctx, "other").Err(); err != nil && !errors.Is(err, redis.Nil) {
+					t.Errorf("client %d: GET: %v", i, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	st := h.Stats()
+	if st.SessionsShared < st.SessionsPinned-clients {
+		t.Errorf("%d times a session took a connection of its own, %d times it gave it back; want all but the last back",
+			st.SessionsPinned, st.SessionsShared)
+	}
+	total := 0
+	for i := 0; i < 3; i++ {
+		n, _ := h.Direct(t, 2).Get(ctx, "ctr"+strconv.Itoa(i)).Int()
+		total += n
+	}
+	if total != clients*loops {
+		t.Errorf("counters sum to %d, want %d: an increment was lost", total, clients*loops)
+	}
+	// Shared (RESP2, RESP3), ready, and the spares kept per pool.
+	if n := h.NumClients(t); n > 2+2+8 {
+		t.Errorf("Redis has %d connections from the proxy after %d clients' transactions; want them reused", n, clients)
+	}
+}
+
+// TestE2EStickyStateKeepsTheConnection: state the proxy does not follow
+// (a client name) keeps the session on its own connection for good.
+func TestE2EStickyStateKeepsTheConnection(t *testing.T) {
+	h := readyHarness(t, 1)
+	c := h.ProxyRaw(t)
+	c.Do("CLIENT", "SETNAME", "sticky")
+	shared := h.Stats().SessionsShared
+	for i := 0; i < 3; i++ {
+		c.Do("GET", "k")
+	}
+	if got := c.Do("CLIENT", "GETNAME"); got != "$6\r\nsticky\r\n" {
+		t.Errorf("CLIENT GETNAME after plain commands: %q", got)
+	}
+	if st := h.Stats(); st.SessionsShared != shared {
+		t.Errorf("a named session shared again")
+	}
+	// RESET clears the name, and with it the reason to keep the connection.
+	if got := c.Do("RESET"); got != "+RESET\r\n" {
+		t.Fatalf("RESET: %q", got)
+	}
+	c.Do("GET", "k")
+	if st := h.Stats(); st.SessionsShared != shared+1 {
+		t.Errorf("after RESET the session still has its own connection")
+	}
+}
