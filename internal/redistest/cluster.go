@@ -577,7 +577,9 @@ func (c *Cluster) Primaries(tb testing.TB) []*ClusterNode {
 			ps = append(ps, prim{n, first})
 		}
 	}
-	sort.Slice(ps, func(i, j int) bool { return ps[i].first < ps[j].first || ps[i].first == ps[j].first && ps[i].n.Port < ps[j].n.Port })
+	sort.Slice(ps, func(i, j int) bool {
+		return ps[i].first < ps[j].first || ps[i].first == ps[j].first && ps[i].n.Port < ps[j].n.Port
+	})
 	out := make([]*ClusterNode, len(ps))
 	for i, p := range ps {
 		out[i] = p.n
