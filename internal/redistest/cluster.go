@@ -448,8 +448,9 @@ func (c *Cluster) view(ctx context.Context) (map[string]nodeView, error) {
 
 // WaitStable waits until every live node reports cluster_state:ok, knows
 // every node, agrees with the others on roles, failures and slot owners,
-// sees no live node as failing and every dead one as failed, and every
-// live replica's replication link is up. That is when a client can rely
+// sees no live node as failing and every dead one as failed, reports every
+// live node "online" in CLUSTER SHARDS, and every live replica's
+// replication link is up. That is when a client can rely
 // on the slot map and a replica is ready to take over.
 func (c *Cluster) WaitStable(ctx context.Context) error {
 	reason := ""
@@ -492,6 +493,19 @@ func (c *Cluster) stable(ctx context.Context) (bool, string) {
 		v, err := parseClusterNodes(text)
 		if err != nil {
 			return false, err.Error()
+		}
+		// What CLUSTER SHARDS tells clients: a replica is "loading" until
+		// its replication offset has reached this node by gossip.
+		shards, err := cl.ClusterShards(ctx).Result()
+		if err != nil {
+			return false, fmt.Sprintf("CLUSTER SHARDS on %s: %v", n.Addr, err)
+		}
+		for _, sh := range shards {
+			for _, sn := range sh.Nodes {
+				if m := c.byID(sn.ID); m != nil && m.Alive() && sn.Health != "online" {
+					return false, fmt.Sprintf("%s reports %s as %s", n.Addr, m.Addr, sn.Health)
+				}
+			}
 		}
 		s := signature(v)
 		if sig == "" {
