@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,29 +12,18 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// shared is the cluster the package's tests share (3 primaries, 3
-// replicas). Tests that change it (failover) leave it stable and covered;
+// The package's tests share one cluster (3 primaries, 3 replicas),
+// started by the first test that needs it — so listing, fuzzing and the
+// benchmarks of pure code start none — and stopped by TestMain. Tests
+// that change it (failover, slot moves) leave it stable and covered;
 // none relies on which node serves which slot.
-var shared *redistest.Cluster
+var (
+	sharedOnce sync.Once
+	shared     *redistest.Cluster
+	sharedErr  error
+)
 
 func TestMain(m *testing.M) {
-	// Fuzzing, and benchmarks of pure code, need no cluster; -short
-	// skips the tests that do.
-	need := true
-	for _, a := range os.Args[1:] {
-		if a == "-test.short=true" || a == "-test.short" {
-			need = false
-		}
-	}
-	if need {
-		c, err := redistest.NewCluster()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "cluster tests:", err)
-			os.Exit(1)
-		}
-		fmt.Fprintf(os.Stderr, "cluster tests: 3+3 node cluster ready in %v\n", c.StartupTime.Round(time.Millisecond))
-		shared = c
-	}
 	code := m.Run()
 	if shared != nil {
 		shared.Stop()
@@ -43,8 +33,14 @@ func TestMain(m *testing.M) {
 
 func needCluster(tb testing.TB) *redistest.Cluster {
 	tb.Helper()
-	if shared == nil {
-		tb.Skip("no cluster with -short")
+	sharedOnce.Do(func() {
+		shared, sharedErr = redistest.NewCluster()
+		if sharedErr == nil {
+			fmt.Fprintf(os.Stderr, "cluster tests: 3+3 node cluster ready in %v\n", shared.StartupTime.Round(time.Millisecond))
+		}
+	})
+	if sharedErr != nil {
+		tb.Fatalf("cluster: %v", sharedErr)
 	}
 	return shared
 }
