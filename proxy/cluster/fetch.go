@@ -142,12 +142,8 @@ func (f *Fetcher) Topology(ctx context.Context, last *Topology) (*Topology, erro
 			f.prune(t)
 			return t, nil
 		}
-		covered := SlotCount
-		for _, r := range t.Uncovered() {
-			covered -= r.End - r.Start + 1
-		}
-		if covered > bestCovered {
-			best, bestCovered = t, covered
+		if t.served > bestCovered {
+			best, bestCovered = t, t.served
 		}
 	}
 	if best != nil {

@@ -463,6 +463,18 @@ func (t *Table) Keys(args [][]byte, dst []int) []int {
 	return dst[:0]
 }
 
+// SpecFlags returns the flags of all the command's key specifications
+// together: SpecNotKey for the shard-channel commands, SpecIncomplete for
+// specs that may miss keys (MIGRATE), SpecRO without SpecRW|SpecOW|SpecRM
+// for commands that only read keys.
+func (c *Command) SpecFlags() KeySpecFlags {
+	var f KeySpecFlags
+	for _, s := range c.specs {
+		f |= s.flags
+	}
+	return f
+}
+
 // HasKeys reports whether the command can have keys at all.
 func (c *Command) HasKeys() bool { return len(c.specs) > 0 || c.getkeys != nil }
 

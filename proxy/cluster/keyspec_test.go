@@ -196,6 +196,17 @@ func TestCommandInfo(t *testing.T) {
 			t.Errorf("%s: flags %b, request %d, response %d; want flags %b, %d, %d", tt.name, c.Flags, c.Request, c.Response, tt.flags, tt.request, tt.response)
 		}
 	}
+	for name, want := range map[string]KeySpecFlags{
+		"spublish": SpecNotKey, "migrate": SpecIncomplete,
+		"get": SpecRO | SpecAccess, "set": SpecRW | SpecVariableFlags,
+	} {
+		if got := tab.Command(name).SpecFlags(); got&want != want {
+			t.Errorf("%s: spec flags %b, want %b set", name, got, want)
+		}
+	}
+	if got := tab.Command("get").SpecFlags(); got&(SpecRW|SpecOW|SpecRM|SpecNotKey) != 0 {
+		t.Errorf("GET spec flags %b", got)
+	}
 	if c := tab.Command("randomkey"); !c.Nondeterministic {
 		t.Error("RANDOMKEY is deterministic")
 	}

@@ -80,6 +80,7 @@ type Topology struct {
 	shards []Shard
 	owner  [SlotCount]uint16 // index into shards plus one; 0: no owner
 	nodes  []*Node           // sorted by Addr
+	served int               // slots with an owner
 }
 
 // Primary returns the primary serving slot, or nil when none does.
@@ -116,7 +117,7 @@ func (t *Topology) Node(addr string) *Node {
 
 // Covered reports whether every slot has a primary, which a cluster needs
 // (with cluster-require-full-coverage, the default) to serve any command.
-func (t *Topology) Covered() bool { return len(t.Uncovered()) == 0 }
+func (t *Topology) Covered() bool { return t.served == SlotCount }
 
 // Uncovered returns the slot ranges no primary serves.
 func (t *Topology) Uncovered() []SlotRange {
@@ -294,6 +295,9 @@ func (b *builder) finish() (*Topology, error) {
 	t.shards = shards
 	for s, o := range t.owner {
 		t.owner[s] = newIndex[o]
+		if o != 0 {
+			t.served++
+		}
 	}
 	sort.Slice(t.nodes, func(i, j int) bool { return t.nodes[i].Addr < t.nodes[j].Addr })
 	for i := 1; i < len(t.nodes); i++ {
