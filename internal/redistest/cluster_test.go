@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +41,38 @@ func checkKeys(t *testing.T, cc *redis.ClusterClient, keys []string) {
 			t.Fatalf("GET %s = %d, %v; want %d", k, v, err, i)
 		}
 	}
+}
+
+// keysInSlots returns a key for each slot, found with CLUSTER KEYSLOT.
+func keysInSlots(t *testing.T, c *Cluster, slots []int) []string {
+	t.Helper()
+	want := map[int64]bool{}
+	for _, s := range slots {
+		want[int64(s)] = true
+	}
+	var keys []string
+	rdb := c.Client(c.firstAlive())
+	for base := 0; len(want) > 0 && base < 1_000_000; base += 10000 {
+		pipe := rdb.Pipeline()
+		for n := base; n < base+10000; n++ {
+			pipe.ClusterKeySlot(context.Background(), "counter:"+strconv.Itoa(n))
+		}
+		cmds, err := pipe.Exec(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, cmd := range cmds {
+			s := cmd.(*redis.IntCmd).Val()
+			if want[s] {
+				delete(want, s)
+				keys = append(keys, "counter:"+strconv.Itoa(base+i))
+			}
+		}
+	}
+	if len(want) > 0 {
+		t.Fatalf("no key found for slots %v", want)
+	}
+	return keys
 }
 
 func slotOf(t *testing.T, c *Cluster, key string) int {
@@ -162,6 +195,62 @@ func TestCluster(t *testing.T) {
 			}
 		}
 		checkKeys(t, cc, keys)
+	})
+
+	t.Run("moves under writes", func(t *testing.T) {
+		// Clients keep incrementing keys in the slots that move, by hand
+		// and then again by redis-cli (it takes the source's first
+		// slots); every acknowledged increment must be there after.
+		prims := c.Primaries(t)
+		moving := c.SlotsOf(t, prims[1])[:30]
+		keys := keysInSlots(t, c, moving)
+		nkeys := len(keys)
+		acked := make([]int64, nkeys)
+		stop := make(chan struct{})
+		done := make(chan error, 1)
+		go func() {
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					done <- nil
+					return
+				default:
+				}
+				i := n % nkeys
+				if err := cc.Incr(ctx, keys[i]).Err(); err != nil {
+					done <- fmt.Errorf("INCR %s: %w", keys[i], err)
+					return
+				}
+				acked[i]++
+			}
+		}()
+		c.MoveSlots(t, prims[1], prims[2], 30)
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if err := c.ReshardCLI(rctx, prims[2], prims[0], 200); err != nil {
+			t.Fatal(err)
+		}
+		close(stop)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range moving {
+			if got := c.SlotOwner(t, s); got != prims[0] {
+				t.Fatalf("slot %d is on %s, not moved twice to %s", s, got, prims[0])
+			}
+		}
+		total := int64(0)
+		for i, want := range acked {
+			got, err := cc.Get(ctx, keys[i]).Int64()
+			if want == 0 && err == redis.Nil {
+				continue
+			}
+			if err != nil || got != want {
+				t.Fatalf("%s = %d, %v; %d increments acknowledged", keys[i], got, err, want)
+			}
+			total += want
+		}
+		t.Logf("%d increments during the moves, none lost", total)
 	})
 
 	t.Run("ReshardCLI", func(t *testing.T) {
