@@ -1,5 +1,10 @@
 package cluster
 
+import (
+	"bytes"
+	"strings"
+)
+
 // SlotCount is the number of hash slots in Redis Cluster.
 const SlotCount = 16384
 
@@ -35,25 +40,22 @@ func crc16[K string | []byte](b K) uint16 {
 // the first '}' after it are hashed; otherwise the whole key is. So
 // "{user1000}.following" and "{user1000}.followers" share a slot, while
 // "{}x" and "x{" hash whole.
-func Slot(key []byte) int { return slot(key) }
+func Slot(key []byte) int {
+	// IndexByte, not a loop: it scans a long key many bytes at a time.
+	if s := bytes.IndexByte(key, '{'); s >= 0 {
+		if e := bytes.IndexByte(key[s+1:], '}'); e > 0 {
+			key = key[s+1 : s+1+e]
+		}
+	}
+	return int(crc16(key) & (SlotCount - 1))
+}
 
 // SlotString is Slot for a string key.
-func SlotString(key string) int { return slot(key) }
-
-func slot[K string | []byte](key K) int {
-	for s := 0; s < len(key); s++ {
-		if key[s] != '{' {
-			continue
+func SlotString(key string) int {
+	if s := strings.IndexByte(key, '{'); s >= 0 {
+		if e := strings.IndexByte(key[s+1:], '}'); e > 0 {
+			key = key[s+1 : s+1+e]
 		}
-		for e := s + 1; e < len(key); e++ {
-			if key[e] == '}' {
-				if e > s+1 {
-					key = key[s+1 : e]
-				}
-				break
-			}
-		}
-		break
 	}
 	return int(crc16(key) & (SlotCount - 1))
 }

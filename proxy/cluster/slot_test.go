@@ -41,12 +41,23 @@ func TestSlot(t *testing.T) {
 	}
 }
 
-// refSlot is the cluster specification's keyHashSlot, written plainly.
+// refSlot is the cluster specification's keyHashSlot, its C loops
+// written out, with a bit-by-bit CRC16.
 func refSlot(key []byte) int {
-	s := bytes.IndexByte(key, '{')
-	if s >= 0 {
-		if e := bytes.IndexByte(key[s+1:], '}'); e > 0 {
-			key = key[s+1 : s+1+e]
+	s, e := 0, 0
+	for s = 0; s < len(key); s++ {
+		if key[s] == '{' {
+			break
+		}
+	}
+	if s < len(key) {
+		for e = s + 1; e < len(key); e++ {
+			if key[e] == '}' {
+				break
+			}
+		}
+		if e < len(key) && e != s+1 {
+			key = key[s+1 : e]
 		}
 	}
 	var crc uint16
