@@ -213,8 +213,17 @@ func TestRedirectsFromRedis(t *testing.T) {
 	setAll("cluster-preferred-endpoint-type", "ip")
 
 	// ASK while the slot migrates; then the slot lives on the other node.
+	old := "{" + key + "}old" // same slot, on the source until migrated
+	if err := c.Client(owner).Set(bg(), old, "1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
 	m := c.BeginMove(t, slot, other)
-	err := c.Client(owner).Get(bg(), key).Err()
+	// Keys of the slot on both sides: the node cannot serve them together.
+	err := c.Client(owner).MGet(bg(), key, old).Err()
+	if err == nil || "-"+err.Error()+"\r\n" != ErrTryAgain {
+		t.Errorf("MGET across a migrating slot: %v, want %q", err, ErrTryAgain)
+	}
+	err = c.Client(owner).Get(bg(), key).Err()
 	r, ok := ParseRedirect([]byte("-" + err.Error() + "\r\n"))
 	if !ok || !r.Ask || r.Slot != slot || string(r.Host) != "127.0.0.1" || r.Port != other.Port {
 		t.Errorf("%q parsed as %+v, %t; want ASK %d %s", err, r, ok, slot, other.Addr)
