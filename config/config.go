@@ -49,6 +49,9 @@ type Config struct {
 	SharedConns  int    `yaml:"shared-conns"`
 	ReadyConns   int    `yaml:"ready-conns"`
 
+	// Cluster tunes a Redis Cluster upstream (redis+cluster://).
+	Cluster Cluster `yaml:"cluster"`
+
 	Log Log `yaml:"log"`
 	// InstanceName names this proxy in its contention log events, so that
 	// a report over many sidecars' logs tells them apart; "" means the
@@ -76,6 +79,23 @@ type TLS struct {
 	ServerName string `yaml:"server-name"`
 	// InsecureSkipVerify turns off certificate verification (tests only).
 	InsecureSkipVerify bool `yaml:"insecure-skip-verify"`
+}
+
+// Cluster tunes how the proxy follows a Redis Cluster upstream. The slot
+// map is read at start, every RefreshInterval, and at once (but not more
+// often than MinRefreshInterval) when a node answers MOVED, ASK or
+// CLUSTERDOWN or a node connection is lost.
+type Cluster struct {
+	RefreshInterval    time.Duration `yaml:"refresh-interval"`
+	MinRefreshInterval time.Duration `yaml:"min-refresh-interval"`
+	// FailoverWait bounds how long a command for a slot whose primary is
+	// unreachable waits for the cluster to promote a replica before the
+	// client gets an error. A failover takes about cluster-node-timeout
+	// plus a second.
+	FailoverWait time.Duration `yaml:"failover-wait"`
+	// MaxRedirects bounds the MOVED/ASK redirections one command may
+	// follow.
+	MaxRedirects int `yaml:"max-redirects"`
 }
 
 // Limits bound what a client may make the proxy buffer.
@@ -177,6 +197,12 @@ func Default() *Config {
 			MaxArgs:           1<<31 - 1,
 			MaxPending:        100000,
 			ClientOutputLimit: 64 << 20,
+		},
+		Cluster: Cluster{
+			RefreshInterval:    5 * time.Second,
+			MinRefreshInterval: 100 * time.Millisecond,
+			FailoverWait:       5 * time.Second,
+			MaxRedirects:       5,
 		},
 		Log: Log{Level: "info", Format: "json", File: "stderr"},
 		Admin: Admin{

@@ -116,6 +116,7 @@ func TestEverySettingFromEverySource(t *testing.T) {
 		"admin.token": "0123456789abcdef-token", "admin.allow-unauthenticated": "true", "exstring.enabled": "false", "exstring.scripts": "true",
 		"contention.max-keys": "16", "contention.max-patterns": "17", "contention.max-clients": "18", "contention.threshold": "14", "contention.abort-events": "true",
 		"contention.abort-sample-rate": "0.5", "contention.abort-rate-limit": "15",
+		"cluster.refresh-interval": "20s", "cluster.min-refresh-interval": "1s", "cluster.failover-wait": "30s", "cluster.max-redirects": "7",
 	}
 	for _, s := range Settings() {
 		if s.Flag == "" {
@@ -156,6 +157,13 @@ func TestEverySettingFromEverySource(t *testing.T) {
 					}
 					env["EXPROXY_UPSTREAM"] = "rediss://127.0.0.1:6379"
 				}
+				// Cluster settings need a cluster upstream.
+				if strings.HasPrefix(s.Key, "cluster.") {
+					if env == nil {
+						env = map[string]string{}
+					}
+					env["EXPROXY_UPSTREAM"] = "redis+cluster://127.0.0.1:7000,127.0.0.1:7001"
+				}
 				c, err := load(t, src.file, env, src.args...)
 				if err != nil {
 					t.Fatal(err)
@@ -193,12 +201,19 @@ func TestErrors(t *testing.T) {
 		{name: "listen from file", file: "\nlisten: nope\n", want: `invalid listen (exproxy.yaml line 2): "nope" is not host:port or a unix socket path`},
 		{name: "listen from env", env: map[string]string{"EXPROXY_LISTEN": ""}, want: `invalid EXPROXY_LISTEN: "" is not host:port or a unix socket path`},
 		{name: "upstream empty", args: []string{"--upstream="}, want: `invalid --upstream: empty: give host:port, a redis:// URL or a socket path`},
-		{name: "upstream scheme", args: []string{"--upstream", "http://x:1"}, want: `invalid --upstream: unsupported scheme "http" (use redis://, rediss:// or unix://)`},
+		{name: "upstream scheme", args: []string{"--upstream", "http://x:1"}, want: `invalid --upstream: unsupported scheme "http" (use redis://, rediss://, unix://, redis+cluster:// or rediss+cluster://)`},
 		{name: "upstream port", args: []string{"--upstream", "redis://u:secret@h:0"}, want: `invalid --upstream: port "0" is not a number from 1 to 65535`},
 		{name: "upstream db", args: []string{"--upstream", "redis://u:secret@h:1/x"}, want: `invalid --upstream: database "x" is not a number >= 0`},
 		{name: "upstream bad url", args: []string{"--upstream", "redis://u:secret@h:1/%zz"}, want: `invalid --upstream: not a valid URL "redis://u:xxxxx@h:1/%zz": invalid URL escape "%zz"`},
 		{name: "upstream param", args: []string{"--upstream", "redis://h:1?timeout=1"}, want: `invalid --upstream: unsupported URL parameter "timeout" (only db is known)`},
-		{name: "tls without rediss", args: []string{"--tls-ca-file", "/x"}, want: `invalid --tls-ca-file: set, but the upstream does not use TLS (use a rediss:// URL)`},
+		{name: "cluster setting without a cluster", args: []string{"--cluster-failover-wait", "1s"}, want: `invalid --cluster-failover-wait: set, but the upstream is not a cluster (use a redis+cluster:// URL)`},
+		{name: "cluster setting in file without a cluster", file: "cluster:\n  max-redirects: 3\n", want: `invalid cluster.max-redirects (exproxy.yaml line 2): set, but the upstream is not a cluster (use a redis+cluster:// URL)`},
+		{name: "cluster refresh interval", env: map[string]string{"EXPROXY_UPSTREAM": "redis+cluster://h:1"}, args: []string{"--cluster-refresh-interval", "10ms"}, want: `invalid --cluster-refresh-interval: must be at least 100ms, got 10ms`},
+		{name: "cluster min refresh interval", env: map[string]string{"EXPROXY_UPSTREAM": "redis+cluster://h:1", "EXPROXY_CLUSTER_MIN_REFRESH_INTERVAL": "10s"}, want: `invalid EXPROXY_CLUSTER_MIN_REFRESH_INTERVAL: must be from 0 to cluster.refresh-interval (5s), got 10s`},
+		{name: "cluster failover wait", env: map[string]string{"EXPROXY_UPSTREAM": "redis+cluster://h:1"}, args: []string{"--cluster-failover-wait", "-1s"}, want: `invalid --cluster-failover-wait: must not be negative, got -1s`},
+		{name: "cluster max redirects", env: map[string]string{"EXPROXY_UPSTREAM": "redis+cluster://h:1"}, args: []string{"--cluster-max-redirects", "0"}, want: `invalid --cluster-max-redirects: must be 1 to 100, got 0`},
+		{name: "cluster db", args: []string{"--upstream", "redis+cluster://u:secret@h:1/3"}, want: `invalid --upstream: database 3: Redis Cluster has only database 0`},
+		{name: "tls without rediss", args: []string{"--tls-ca-file", "/x"}, want: `invalid --tls-ca-file: set, but the upstream does not use TLS (use a rediss:// or rediss+cluster:// URL)`},
 		{name: "tls ca missing", args: []string{"--upstream", "rediss://h:1", "--tls-ca-file", "/nonexistent/ca.pem"}, want: `invalid --tls-ca-file: cannot read: open /nonexistent/ca.pem: no such file or directory`},
 		{name: "tls cert without key", args: []string{"--upstream", "rediss://h:1", "--tls-cert-file", "/x"}, want: `invalid --tls-cert-file: set without tls.key-file`},
 		{name: "tls key without cert", args: []string{"--upstream", "rediss://h:1", "--tls-key-file", "/x"}, want: `invalid --tls-key-file: set without tls.cert-file`},
@@ -244,7 +259,7 @@ func TestErrors(t *testing.T) {
 		{name: "value not scalar", file: "listen: [a, b]\n", want: `invalid listen (exproxy.yaml line 1): expected a single value`},
 		{name: "not a mapping", file: "- a\n", want: `config file exproxy.yaml line 1: expected a mapping of settings`},
 		{name: "bad yaml", file: "listen: \"x\n", want: `config file exproxy.yaml: yaml: line 2: found unexpected end of stream`},
-		{name: "secret not echoed", env: map[string]string{"EXPROXY_UPSTREAM": "redis://h:1", "EXPROXY_UPSTREAM_PASSWORD": "hunter2"}, args: []string{"--tls-server-name", "x"}, want: `invalid --tls-server-name: set, but the upstream does not use TLS (use a rediss:// URL)`},
+		{name: "secret not echoed", env: map[string]string{"EXPROXY_UPSTREAM": "redis://h:1", "EXPROXY_UPSTREAM_PASSWORD": "hunter2"}, args: []string{"--tls-server-name", "x"}, want: `invalid --tls-server-name: set, but the upstream does not use TLS (use a rediss:// or rediss+cluster:// URL)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -469,11 +484,21 @@ func TestShippedExamplesLoad(t *testing.T) {
 	if !ok || !ok2 {
 		t.Fatal("docs/configuration.md has no example YAML block under \"## Example file\"")
 	}
+	_, rest, ok = strings.Cut(string(doc), "### Redis Cluster\n")
+	_, rest, ok2 = strings.Cut(rest, "```yaml\n")
+	clusterExample, _, ok3 := strings.Cut(rest, "```\n")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("docs/configuration.md has no example YAML block under \"### Redis Cluster\"")
+	}
 	deploy, err := os.ReadFile("../deploy/exproxy.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, text := range map[string]string{"docs/configuration.md example": example, "deploy/exproxy.yaml": string(deploy)} {
+	for name, text := range map[string]string{
+		"docs/configuration.md example":         example,
+		"docs/configuration.md cluster example": clusterExample,
+		"deploy/exproxy.yaml":                   string(deploy),
+	} {
 		c := Default()
 		if err := c.loadYAML(name, []byte(text)); err != nil {
 			t.Errorf("%s: %v", name, err)
@@ -483,6 +508,7 @@ func TestShippedExamplesLoad(t *testing.T) {
 		// everything but the TLS files.
 		c.TLS = TLS{}
 		c.Upstream = strings.Replace(c.Upstream, "rediss://", "redis://", 1)
+		c.Upstream = strings.Replace(c.Upstream, "rediss+cluster://", "redis+cluster://", 1)
 		if err := c.Validate(); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}

@@ -122,6 +122,18 @@ func Settings() []Setting {
 	return append([]Setting(nil), settings...)
 }
 
+// clusterSettings are the settings of the cluster section, which only a
+// cluster upstream uses.
+func clusterSettings() []Setting {
+	var out []Setting
+	for _, s := range settings {
+		if strings.HasPrefix(s.Key, "cluster.") {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // Lookup finds a setting by its YAML key.
 func Lookup(key string) (Setting, bool) {
 	for _, s := range settings {
@@ -142,7 +154,7 @@ func buildSettings() []Setting {
 	set, get := str(func(c *Config) *string { return &c.Listen })
 	row("listen", "listen", "address", "where clients connect: host:port, or a unix socket path (contains /)", set, get)
 	set, get = str(func(c *Config) *string { return &c.Upstream })
-	row("upstream", "upstream", "upstream", "the Redis server: host:port, redis://[user:pass@]host:port/db, rediss://... (TLS), unix:///path or /path/redis.sock", set, get)
+	row("upstream", "upstream", "upstream", "the Redis server: host:port, redis://[user:pass@]host:port/db, rediss://... (TLS), unix:///path or /path/redis.sock; a Redis Cluster: redis+cluster://[user:pass@]host1:port,host2:port,... or rediss+cluster://...", set, get)
 	set, get = str(func(c *Config) *string { return &c.UpstreamUsername })
 	row("upstream-username", "upstream-username", "string", "ACL user for the proxy's own upstream connections; overrides the one in the upstream URL", set, get)
 	set, get = str(func(c *Config) *string { return &c.UpstreamPassword })
@@ -187,6 +199,15 @@ func buildSettings() []Setting {
 	row("shared-conns", "shared-conns", "int", "upstream connections per pool (user, protocol, database) shared by clients in upstream-mode shared", iset, iget)
 	iset, iget = integer(func(c *Config) *int { return &c.ReadyConns })
 	row("ready-conns", "ready-conns", "int", "upstream connections kept dialled before they are wanted, so a client that needs one of its own gets it without waiting for a connect (0: none)", iset, iget)
+
+	dset, dget = dur(func(c *Config) *time.Duration { return &c.Cluster.RefreshInterval })
+	row("cluster.refresh-interval", "cluster-refresh-interval", "duration", "redis+cluster upstream: how often the slot map is read again without a reason", dset, dget)
+	dset, dget = dur(func(c *Config) *time.Duration { return &c.Cluster.MinRefreshInterval })
+	row("cluster.min-refresh-interval", "cluster-min-refresh-interval", "duration", "redis+cluster upstream: least time between two reads of the slot map prompted by MOVED, ASK, CLUSTERDOWN or a lost node", dset, dget)
+	dset, dget = dur(func(c *Config) *time.Duration { return &c.Cluster.FailoverWait })
+	row("cluster.failover-wait", "cluster-failover-wait", "duration", "redis+cluster upstream: how long a command for a slot without a reachable primary waits for a failover before the client gets an error", dset, dget)
+	iset, iget = integer(func(c *Config) *int { return &c.Cluster.MaxRedirects })
+	row("cluster.max-redirects", "cluster-max-redirects", "int", "redis+cluster upstream: most MOVED/ASK redirections one command follows", iset, iget)
 
 	set, get = str(func(c *Config) *string { return &c.Log.Level })
 	row("log.level", "log-level", "string", "log level: debug, info, warn or error", set, get)

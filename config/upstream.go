@@ -19,11 +19,16 @@ const DefaultRedisPort = "6379"
 // Upstream is a parsed upstream address.
 type Upstream struct {
 	Network  string // "tcp" or "unix"
-	Addr     string // host:port, or the socket path
-	UseTLS   bool   // rediss://
+	Addr     string // host:port, or the socket path; for a cluster, the first seed
+	UseTLS   bool   // rediss://, rediss+cluster://
 	Username string
 	Password string
 	DB       int
+	// Cluster: the upstream is a Redis Cluster (redis+cluster://,
+	// rediss+cluster://) reached through Seeds, host:port each, in the
+	// order given and without repeats.
+	Cluster bool
+	Seeds   []string
 	// TLS is the client configuration for UseTLS; ResolveUpstream fills
 	// it in, ParseUpstream leaves it nil.
 	TLS *tls.Config
@@ -34,6 +39,10 @@ func (u Upstream) String() string {
 	switch {
 	case u.Network == "unix":
 		return "unix://" + u.Addr
+	case u.Cluster && u.UseTLS:
+		return "rediss+cluster://" + strings.Join(u.Seeds, ",")
+	case u.Cluster:
+		return "redis+cluster://" + strings.Join(u.Seeds, ",")
 	case u.UseTLS:
 		return "rediss://" + u.Addr
 	}
@@ -47,6 +56,8 @@ func (u Upstream) String() string {
 //	rediss://[user:pass@]host[:port][/db]   TLS
 //	unix:///path/redis.sock[?db=N]     (also unix://user:pass@/path)
 //	/path/redis.sock                   any value containing "/" and no "://"
+//	redis+cluster://[user:pass@]host1[:port],host2[:port],...   Redis Cluster seeds
+//	rediss+cluster://...                                        Redis Cluster over TLS
 //
 // Errors never contain the password.
 func ParseUpstream(s string) (Upstream, error) {
@@ -54,6 +65,9 @@ func ParseUpstream(s string) (Upstream, error) {
 		return Upstream{}, errors.New("empty: give host:port, a redis:// URL or a socket path")
 	}
 	scheme, _, hasScheme := strings.Cut(s, "://")
+	if hasScheme && (strings.EqualFold(scheme, "redis+cluster") || strings.EqualFold(scheme, "rediss+cluster")) {
+		return parseCluster(s, scheme)
+	}
 	if !hasScheme {
 		if strings.HasPrefix(s, "//") {
 			// A socket path like this is legal but almost surely a URL
@@ -106,7 +120,7 @@ func ParseUpstream(s string) (Upstream, error) {
 			return Upstream{}, fmt.Errorf("%q has no socket path (use unix:///path/redis.sock)", RedactURL(s))
 		}
 	default:
-		return Upstream{}, fmt.Errorf("unsupported scheme %q (use redis://, rediss:// or unix://)", scheme)
+		return Upstream{}, fmt.Errorf("unsupported scheme %q (use redis://, rediss://, unix://, redis+cluster:// or rediss+cluster://)", scheme)
 	}
 	for k, v := range u.Query() {
 		if k != "db" || len(v) != 1 {
@@ -114,6 +128,69 @@ func ParseUpstream(s string) (Upstream, error) {
 		}
 		if up.DB, err = parseDB(v[0]); err != nil {
 			return Upstream{}, err
+		}
+	}
+	return up, nil
+}
+
+// parseCluster reads redis+cluster:// and rediss+cluster:// URLs. net/url
+// cannot read a list of hosts, so the list is cut out and the rest — the
+// credentials, path and parameters — parsed with one placeholder host.
+func parseCluster(s, scheme string) (Upstream, error) {
+	rest := s[len(scheme)+len("://"):]
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	authority, tail := rest[:end], rest[end:]
+	userinfo, hosts := "", authority
+	if at := strings.LastIndex(authority, "@"); at >= 0 {
+		userinfo, hosts = authority[:at+1], authority[at+1:]
+	}
+	u, err := url.Parse("redis://" + userinfo + "seed" + tail)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return Upstream{}, fmt.Errorf("not a valid URL %q: %w", RedactURL(s), err)
+	}
+	up := Upstream{Network: "tcp", Cluster: true, UseTLS: strings.EqualFold(scheme, "rediss+cluster")}
+	if u.User != nil {
+		up.Username = u.User.Username()
+		up.Password, _ = u.User.Password()
+	}
+	if hosts == "" {
+		return Upstream{}, fmt.Errorf("%q has no seed nodes (use %s://host1:port,host2:port)", RedactURL(s), strings.ToLower(scheme))
+	}
+	seen := map[string]bool{}
+	for _, h := range strings.Split(hosts, ",") {
+		if h == "" {
+			return Upstream{}, fmt.Errorf("%q has an empty seed node in %q", RedactURL(s), hosts)
+		}
+		addr, err := hostPort(h)
+		if err != nil {
+			return Upstream{}, err
+		}
+		if !seen[addr] {
+			seen[addr] = true
+			up.Seeds = append(up.Seeds, addr)
+		}
+	}
+	up.Addr = up.Seeds[0]
+	db := strings.Trim(u.Path, "/")
+	for k, v := range u.Query() {
+		if k != "db" || len(v) != 1 {
+			return Upstream{}, fmt.Errorf("unsupported URL parameter %q (only db is known)", k)
+		}
+		db = v[0]
+	}
+	if db != "" {
+		if up.DB, err = parseDB(db); err != nil {
+			return Upstream{}, err
+		}
+		if up.DB != 0 {
+			return Upstream{}, fmt.Errorf("database %d: Redis Cluster has only database 0", up.DB)
 		}
 	}
 	return up, nil
@@ -186,6 +263,15 @@ func (c *Config) ResolveUpstream() (Upstream, error) {
 	if c.UpstreamPassword != "" {
 		up.Password = c.UpstreamPassword
 	}
+	if !up.Cluster {
+		// By value, not by origin: the output of `exproxy config`, which
+		// lists the defaults, must load back.
+		for _, s := range clusterSettings() {
+			if s.get(c) != s.Default() {
+				return Upstream{}, c.settingError(s.Key, "set, but the upstream is not a cluster (use a redis+cluster:// URL)")
+			}
+		}
+	}
 	t := c.TLS
 	if !up.UseTLS {
 		for _, f := range []struct {
@@ -199,13 +285,15 @@ func (c *Config) ResolveUpstream() (Upstream, error) {
 			{"tls.insecure-skip-verify", t.InsecureSkipVerify},
 		} {
 			if f.set {
-				return Upstream{}, c.settingError(f.key, "set, but the upstream does not use TLS (use a rediss:// URL)")
+				return Upstream{}, c.settingError(f.key, "set, but the upstream does not use TLS (use a rediss:// or rediss+cluster:// URL)")
 			}
 		}
 		return up, nil
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
-	if cfg.ServerName == "" {
+	// A cluster's nodes each have their own name: without
+	// tls.server-name, the connection to a node sets the node's host.
+	if cfg.ServerName == "" && !up.Cluster {
 		cfg.ServerName, _, _ = net.SplitHostPort(up.Addr)
 	}
 	if t.CAFile != "" {

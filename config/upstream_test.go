@@ -10,6 +10,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -49,7 +50,21 @@ func TestParseUpstream(t *testing.T) {
 		{in: "redis://h:1?db=1&db=2", err: `unsupported URL parameter "db" (only db is known)`},
 		{in: "unix://", err: `"unix://" has no socket path (use unix:///path/redis.sock)`},
 		{in: "//u:secret@h:1", err: `"//u:xxxxx@h:1" looks like a URL without a scheme (use redis://, rediss:// or unix://)`},
-		{in: "tcp://h:1", err: `unsupported scheme "tcp" (use redis://, rediss:// or unix://)`},
+		{in: "tcp://h:1", err: `unsupported scheme "tcp" (use redis://, rediss://, unix://, redis+cluster:// or rediss+cluster://)`},
+		{in: "redis+cluster://h1:7000,h2:7001", want: Upstream{Network: "tcp", Addr: "h1:7000", Cluster: true, Seeds: []string{"h1:7000", "h2:7001"}}},
+		{in: "redis+cluster://h1", want: Upstream{Network: "tcp", Addr: "h1:6379", Cluster: true, Seeds: []string{"h1:6379"}}},
+		{in: "REDIS+CLUSTER://h1:1,h1:1,h2:2/", want: Upstream{Network: "tcp", Addr: "h1:1", Cluster: true, Seeds: []string{"h1:1", "h2:2"}}},
+		{in: "redis+cluster://u:p%40ss@[::1]:7000,[::1]:7001,10.0.0.3/0", want: Upstream{Network: "tcp", Addr: "[::1]:7000", Cluster: true, Username: "u", Password: "p@ss", Seeds: []string{"[::1]:7000", "[::1]:7001", "10.0.0.3:6379"}}},
+		{in: "rediss+cluster://:pw@h1:7000,h2:7001?db=0", want: Upstream{Network: "tcp", Addr: "h1:7000", Cluster: true, UseTLS: true, Password: "pw", Seeds: []string{"h1:7000", "h2:7001"}}},
+		{in: "redis+cluster://", err: `"redis+cluster://" has no seed nodes (use redis+cluster://host1:port,host2:port)`},
+		{in: "rediss+cluster://u:secret@/", err: `"rediss+cluster://u:xxxxx@/" has no seed nodes (use rediss+cluster://host1:port,host2:port)`},
+		{in: "redis+cluster://u:secret@h1:1,,h2:2", err: `"redis+cluster://u:xxxxx@h1:1,,h2:2" has an empty seed node in "h1:1,,h2:2"`},
+		{in: "redis+cluster://h1:1,h2:x", err: `port "x" is not a number from 1 to 65535`},
+		{in: "redis+cluster://h1:1/1", err: `database 1: Redis Cluster has only database 0`},
+		{in: "redis+cluster://h1:1?db=2", err: `database 2: Redis Cluster has only database 0`},
+		{in: "redis+cluster://h1:1/x", err: `database "x" is not a number >= 0`},
+		{in: "redis+cluster://h1:1?timeout=2", err: `unsupported URL parameter "timeout" (only db is known)`},
+		{in: "redis+cluster://u:sec ret@h1:1", err: `not a valid URL "redis+cluster://u:xxxxx@h1:1": net/url: invalid userinfo`},
 		{in: "redis://u:sec ret@h:1", err: `not a valid URL "redis://u:xxxxx@h:1": net/url: invalid userinfo`},
 	}
 	for _, tt := range tests {
@@ -64,7 +79,7 @@ func TestParseUpstream(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != tt.want {
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got %+v, want %+v", got, tt.want)
 			}
 			if s := got.String(); got.Password != "" && strings.Contains(s, got.Password) {
@@ -86,6 +101,8 @@ func TestRedactURL(t *testing.T) {
 		{"redis://u:a:b@h", "redis://u:xxxxx@h"},
 		{"/run/redis.sock", "/run/redis.sock"},
 		{"//u:secret@h", "//u:xxxxx@h"},
+		{"redis+cluster://u:secret@h1:1,h2:2/0", "redis+cluster://u:xxxxx@h1:1,h2:2/0"},
+		{"rediss+cluster://:secret@[::1]:1,[::1]:2", "rediss+cluster://:xxxxx@[::1]:1,[::1]:2"},
 	}
 	for _, tt := range tests {
 		if got := RedactURL(tt.in); got != tt.want {
@@ -132,6 +149,24 @@ func TestResolveUpstream(t *testing.T) {
 			args: []string{"--upstream", "rediss://10.0.0.1:6380", "--tls-ca-file", caFile, "--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-server-name", "redis.internal"},
 			check: func(t *testing.T, u Upstream) {
 				if u.TLS == nil || u.TLS.ServerName != "redis.internal" || u.TLS.RootCAs == nil || len(u.TLS.Certificates) != 1 {
+					t.Errorf("got %+v", u.TLS)
+				}
+			},
+		},
+		{
+			name: "cluster over TLS: each node's own name",
+			args: []string{"--upstream", "rediss+cluster://a:b@h1:7000,h2:7001", "--tls-ca-file", caFile},
+			check: func(t *testing.T, u Upstream) {
+				if !u.Cluster || u.TLS == nil || u.TLS.ServerName != "" || u.TLS.RootCAs == nil || u.Password != "b" || len(u.Seeds) != 2 {
+					t.Errorf("got %+v, TLS %+v", u, u.TLS)
+				}
+			},
+		},
+		{
+			name: "cluster over TLS with a server name",
+			args: []string{"--upstream", "rediss+cluster://h1:7000", "--tls-server-name", "redis.internal"},
+			check: func(t *testing.T, u Upstream) {
+				if u.TLS == nil || u.TLS.ServerName != "redis.internal" {
 					t.Errorf("got %+v", u.TLS)
 				}
 			},

@@ -77,6 +77,8 @@ func TestUsageErrors(t *testing.T) {
 		{"log file not writable", nil, []string{"--log-file", "/nonexistent/dir/x.log", "--admin-listen="}, `exproxy: invalid --log-file: cannot open: open /nonexistent/dir/x.log: no such file or directory`},
 		{"help unknown", nil, []string{"help", "nope"}, `exproxy: unknown command "nope" (see exproxy --help)`},
 		{"lua args", nil, []string{"lua", "x"}, `exproxy: lua takes no arguments (see exproxy lua --help)`},
+		{"cluster setting without a cluster", nil, []string{"--cluster-max-redirects", "3"}, `exproxy: invalid --cluster-max-redirects: set, but the upstream is not a cluster (use a redis+cluster:// URL)`},
+		{"cluster database", nil, []string{"--upstream", "redis+cluster://u:hunter2@h:1,h:2/1"}, `exproxy: invalid --upstream: database 1: Redis Cluster has only database 0`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -304,6 +306,33 @@ func TestLogger(t *testing.T) {
 			}
 			tt.check(t, out.String(), errb.String(), file)
 		})
+	}
+}
+
+// TestClusterUpstream: `exproxy config` shows a cluster upstream with the
+// password masked, and serve refuses it, saying why, until cluster routing
+// is wired in.
+func TestClusterUpstream(t *testing.T) {
+	vars := map[string]string{"EXPROXY_UPSTREAM": "rediss+cluster://app:hunter33@10.0.0.1:7000,10.0.0.2:7000", "EXPROXY_CLUSTER_FAILOVER_WAIT": "20s"}
+	code, out, errOut := runIn(vars, "config")
+	if code != exitOK {
+		t.Fatalf("config: exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{
+		`upstream: "rediss+cluster://app:xxxxx@10.0.0.1:7000,10.0.0.2:7000"  # EXPROXY_UPSTREAM` + "\n",
+		"cluster:\n  refresh-interval: 5s  # default\n",
+		"  failover-wait: 20s  # EXPROXY_CLUSTER_FAILOVER_WAIT\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("config output lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, errOut = runIn(vars, "--admin-listen=")
+	if code != exitUsage || !strings.Contains(errOut, "exproxy: cluster upstream: not supported yet\n") || out != "" {
+		t.Errorf("serve: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if strings.Contains(out+errOut, "hunter") {
+		t.Errorf("a password is shown: %s%s", out, errOut)
 	}
 }
 

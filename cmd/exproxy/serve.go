@@ -135,6 +135,9 @@ func serve(ctx context.Context, restoreSignals func(), cfg *config.Config, log *
 	if err != nil {
 		return exitUsage, err
 	}
+	if cu.Cluster {
+		return exitUsage, errors.New("cluster upstream: not supported yet")
+	}
 	up := upstreamOptions(cu)
 	opts := proxyOptions(cfg, up, log)
 

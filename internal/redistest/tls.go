@@ -25,10 +25,19 @@ type TLSFiles struct {
 // NewTLSFiles generates TLSFiles in the test's temporary directory.
 func NewTLSFiles(tb testing.TB) TLSFiles {
 	tb.Helper()
-	dir := tb.TempDir()
+	f, err := GenerateTLSFiles(tb.TempDir())
+	if err != nil {
+		tb.Fatalf("redistest: %v", err)
+	}
+	return f
+}
+
+// GenerateTLSFiles writes TLSFiles into dir; it is NewTLSFiles for a
+// TestMain, which has no testing.TB.
+func GenerateTLSFiles(dir string) (TLSFiles, error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		tb.Fatal(err)
+		return TLSFiles{}, err
 	}
 	caTmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
@@ -41,12 +50,15 @@ func NewTLSFiles(tb testing.TB) TLSFiles {
 	}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	if err != nil {
-		tb.Fatal(err)
+		return TLSFiles{}, err
 	}
-	caCert, _ := x509.ParseCertificate(caDER)
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return TLSFiles{}, err
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		tb.Fatal(err)
+		return TLSFiles{}, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(2),
@@ -56,15 +68,17 @@ func NewTLSFiles(tb testing.TB) TLSFiles {
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		// ClientAuth too: cluster nodes present it to each other on the
+		// cluster bus, which always checks the peer.
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
 	if err != nil {
-		tb.Fatal(err)
+		return TLSFiles{}, err
 	}
 	keyDER, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
-		tb.Fatal(err)
+		return TLSFiles{}, err
 	}
 	f := TLSFiles{
 		CertFile: filepath.Join(dir, "server.crt"),
@@ -73,13 +87,13 @@ func NewTLSFiles(tb testing.TB) TLSFiles {
 		Pool:     x509.NewCertPool(),
 	}
 	f.Pool.AddCert(caCert)
-	write := func(path, typ string, der []byte) {
-		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			tb.Fatal(err)
+	for _, w := range []struct {
+		path, typ string
+		der       []byte
+	}{{f.CertFile, "CERTIFICATE", der}, {f.KeyFile, "EC PRIVATE KEY", keyDER}, {f.CAFile, "CERTIFICATE", caDER}} {
+		if err := os.WriteFile(w.path, pem.EncodeToMemory(&pem.Block{Type: w.typ, Bytes: w.der}), 0o600); err != nil {
+			return TLSFiles{}, err
 		}
 	}
-	write(f.CertFile, "CERTIFICATE", der)
-	write(f.KeyFile, "EC PRIVATE KEY", keyDER)
-	write(f.CAFile, "CERTIFICATE", caDER)
-	return f
+	return f, nil
 }
