@@ -119,7 +119,7 @@ func (ps *pools) join(key poolKey, cred *credentials) (*pool, error) {
 			continue
 		}
 		if p.revoked {
-			delete(ps.byKey, key)
+			ps.dropLocked(p)
 			break
 		}
 		p.sessions++
@@ -147,6 +147,21 @@ func (ps *pools) join(key poolKey, cred *credentials) (*pool, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// dropLocked forgets a pool and closes its connections; ps.mu is held.
+func (ps *pools) dropLocked(p *pool) {
+	delete(ps.byKey, p.key)
+	ps.srv.stats.pools.Add(-1)
+	for _, sl := range p.slots {
+		if sl.c != nil {
+			go sl.c.close()
+		}
+	}
+	for _, c := range p.spares {
+		go c.close()
+	}
+	p.spares = nil
 }
 
 // leave takes a session out of its pool.
@@ -361,25 +376,17 @@ func (ps *pools) reap() {
 		case <-ps.done:
 			return
 		}
-		var drop []*upConn
 		ps.mu.Lock()
 		if ps.closed {
 			ps.mu.Unlock()
 			return
 		}
 		now := time.Now()
-		for key, p := range ps.byKey {
+		for _, p := range ps.byKey {
 			if p.created != nil || p.sessions > 0 || now.Sub(p.idle) < poolIdle {
 				continue
 			}
-			delete(ps.byKey, key)
-			ps.srv.stats.pools.Add(-1)
-			for _, sl := range p.slots {
-				if sl.c != nil {
-					drop = append(drop, sl.c)
-				}
-			}
-			drop = append(drop, p.spares...)
+			ps.dropLocked(p)
 		}
 		live := ps.ready[:0]
 		for _, c := range ps.ready {
@@ -395,9 +402,6 @@ func (ps *pools) reap() {
 		if len(live) < ps.srv.opts.ReadyConns {
 			ps.refill()
 		}
-		for _, c := range drop {
-			c.close()
-		}
 	}
 }
 
@@ -410,6 +414,7 @@ func (ps *pools) close() {
 	}
 	ps.closed = true
 	all := ps.ready
+	ps.srv.stats.readyConns.Add(-int64(len(ps.ready)))
 	ps.ready = nil
 	for _, p := range ps.byKey {
 		for _, sl := range p.slots {
@@ -419,6 +424,7 @@ func (ps *pools) close() {
 		}
 		all = append(all, p.spares...)
 	}
+	ps.srv.stats.pools.Add(-int64(len(ps.byKey)))
 	ps.byKey = map[poolKey]*pool{}
 	close(ps.done)
 	ps.mu.Unlock()
