@@ -76,24 +76,9 @@ func (c *upConn) isDead() bool {
 // nothing was queued.
 func (c *upConn) send(s *session, batch []entry, n int, data []byte) error {
 	c.mu.Lock()
-	if c.dead {
+	if err := c.queueLocked(s, batch, n); err != nil || len(data) == 0 {
 		c.mu.Unlock()
-		return errConnDead
-	}
-	if !s.q.push(batch) {
-		c.mu.Unlock()
-		return errSessionClosed
-	}
-	if len(data) == 0 {
-		c.mu.Unlock()
-		return nil
-	}
-	if c.owner == nil {
-		if k := len(c.fifo); k > 0 && c.fifo[k-1].s == s {
-			c.fifo[k-1].n += n
-		} else {
-			c.fifo = append(c.fifo, waiter{s: s, n: n})
-		}
+		return err
 	}
 	if c.writing || c.shared || len(c.out) > 0 {
 		c.out = append(c.out, data...)
@@ -182,22 +167,32 @@ func (c *upConn) holdWriter() bool {
 // sendHeld is send for the goroutine that holds the writer's role.
 func (c *upConn) sendHeld(s *session, batch []entry, n int, data []byte) error {
 	c.mu.Lock()
+	err := c.queueLocked(s, batch, n)
+	c.mu.Unlock()
+	if err != nil || len(data) == 0 {
+		return err
+	}
+	return c.writeHeld(data)
+}
+
+// queueLocked puts a batch's entries on the session's queue and, on a
+// shared connection, its n replies on the FIFO; c.mu is held.
+func (c *upConn) queueLocked(s *session, batch []entry, n int) error {
 	if c.dead {
-		c.mu.Unlock()
 		return errConnDead
 	}
 	if !s.q.push(batch) {
-		c.mu.Unlock()
 		return errSessionClosed
 	}
-	if c.owner == nil && n > 0 {
-		c.fifo = append(c.fifo, waiter{s: s, n: n})
-	}
-	c.mu.Unlock()
-	if len(data) == 0 {
+	if c.owner != nil || n == 0 {
 		return nil
 	}
-	return c.writeHeld(data)
+	if k := len(c.fifo); k > 0 && c.fifo[k-1].s == s {
+		c.fifo[k-1].n += n
+	} else {
+		c.fifo = append(c.fifo, waiter{s: s, n: n})
+	}
+	return nil
 }
 
 // writeHeld writes for the goroutine that holds the writer's role.
