@@ -75,6 +75,7 @@ func (r *replySide) resolve(e *entry) {
 		switch {
 		case r.info.Proto == 3 && (n > 0 || e.cmd.kind == kindUnsubscribe):
 			e.replies = 0 // confirmations come as pushes
+			r.countPushes = true
 		case n > 0:
 			e.replies = n
 		case e.cmd.kind == kindUnsubscribe:
@@ -148,7 +149,7 @@ func (r *replySide) apply(e *entry, head []byte) {
 		if bytes.HasPrefix(head, []byte("+RESET")) {
 			r.info.DB, r.info.Name, r.info.User, r.info.Proto = 0, "", "default", 2
 			r.chans, r.pats, r.shards, r.monitor = 0, 0, 0, false
-			r.replyOff, r.replySkip, r.authed = false, false, false
+			r.replyOff, r.replySkip, r.authed, r.countPushes = false, false, false, false
 			r.confirmed = true
 		}
 	case kindMonitor:
@@ -162,11 +163,16 @@ func (r *replySide) apply(e *entry, head []byte) {
 	}
 }
 
-// countSubscription reads a RESP2 confirmation, e.g.
-// *3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n, whose last element is the
-// number of subscriptions left.
+// countSubscription reads a confirmation, e.g.
+// *3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n (a RESP2 reply, or a RESP3
+// push starting with >3), whose last element is the number of
+// subscriptions left.
 func (r *replySide) countSubscription(head []byte) {
-	if r.info.Proto != 2 || len(head) < 4 || head[0] != '*' || r.tail == nil {
+	want := byte('*')
+	if r.info.Proto == 3 {
+		want = '>'
+	}
+	if len(head) < 4 || head[0] != want || r.tail == nil {
 		return
 	}
 	t := r.tail
@@ -188,6 +194,16 @@ func (r *replySide) countSubscription(head []byte) {
 	case equalFold(kind, "ssubscribe"), equalFold(kind, "sunsubscribe"):
 		r.shards = n
 	}
+}
+
+// isSubscription reports whether kind names a (un)subscribe confirmation.
+func isSubscription(kind []byte) bool {
+	for _, k := range [...]string{"subscribe", "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe", "sunsubscribe"} {
+		if equalFold(kind, k) {
+			return true
+		}
+	}
+	return false
 }
 
 // confirmationKind is the first element of a RESP2 confirmation

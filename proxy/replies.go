@@ -45,6 +45,7 @@ type replySide struct {
 	replyOff, replySkip bool // CLIENT REPLY state
 	raw                 bool // after SYNC/PSYNC: bytes are relayed unframed
 	quit                bool // QUIT answered by Redis: its close is expected
+	countPushes         bool // RESP3 subscriptions: pushes are read for the count
 	authed              bool // an AUTH succeeded since the start or the last RESET
 	confirmed           bool // the last AUTH/SELECT/HELLO/RESET took effect
 
@@ -209,12 +210,14 @@ func (r *replySide) fastPath() bool {
 	if len(r.reorder) > 0 || r.monitor || (r.info.Proto == 2 && r.subscribed()) {
 		return false
 	}
+	if r.kind == '>' {
+		// RESP3 (un)subscribe confirmations are pushes, and the
+		// subscription count is read from them.
+		return !r.countPushes
+	}
 	e := r.headEntry()
 	if e == nil {
-		return true // unsolicited (a push, or a reply to nothing we know)
-	}
-	if r.kind == '>' {
-		return true
+		return true // unsolicited: a reply to nothing we know
 	}
 	if e.rw != nil || e.obs != nil || e.slot != nil || e.internal {
 		return false
@@ -242,7 +245,12 @@ func (r *replySide) decide() {
 	kind := r.kind
 	e := r.headEntry()
 	switch {
-	case kind == '>' || e == nil:
+	case kind == '>':
+		if isSubscription(confirmationKind(head)) {
+			r.tail = appendTail(make([]byte, 0, 32), r.pend)
+		}
+		return // unsolicited
+	case e == nil:
 		return // unsolicited
 	case r.info.Proto == 2 && r.subscribed() && isPubSubMessage(head):
 		return
@@ -322,10 +330,13 @@ func (r *replySide) write(b []byte) {
 func (r *replySide) complete() bool {
 	r.active = false
 	e := r.e
+	head := r.head()
 	if e == nil {
+		if r.kind == '>' && r.tail != nil {
+			r.countSubscription(head)
+		}
 		return true
 	}
-	head := r.head()
 	if e.internal {
 		r.s.q.pop()
 		if r.kind == '-' {

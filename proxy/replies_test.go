@@ -195,10 +195,26 @@ func TestPushesPairWithNothingRESP3(t *testing.T) {
 	g.expect("%1\r\n$5\r\nproto\r\n:3\r\n")
 	// RESP3 (un)subscribe confirmations are pushes: the commands get no
 	// regular reply, and the GET between them gets its own.
-	g.send("SUBSCRIBE a", "GET k", "UNSUBSCRIBE")
-	stream := ">3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n$1\r\nv\r\n>3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:0\r\n"
+	g.send("SUBSCRIBE a", "GET k")
+	stream := ">3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n$1\r\nv\r\n"
 	g.redis(stream, 4)
 	g.expect(stream)
+	g.s.mu.Lock()
+	subscribed := g.s.rs.holdsState()
+	g.s.mu.Unlock()
+	if !subscribed {
+		t.Fatal("a RESP3 subscription is not counted: the session would share its connection")
+	}
+	g.send("UNSUBSCRIBE")
+	stream = ">3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:0\r\n"
+	g.redis(stream, 4)
+	g.expect(stream)
+	g.s.mu.Lock()
+	subscribed = g.s.rs.holdsState()
+	g.s.mu.Unlock()
+	if subscribed {
+		t.Error("still counted as subscribed after the last UNSUBSCRIBE")
+	}
 	if n := g.pending(); n != 0 {
 		t.Errorf("%d entries left after the pushes", n)
 	}

@@ -125,6 +125,11 @@ func (s *session) sendLocked(n int) error {
 // joining its key's pool first.
 func (s *session) sharedConn() (*upConn, error) {
 	cs := &s.conns
+	if cs.pool != nil && cs.pool.key != cs.key {
+		// The key changed on a connection of the session's own (RESET).
+		s.srv.pools.leave(cs.pool)
+		cs.pool = nil
+	}
 	if cs.pool == nil {
 		p, err := s.srv.pools.join(cs.key, cs.cred)
 		if err != nil {
