@@ -6,14 +6,20 @@
 // flags, the environment variables, the YAML keys, --help and the
 // documentation all follow from that table, so they cannot drift apart.
 //
-// The package imports nothing else of exproxy: cmd/exproxy maps a Config
-// onto proxy.Options and the extensions' own configuration types.
+// The package imports nothing else of exproxy but the extensions'
+// configuration leaves (extensions/*/…cfg, which import nothing of exproxy
+// either): the extensions' sections are their own Config types, held here
+// and handed to them by cmd/exproxy, which also maps a Config onto
+// proxy.Options.
 package config
 
 import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/exproxy/exproxy/extensions/contention/contentioncfg"
+	"github.com/exproxy/exproxy/extensions/exstring/exstringcfg"
 )
 
 // Config is the complete configuration of one exproxy process. The yaml tags
@@ -56,10 +62,13 @@ type Config struct {
 	// InstanceName names this proxy in its contention log events, so that
 	// a report over many sidecars' logs tells them apart; "" means the
 	// host name (in Kubernetes, the pod's name).
-	InstanceName string     `yaml:"instance-name"`
-	Admin        Admin      `yaml:"admin"`
-	Exstring     Exstring   `yaml:"exstring"`
-	Contention   Contention `yaml:"contention"`
+	InstanceName string `yaml:"instance-name"`
+	Admin        Admin  `yaml:"admin"`
+	// The extensions' sections are their own Config types, with their
+	// own defaults and validation (the leaf packages exstringcfg and
+	// contentioncfg, which the extensions use as well).
+	Exstring   exstringcfg.Config   `yaml:"exstring"`
+	Contention contentioncfg.Config `yaml:"contention"`
 
 	// origins says, per setting key, where its current value came from
 	// ("--max-clients", "EXPROXY_MAX_CLIENTS", "exproxy.yaml line 4"), so
@@ -132,47 +141,8 @@ type Admin struct {
 	AllowUnauthenticated bool `yaml:"allow-unauthenticated"`
 }
 
-// Exstring configures the versioned-string commands (extensions/exstring).
-type Exstring struct {
-	// Enabled adds the EX* commands, CAS and CAD; without it the proxy is
-	// a pure passthrough.
-	Enabled bool `yaml:"enabled"`
-	// Scripts makes the proxy use SCRIPT LOAD and EVALSHA even where Redis
-	// has functions (for client ACLs that grant +evalsha but not +fcall).
-	Scripts bool `yaml:"scripts"`
-}
-
-// Contention configures the contention tracker (extensions/contention).
-// cmd/exproxy maps it onto that package's own Config.
-type Contention struct {
-	Enabled bool          `yaml:"enabled"`
-	Window  time.Duration `yaml:"window"` // length of one counting window
-	Top     int           `yaml:"top"`    // hot keys and hot patterns logged per window, each
-	// Threshold is the fewest conflicts (aborts plus stale versioned
-	// writes) a key or pattern needs in a window to get its own log event.
-	Threshold int `yaml:"threshold"`
-	// MaxKeys, MaxPatterns and MaxClients cap the tracker's per-window
-	// tables, so memory stays flat under a stream of distinct keys.
-	MaxKeys     int `yaml:"max-keys"`
-	MaxPatterns int `yaml:"max-patterns"`
-	MaxClients  int `yaml:"max-clients"`
-	// AbortEvents turns on one log event per aborted transaction, sampled
-	// by AbortSampleRate (0 < rate <= 1) and capped at AbortRateLimit per
-	// second.
-	AbortEvents     bool    `yaml:"abort-events"`
-	AbortSampleRate float64 `yaml:"abort-sample-rate"`
-	AbortRateLimit  float64 `yaml:"abort-rate-limit"`
-	// Patterns are user rules that group keys into patterns, tried in order
-	// before the built-in grouping of numeric, UUID and hex segments.
-	Patterns []PatternRule `yaml:"patterns"`
-}
-
-// PatternRule maps every key matching the regular expression Match to
-// Pattern, which may refer to submatches ($1, ${name}).
-type PatternRule struct {
-	Match   string `yaml:"match"`
-	Pattern string `yaml:"pattern"`
-}
+// PatternRule is one contention.patterns rule (see contentioncfg).
+type PatternRule = contentioncfg.PatternRule
 
 // DefaultAdminListen is the admin endpoint's default address: loopback
 // only, since /contention shows key names and client addresses.
@@ -208,19 +178,8 @@ func Default() *Config {
 		Admin: Admin{
 			Listen: DefaultAdminListen,
 		},
-		Exstring: Exstring{Enabled: true},
-		Contention: Contention{
-			Enabled:         true,
-			Window:          10 * time.Second,
-			Top:             20,
-			Threshold:       1,
-			MaxKeys:         10000,
-			MaxPatterns:     1000,
-			MaxClients:      1000,
-			AbortEvents:     false,
-			AbortSampleRate: 1,
-			AbortRateLimit:  10,
-		},
+		Exstring:   exstringcfg.Default(),
+		Contention: contentioncfg.Default(),
 	}
 }
 

@@ -181,7 +181,7 @@ func TestPatternsFromFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []PatternRule{{`^order:[0-9]+:lock$`, "order:*:lock"}, {"^s:", "session"}}
+	want := []PatternRule{{Match: `^order:[0-9]+:lock$`, Pattern: "order:*:lock"}, {Match: "^s:", Pattern: "session"}}
 	if !reflect.DeepEqual(c.Contention.Patterns, want) {
 		t.Errorf("patterns = %v, want %v", c.Contention.Patterns, want)
 	}

@@ -1,9 +1,9 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -44,14 +44,6 @@ func (c *Config) Validate() error {
 		{"log.level", !oneOf(c.Log.Level, "debug", "info", "warn", "error"), fmt.Sprintf("must be debug, info, warn or error, got %q", c.Log.Level)},
 		{"log.format", !oneOf(c.Log.Format, "json", "console"), fmt.Sprintf("must be json or console, got %q", c.Log.Format)},
 		{"log.file", c.Log.File == "", "must be stderr, stdout or a file path, got \"\""},
-		{"contention.window", c.Contention.Window < 100*time.Millisecond, fmt.Sprintf("must be at least 100ms, got %s", c.Contention.Window)},
-		{"contention.top", c.Contention.Top < 1, fmt.Sprintf("must be at least 1, got %d", c.Contention.Top)},
-		{"contention.threshold", c.Contention.Threshold < 0, fmt.Sprintf("must not be negative, got %d", c.Contention.Threshold)},
-		{"contention.max-keys", c.Contention.MaxKeys < 1, fmt.Sprintf("must be at least 1, got %d", c.Contention.MaxKeys)},
-		{"contention.max-patterns", c.Contention.MaxPatterns < 1, fmt.Sprintf("must be at least 1, got %d", c.Contention.MaxPatterns)},
-		{"contention.max-clients", c.Contention.MaxClients < 1, fmt.Sprintf("must be at least 1, got %d", c.Contention.MaxClients)},
-		{"contention.abort-sample-rate", c.Contention.AbortSampleRate <= 0 || c.Contention.AbortSampleRate > 1, fmt.Sprintf("must be greater than 0 and at most 1, got %g", c.Contention.AbortSampleRate)},
-		{"contention.abort-rate-limit", c.Contention.AbortRateLimit <= 0, fmt.Sprintf("must be greater than 0, got %g", c.Contention.AbortRateLimit)},
 	}
 	for _, ch := range checks {
 		if ch.bad {
@@ -66,16 +58,15 @@ func (c *Config) Validate() error {
 	if err := checkToken(c.Admin.Token); err != "" {
 		return c.settingError("admin.token", err)
 	}
-	for i, r := range c.Contention.Patterns {
-		if _, err := regexp.Compile(r.Match); err != nil || r.Match == "" {
-			msg := fmt.Sprintf("rule %d: match %q does not compile", i+1, r.Match)
-			if err != nil {
-				msg += ": " + oneLine(err.Error())
+	// The extensions' sections validate themselves, in the order of
+	// Settings (exstring, then contention).
+	for _, v := range []interface{ Validate() error }{c.Exstring, c.Contention} {
+		if err := v.Validate(); err != nil {
+			var se interface{ Setting() (key, msg string) }
+			if errors.As(err, &se) {
+				return c.settingError(se.Setting())
 			}
-			return c.settingError("contention.patterns", msg)
-		}
-		if r.Pattern == "" {
-			return c.settingError("contention.patterns", fmt.Sprintf("rule %d: pattern is empty", i+1))
+			return err
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"strconv"
 	"time"
 )
 
@@ -87,6 +88,44 @@ type ReplyHandler interface {
 	Reload(ctx context.Context) error
 }
 
+// Outcomer is a ReplyHandler whose command is a conditional write (a
+// versioned write, a compare-and-set): Outcome reads, from the head of
+// the command's reply (as Check sees it), what the write came to. The core
+// asks it only for observed commands and puts the answer in Event.Outcome,
+// so an observer counts refused and committed writes without knowing any
+// extension's reply texts.
+type Outcomer interface {
+	ReplyHandler
+	Outcome(head []byte) Outcome
+}
+
+// Outcome is what a conditional write came to.
+type Outcome uint8
+
+const (
+	// NoOutcome: not a conditional write, no reply, or a reply that
+	// decides nothing (an error other than a refusal, +QUEUED, a write
+	// that NX/XX or a missing key turned into a no-op).
+	NoOutcome Outcome = iota
+	// Committed: the write was applied.
+	Committed
+	// Stale: refused because the version moved on (EXSET ... VER,
+	// EXCAS, EXCAD, ...).
+	Stale
+	// CompareFailed: refused because the current value differs from the
+	// expected one (CAS, CAD).
+	CompareFailed
+)
+
+var outcomeNames = [...]string{NoOutcome: "none", Committed: "committed", Stale: "stale", CompareFailed: "compare-failed"}
+
+func (o Outcome) String() string {
+	if int(o) < len(outcomeNames) {
+		return outcomeNames[o]
+	}
+	return "outcome(" + strconv.Itoa(int(o)) + ")"
+}
+
 // ReplyTransformer is a ReplyHandler that may need the whole reply
 // (COMMAND, COMMAND INFO/DOCS/COUNT/LIST, which must list the added
 // commands). When its Check answers Buffer, the core buffers the complete
@@ -131,6 +170,9 @@ type Event struct {
 	Kind  byte      // type byte of the reply ('+', '-', '*', '_', ...); 0 when none
 	Sent  time.Time // when the command was written upstream
 	Done  time.Time // when its reply arrived
+	// Outcome is what a conditional write came to, when the command's
+	// ReplyHandler is an Outcomer; NoOutcome otherwise.
+	Outcome Outcome
 	// Queued lists, for EXEC, the lower-case names of the commands queued
 	// since MULTI in this session, in order.
 	Queued []string

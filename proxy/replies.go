@@ -523,6 +523,9 @@ func (r *replySide) observe(e *entry, head []byte) {
 		Queued: e.obs.queued,
 		Info:   &r.info,
 	}
+	if o, ok := e.rw.(Outcomer); ok && len(head) > 0 {
+		ev.Outcome = o.Outcome(head)
+	}
 	for _, o := range r.obs {
 		o.Observe(ev)
 	}

@@ -23,7 +23,10 @@ import (
 // off beyond loopback unless explicitly allowed.
 func TestAdminPrivateAccess(t *testing.T) {
 	const token = "0123456789abcdef-admin"
-	tracker := contention.New(contention.DefaultConfig(), nil)
+	tracker, err := contention.New(contention.DefaultConfig(), contention.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer tracker.Close()
 	h := &health{stats: func() proxy.Stats { return proxy.Stats{} }, ping: func(context.Context) error { return nil }}
 	h.serving.Store(true)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"os"
 	"sync"
@@ -33,51 +32,24 @@ type extensions struct {
 func buildExtensions(ctx context.Context, cfg *config.Config, up proxy.Upstream, log *zap.Logger) (*extensions, error) {
 	ext := &extensions{}
 	if cfg.Exstring.Enabled {
-		e, err := exstring.New(exstring.Config{
-			Upstream:    up,
-			DialTimeout: cfg.DialTimeout,
-			Scripts:     cfg.Exstring.Scripts,
-			Logger:      log,
-		})
+		e, err := exstring.New(cfg.Exstring, exstring.Deps{Upstream: up, DialTimeout: cfg.DialTimeout, Logger: log})
 		if err != nil {
-			return nil, fmt.Errorf("exstring: %w", err)
+			return nil, err
 		}
 		e.Start(ctx)
 		ext.exstring = e
 		ext.rewriters = append(ext.rewriters, e)
 	}
 	if cfg.Contention.Enabled {
-		cc := contentionConfig(cfg.Contention)
-		cc.Instance = instanceName(cfg)
-		if err := cc.Validate(); err != nil {
-			// config.Validate checks the same ranges; this catches the two
-			// drifting apart, before any traffic.
-			return nil, fmt.Errorf("contention: %w", err)
+		tr, err := contention.New(cfg.Contention, contention.Deps{Logger: log, Instance: instanceName(cfg)})
+		if err != nil {
+			ext.close() // the exstring connection, if any
+			return nil, err
 		}
-		ext.tracker = contention.New(cc, log)
-		ext.observers = append(ext.observers, ext.tracker)
+		ext.tracker = tr
+		ext.observers = append(ext.observers, tr)
 	}
 	return ext, nil
-}
-
-// contentionConfig maps the config-side settings onto the tracker's own.
-func contentionConfig(c config.Contention) contention.Config {
-	cc := contention.Config{
-		Enabled:         c.Enabled,
-		Window:          c.Window,
-		Top:             c.Top,
-		Threshold:       c.Threshold,
-		MaxKeys:         c.MaxKeys,
-		MaxPatterns:     c.MaxPatterns,
-		MaxClients:      c.MaxClients,
-		AbortEvents:     c.AbortEvents,
-		AbortSampleRate: c.AbortSampleRate,
-		AbortRateLimit:  c.AbortRateLimit,
-	}
-	for _, r := range c.Patterns {
-		cc.Patterns = append(cc.Patterns, contention.PatternRule{Match: r.Match, Pattern: r.Pattern})
-	}
-	return cc
 }
 
 // instanceName is the proxy's name in its contention events: instance-name,

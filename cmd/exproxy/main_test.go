@@ -129,28 +129,6 @@ func TestLuaLoadsIntoRedis(t *testing.T) {
 	}
 }
 
-// TestContentionConfigMapping keeps config.Contention and the tracker's
-// own Config in step: the defaults of one map onto the defaults of the
-// other, and every field is copied.
-func TestContentionConfigMapping(t *testing.T) {
-	if got, want := contentionConfig(config.Default().Contention), contention.DefaultConfig(); !reflect.DeepEqual(got, want) {
-		t.Errorf("defaults differ:\n config: %+v\ntracker: %+v", got, want)
-	}
-	c := config.Contention{
-		Enabled: true, Window: time.Minute, Top: 3, Threshold: 4, MaxKeys: 5, MaxPatterns: 6, MaxClients: 7,
-		AbortEvents: true, AbortSampleRate: 0.25, AbortRateLimit: 8,
-		Patterns: []config.PatternRule{{Match: "^a", Pattern: "a"}},
-	}
-	want := contention.Config{
-		Enabled: true, Window: time.Minute, Top: 3, Threshold: 4, MaxKeys: 5, MaxPatterns: 6, MaxClients: 7,
-		AbortEvents: true, AbortSampleRate: 0.25, AbortRateLimit: 8,
-		Patterns: []contention.PatternRule{{Match: "^a", Pattern: "a"}},
-	}
-	if got := contentionConfig(c); !reflect.DeepEqual(got, want) {
-		t.Errorf("got %+v\nwant %+v", got, want)
-	}
-}
-
 func TestProxyOptionsMapping(t *testing.T) {
 	cfg := config.Default()
 	cfg.Limits = config.Limits{ProtoMaxBulkLen: 1, InlineMaxLen: 2, MaxArgs: 3, MaxPending: 4, ClientOutputLimit: 5}
@@ -212,7 +190,10 @@ func TestHealthEndpoints(t *testing.T) {
 func TestMetrics(t *testing.T) {
 	stats := proxy.Stats{ClientsConnected: 3, ClientsTotal: 10, ClientsRejected: 1, Commands: 42, UpstreamErrors: 2, ProtocolErrors: 5, OutputLimitClosed: 7}
 	h := &health{stats: func() proxy.Stats { return stats }}
-	tracker := contention.New(contention.DefaultConfig(), nil)
+	tracker, err := contention.New(contention.DefaultConfig(), contention.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer tracker.Close()
 	mux := adminMux(h, tracker.Handler(), adminOptions{pprof: true})
 

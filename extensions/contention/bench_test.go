@@ -28,7 +28,10 @@ func BenchmarkProxyTracking(b *testing.B) {
 		var tr *Tracker
 		if tracking == "on" {
 			cfg := DefaultConfig()
-			tr = New(cfg, jsonLogger(&proxytest.SyncBuffer{}))
+			var err error
+			if tr, err = New(cfg, Deps{Logger: jsonLogger(&proxytest.SyncBuffer{})}); err != nil {
+				b.Fatal(err)
+			}
 			obs = []proxy.Observer{tr}
 		}
 		// No proxy logging: it would weigh on the numbers.
@@ -84,7 +87,12 @@ func BenchmarkProxyTracking(b *testing.B) {
 // command, without the network: a committed WATCH transaction (three
 // events) and a successful versioned write (one event, nothing counted).
 func BenchmarkSessionObserve(b *testing.B) {
-	tr := New(Config{Window: time.Hour}, jsonLogger(&proxytest.SyncBuffer{}))
+	cfg := DefaultConfig()
+	cfg.Window = time.Hour
+	tr, err := New(cfg, Deps{Logger: jsonLogger(&proxytest.SyncBuffer{})})
+	if err != nil {
+		b.Fatal(err)
+	}
 	defer tr.Close()
 	s := tr.Open(&proxy.SessionInfo{ID: 1, Addr: "10.0.0.1:5000", Name: "bench"})
 	watch, multi, exec := ev("watch", okR, "order:1832:lock"), ev("multi", okR), ev("exec", commitR)
@@ -96,7 +104,7 @@ func BenchmarkSessionObserve(b *testing.B) {
 			s.Observe(exec)
 		}
 	})
-	set := ev("exset", okR, "order:1832:lock", "v")
+	set := evOut(proxy.Committed, "exset", okR, "order:1832:lock", "v")
 	b.Run("exset-ok", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {

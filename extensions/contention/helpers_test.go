@@ -100,6 +100,14 @@ func (c *fakeClock) advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
+// evOut builds the event of a versioned or compare-and-set write, whose
+// outcome the extension implementing it would report.
+func evOut(o proxy.Outcome, name, reply string, args ...string) *proxy.Event {
+	e := ev(name, reply, args...)
+	e.Outcome = o
+	return e
+}
+
 // ev builds an event; reply is the raw reply as Redis would send it.
 func ev(name, reply string, args ...string) *proxy.Event {
 	e := &proxy.Event{Name: name}

@@ -37,8 +37,8 @@ func TestMillionKeysMemoryFlat(t *testing.T) {
 		t.Skip("a million keys takes a few seconds")
 	}
 	const n = 1_000_000
-	cfg := Config{MaxKeys: 2000, MaxPatterns: 500, MaxClients: 100}
-	tr, buf, _ := newTestTracker(t, cfg)
+	tr, buf, _ := newTestTracker(t, func(c *Config) { c.MaxKeys, c.MaxPatterns, c.MaxClients = 2000, 500, 100 })
+	cfg := tr.cfg
 	var sessions []proxy.SessionObserver
 	for i := 0; i < nShards; i++ {
 		sessions = append(sessions, tr.Open(&proxy.SessionInfo{ID: uint64(i), Addr: "10.0.0." + strconv.Itoa(i) + ":1"}))
@@ -110,7 +110,7 @@ func TestShardsShareCapacity(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tr, _, _ := newTestTracker(t, Config{MaxKeys: 160})
+			tr, _, _ := newTestTracker(t, func(c *Config) { c.MaxKeys = 160 })
 			for i := 0; i < tc.sessions; i++ {
 				s := tr.Open(&proxy.SessionInfo{ID: uint64(i), Addr: "10.0.0.1:1"})
 				for j := 0; j < 1000; j++ {

@@ -61,32 +61,6 @@ func TestPatternRules(t *testing.T) {
 	}
 }
 
-func TestConfigValidate(t *testing.T) {
-	tests := []struct {
-		name string
-		cfg  Config
-		ok   bool
-	}{
-		{"defaults", DefaultConfig(), true},
-		{"zero is fine (normalized later)", Config{}, true},
-		{"tiny window", Config{Window: 1}, false},
-		{"bad sample", Config{AbortSampleRate: 2}, false},
-		{"bad regexp", Config{Patterns: []PatternRule{{Match: "(", Pattern: "x"}}}, false},
-		{"empty pattern name", Config{Patterns: []PatternRule{{Match: "x"}}}, false},
-		{"negative threshold", Config{Threshold: -1}, false},
-	}
-	for _, tc := range tests {
-		if err := tc.cfg.Validate(); (err == nil) != tc.ok {
-			t.Errorf("%s: Validate() = %v", tc.name, err)
-		}
-	}
-	n := Config{}.Normalize()
-	d := DefaultConfig()
-	if n.Window != d.Window || n.Top != d.Top || n.MaxKeys != d.MaxKeys || n.AbortRateLimit != d.AbortRateLimit {
-		t.Errorf("Normalize: %+v", n)
-	}
-}
-
 func BenchmarkPattern(b *testing.B) {
 	p, _ := NewPatterner(nil)
 	b.ReportAllocs()

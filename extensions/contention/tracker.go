@@ -7,6 +7,7 @@
 package contention
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -32,7 +33,10 @@ const (
 // together they stay within the configured caps (see table).
 const nShards = 8
 
-// observed are the commands the tracker needs to see.
+// observed are the commands the tracker needs to see: the transaction
+// commands, and the versioned and compare-and-set writes (Tair's command
+// names), whose outcome the extension implementing them reports
+// (proxy.Event.Outcome).
 var observed = map[string]bool{
 	"watch": true, "unwatch": true, "multi": true, "exec": true, "discard": true, "reset": true,
 	"exset": true, "exincrby": true, "exincrbyfloat": true, "exappend": true, "exprepend": true,
@@ -81,26 +85,31 @@ type window struct {
 	clients  *table
 }
 
-// New builds a tracker and starts its window timer. Invalid pattern rules
-// (which Config.Validate reports) are logged and skipped rather than fatal,
-// so a bad rule never stops the proxy.
-func New(cfg Config, log *zap.Logger) *Tracker {
-	return newTracker(cfg, log, time.Now)
+// New validates cfg, builds a tracker and starts its window timer. Close
+// it after the proxy has shut down.
+func New(cfg Config, deps Deps) (*Tracker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("contention: %w", err)
+	}
+	log := deps.Logger
+	if log != nil && deps.Instance != "" {
+		// Encoded once here, not per event.
+		log = log.With(zap.String("instance", deps.Instance))
+	}
+	return newTracker(cfg, log, time.Now), nil
 }
 
+// newTracker builds a tracker on a clock of the caller's (tests). Pattern
+// rules that cannot work (which Validate reports) are logged and skipped
+// rather than fatal here.
 func newTracker(cfg Config, log *zap.Logger, now func() time.Time) *Tracker {
-	cfg = cfg.Normalize()
 	if log == nil {
 		log = zap.NewNop()
 	}
-	if cfg.Instance != "" {
-		// Encoded once here, not per event.
-		log = log.With(zap.String("instance", cfg.Instance))
-	}
 	var rules []PatternRule
 	for _, r := range cfg.Patterns {
-		if _, err := NewPatterner([]PatternRule{r}); err != nil || r.Pattern == "" {
-			log.Error("contention: skipping invalid pattern rule", zap.String("match", r.Match), zap.Error(err))
+		if !r.Valid() {
+			log.Error("contention: skipping invalid pattern rule", zap.String("match", r.Match), zap.String("pattern", r.Pattern))
 			continue
 		}
 		rules = append(rules, r)

@@ -27,10 +27,18 @@ const (
 	casOK    = "*3\r\n+OK\r\n+\r\n:8\r\n"
 )
 
-func newTestTracker(t *testing.T, cfg Config) (*Tracker, *proxytest.SyncBuffer, *fakeClock) {
+// newTestTracker is a tracker on the default config changed by edit (if
+// not nil), with a window so long that windows end only by Flush or Close,
+// a fake clock and a log buffer.
+func newTestTracker(t *testing.T, edit func(*Config)) (*Tracker, *proxytest.SyncBuffer, *fakeClock) {
 	t.Helper()
-	if cfg.Window == 0 {
-		cfg.Window = time.Hour // windows end only by Flush/Close in tests
+	cfg := DefaultConfig()
+	cfg.Window = time.Hour
+	if edit != nil {
+		edit(&cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
 	}
 	buf := &proxytest.SyncBuffer{}
 	clk := &fakeClock{t: time.Date(2026, 11, 22, 1, 0, 0, 0, time.UTC)}
@@ -96,23 +104,23 @@ func TestSessionOutcomes(t *testing.T) {
 			ev("watch", okR, "a"), ev("unwatch", okR)}, false,
 			counts{Transactions: 1, Aborts: 1, GivenUp: 1, ChainsGivenUp: 1}},
 		{"stale versioned writes", []*proxy.Event{
-			ev("exset", staleR, "k", "v", "VER", "3"), ev("exincrby", staleR, "k", "1", "VER", "3"),
-			ev("exincrbyfloat", staleR, "k", "1", "VER", "3"), ev("exappend", staleR, "k", "x", "VER", "3"),
-			ev("exprepend", staleR, "k", "x", "VER", "3"), ev("excas", casFail, "k", "v", "3"),
-			ev("excad", ":0\r\n", "k", "3"), ev("exset", okR, "k", "v"), ev("excas", casOK, "k", "v", "7"),
-			ev("excad", ":1\r\n", "k", "8"), ev("excad", ":-1\r\n", "k", "8")}, false,
+			evOut(proxy.Stale, "exset", staleR, "k", "v", "VER", "3"), evOut(proxy.Stale, "exincrby", staleR, "k", "1", "VER", "3"),
+			evOut(proxy.Stale, "exincrbyfloat", staleR, "k", "1", "VER", "3"), evOut(proxy.Stale, "exappend", staleR, "k", "x", "VER", "3"),
+			evOut(proxy.Stale, "exprepend", staleR, "k", "x", "VER", "3"), evOut(proxy.Stale, "excas", casFail, "k", "v", "3"),
+			evOut(proxy.Stale, "excad", ":0\r\n", "k", "3"), evOut(proxy.Committed, "exset", okR, "k", "v"), evOut(proxy.Committed, "excas", casOK, "k", "v", "7"),
+			evOut(proxy.Committed, "excad", ":1\r\n", "k", "8"), evOut(proxy.NoOutcome, "excad", ":-1\r\n", "k", "8")}, false,
 			counts{Stale: 7}},
 		{"cas and cad compare failures", []*proxy.Event{
-			ev("cas", ":0\r\n", "k", "a", "b"), ev("cad", ":0\r\n", "k", "a"),
-			ev("cas", ":1\r\n", "k", "a", "b"), ev("cas", ":-1\r\n", "k", "a", "b")}, false,
+			evOut(proxy.CompareFailed, "cas", ":0\r\n", "k", "a", "b"), evOut(proxy.CompareFailed, "cad", ":0\r\n", "k", "a"),
+			evOut(proxy.Committed, "cas", ":1\r\n", "k", "a", "b"), evOut(proxy.NoOutcome, "cas", ":-1\r\n", "k", "a", "b")}, false,
 			counts{CASFailed: 2}},
 		{"refusals inside multi are only queued", []*proxy.Event{
-			ev("multi", okR), ev("exset", queued, "k", "v", "VER", "3"), ev("cas", queued, "k", "a", "b"), ev("exec", "*2\r\n-ERR update version is stale\r\n:0\r\n")}, false,
+			ev("multi", okR), evOut(proxy.NoOutcome, "exset", queued, "k", "v", "VER", "3"), evOut(proxy.NoOutcome, "cas", queued, "k", "a", "b"), ev("exec", "*2\r\n-ERR update version is stale\r\n:0\r\n")}, false,
 			counts{Transactions: 1, Commits: 1}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tr, _, _ := newTestTracker(t, Config{})
+			tr, _, _ := newTestTracker(t, nil)
 			s := tr.Open(&proxy.SessionInfo{ID: 1, Addr: "10.0.0.1:5000", User: "default", Proto: 2})
 			for _, e := range tc.events {
 				s.Observe(e)
@@ -132,7 +140,7 @@ func TestSessionOutcomes(t *testing.T) {
 }
 
 func TestWindowLogAndClose(t *testing.T) {
-	tr, buf, clk := newTestTracker(t, Config{Top: 2})
+	tr, buf, clk := newTestTracker(t, func(c *Config) { c.Top = 2 })
 	info := &proxy.SessionInfo{ID: 1, Addr: "10.0.0.1:5000", Name: "billing", User: "app", Proto: 3}
 	s := tr.Open(info)
 	t0 := clk.now()
@@ -151,7 +159,7 @@ func TestWindowLogAndClose(t *testing.T) {
 	tx("order:2:lock", nil2, 1*time.Millisecond)
 	tx("order:2:lock", nil2, 1*time.Millisecond)
 	tx("quiet", commitR, time.Millisecond)
-	s.Observe(ev("excas", casFail, "user:7f3a9c21e0", "v", "1"))
+	s.Observe(evOut(proxy.Stale, "excas", casFail, "user:7f3a9c21e0", "v", "1"))
 	clk.advance(10 * time.Second)
 	tr.Flush()
 
@@ -226,9 +234,9 @@ func TestWindowLogAndClose(t *testing.T) {
 }
 
 func TestNothingHappenedLogsNothing(t *testing.T) {
-	tr, buf, _ := newTestTracker(t, Config{})
+	tr, buf, _ := newTestTracker(t, nil)
 	s := tr.Open(&proxy.SessionInfo{ID: 1, Addr: "127.0.0.1:1"})
-	s.Observe(ev("exset", okR, "k", "v"))
+	s.Observe(evOut(proxy.Committed, "exset", okR, "k", "v"))
 	s.Observe(ev("multi", okR))
 	tr.Flush()
 	_ = tr.Close()
@@ -238,8 +246,7 @@ func TestNothingHappenedLogsNothing(t *testing.T) {
 }
 
 func TestAbortEvents(t *testing.T) {
-	cfg := Config{AbortEvents: true, AbortSampleRate: 1, AbortRateLimit: 2}
-	tr, buf, _ := newTestTracker(t, cfg)
+	tr, buf, _ := newTestTracker(t, func(c *Config) { c.AbortEvents, c.AbortSampleRate, c.AbortRateLimit = true, 1, 2 })
 	s := tr.Open(&proxy.SessionInfo{ID: 1, Addr: "10.1.1.1:999", DB: 2, User: "app"})
 	for i := 0; i < 5; i++ {
 		s.Observe(ev("watch", okR, "a", "b"))
@@ -277,17 +284,23 @@ func TestAbortEvents(t *testing.T) {
 	}
 }
 
-// TestInstanceField: with Config.Instance set, every event the tracker
+// TestInstanceField: with Deps.Instance set, every event the tracker
 // writes names the proxy, so the report can merge many sidecars' logs;
 // without it no event has the field.
 func TestInstanceField(t *testing.T) {
 	for _, inst := range []string{"pod-7f9c", ""} {
-		tr, buf, _ := newTestTracker(t, Config{Instance: inst, AbortEvents: true, AbortSampleRate: 1, AbortRateLimit: 100})
+		cfg := DefaultConfig()
+		cfg.Window, cfg.AbortEvents, cfg.AbortSampleRate, cfg.AbortRateLimit = time.Hour, true, 1, 100
+		buf := &proxytest.SyncBuffer{}
+		tr, err := New(cfg, Deps{Logger: jsonLogger(buf), Instance: inst})
+		if err != nil {
+			t.Fatal(err)
+		}
 		s := tr.Open(&proxy.SessionInfo{ID: 1, Addr: "127.0.0.1:999"})
 		s.Observe(ev("watch", okR, "k"))
 		s.Observe(ev("multi", okR))
 		s.Observe(ev("exec", nil2))
-		s.Observe(ev("excas", "*3\r\n+CAS_FAILED\r\n$1\r\nv\r\n:2\r\n", "k2", "v", "1"))
+		s.Observe(evOut(proxy.CompareFailed, "excas", "*3\r\n+CAS_FAILED\r\n$1\r\nv\r\n:2\r\n", "k2", "v", "1"))
 		_ = tr.Close()
 		lines := parseLog(t, buf.String())
 		msgs := map[string]bool{}
@@ -307,7 +320,7 @@ func TestInstanceField(t *testing.T) {
 }
 
 func TestHandler(t *testing.T) {
-	tr, _, clk := newTestTracker(t, Config{})
+	tr, _, clk := newTestTracker(t, nil)
 	s := tr.Open(&proxy.SessionInfo{ID: 1, Addr: "10.0.0.1:5000", Name: "api"})
 	s.Observe(ev("watch", okR, "cart:42"))
 	s.Observe(ev("multi", okR))
@@ -356,7 +369,7 @@ func TestHandler(t *testing.T) {
 // TestConcurrentSessions runs many sessions with concurrent Flush and
 // Handler calls (meaningful under -race) and checks nothing is lost.
 func TestConcurrentSessions(t *testing.T) {
-	tr, buf, _ := newTestTracker(t, Config{MaxKeys: 64})
+	tr, buf, _ := newTestTracker(t, func(c *Config) { c.MaxKeys = 64 })
 	const sessions, per = 16, 500
 	var wg sync.WaitGroup
 	for i := 0; i < sessions; i++ {

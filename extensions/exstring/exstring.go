@@ -16,6 +16,7 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
+	"fmt"
 	"strconv"
 	"sync/atomic"
 
@@ -44,6 +45,7 @@ const maxName = 16
 // of the Lua library. Build it with New; it is safe for concurrent use.
 type Extension struct {
 	cfg  Config
+	deps Deps
 	mode atomic.Int32 // modeFCALL or modeEVALSHA
 
 	cmds   []*command          // handled commands, in specs order then type, command
@@ -74,6 +76,7 @@ type command struct {
 	noperm [2][]byte // replacement NOPERM replies per mode
 	inner  []byte    // replacement for an ACL refusal inside the Lua
 	bigInt bool      // replies may hold integers Lua sent as bulk strings (FixBigInts)
+	write  int       // what its replies say about a write (outcome.go)
 	info   [2][]byte // COMMAND INFO entry per protocol
 	docs   [2][]byte // COMMAND DOCS name + entry per protocol
 }
@@ -81,16 +84,21 @@ type command struct {
 // New builds the extension: it precomputes every prefix and COMMAND entry
 // and prepares (without dialling) the connection that loads the library.
 // Call Start to load it in the background, Close to release it.
-func New(cfg Config) (*Extension, error) {
-	if err := cfg.setDefaults(); err != nil {
+// cfg.Enabled is the caller's to honour: it builds the extension only when
+// it is set.
+func New(cfg Config, deps Deps) (*Extension, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("exstring: %w", err)
+	}
+	if err := deps.setDefaults(); err != nil {
 		return nil, err
 	}
-	e := &Extension{cfg: cfg, byName: make(map[string]*command)}
+	e := &Extension{cfg: cfg, deps: deps, byName: make(map[string]*command)}
 	if cfg.Scripts {
 		e.mode.Store(modeEVALSHA)
 	}
 	add := func(name, lua string, kind int, spec *cmdSpec) {
-		c := &command{ext: e, name: name, kind: kind, spec: spec}
+		c := &command{ext: e, name: name, kind: kind, spec: spec, write: writeKinds[name]}
 		if lua != "" {
 			c.script = Script(lua)
 			sum := sha1.Sum([]byte(c.script))
@@ -289,8 +297,6 @@ func equalFold(b []byte, lower string) bool {
 
 // Compile-time interface guards.
 var (
-	_ proxy.Rewriter     = (*Extension)(nil)
-	_ proxy.ReplyHandler = (*command)(nil)
+	_ proxy.Rewriter         = (*Extension)(nil)
+	_ proxy.ReplyTransformer = (*command)(nil)
 )
-
-var _ proxy.ReplyTransformer = (*command)(nil)

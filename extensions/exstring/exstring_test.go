@@ -14,7 +14,7 @@ import (
 // newOffline builds an extension whose upstream is never dialled.
 func newOffline(tb testing.TB, scripts bool) *Extension {
 	tb.Helper()
-	e, err := New(Config{Upstream: proxy.Upstream{Addr: "127.0.0.1:1"}, Scripts: scripts})
+	e, err := New(Config{Scripts: scripts}, Deps{Upstream: proxy.Upstream{Addr: "127.0.0.1:1"}})
 	if err != nil {
 		tb.Fatalf("New: %v", err)
 	}
@@ -171,18 +171,18 @@ func TestCheck(t *testing.T) {
 	}
 }
 
-func TestNewRejectsBadConfig(t *testing.T) {
+func TestNewRejectsBadDeps(t *testing.T) {
 	tests := []struct {
 		name string
-		cfg  Config
+		deps Deps
 		want string
 	}{
-		{"no address", Config{}, "address is empty"},
-		{"bad network", Config{Upstream: proxy.Upstream{Network: "udp", Addr: "x"}}, "want tcp or unix"},
+		{"no address", Deps{}, "address is empty"},
+		{"bad network", Deps{Upstream: proxy.Upstream{Network: "udp", Addr: "x"}}, "want tcp or unix"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(tt.cfg)
+			_, err := New(DefaultConfig(), tt.deps)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("New error = %v, want one containing %q", err, tt.want)
 			}

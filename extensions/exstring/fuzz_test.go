@@ -18,7 +18,7 @@ func FuzzCommandTransform(f *testing.F) {
 	} {
 		f.Add([]byte(s), uint8(0), true)
 	}
-	e, err := New(Config{Upstream: proxy.Upstream{Addr: "127.0.0.1:1"}})
+	e, err := New(Config{}, Deps{Upstream: proxy.Upstream{Addr: "127.0.0.1:1"}})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func FuzzRewrite(f *testing.F) {
 	f.Add("type", 2)
 	f.Add("command", 1)
 	f.Add("ExIncrByFloat", 1)
-	e, err := New(Config{Upstream: proxy.Upstream{Addr: "127.0.0.1:1"}})
+	e, err := New(Config{}, Deps{Upstream: proxy.Upstream{Addr: "127.0.0.1:1"}})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -10,45 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
-
-	"github.com/exproxy/exproxy/proxy"
 )
-
-// Config configures the extension.
-type Config struct {
-	// Upstream is the Redis the library is loaded into: the same server
-	// the proxy forwards to. Its Username/Password/DB are the proxy's own
-	// credentials; that user needs +function (or +script in Scripts mode).
-	Upstream proxy.Upstream
-	// DialTimeout bounds connecting and each load; default 2s.
-	DialTimeout time.Duration
-	// Scripts makes the proxy use SCRIPT LOAD and EVALSHA even where Redis
-	// has functions (e.g. when client ACLs grant +evalsha but not +fcall).
-	// Without it the proxy uses FCALL and switches to EVALSHA by itself on
-	// a Redis that does not know FUNCTION.
-	Scripts bool
-	// Logger receives load events; default zap.NewNop().
-	Logger *zap.Logger
-}
-
-func (c *Config) setDefaults() error {
-	if c.Upstream.Addr == "" {
-		return errors.New("exstring: config: upstream address is empty")
-	}
-	if c.Upstream.Network == "" {
-		c.Upstream.Network = "tcp"
-	}
-	if c.Upstream.Network != "tcp" && c.Upstream.Network != "unix" {
-		return fmt.Errorf("exstring: config: upstream network %q: want tcp or unix", c.Upstream.Network)
-	}
-	if c.DialTimeout <= 0 {
-		c.DialTimeout = 2 * time.Second
-	}
-	if c.Logger == nil {
-		c.Logger = zap.NewNop()
-	}
-	return nil
-}
 
 // errClosed answers loads asked for after Close.
 var errClosed = errors.New("exstring: load: extension closed")
@@ -89,7 +51,7 @@ type loader struct {
 }
 
 func (l *loader) init(e *Extension) {
-	u := e.cfg.Upstream
+	u := e.deps.Upstream
 	l.ext = e
 	l.client = redis.NewClient(&redis.Options{
 		Network:         u.Network,
@@ -100,9 +62,9 @@ func (l *loader) init(e *Extension) {
 		DB:              u.DB,
 		Protocol:        2, // the loads need nothing of RESP3, and RESP2 works on every Redis
 		PoolSize:        2,
-		DialTimeout:     e.cfg.DialTimeout,
-		ReadTimeout:     e.cfg.DialTimeout,
-		WriteTimeout:    e.cfg.DialTimeout,
+		DialTimeout:     e.deps.DialTimeout,
+		ReadTimeout:     e.deps.DialTimeout,
+		WriteTimeout:    e.deps.DialTimeout,
 		DisableIdentity: true, // CLIENT SETINFO is unknown before 7.2
 	})
 }
@@ -123,8 +85,8 @@ func (e *Extension) Start(ctx context.Context) {
 			if err == nil || ctx.Err() != nil || errors.Is(err, errClosed) {
 				return
 			}
-			e.cfg.Logger.Warn("exstring: loading the Lua library failed; retrying",
-				zap.String("upstream", e.cfg.Upstream.String()), zap.Duration("in", backoff), zap.Error(err))
+			e.deps.Logger.Warn("exstring: loading the Lua library failed; retrying",
+				zap.String("upstream", e.deps.Upstream.String()), zap.Duration("in", backoff), zap.Error(err))
 			t := time.NewTimer(backoff)
 			select {
 			case <-ctx.Done():
@@ -170,8 +132,8 @@ func (e *Extension) Mode() string {
 // keeps working on one that has them.
 func (e *Extension) switchToScripts(why string) {
 	if e.mode.Swap(modeEVALSHA) != modeEVALSHA {
-		e.cfg.Logger.Warn("exstring: switching to SCRIPT LOAD/EVALSHA", zap.String("reason", why),
-			zap.String("upstream", e.cfg.Upstream.String()))
+		e.deps.Logger.Warn("exstring: switching to SCRIPT LOAD/EVALSHA", zap.String("reason", why),
+			zap.String("upstream", e.deps.Upstream.String()))
 	}
 }
 
@@ -219,7 +181,7 @@ func (l *loader) run(c *loadCall) {
 		if hook != nil {
 			hook()
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*l.ext.cfg.DialTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*l.ext.deps.DialTimeout)
 		err := l.ext.load(ctx)
 		cancel()
 		l.mu.Lock()
@@ -242,7 +204,7 @@ func (e *Extension) load(ctx context.Context) error {
 	// answered "Protocol error: unauthenticated bulk length", which hides
 	// the real problem (NOAUTH, a wrong password) from the operator.
 	if err := e.loader.client.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("exstring: connect to %s: %w", e.cfg.Upstream, err)
+		return fmt.Errorf("exstring: connect to %s: %w", e.deps.Upstream, err)
 	}
 	if e.mode.Load() == modeFCALL {
 		err := e.loadFunctions(ctx)
@@ -259,8 +221,8 @@ func (e *Extension) loadFunctions(ctx context.Context) error {
 	name, err := e.loader.client.FunctionLoad(ctx, Library()).Result()
 	switch {
 	case err == nil:
-		e.cfg.Logger.Info("exstring: loaded the Lua library", zap.String("library", name),
-			zap.String("upstream", e.cfg.Upstream.String()))
+		e.deps.Logger.Info("exstring: loaded the Lua library", zap.String("library", name),
+			zap.String("upstream", e.deps.Upstream.String()))
 		return nil
 	case strings.Contains(err.Error(), "already exists"):
 		// The version is in the library's name, so the same name means
@@ -268,9 +230,9 @@ func (e *Extension) loadFunctions(ctx context.Context) error {
 		return nil
 	case strings.HasPrefix(err.Error(), "NOPERM"):
 		return fmt.Errorf("exstring: FUNCTION LOAD on %s: the proxy's user needs +function (or set exstring scripts mode and grant +script): %w",
-			e.cfg.Upstream, err)
+			e.deps.Upstream, err)
 	}
-	return fmt.Errorf("exstring: FUNCTION LOAD on %s: %w", e.cfg.Upstream, err)
+	return fmt.Errorf("exstring: FUNCTION LOAD on %s: %w", e.deps.Upstream, err)
 }
 
 func (e *Extension) loadScripts(ctx context.Context) error {
@@ -284,17 +246,17 @@ func (e *Extension) loadScripts(ctx context.Context) error {
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("exstring: SCRIPT LOAD on %s: %w", e.cfg.Upstream, err)
+		return fmt.Errorf("exstring: SCRIPT LOAD on %s: %w", e.deps.Upstream, err)
 	}
 	for i, cmd := range cmds {
 		if sha := cmd.Val(); sha != want[i] {
 			// Cannot happen unless Redis hashes differently; EVALSHA
 			// would then never find the scripts.
-			return fmt.Errorf("exstring: SCRIPT LOAD on %s: got SHA %s, want %s", e.cfg.Upstream, sha, want[i])
+			return fmt.Errorf("exstring: SCRIPT LOAD on %s: got SHA %s, want %s", e.deps.Upstream, sha, want[i])
 		}
 	}
-	e.cfg.Logger.Info("exstring: loaded the Lua scripts", zap.Int("scripts", len(cmds)),
-		zap.String("upstream", e.cfg.Upstream.String()))
+	e.deps.Logger.Info("exstring: loaded the Lua scripts", zap.Int("scripts", len(cmds)),
+		zap.String("upstream", e.deps.Upstream.String()))
 	return nil
 }
 

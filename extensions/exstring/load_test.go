@@ -18,9 +18,9 @@ import (
 	"github.com/exproxy/exproxy/proxy"
 )
 
-func newExt(tb testing.TB, cfg Config) *Extension {
+func newExt(tb testing.TB, cfg Config, deps Deps) *Extension {
 	tb.Helper()
-	e, err := New(cfg)
+	e, err := New(cfg, deps)
 	if err != nil {
 		tb.Fatalf("New: %v", err)
 	}
@@ -69,7 +69,7 @@ func rewriteAndSend(tb testing.TB, e *Extension, rc *proxytest.Conn, args ...str
 
 func TestLoadFunctions(t *testing.T) {
 	srv := redistest.Start(t)
-	e := newExt(t, Config{Upstream: proxy.Upstream{Addr: srv.Addr}})
+	e := newExt(t, Config{}, Deps{Upstream: proxy.Upstream{Addr: srv.Addr}})
 	ctx := ctxT(t)
 	if err := e.Load(ctx); err != nil {
 		t.Fatalf("Load: %v", err)
@@ -121,7 +121,7 @@ func TestRecoverAfterFlush(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := redistest.Start(t)
-			e := newExt(t, Config{Upstream: proxy.Upstream{Addr: srv.Addr}, Scripts: tc.scripts})
+			e := newExt(t, Config{Scripts: tc.scripts}, Deps{Upstream: proxy.Upstream{Addr: srv.Addr}})
 			ctx := ctxT(t)
 			if err := e.Load(ctx); err != nil {
 				t.Fatalf("Load: %v", err)
@@ -155,7 +155,7 @@ func TestRecoverAfterFlush(t *testing.T) {
 
 func TestScriptsMode(t *testing.T) {
 	srv := redistest.Start(t)
-	e := newExt(t, Config{Upstream: proxy.Upstream{Addr: srv.Addr}, Scripts: true})
+	e := newExt(t, Config{Scripts: true}, Deps{Upstream: proxy.Upstream{Addr: srv.Addr}})
 	ctx := ctxT(t)
 	if err := e.Load(ctx); err != nil {
 		t.Fatalf("Load: %v", err)
@@ -197,7 +197,7 @@ func TestRedisWithoutFunctions(t *testing.T) {
 	ctx := ctxT(t)
 
 	t.Run("load switches", func(t *testing.T) {
-		e := newExt(t, Config{Upstream: proxy.Upstream{Addr: srv.Addr}})
+		e := newExt(t, Config{}, Deps{Upstream: proxy.Upstream{Addr: srv.Addr}})
 		if err := e.Load(ctx); err != nil {
 			t.Fatalf("Load: %v", err)
 		}
@@ -211,7 +211,7 @@ func TestRedisWithoutFunctions(t *testing.T) {
 	})
 	t.Run("FCALL reply switches", func(t *testing.T) {
 		// A command rewritten before any load goes out as FCALL.
-		e := newExt(t, Config{Upstream: proxy.Upstream{Addr: srv.Addr}})
+		e := newExt(t, Config{}, Deps{Upstream: proxy.Upstream{Addr: srv.Addr}})
 		rc := proxytest.Dial(t, srv.Addr)
 		got, h := rewriteAndSend(t, e, rc, "EXSET", "k2", "v")
 		if !strings.HasPrefix(got, "-ERR unknown command 'FCALL'") {
@@ -232,7 +232,7 @@ func TestRedisWithoutFunctions(t *testing.T) {
 func TestLoadOverUnixSocket(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "redis.sock")
 	srv := redistest.Start(t, redistest.WithConfig("unixsocket", sock), redistest.WithConfig("unixsocketperm", "700"))
-	e := newExt(t, Config{Upstream: proxy.Upstream{Network: "unix", Addr: sock}})
+	e := newExt(t, Config{}, Deps{Upstream: proxy.Upstream{Network: "unix", Addr: sock}})
 	if err := e.Load(ctxT(t)); err != nil {
 		t.Fatalf("Load over %s: %v", sock, err)
 	}
@@ -263,7 +263,7 @@ func TestLoadWithPasswordAndACLUser(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_ = admin.FunctionFlush(ctx).Err()
-			e := newExt(t, Config{Upstream: tt.up})
+			e := newExt(t, Config{}, Deps{Upstream: tt.up})
 			err := e.Load(ctx)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
@@ -295,7 +295,7 @@ func TestACLUserWithoutFCALL(t *testing.T) {
 		}
 	}
 	for _, scripts := range []bool{false, true} {
-		e := newExt(t, Config{Upstream: proxy.Upstream{Addr: srv.Addr}, Scripts: scripts})
+		e := newExt(t, Config{Scripts: scripts}, Deps{Upstream: proxy.Upstream{Addr: srv.Addr}})
 		if err := e.Load(ctx); err != nil {
 			t.Fatalf("Load: %v", err)
 		}
@@ -353,7 +353,7 @@ func toAny(ss []string) []any {
 // they asked.
 func TestReloadCoalesces(t *testing.T) {
 	srv := redistest.Start(t)
-	e := newExt(t, Config{Upstream: proxy.Upstream{Addr: srv.Addr}})
+	e := newExt(t, Config{}, Deps{Upstream: proxy.Upstream{Addr: srv.Addr}})
 	ctx := ctxT(t)
 	release := make(chan struct{})
 	first := true
@@ -403,7 +403,7 @@ func TestReloadCoalesces(t *testing.T) {
 
 func TestReloadWhileRedisDown(t *testing.T) {
 	srv := redistest.Start(t)
-	e := newExt(t, Config{Upstream: proxy.Upstream{Addr: srv.Addr}, DialTimeout: time.Second})
+	e := newExt(t, Config{}, Deps{Upstream: proxy.Upstream{Addr: srv.Addr}, DialTimeout: time.Second})
 	ctx := ctxT(t)
 	srv.Stop()
 	err := e.Reload(ctx)
@@ -447,7 +447,7 @@ func TestReloadWhileRedisDown(t *testing.T) {
 func TestStartStopsOnClose(t *testing.T) {
 	srv := redistest.Start(t)
 	srv.Stop()
-	e, err := New(Config{Upstream: proxy.Upstream{Addr: srv.Addr}, DialTimeout: 200 * time.Millisecond})
+	e, err := New(Config{}, Deps{Upstream: proxy.Upstream{Addr: srv.Addr}, DialTimeout: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -462,7 +462,7 @@ func TestStartStopsOnClose(t *testing.T) {
 
 func TestStartLoadsInBackground(t *testing.T) {
 	srv := redistest.Start(t)
-	e := newExt(t, Config{Upstream: proxy.Upstream{Addr: srv.Addr}})
+	e := newExt(t, Config{}, Deps{Upstream: proxy.Upstream{Addr: srv.Addr}})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	e.Start(ctx)

@@ -31,16 +31,17 @@ type e2e struct {
 type e2eConfig struct {
 	redisOpts []redistest.Option
 	ext       Config
+	deps      Deps // Upstream.Addr and Logger are filled in
 	noPreload bool // leave loading to the first command's Retry
 }
 
 func startE2E(t *testing.T, c e2eConfig) *e2e {
 	t.Helper()
 	srv := redistest.Start(t, c.redisOpts...)
-	cfg := c.ext
-	cfg.Upstream.Addr = srv.Addr
-	cfg.Logger, _ = proxytest.NewLogger(t, zapcore.DebugLevel)
-	ext := newExt(t, cfg)
+	deps := c.deps
+	deps.Upstream.Addr = srv.Addr
+	deps.Logger, _ = proxytest.NewLogger(t, zapcore.DebugLevel)
+	ext := newExt(t, c.ext, deps)
 	if !c.noPreload {
 		if err := ext.Load(ctxT(t)); err != nil {
 			t.Fatalf("Load: %v", err)
@@ -354,7 +355,7 @@ func TestProxyConcurrentIncrements(t *testing.T) {
 func TestProxyPasswordAndACL(t *testing.T) {
 	x := startE2E(t, e2eConfig{
 		redisOpts: []redistest.Option{redistest.WithConfig("requirepass", "s3cret")},
-		ext:       Config{Upstream: proxy.Upstream{Password: "s3cret"}},
+		deps:      Deps{Upstream: proxy.Upstream{Password: "s3cret"}},
 	})
 	ctx := ctxT(t)
 	admin := proxytest.NewGoRedis(t, x.Redis.Addr, 2, func(o *redis.Options) { o.Password = "s3cret" })

@@ -45,9 +45,21 @@ func (upperReply) Check(head []byte, proto int) (proxy.ReplyAction, []byte) {
 
 func (upperReply) Reload(context.Context) error { return nil }
 
+// Outcome makes UPPER a pretend conditional write: a bulk reply committed
+// it, an error refused it as stale.
+func (upperReply) Outcome(head []byte) proxy.Outcome {
+	switch head[0] {
+	case '$':
+		return proxy.Committed
+	case '-':
+		return proxy.Stale
+	}
+	return proxy.NoOutcome
+}
+
 var (
-	_ proxy.Rewriter     = upper{}
-	_ proxy.ReplyHandler = upperReply{}
+	_ proxy.Rewriter = upper{}
+	_ proxy.Outcomer = upperReply{}
 )
 
 // TestE2EExtensionRewrite: rewritten commands, local replies and replaced
@@ -111,7 +123,7 @@ type recorderSession struct {
 // Observe records name, arguments, reply kind and head, the queued names
 // of an EXEC, and the client name the session had at the time.
 func (s *recorderSession) Observe(ev *proxy.Event) {
-	line := fmt.Sprintf("%s %q %c %q %v %s", ev.Name, ev.Args, ev.Kind, ev.Reply, ev.Queued, ev.Info.Name)
+	line := fmt.Sprintf("%s %q %c %q %v %s %v", ev.Name, ev.Args, ev.Kind, ev.Reply, ev.Queued, ev.Info.Name, ev.Outcome)
 	if ev.Done.Before(ev.Sent) {
 		line += " (done before sent)"
 	}
@@ -132,14 +144,17 @@ var (
 )
 
 // TestE2EExtensionObserve: an observer sees the commands it asked for, in
-// reply order, with their replies, the queued names of EXEC and the
-// session's client name; a session's end closes its observer.
+// reply order, with their replies, the queued names of EXEC, the
+// session's client name and, for a command whose ReplyHandler is an
+// Outcomer, its outcome; a session's end closes its observer.
 func TestE2EExtensionObserve(t *testing.T) {
 	rec := &recorder{names: map[string]bool{"watch": true, "multi": true, "exec": true, "upper": true}}
 	h := proxytest.Start(t, proxytest.WithRewriters(upper{}), proxytest.WithObservers(rec))
 	r := h.ProxyRaw(t)
 	for _, s := range [][2]string{
 		{"CLIENT SETNAME app", "+OK\r\n"},
+		{"UPPER w", "$1\r\nW\r\n"},
+		{"UPPER", "-ERR wrong number of arguments for 'echo' command\r\n"},
 		{"WATCH k j", "+OK\r\n"},
 		{"GET k", "$-1\r\n"},
 		{"MULTI", "+OK\r\n"},
@@ -154,12 +169,14 @@ func TestE2EExtensionObserve(t *testing.T) {
 	r.Close()
 	h.Shutdown(t) // every session has ended and closed its observers
 	want := []string{
-		`watch ["k" "j"] + "+OK\r\n" [] app`,
-		`multi [] + "+OK\r\n" [] app`,
-		`upper ["v"] + "+QUEUED\r\n" [] app`,
+		`upper ["w"] $ "$1\r\nw\r\n" [] app committed`,
+		`upper [] - "-ERR wrong number of arguments for 'echo' command\r\n" [] app stale`,
+		`watch ["k" "j"] + "+OK\r\n" [] app none`,
+		`multi [] + "+OK\r\n" [] app none`,
+		`upper ["v"] + "+QUEUED\r\n" [] app none`,
 		// The observer sees EXEC's reply as Redis sent it: the reply
 		// handlers' Replace of its elements is for the client.
-		`exec [] * "*2\r\n$1\r\nv\r\n+OK\r\n" [upper set] app`,
+		`exec [] * "*2\r\n$1\r\nv\r\n+OK\r\n" [upper set] app none`,
 	}
 	rec.mu.Lock()
 	defer rec.mu.Unlock()

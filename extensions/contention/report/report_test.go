@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,20 +15,9 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/exproxy/exproxy/extensions/contention"
+	"github.com/exproxy/exproxy/internal/proxytest"
 	"github.com/exproxy/exproxy/proxy"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) Sync() error { return nil }
 
 func ev(name, reply string, args ...string) *proxy.Event {
 	e := &proxy.Event{Name: name, Reply: []byte(reply)}
@@ -54,14 +42,14 @@ func ev(name, reply string, args ...string) *proxy.Event {
 // instance, when given, names the proxy in every event.
 func trackerLog(t *testing.T, instance ...string) (log string, bounds []time.Time) {
 	t.Helper()
-	buf := &syncBuffer{}
+	buf := &proxytest.SyncBuffer{}
 	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
 	cfg := contention.DefaultConfig()
 	cfg.Window = time.Hour // windows end by Flush and Close only
-	if len(instance) > 0 {
-		cfg.Instance = instance[0]
+	tr, err := contention.New(cfg, contention.Deps{Logger: zap.New(zapcore.NewCore(enc, buf, zap.InfoLevel)), Instance: first(instance)})
+	if err != nil {
+		t.Fatal(err)
 	}
-	tr := contention.New(cfg, zap.New(zapcore.NewCore(enc, buf, zap.InfoLevel)))
 	api := tr.Open(&proxy.SessionInfo{ID: 1, Addr: "10.0.0.1:4000", Name: "api", User: "default", Proto: 3})
 	worker := tr.Open(&proxy.SessionInfo{ID: 2, Addr: "10.0.0.2:4000", User: "default", Proto: 2})
 	base := time.Now()
@@ -86,14 +74,16 @@ func trackerLog(t *testing.T, instance ...string) (log string, bounds []time.Tim
 	tx(worker, "order:3:lock", "*-1\r\n", 100*time.Millisecond)
 	worker.Observe(ev("unwatch", "+OK\r\n"))
 	worker.Close()
-	api.Observe(ev("exset", "-ERR update version is stale\r\n", "acct:9", "v", "VER", "1"))
+	stale := ev("exset", "-ERR update version is stale\r\n", "acct:9", "v", "VER", "1")
+	stale.Outcome = proxy.Stale // what exstring reports for that reply
+	api.Observe(stale)
 	flush()
 	tx(api, "order:1:lock", "*1\r\n+OK\r\n", time.Millisecond)
 	api.Close()
 	if err := tr.Close(); err != nil {
 		t.Fatal(err)
 	}
-	log = buf.b.String()
+	log = buf.String()
 	for _, l := range strings.Split(log, "\n") {
 		var w struct {
 			Msg string    `json:"msg"`
@@ -313,4 +303,12 @@ func TestMainErrors(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q; want %d containing %q", tc.args, code, stderr, tc.code, tc.msg)
 		}
 	}
+}
+
+// first is the first of ss, or "".
+func first(ss []string) string {
+	if len(ss) == 0 {
+		return ""
+	}
+	return ss[0]
 }

@@ -66,20 +66,13 @@ func (s *session) Observe(ev *proxy.Event) {
 			s.inMulti = false
 			s.release()
 		}
-	case "exset", "exincrby", "exincrbyfloat", "exappend", "exprepend":
-		if ev.Kind == '-' && bytes.HasPrefix(ev.Reply, []byte("-ERR update version is stale")) {
+	default:
+		// Versioned and compare-and-set writes: the extension that
+		// implements them says what the reply means (proxy.Outcomer).
+		switch ev.Outcome {
+		case proxy.Stale:
 			s.refused(ev, &counts{Stale: 1})
-		}
-	case "excas":
-		if ev.Kind == '*' && bytes.HasPrefix(ev.Reply, []byte("*3\r\n+CAS_FAILED\r\n")) {
-			s.refused(ev, &counts{Stale: 1})
-		}
-	case "excad":
-		if isZero(ev) {
-			s.refused(ev, &counts{Stale: 1})
-		}
-	case "cas", "cad":
-		if isZero(ev) {
+		case proxy.CompareFailed:
 			s.refused(ev, &counts{CASFailed: 1})
 		}
 	}
@@ -94,10 +87,6 @@ func (s *session) Close() {
 
 func isOK(ev *proxy.Event) bool {
 	return ev.Kind == '+' && bytes.HasPrefix(ev.Reply, []byte("+OK\r\n"))
-}
-
-func isZero(ev *proxy.Event) bool {
-	return ev.Kind == ':' && bytes.HasPrefix(ev.Reply, []byte(":0\r\n"))
 }
 
 func (s *session) watch(ev *proxy.Event) {
