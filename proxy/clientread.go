@@ -129,6 +129,24 @@ func (s *session) readRaw(raw syscall.RawConn) (end bool, err error) {
 	return end, err
 }
 
+// mayBlock is called before the read side does something that can
+// wait (for replies, a dial, room in the queue, the rest of a streamed
+// command). A session read by the event loop must not stop it: the loop
+// gets a new runner, and the current goroutine goes on serving this
+// session alone — with what it queued so far written first, since the
+// wait may be for its replies. The session returns to the loop once its
+// processing is done (backFromWait).
+func (s *session) mayBlock() {
+	l := s.loop
+	if l == nil {
+		return
+	}
+	l.flushDirty()
+	l.detach(s)
+	s.srv.stats.handoffs.Add(1)
+	l.handoff()
+}
+
 // readFailed ends reading on a read error, logging what is unexpected.
 func (s *session) readFailed(err error) {
 	if s.draining.Load() {

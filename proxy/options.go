@@ -66,6 +66,11 @@ type Options struct {
 	// negative: none.
 	ReadyConns int
 
+	// ClientIO says how client connections are read: by an event loop
+	// (the default, where the system has epoll) or by a goroutine per
+	// client.
+	ClientIO ClientIO
+
 	Logger    *zap.Logger // default zap.NewNop()
 	Rewriters []Rewriter  // in precedence order
 	Observers []Observer
@@ -102,4 +107,41 @@ func (m UpstreamMode) String() string {
 		return "shared"
 	}
 	return "pinned"
+}
+
+// ClientIO is how client connections are read.
+type ClientIO uint8
+
+const (
+	// DefaultClientIO is EventLoop where the system has epoll, else
+	// GoroutinePerClient.
+	DefaultClientIO ClientIO = iota
+	// EventLoop reads every client from one goroutine that waits for them
+	// all at once (docs/proxy-core.md).
+	EventLoop
+	// GoroutinePerClient gives every client a goroutine that reads it.
+	GoroutinePerClient
+)
+
+// ParseClientIO reads "loop" or "goroutine".
+func ParseClientIO(s string) (ClientIO, bool) {
+	switch s {
+	case "loop":
+		return EventLoop, true
+	case "goroutine":
+		return GoroutinePerClient, true
+	case "":
+		return DefaultClientIO, true
+	}
+	return 0, false
+}
+
+func (c ClientIO) String() string {
+	switch c {
+	case EventLoop:
+		return "loop"
+	case GoroutinePerClient:
+		return "goroutine"
+	}
+	return "default"
 }

@@ -210,9 +210,9 @@ func (o *output) flusher() {
 		}
 		o.mu.Unlock()
 		if err != nil {
-			// Closing ends the session even if no further reply comes
-			// to run into the error.
-			_ = o.conn.Close()
+			// Ends the session even if no further reply comes to run
+			// into the error.
+			shutdownConn(o.conn)
 		}
 	}
 }

@@ -164,6 +164,59 @@ func (ps *pools) dropLocked(p *pool) {
 	p.spares = nil
 }
 
+// existing adds a session to key's pool if it is there, set up and not
+// revoked, without waiting; else nil.
+func (ps *pools) existing(key poolKey) *pool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	p := ps.byKey[key]
+	if p == nil || p.created != nil || p.revoked || ps.closed {
+		return nil
+	}
+	p.sessions++
+	return p
+}
+
+// sharedNow is shared without waiting: the live connection, or nil.
+func (ps *pools) sharedNow(p *pool, id uint64) *upConn {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.closed || p.revoked {
+		return nil
+	}
+	if c := p.slots[int(id%uint64(len(p.slots)))].c; c != nil && !c.isDead() {
+		return c
+	}
+	return nil
+}
+
+// privateNow is private without a dial: a spare or a ready connection,
+// or nil.
+func (ps *pools) privateNow(key poolKey) (c *upConn, setup bool) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if p := ps.byKey[key]; p != nil {
+		for len(p.spares) > 0 {
+			c = p.spares[len(p.spares)-1]
+			p.spares = p.spares[:len(p.spares)-1]
+			if !c.isDead() {
+				return c, false
+			}
+		}
+	}
+	for len(ps.ready) > 0 {
+		c = ps.ready[len(ps.ready)-1]
+		ps.ready = ps.ready[:len(ps.ready)-1]
+		ps.srv.stats.readyConns.Add(-1)
+		if !c.isDead() {
+			ps.refill()
+			c.key = key
+			return c, key != anonymous
+		}
+	}
+	return nil, false
+}
+
 // leave takes a session out of its pool.
 func (ps *pools) leave(p *pool) {
 	ps.mu.Lock()
@@ -261,29 +314,9 @@ func (ps *pools) forgetShared(c *upConn) {
 // it up for key first, in the same write as its command), else a new one
 // set up here.
 func (ps *pools) private(key poolKey, cred *credentials) (c *upConn, setup bool, err error) {
-	ps.mu.Lock()
-	if p := ps.byKey[key]; p != nil {
-		for len(p.spares) > 0 {
-			c = p.spares[len(p.spares)-1]
-			p.spares = p.spares[:len(p.spares)-1]
-			if !c.isDead() {
-				ps.mu.Unlock()
-				return c, false, nil
-			}
-		}
+	if c, setup = ps.privateNow(key); c != nil {
+		return c, setup, nil
 	}
-	for len(ps.ready) > 0 {
-		c = ps.ready[len(ps.ready)-1]
-		ps.ready = ps.ready[:len(ps.ready)-1]
-		ps.srv.stats.readyConns.Add(-1)
-		if !c.isDead() {
-			ps.mu.Unlock()
-			ps.refill()
-			c.key = key
-			return c, key != anonymous, nil
-		}
-	}
-	ps.mu.Unlock()
 	ps.refill()
 	conn, err := ps.srv.dialUpstream(context.Background(), key, cred)
 	if err != nil {

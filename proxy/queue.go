@@ -108,6 +108,13 @@ func (q *queue) waitSpace() {
 	q.mu.Unlock()
 }
 
+// full reports whether the producer would wait in waitSpace.
+func (q *queue) full() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.n >= q.max && !q.closed
+}
+
 // push appends entries in order; it may exceed max by one batch.
 func (q *queue) push(es []entry) bool {
 	q.mu.Lock()

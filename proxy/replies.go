@@ -46,6 +46,7 @@ type replySide struct {
 	raw                 bool // after SYNC/PSYNC: bytes are relayed unframed
 	quit                bool // QUIT answered by Redis: its close is expected
 	countPushes         bool // RESP3 subscriptions: pushes are read for the count
+	reset               bool // the client is closed with a reset (output limit)
 	authed              bool // an AUTH succeeded since the start or the last RESET
 	confirmed           bool // the last AUTH/SELECT/HELLO/RESET took effect
 
@@ -471,6 +472,7 @@ func (r *replySide) flushFailed(err error) {
 		// slowly, and it would learn of the close only after them.
 		if tc, ok := r.s.client.(interface{ SetLinger(int) error }); ok {
 			_ = tc.SetLinger(0)
+			r.reset = true
 		}
 		r.s.srv.stats.outputLimitClosed.Add(1)
 		r.s.log.Warn("closing client: it does not read its replies", zap.Error(err),

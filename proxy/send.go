@@ -44,6 +44,9 @@ func (s *session) send() bool {
 		return true
 	}
 	s.batchFailed = false
+	if s.loop != nil && s.q.full() {
+		s.mayBlock()
+	}
 	s.q.waitSpace()
 	n := 0
 	for i := range s.batch {
@@ -59,6 +62,11 @@ func (s *session) send() bool {
 		}
 	}
 	s.sendMu.Lock()
+	if s.paused && s.loop != nil {
+		s.sendMu.Unlock()
+		s.mayBlock()
+		s.sendMu.Lock()
+	}
 	for s.paused {
 		s.resumed.Wait()
 	}
@@ -100,8 +108,15 @@ func (s *session) sendLocked(n int) error {
 			}
 			s.conn = c
 		}
-		err := c.send(s, s.batch, n, s.upbuf)
-		if err == nil {
+		var err error
+		if l := s.loop; l != nil {
+			// The loop writes the connection once, at the end of its
+			// batch, for every session that queued on it.
+			if err = c.queue(s, s.batch, n, s.upbuf); err == nil {
+				l.markDirty(c)
+				return nil
+			}
+		} else if err = c.send(s, s.batch, n, s.upbuf); err == nil {
 			return nil
 		}
 		if err != errConnDead || c == s.conns.own {
@@ -125,19 +140,27 @@ func (s *session) sendLocked(n int) error {
 // joining its key's pool first.
 func (s *session) sharedConn() (*upConn, error) {
 	cs := &s.conns
+	ps := s.srv.pools
 	if cs.pool != nil && cs.pool.key != cs.key {
 		// The key changed on a connection of the session's own (RESET).
-		s.srv.pools.leave(cs.pool)
+		ps.leave(cs.pool)
 		cs.pool = nil
 	}
 	if cs.pool == nil {
-		p, err := s.srv.pools.join(cs.key, cs.cred)
-		if err != nil {
-			return nil, err
+		if cs.pool = ps.existing(cs.key); cs.pool == nil {
+			s.mayBlock() // the pool's first connection is dialled
+			p, err := ps.join(cs.key, cs.cred)
+			if err != nil {
+				return nil, err
+			}
+			cs.pool = p
 		}
-		cs.pool = p
 	}
-	return s.srv.pools.shared(cs.pool, s.rinfo.ID)
+	if c := ps.sharedNow(cs.pool, s.rinfo.ID); c != nil {
+		return c, nil
+	}
+	s.mayBlock() // dialled, or waited for
+	return ps.shared(cs.pool, s.rinfo.ID)
 }
 
 // takeOwn gives the session a connection of its own, set up as its key
@@ -146,9 +169,13 @@ func (s *session) sharedConn() (*upConn, error) {
 // set up by commands of the proxy's own in the same write as the
 // session's next batch, so moving costs no round trip.
 func (s *session) takeOwn(why []byte) error {
-	c, setup, err := s.srv.pools.private(s.conns.key, s.conns.cred)
-	if err != nil {
-		return err
+	c, setup := s.srv.pools.privateNow(s.conns.key)
+	if c == nil {
+		s.mayBlock() // dialled
+		var err error
+		if c, setup, err = s.srv.pools.private(s.conns.key, s.conns.cred); err != nil {
+			return err
+		}
 	}
 	c.setOwner(s)
 	if setup {

@@ -26,6 +26,7 @@ type Server struct {
 	log   *zap.Logger
 	table table
 	pools *pools
+	loop  *eventLoop // reads the clients; nil: a goroutine per client
 	// authRequired: Redis refuses commands before AUTH. Learned from a
 	// connection of the proxy's own at start, and kept current from what
 	// unauthenticated sessions are told; while it holds, an
@@ -45,7 +46,7 @@ type Server struct {
 		commands, upstreamErrors, protocolErrors atomic.Int64
 		outputLimitClosed, lostCommands          atomic.Int64
 		upstreamConns, sharedConns, readyConns   atomic.Int64
-		pools, pinned, unpinned                  atomic.Int64
+		pools, pinned, unpinned, handoffs        atomic.Int64
 	}
 }
 
@@ -104,6 +105,16 @@ func New(opts Options) (*Server, error) {
 		sessions: map[*session]struct{}{},
 	}
 	srv.pools = newPools(srv)
+	if opts.ClientIO != GoroutinePerClient {
+		loop, err := newEventLoop(srv)
+		if err != nil {
+			if opts.ClientIO == EventLoop {
+				return nil, fmt.Errorf("proxy: event loop: %w", err)
+			}
+			// Where there is no epoll, a goroutine per client.
+		}
+		srv.loop = loop
+	}
 	return srv, nil
 }
 
@@ -135,6 +146,9 @@ func (s *Server) Serve(l net.Listener) error {
 	s.learnAuthOnce()
 	s.pools.start()
 	s.pools.refill()
+	if s.loop != nil {
+		s.loop.start()
+	}
 	var backoff time.Duration
 	for {
 		conn, err := l.Accept()
@@ -176,12 +190,9 @@ func (s *Server) accept(conn net.Conn) {
 		return
 	}
 	s.sessions[sess] = struct{}{}
-	s.wg.Add(1)
+	s.wg.Add(1) // Done by the session's finishReading
 	s.mu.Unlock()
-	go func() {
-		defer s.wg.Done()
-		sess.run()
-	}()
+	sess.start()
 }
 
 func (s *Server) forget(sess *session) {
@@ -206,6 +217,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		sessions = append(sessions, sess)
 	}
 	s.mu.Unlock()
+	for _, sess := range sessions {
+		sess.draining.Store(true)
+	}
+	if s.loop != nil {
+		// Every session it reads goes on on a goroutine of its own.
+		s.loop.stop()
+	}
 	var wg sync.WaitGroup
 	for _, sess := range sessions {
 		wg.Add(1)
@@ -245,6 +263,10 @@ type Stats struct {
 	Pools          int64 // connection pools (user, protocol, database) now
 	SessionsPinned int64 // times a session took a connection of its own
 	SessionsShared int64 // times a session gave its own connection back and shared again
+	// LoopHandoffs counts the times a session read by the event loop had
+	// to wait (for replies before it moved, a dial, ...) and was served
+	// apart while a new goroutine ran the loop.
+	LoopHandoffs int64
 	AuthRequired   bool  // Redis requires AUTH, as far as the proxy knows
 }
 
@@ -265,6 +287,7 @@ func (s *Server) Stats() Stats {
 		Pools:             s.stats.pools.Load(),
 		SessionsPinned:    s.stats.pinned.Load(),
 		SessionsShared:    s.stats.unpinned.Load(),
+		LoopHandoffs:      s.stats.handoffs.Load(),
 		AuthRequired:      s.authRequired.Load(),
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -38,7 +39,11 @@ type session struct {
 	resumed *sync.Cond // on sendMu: paused ended
 	conn    *upConn    // where commands go now: shared or private; nil until chosen
 
-	// Read loop only.
+	// Read side only: the goroutine that reads the client (the event
+	// loop's runner, or the session's own).
+	loop        *eventLoop // the loop that reads the client, while it does
+	fd          int        // the client's descriptor, for the loop
+	readOver    bool       // the client is read no more: finishReading runs or ran
 	in          readBuf
 	rdl         lazyDeadline
 	parser      resp.ResumableParser
@@ -89,23 +94,80 @@ func newSession(srv *Server, client net.Conn, id uint64) *session {
 	return s
 }
 
-// run serves the session until it ends.
-func (s *session) run() {
+// start serves the session: its client is read by the server's event
+// loop, or, without one, by a goroutine of its own (run).
+func (s *session) start() {
 	s.log.Debug("client connected")
+	l := s.srv.loop
+	if l == nil || !s.rawFD() {
+		go s.run()
+		return
+	}
 	if s.srv.opts.Mode == PinnedUpstream {
-		// Eagerly, so the first command does not wait for a connection;
-		// a failure is answered per command, and the next send tries
-		// again.
+		// The eager connect may have to dial; the accept loop does not
+		// wait for it.
+		go func() {
+			s.pinEagerly()
+			s.in.init(minBuf)
+			if l.attach(s) != nil {
+				s.run()
+			}
+		}()
+		return
+	}
+	s.in.init(minBuf)
+	if l.attach(s) != nil {
+		go s.run()
+	}
+}
+
+// run serves the session on a goroutine of its own until it ends.
+func (s *session) run() {
+	s.pinEagerly()
+	s.readLoop()
+	s.finishReading()
+}
+
+// pinEagerly gives a session of upstream-mode pinned its connection when
+// the client connects, so the first command does not wait for one; a
+// failure is answered per command, and the next send tries again.
+func (s *session) pinEagerly() {
+	if s.srv.opts.Mode == PinnedUpstream && s.conns.own == nil {
 		s.conns.sticky = true
 		_ = s.takeOwn(nil)
 	}
-	s.readLoop()
+}
+
+// finishReading ends the session once no more commands will come from
+// its client: when the reply side has ended too, its connections are
+// let go and its client closed.
+func (s *session) finishReading() {
 	s.endReading()
 	<-s.replyEnded
 	s.conns.releaseAll(s)
+	// Only here, when nothing reads it any more: a descriptor closed
+	// earlier could be reused by a new client while the event loop
+	// still knew it as this one's.
+	_ = s.client.Close()
 	s.srv.forget(s)
 	close(s.done)
 	s.log.Debug("client disconnected")
+	s.srv.wg.Done()
+}
+
+// rawFD finds the client's descriptor, for the event loop.
+func (s *session) rawFD() bool {
+	sc, ok := s.client.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	s.fd = -1
+	_ = rc.Control(func(fd uintptr) { s.fd = int(fd) })
+	return s.fd >= 0
 }
 
 // endReading runs when no more commands will come from the client. The
@@ -136,9 +198,10 @@ func (s *session) maybeEndLocked() {
 }
 
 // endLocked ends the reply side: nothing more goes to the client, which
-// is closed, after what was collected for it is written when graceful
+// is shut down, after what was collected for it is written when graceful
 // (within a second for a client that reads slowly). Safe to call more
-// than once; mu is held. The read loop ends at its next read.
+// than once; mu is held. The read side then reads the end of its input
+// and finishes the session.
 func (s *session) endLocked(graceful bool) {
 	if s.ended {
 		return
@@ -149,7 +212,7 @@ func (s *session) endLocked(graceful bool) {
 	}
 	s.q.close()
 	s.idle.Broadcast()
-	obs := s.rs.obs
+	obs, reset := s.rs.obs, s.rs.reset
 	s.rs.obs = nil
 	go func() {
 		if graceful {
@@ -158,7 +221,17 @@ func (s *session) endLocked(graceful bool) {
 		for _, o := range obs {
 			o.Close()
 		}
-		_ = s.client.Close()
+		if reset {
+			// Linger 0: the close in finishReading resets the connection;
+			// a FIN would queue behind the data the client never read.
+			if cr, ok := s.client.(interface{ CloseRead() error }); ok {
+				_ = cr.CloseRead()
+			} else {
+				_ = s.client.Close()
+			}
+		} else {
+			shutdownConn(s.client)
+		}
 		s.resume() // a read loop paused for a resend
 		close(s.replyEnded)
 	}()
@@ -235,6 +308,11 @@ func (s *session) drain(ctx context.Context) {
 func (s *session) waitIdle() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.loop != nil && !s.ended && (s.rs.active || s.q.unpopped() > 0) {
+		s.mu.Unlock()
+		s.mayBlock()
+		s.mu.Lock()
+	}
 	for !s.ended && (s.rs.active || s.q.unpopped() > 0) {
 		s.waiting = true
 		s.idle.Wait()
@@ -258,4 +336,20 @@ func (s *session) resume() {
 	s.paused = false
 	s.resumed.Broadcast()
 	s.sendMu.Unlock()
+}
+
+// shutdownConn ends both directions of a client connection without
+// closing its descriptor (finishReading does that): the client sees the
+// end at once, and the side that reads it sees the end of its input.
+func shutdownConn(c net.Conn) {
+	type halfCloser interface {
+		CloseRead() error
+		CloseWrite() error
+	}
+	if hc, ok := c.(halfCloser); ok {
+		_ = hc.CloseWrite()
+		_ = hc.CloseRead()
+		return
+	}
+	_ = c.Close()
 }

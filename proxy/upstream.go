@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
 	"sync"
+	"syscall"
 
 	"go.uber.org/zap"
 
@@ -42,6 +44,12 @@ type upConn struct {
 	fifo    []waiter   // shared: whose replies come next
 	owner   *session   // private: the session every reply goes to
 	wdl     lazyDeadline
+	// raw writes without waiting, for the event loop; nil where the
+	// connection has no file of its own (TLS).
+	raw syscall.RawConn
+	// dirty: queued by the event loop's sessions in its current batch;
+	// the loop's runner owns it.
+	dirty bool
 	done    chan struct{} // closed when the reader has ended
 }
 
@@ -56,6 +64,9 @@ func newUpConn(srv *Server, conn net.Conn, key poolKey, shared bool) *upConn {
 	c := &upConn{srv: srv, conn: conn, key: key, shared: shared, done: make(chan struct{})}
 	c.wdl.write = true
 	c.wfree = sync.NewCond(&c.mu)
+	if sc, ok := conn.(syscall.Conn); ok {
+		c.raw, _ = sc.SyscallConn()
+	}
 	srv.stats.upstreamConns.Add(1)
 	go c.readLoop()
 	return c
@@ -136,6 +147,88 @@ func (c *upConn) writeOutLocked() {
 	c.writing = false
 	c.wfree.Broadcast()
 	c.mu.Unlock()
+}
+
+// queue is send without the write, for the event loop: it writes each
+// connection its sessions queued to once, at the end of a batch of
+// client reads (flushNoWait), so one write carries them all.
+func (c *upConn) queue(s *session, batch []entry, n int, data []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.queueLocked(s, batch, n); err != nil {
+		return err
+	}
+	c.out = append(c.out, data...)
+	return nil
+}
+
+// flushNoWait writes what is queued without waiting, for the event loop,
+// which must not stop for one connection: what the socket does not take
+// at once, and everything on a connection without a file of its own
+// (TLS), is written by a goroutine that may wait.
+func (c *upConn) flushNoWait() {
+	c.mu.Lock()
+	if c.writing || c.dead || len(c.out) == 0 {
+		c.mu.Unlock()
+		return
+	}
+	c.writing = true
+	for c.raw != nil && len(c.out) > 0 && !c.dead {
+		out := c.out
+		c.out = c.spare[:0]
+		c.mu.Unlock()
+		n, err := c.writeNoWait(out)
+		c.mu.Lock()
+		if err != nil {
+			c.failLocked(err)
+			break
+		}
+		if n < len(out) {
+			// The rest goes first, then what was queued meanwhile.
+			rest := make([]byte, 0, len(out)-n+len(c.out))
+			c.out = append(append(rest, out[n:]...), c.out...)
+			break
+		}
+		if cap(out) <= steadyBuf {
+			c.spare = out[:0]
+		}
+	}
+	if len(c.out) > 0 && !c.dead {
+		c.mu.Unlock()
+		go func() {
+			c.mu.Lock()
+			c.writeOutLocked()
+		}()
+		return
+	}
+	c.writing = false
+	c.wfree.Broadcast()
+	c.mu.Unlock()
+}
+
+// writeNoWait writes what the socket takes now.
+func (c *upConn) writeNoWait(b []byte) (int, error) {
+	var n int
+	var werr error
+	err := c.raw.Write(func(fd uintptr) bool {
+		for {
+			m, e := syscall.Write(int(fd), b)
+			if e == syscall.EINTR {
+				continue
+			}
+			if m > 0 {
+				n = m
+			}
+			if e != nil && e != syscall.EAGAIN {
+				werr = os.NewSyscallError("write", e)
+			}
+			return true
+		}
+	})
+	if err == nil {
+		err = werr
+	}
+	return n, err
 }
 
 // write writes b; a Redis that stops reading (it never should) cannot
