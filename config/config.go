@@ -53,7 +53,10 @@ type Config struct {
 	// dialled for sessions that need one of their own.
 	UpstreamMode string `yaml:"upstream-mode"`
 	SharedConns  int    `yaml:"shared-conns"`
-	ReadyConns   int    `yaml:"ready-conns"`
+	// ClientIO is "loop" (an event loop reads every client) or
+	// "goroutine" (a goroutine per client).
+	ClientIO   string `yaml:"client-io"`
+	ReadyConns int    `yaml:"ready-conns"`
 
 	// Cluster tunes a Redis Cluster upstream (redis+cluster://).
 	Cluster Cluster `yaml:"cluster"`
@@ -161,6 +164,7 @@ func Default() *Config {
 		UpstreamMode: "shared",
 		SharedConns:  1,
 		ReadyConns:   2,
+		ClientIO:     "loop",
 		Limits: Limits{
 			ProtoMaxBulkLen:   512 << 20,
 			InlineMaxLen:      64 << 10,

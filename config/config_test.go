@@ -109,7 +109,7 @@ func TestEverySettingFromEverySource(t *testing.T) {
 		"dial-timeout": "3s", "write-timeout": "4s", "drain-timeout": "5s", "max-clients": "6",
 		"limits.proto-max-bulk-len": "2mb", "limits.inline-max-len": "8kb", "limits.max-args": "9",
 		"limits.max-pending": "10", "limits.client-output-limit": "11mb",
-		"upstream-mode": "pinned", "shared-conns": "4", "ready-conns": "3",
+		"upstream-mode": "pinned", "shared-conns": "4", "ready-conns": "3", "client-io": "goroutine",
 		"log.level": "debug", "log.format": "console", "log.file": "stdout", "instance-name": "sidecar-7",
 		"admin.listen": "", "contention.enabled": "false", "contention.window": "12s",
 		"contention.top": "13", "admin.pprof": "true",

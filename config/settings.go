@@ -197,6 +197,8 @@ func buildSettings() []Setting {
 	row("upstream-mode", "upstream-mode", "string", "shared: clients share upstream connections, and take one of their own only while they hold connection state (a transaction, a subscription, a blocking command, ...); pinned: one upstream connection per client", set, get)
 	iset, iget = integer(func(c *Config) *int { return &c.SharedConns })
 	row("shared-conns", "shared-conns", "int", "upstream connections per pool (user, protocol, database) shared by clients in upstream-mode shared", iset, iget)
+	set, get = str(func(c *Config) *string { return &c.ClientIO })
+	row("client-io", "client-io", "string", "how clients are read: loop (one event loop reads them all; the default, on Linux) or goroutine (a goroutine per client)", set, get)
 	iset, iget = integer(func(c *Config) *int { return &c.ReadyConns })
 	row("ready-conns", "ready-conns", "int", "upstream connections kept dialled before they are wanted, so a client that needs one of its own gets it without waiting for a connect (0: none)", iset, iget)
 

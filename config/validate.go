@@ -34,6 +34,7 @@ func (c *Config) Validate() error {
 		{"limits.max-args", c.Limits.MaxArgs < 1, fmt.Sprintf("must be at least 1, got %d", c.Limits.MaxArgs)},
 		{"limits.max-pending", c.Limits.MaxPending < 1, fmt.Sprintf("must be at least 1, got %d", c.Limits.MaxPending)},
 		{"upstream-mode", c.UpstreamMode != "shared" && c.UpstreamMode != "pinned", fmt.Sprintf("must be shared or pinned, got %q", c.UpstreamMode)},
+		{"client-io", c.ClientIO != "loop" && c.ClientIO != "goroutine", fmt.Sprintf("must be loop or goroutine, got %q", c.ClientIO)},
 		{"shared-conns", c.SharedConns < 1 || c.SharedConns > 64, fmt.Sprintf("must be 1 to 64, got %d", c.SharedConns)},
 		{"ready-conns", c.ReadyConns < 0 || c.ReadyConns > 1000, fmt.Sprintf("must be 0 to 1000, got %d", c.ReadyConns)},
 		{"limits.client-output-limit", c.Limits.ClientOutputLimit < 1, fmt.Sprintf("must be greater than 0, got %s", FormatSize(c.Limits.ClientOutputLimit))},

@@ -89,6 +89,15 @@ func upstreamOptions(u config.Upstream) proxy.Upstream {
 }
 
 // upstreamMode maps a validated upstream-mode setting.
+// clientIO maps the setting onto proxy.Options: "loop" is the default,
+// which falls back to a goroutine per client where there is no epoll.
+func clientIO(s string) proxy.ClientIO {
+	if s == "goroutine" {
+		return proxy.GoroutinePerClient
+	}
+	return proxy.DefaultClientIO
+}
+
 // readyConns maps the setting (0: none) onto proxy.Options (0: default).
 func readyConns(n int) int {
 	if n == 0 {
@@ -121,6 +130,7 @@ func proxyOptions(cfg *config.Config, up proxy.Upstream, log *zap.Logger) proxy.
 		Mode:              upstreamMode(cfg.UpstreamMode),
 		SharedConns:       cfg.SharedConns,
 		ReadyConns:        readyConns(cfg.ReadyConns),
+		ClientIO:          clientIO(cfg.ClientIO),
 		DrainTimeout:      cfg.DrainTimeout,
 		Logger:            log,
 	}
@@ -182,6 +192,7 @@ func serve(ctx context.Context, restoreSignals func(), cfg *config.Config, log *
 		zap.String("listen", l.Addr().String()),
 		zap.Stringer("upstream", up),
 		zap.String("upstream_mode", cfg.UpstreamMode),
+		zap.String("client_io", cfg.ClientIO),
 		zap.Bool("exstring", cfg.Exstring.Enabled),
 		zap.Bool("contention", cfg.Contention.Enabled),
 	}
