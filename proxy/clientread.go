@@ -94,14 +94,14 @@ func (s *session) readRaw(raw syscall.RawConn) (end bool, err error) {
 				return true // streaming reads the client itself
 			}
 			space := len(s.in.b) - s.in.w
-			n, errno := syscall.Read(int(fd), s.in.free())
+			n, errno := rawRead(int(fd), s.in.free())
 			switch {
 			case errno == syscall.EINTR:
 				continue
 			case errno == syscall.EAGAIN:
 				s.rdl.clear(s.client) // nothing was pending: wait without one
 				return false
-			case errno != nil:
+			case errno != 0:
 				err = os.NewSyscallError("read", errno)
 				return true
 			case n == 0:

@@ -272,13 +272,13 @@ func (s *session) onReadable() {
 			return
 		}
 		space := len(s.in.b) - s.in.w
-		n, errno := syscall.Read(s.fd, s.in.free())
+		n, errno := rawRead(s.fd, s.in.free())
 		switch {
 		case errno == syscall.EINTR:
 			continue
 		case errno == syscall.EAGAIN:
 			return
-		case errno != nil:
+		case errno != 0:
 			s.readEnded(os.NewSyscallError("read", errno))
 			return
 		case n == 0:

@@ -118,14 +118,14 @@ func (o *output) writeNoWait(b []byte) (int, error) {
 	var werr error
 	err := o.raw.Write(func(fd uintptr) bool {
 		for {
-			m, e := syscall.Write(int(fd), b)
+			m, e := rawWrite(int(fd), b)
 			if e == syscall.EINTR {
 				continue
 			}
 			if m > 0 {
 				n = m
 			}
-			if e != nil && e != syscall.EAGAIN {
+			if e != 0 && e != syscall.EAGAIN {
 				werr = os.NewSyscallError("write", e)
 			}
 			return true // never wait: that is the flusher's job

@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"runtime"
@@ -212,14 +213,14 @@ func (c *upConn) writeNoWait(b []byte) (int, error) {
 	var werr error
 	err := c.raw.Write(func(fd uintptr) bool {
 		for {
-			m, e := syscall.Write(int(fd), b)
+			m, e := rawWrite(int(fd), b)
 			if e == syscall.EINTR {
 				continue
 			}
 			if m > 0 {
 				n = m
 			}
-			if e != nil && e != syscall.EAGAIN {
+			if e != 0 && e != syscall.EAGAIN {
 				werr = os.NewSyscallError("write", e)
 			}
 			return true
@@ -375,7 +376,7 @@ func (c *upConn) readLoop() {
 			rb.makeRoom(0)
 		}
 		var n int
-		n, err = c.conn.Read(rb.free())
+		n, err = c.read(rb.free())
 		rb.added(n)
 		c.mu.Lock()
 		owner := c.owner
@@ -441,6 +442,37 @@ func (c *upConn) readLoop() {
 		release()
 	}
 	c.lost(err, local)
+}
+
+// read reads what Redis sent, waiting for it in Go's netpoller; the read
+// itself is a raw one (rawio.go) where the connection has a descriptor.
+func (c *upConn) read(b []byte) (n int, err error) {
+	if c.raw == nil {
+		return c.conn.Read(b)
+	}
+	rerr := c.raw.Read(func(fd uintptr) bool {
+		for {
+			m, e := rawRead(int(fd), b)
+			switch e {
+			case 0:
+				n = m
+				if m == 0 {
+					err = io.EOF
+				}
+				return true
+			case syscall.EINTR:
+				continue
+			case syscall.EAGAIN:
+				return false
+			}
+			err = os.NewSyscallError("read", e)
+			return true
+		}
+	})
+	if err == nil {
+		err = rerr
+	}
+	return n, err
 }
 
 // lost ends the connection after its reader stopped, and tells the
