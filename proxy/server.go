@@ -267,7 +267,7 @@ type Stats struct {
 	// to wait (for replies before it moved, a dial, ...) and was served
 	// apart while a new goroutine ran the loop.
 	LoopHandoffs int64
-	AuthRequired   bool  // Redis requires AUTH, as far as the proxy knows
+	AuthRequired bool // Redis requires AUTH, as far as the proxy knows
 }
 
 // Stats returns a snapshot of the counters.

@@ -51,7 +51,7 @@ type upConn struct {
 	// dirty: queued by the event loop's sessions in its current batch;
 	// the loop's runner owns it.
 	dirty bool
-	done    chan struct{} // closed when the reader has ended
+	done  chan struct{} // closed when the reader has ended
 }
 
 // waiter is one session's run of commands in a shared connection's FIFO:
