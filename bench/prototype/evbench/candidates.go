@@ -93,10 +93,12 @@ var allCandidates = []candidate{
 	{name: "gnet-imm", proto: "gnetproxy", args: protoArgs("gnetproxy", "--upwrite", "immediate")},
 	{name: "gnet-2", proto: "gnetproxy", env: []string{"GOMAXPROCS=2"}, args: protoArgs("gnetproxy", "--loops", "2")},
 	{name: "gnet-lock", proto: "gnetproxy", args: protoArgs("gnetproxy", "--lock")},
+	{name: "gnet-mp2", proto: "gnetproxy", env: []string{"GOMAXPROCS=2"}, args: protoArgs("gnetproxy")},
 	// epoll: a hand-written single-threaded event loop (twemproxy's shape).
 	{name: "epoll", proto: "epollproxy", args: protoArgs("epollproxy")},
 	{name: "epoll-lock", proto: "epollproxy", args: protoArgs("epollproxy", "--lock")},
 	{name: "epoll-raw", proto: "epollproxy", args: protoArgs("epollproxy", "--raw")},
+	{name: "epoll-mp2", proto: "epollproxy", env: []string{"GOMAXPROCS=2"}, args: protoArgs("epollproxy")},
 	// netpoll: cloudwego/netpoll server, handlers on its goroutine pool.
 	{name: "netpoll", proto: "netpollproxy", args: protoArgs("netpollproxy")},
 }

@@ -290,6 +290,7 @@ var perfEvents = []string{
 	"syscalls:sys_enter_epoll_wait", "syscalls:sys_enter_epoll_pwait",
 	"syscalls:sys_enter_epoll_ctl", "syscalls:sys_enter_futex",
 	"syscalls:sys_enter_nanosleep", "syscalls:sys_enter_getpid", "syscalls:sys_enter_tgkill",
+	"sched:sched_wakeup", "sched:sched_switch",
 	"context-switches", "cpu-migrations", "task-clock",
 }
 
