@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -71,6 +72,9 @@ type Run struct {
 	Syscalls float64            `json:"syscalls_req"`    // with --perf: all syscalls per request
 	Perf     map[string]float64 `json:"perf,omitempty"`  // with --perf: per request, by event
 	P50ms    float64            `json:"p50_ms"`
+	// With --per-thread: each thread's share, by TID (the first is the
+	// main thread; Go starts sysmon next).
+	PerThread []threadDelta `json:"per_thread,omitempty"`
 }
 
 var (
@@ -80,6 +84,7 @@ var (
 	flagRounds   = flag.Int("rounds", 3, "rounds per workload")
 	flagSecs     = flag.Float64("secs", 1.5, "target duration of a direct run")
 	flagOut      = flag.String("out", "/tmp/evbench.jsonl", "JSON lines output (appended)")
+	flagThreads  = flag.Bool("per-thread", false, "record each proxy thread's context switches and CPU")
 	flagPerf     = flag.Bool("perf", false, "count the proxy's syscalls with perf stat (costs CPU: use for syscall figures only)")
 	flagSummary  = flag.String("summary", "", "print the summary of a JSON lines file and exit")
 	flagSince    = flag.String("since", "", "with --summary: only sessions at or after this one (MMDD-HHMMSS)")
@@ -275,6 +280,9 @@ func measure(ctx context.Context, w workload, n int, p *proc, redis *fixture.Pro
 		run.CtxSw = float64(after.vcs+after.nvcs-before.vcs-before.nvcs) / fn
 		run.NvCtxSw = float64(after.nvcs-before.nvcs) / fn
 		run.Threads = after.threads
+		if *flagThreads {
+			run.PerThread = perThread(before, after, fn)
+		}
 	}
 	if perf != nil {
 		run.Perf = parsePerf(perfOut.String(), fn)
@@ -308,7 +316,20 @@ func parsePerf(out string, n float64) map[string]float64 {
 	return m
 }
 
+type threadDelta struct {
+	TID   int     `json:"tid"`
+	Vol   float64 `json:"vol_req"`
+	Invol float64 `json:"invol_req"`
+	CPU   float64 `json:"cpu_us_req"`
+}
+
+type taskSnap struct {
+	vcs, nvcs int64
+	cpu       time.Duration
+}
+
 type procSnap struct {
+	tasks     map[int]taskSnap
 	cpu, tick time.Duration
 	vcs, nvcs int64
 	threads   int
@@ -317,45 +338,51 @@ type procSnap struct {
 // snap reads the proxy's CPU time and the context switches of all its
 // threads (a thread's counts live in /proc/PID/task/TID/status only).
 func snap(pid int) procSnap {
-	var s procSnap
+	s := procSnap{tasks: map[int]taskSnap{}}
 	if pid == 0 {
 		return s
 	}
 	s.tick, _ = fixture.CPUTime(pid)
-	// utime+stime tick at 10 ms; the scheduler's own run time per
-	// thread (schedstat, ns) resolves a short run's CPU far better.
-	stats, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
-	for _, t := range stats {
-		b, err := os.ReadFile(t)
-		if err != nil {
-			continue
-		}
-		if f := strings.Fields(string(b)); len(f) > 0 {
-			ns, _ := strconv.ParseInt(f[0], 10, 64)
-			s.cpu += time.Duration(ns)
-		}
-	}
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
-	s.threads = len(tasks)
-	for _, t := range tasks {
-		f, err := os.Open(t)
-		if err != nil {
-			continue
-		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			line := sc.Text()
-			if v, ok := strings.CutPrefix(line, "voluntary_ctxt_switches:"); ok {
-				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-				s.vcs += n
-			} else if v, ok := strings.CutPrefix(line, "nonvoluntary_ctxt_switches:"); ok {
-				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-				s.nvcs += n
+	dirs, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+	s.threads = len(dirs)
+	for _, d := range dirs {
+		tid, _ := strconv.Atoi(filepath.Base(d))
+		var t taskSnap
+		// utime+stime tick at 10 ms; the scheduler's own run time per
+		// thread (schedstat, ns) resolves a short run's CPU far better.
+		if b, err := os.ReadFile(d + "/schedstat"); err == nil {
+			if f := strings.Fields(string(b)); len(f) > 0 {
+				ns, _ := strconv.ParseInt(f[0], 10, 64)
+				t.cpu = time.Duration(ns)
 			}
 		}
-		f.Close()
+		if b, err := os.ReadFile(d + "/status"); err == nil {
+			for _, line := range strings.Split(string(b), "\n") {
+				if v, ok := strings.CutPrefix(line, "voluntary_ctxt_switches:"); ok {
+					t.vcs, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				} else if v, ok := strings.CutPrefix(line, "nonvoluntary_ctxt_switches:"); ok {
+					t.nvcs, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				}
+			}
+		}
+		s.tasks[tid] = t
+		s.cpu += t.cpu
+		s.vcs += t.vcs
+		s.nvcs += t.nvcs
 	}
 	return s
+}
+
+// perThread is each thread's share of a run, by TID.
+func perThread(before, after procSnap, n float64) []threadDelta {
+	var out []threadDelta
+	for tid, a := range after.tasks {
+		b := before.tasks[tid]
+		out = append(out, threadDelta{TID: tid, Vol: float64(a.vcs-b.vcs) / n, Invol: float64(a.nvcs-b.nvcs) / n,
+			CPU: float64((a.cpu - b.cpu).Microseconds()) / n})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].TID < out[j].TID })
+	return out
 }
 
 // fill sets every key redis-benchmark -r 100000 draws (key:%012d) to a
