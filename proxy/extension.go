@@ -153,6 +153,25 @@ type Observer interface {
 	Open(info *SessionInfo) SessionObserver
 }
 
+// WriteWatcher is an Observer that wants to know who writes to the keys
+// it watches right now — the contention tracker, to name the write that
+// invalidated a WATCH or a version. The core asks it only about commands
+// Redis flags as writes (from Redis's own COMMAND key specifications),
+// and only while Watching is true, so it costs nothing while nobody
+// watches. A write to a watched key reaches the writer's SessionObserver
+// as an Event with Write set and Keys naming the watched keys it wrote —
+// never the values.
+type WriteWatcher interface {
+	Observer
+	// Watching reports whether any key is watched now. It is called for
+	// every write command while the proxy runs, so it must be cheap (an
+	// atomic load).
+	Watching() bool
+	// Watched reports whether key is watched now. key is valid only
+	// during the call.
+	Watched(key []byte) bool
+}
+
 // SessionObserver receives one session's observed commands in reply order.
 type SessionObserver interface {
 	Observe(ev *Event)
@@ -177,4 +196,11 @@ type Event struct {
 	// since MULTI in this session, in order.
 	Queued []string
 	Info   *SessionInfo
+	// Write marks a write to keys a WriteWatcher watches: Keys are those
+	// keys (copies), Args is nil. Only WriteWatchers get such events.
+	Write bool
+	Keys  [][]byte
+	// Node is the address of the Redis node the command ran on (a Redis
+	// Cluster upstream); "" for a single Redis.
+	Node string
 }
