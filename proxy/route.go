@@ -343,6 +343,12 @@ func (s *session) route(cmd *command, raw []byte, args [][]byte, argc int, parti
 			}
 		}
 	}
+	for _, w := range s.srv.writeWatchers {
+		if w.Watching() {
+			s.watchWrites(&e, args)
+			break
+		}
+	}
 	if s.tx.inMulti && len(s.srv.opts.Observers) > 0 && (cmd == nil || (cmd.kind != kindMulti && cmd.kind != kindExec)) {
 		s.tx.queued = append(s.tx.queued, nameOf(cmd, args[0]))
 	}
