@@ -37,6 +37,9 @@ func placeOf(cmd *command, args [][]byte) placement {
 	}
 	switch cmd.kind {
 	case kindPlain:
+		if cmd.ownSub != "" && len(args) > 1 && equalFold(args[1], cmd.ownSub) {
+			return placeOwn
+		}
 		if cmd.blockArg {
 			for _, a := range args[1:] {
 				if equalFold(a, "block") {
