@@ -7,10 +7,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/exproxy/exproxy/internal/proxytest"
+	"github.com/exproxy/exproxy/internal/redistest"
 	"github.com/exproxy/exproxy/proxy"
 )
 
@@ -134,5 +136,44 @@ func TestE2EStickyStateKeepsTheConnection(t *testing.T) {
 	c.Do("GET", "k")
 	if st := h.Stats(); st.SessionsShared != shared+1 {
 		t.Errorf("after RESET the session still has its own connection")
+	}
+}
+
+// TestE2ETransactionWhileRedisIsBusy: a session in database 9 starts a
+// transaction while another client's script keeps Redis busy. Redis
+// accepts MULTI and refuses the queued command with BUSY; the session's
+// connection of its own comes ready, already in database 9 (a SELECT on
+// the way would be refused with BUSY too).
+func TestE2ETransactionWhileRedisIsBusy(t *testing.T) {
+	h := proxytest.Start(t, proxytest.WithRedis(redistest.WithConfig("busy-reply-threshold", "100")))
+	for _, via := range []string{"direct", "proxy"} {
+		t.Run(via, func(t *testing.T) {
+			dial := h.ProxyRaw
+			if via == "direct" {
+				dial = h.DirectRaw
+			}
+			busy, c := dial(t), dial(t)
+			busy.Do("SELECT", "9")
+			if got := c.Do("SELECT", "9"); got != "+OK\r\n" {
+				t.Fatalf("SELECT 9: %q", got)
+			}
+			if via == "proxy" && h.Shared() {
+				proxytest.Eventually(t, "db 9's ready connections", func() bool { return h.Stats().ReadyConns >= 4 })
+			}
+			busy.Send("EVAL", "local t = redis.call('TIME') while true do local n = redis.call('TIME') if n[1] - t[1] >= 1 then break end end return 1", "0")
+			time.Sleep(300 * time.Millisecond)
+			if got := c.Do("MULTI"); got != "+OK\r\n" {
+				t.Errorf("MULTI while busy: %q", got)
+			}
+			if got := c.Do("INCR", "n"); !strings.HasPrefix(got, "-BUSY") {
+				t.Errorf("INCR in MULTI while busy: %q", got)
+			}
+			if got := busy.Read(); got != ":1\r\n" {
+				t.Errorf("EVAL: %q", got)
+			}
+			if got := c.Do("EXEC"); !strings.HasPrefix(got, "-EXECABORT") {
+				t.Errorf("EXEC after a refused command: %q", got)
+			}
+		})
 	}
 }
