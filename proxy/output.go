@@ -47,18 +47,18 @@ type output struct {
 	limit        int64
 	writeTimeout time.Duration // a slow client that takes nothing for this long is closed
 
-	mu      sync.Mutex
-	slow    bool // the flusher owns the connection's write side
-	backlog []*[chunkSize]byte
-	first   int   // bytes of backlog[0] already written
-	last    int   // bytes used in the last chunk
-	size    int64 // bytes waiting in backlog
-	err     error // the flusher's write error, if any
+	mu       sync.Mutex
+	slow     bool // the flusher owns the connection's write side
+	backlog  []*[chunkSize]byte
+	first    int   // bytes of backlog[0] already written
+	last     int   // bytes used in the last chunk
+	size     int64 // bytes waiting in backlog
+	err      error // the flusher's write error, if any
 	wake     chan struct{}
 	progress chan struct{} // the flusher wrote something
 	stalled  bool          // the client took nothing for stallAfter while a writer paced
 	idle     chan struct{} // closed by the flusher when it has written all and exits
-	wdl     lazyDeadline  // the flusher's
+	wdl      lazyDeadline  // the flusher's
 }
 
 func newOutput(conn net.Conn, limit int64, writeTimeout time.Duration) *output {
