@@ -96,6 +96,49 @@ func newPools(srv *Server) *pools {
 func (ps *pools) start() {
 	go ps.fill()
 	go ps.reap()
+	go ps.watch()
+}
+
+// stuckAfter is how long a shared connection may owe replies without
+// delivering any before it is retired (upConn.retired).
+const stuckAfter = 100 * time.Millisecond
+
+// watch retires shared connections whose replies have stopped while
+// some are owed: Redis is running a long script or command for one of
+// their sessions, and the others' commands must not wait behind it.
+func (ps *pools) watch() {
+	t := time.NewTicker(stuckAfter)
+	defer t.Stop()
+	seen := map[*upConn]uint64{}
+	for {
+		select {
+		case <-t.C:
+		case <-ps.done:
+			return
+		}
+		ps.mu.Lock()
+		for _, p := range ps.byKey {
+			for i := range p.slots {
+				c := p.slots[i].c
+				if c == nil {
+					continue
+				}
+				n := c.replies.Load()
+				if last, ok := seen[c]; ok && last == n && c.owed.Load() > 0 {
+					c.retired.Store(true)
+					p.slots[i].c = nil
+					ps.srv.stats.retired.Add(1)
+					delete(seen, c)
+					continue
+				}
+				seen[c] = n
+			}
+		}
+		if len(seen) > 256 {
+			clear(seen) // forget connections long gone
+		}
+		ps.mu.Unlock()
+	}
 }
 
 // join adds a session to the pool of key, creating it with its first

@@ -91,6 +91,9 @@ func (s *session) send() bool {
 // sendLocked sends the batch on the session's connection, choosing a
 // shared one if it has none; sendMu is held.
 func (s *session) sendLocked(n int) error {
+	if c := s.conn; c != nil && c.retired.Load() && s.q.pending() == 0 {
+		s.conn = nil // nothing owed there: the next connection of the pool
+	}
 	for attempt := 0; n > 0; attempt++ {
 		c := s.conn
 		if c == nil {

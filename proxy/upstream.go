@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"go.uber.org/zap"
@@ -51,7 +52,15 @@ type upConn struct {
 	// dirty: queued by the event loop's sessions in its current batch;
 	// the loop's runner owns it.
 	dirty bool
-	done  chan struct{} // closed when the reader has ended
+	// A shared connection whose replies stop coming while replies are
+	// owed (a long script runs) is retired by the pools' watchdog: new
+	// commands go to a fresh connection, where Redis answers them as it
+	// would answer a client of its own (BUSY past busy-reply-threshold),
+	// and the retired one serves what it owes, then closes.
+	owed    atomic.Int64  // replies owed on a shared connection
+	replies atomic.Uint64 // replies read, ever
+	retired atomic.Bool
+	done    chan struct{} // closed when the reader has ended
 }
 
 // waiter is one session's run of commands in a shared connection's FIFO:
@@ -281,6 +290,7 @@ func (c *upConn) queueLocked(s *session, batch []entry, n int) error {
 	if c.owner != nil || n == 0 {
 		return nil
 	}
+	c.owed.Add(int64(n))
 	if k := len(c.fifo); k > 0 && c.fifo[k-1].s == s {
 		c.fifo[k-1].n += n
 	} else {
@@ -432,12 +442,19 @@ func (c *upConn) readLoop() {
 			push := f.Kind() == '>'
 			s.deliverLocked(chunk, done, f.Kind())
 			if done && !push {
+				c.replies.Add(1)
+				c.owed.Add(-1)
 				local[0].n--
 				if local[0].n == 0 {
 					local[0].s = nil
 					local = local[1:]
 				}
 			}
+		}
+		if c.retired.Load() && c.owed.Load() == 0 {
+			release()
+			c.close() // it has served what it owed
+			break
 		}
 		release()
 	}

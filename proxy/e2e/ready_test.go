@@ -177,3 +177,41 @@ func TestE2ETransactionWhileRedisIsBusy(t *testing.T) {
 		})
 	}
 }
+
+// TestE2ELongScriptDoesNotHoldUpOthers: while one client's script keeps
+// Redis busy, another client's command is answered as Redis answers it —
+// BUSY once the script passed busy-reply-threshold — rather than waiting
+// behind the script on a shared connection; SCRIPT KILL reaches Redis
+// and stops the script.
+func TestE2ELongScriptDoesNotHoldUpOthers(t *testing.T) {
+	h := proxytest.Start(t, proxytest.WithRedis(redistest.WithConfig("busy-reply-threshold", "100")))
+	for _, via := range []string{"direct", "proxy"} {
+		t.Run(via, func(t *testing.T) {
+			dial := h.ProxyRaw
+			if via == "direct" {
+				dial = h.DirectRaw
+			}
+			script, other, killer := dial(t), dial(t), dial(t)
+			for _, c := range []*proxytest.Conn{script, other, killer} {
+				c.Do("PING")
+			}
+			script.Send("EVAL", "while true do end", "0")
+			time.Sleep(300 * time.Millisecond)
+			if got := other.Do("PING"); !strings.HasPrefix(got, "-BUSY") {
+				t.Errorf("PING while a script runs: %q, want BUSY", got)
+			}
+			if got := killer.Do("SCRIPT", "KILL"); got != "+OK\r\n" {
+				t.Errorf("SCRIPT KILL: %q", got)
+			}
+			if got := script.Read(); !strings.HasPrefix(got, "-ERR Script killed by user with SCRIPT KILL") {
+				t.Errorf("the killed script's client got %q", got)
+			}
+			if got := other.Do("PING"); got != "+PONG\r\n" {
+				t.Errorf("PING after the kill: %q", got)
+			}
+			if via == "proxy" && h.Shared() && h.Stats().SharedRetired == 0 {
+				t.Error("the shared connection behind the script was not retired")
+			}
+		})
+	}
+}
