@@ -233,7 +233,14 @@ func (s *session) moveToOwn(cmd *command, name []byte) (moved, alive bool) {
 		return false, false
 	}
 	if err := s.takeOwn(name); err != nil {
-		s.answerLocal(cmd, unreachableReply(s.srv, err))
+		var ref *refusal
+		if errors.As(err, &ref) {
+			// Redis refused to set the connection up (BUSY while a
+			// script runs): its own words answer the command.
+			s.answerLocal(cmd, ref.reply)
+		} else {
+			s.answerLocal(cmd, unreachableReply(s.srv, err))
+		}
 		return false, true
 	}
 	return true, true

@@ -187,6 +187,9 @@ func (c *upConn) flushNoWait() {
 		out := c.out
 		c.out = c.spare[:0]
 		c.mu.Unlock()
+		// A deadline a blocking write set earlier would fail this one
+		// once it expired, though this one never waits.
+		c.wdl.refresh(c.conn, c.srv.opts.WriteTimeout)
 		n, err := c.writeNoWait(out)
 		c.mu.Lock()
 		if err != nil {
