@@ -1,0 +1,74 @@
+package suite
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/exproxy/exproxy/bench/internal/exlib"
+	"github.com/exproxy/exproxy/bench/internal/rcost"
+)
+
+// costResult is what Redis itself spends per call, direct.
+type costResult struct {
+	ops     []rcost.Op
+	runs    map[string][]rcost.Result // by op name, one per round
+	libs    []string                  // libraries measured, for the report
+	skipped string                    // why the versioned-string rows are missing
+}
+
+// runRedisCost measures Redis's own CPU per call of plain commands, a
+// minimal Lua function and the versioned-string handlers called with
+// FCALL, all direct: what the Lua costs Redis, apart from any proxy. With
+// --lua-baseline another binary's library is measured in the same rounds,
+// interleaved, for before/after figures of a change to the Lua.
+func (s *Suite) runRedisCost(ctx context.Context) {
+	c := &costResult{runs: map[string][]rcost.Result{}}
+	s.cost = c
+	redis := s.main.redis
+	if err := exlib.LoadReplace(ctx, redis.Addr, "", rcost.BenchLibrary); err != nil {
+		s.fail("rediscost: %v", err)
+		return
+	}
+	c.ops = rcost.PlainOps()
+	if lib, err := s.library(ctx); err != nil {
+		c.skipped = err.Error()
+	} else {
+		label := ""
+		if s.cfg.LuaBaseline != "" {
+			label = "this"
+		}
+		c.ops = append(c.ops, rcost.ExOps(lib.Func, label)...)
+		c.libs = append(c.libs, fmt.Sprintf("%s (%s)", lib.Name, s.cfg.ProxyBin))
+	}
+	if s.cfg.LuaBaseline != "" {
+		base, err := exlib.FromBinary(ctx, s.cfg.LuaBaseline)
+		if err == nil {
+			err = base.Load(ctx, redis.Addr, "")
+		}
+		if err != nil {
+			s.fail("rediscost: baseline library: %v", err)
+		} else {
+			c.ops = append(c.ops, rcost.ExOps(base.Func, "baseline")...)
+			c.libs = append(c.libs, fmt.Sprintf("%s (baseline, %s)", base.Name, s.cfg.LuaBaseline))
+		}
+	}
+	for round := 1; round <= s.cfg.CostRounds && ctx.Err() == nil; round++ {
+		for i, op := range c.ops {
+			res, err := rcost.Run(ctx, rcost.Config{
+				Addr: redis.Addr, Clients: 50, Duration: s.cfg.CostDuration,
+				RedisPid: redis.Pid, Prefix: fmt.Sprintf("exbench:cost:%d", i),
+			}, op)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				s.fail("rediscost %s: %v", op.Name, err)
+				continue
+			}
+			c.runs[op.Name] = append(c.runs[op.Name], res)
+			n, _ := res.Inner()
+			s.logf("round %d/%d rediscost %-34s %7.0f calls/s  redis %.2f µs/call  exec %.2f µs/call  %.2f inner calls",
+				round, s.cfg.CostRounds, op.Name, res.CallsPerSec(), res.CPUPerCall(), res.ExecPerCall(), n)
+		}
+	}
+}
