@@ -654,8 +654,9 @@ local VALUE_OPTS = {ex = 'exp', exat = 'exp', px = 'exp', pxat = 'exp',
 -- command takes. The whole line is parsed first, then the groups used are
 -- checked against allowed. Returns the options or nil (syntax error).
 local function parse_opts(a, start, allowed)
-  local o, used = {}, {}
   local n = #a
+  if start > n then return {} end
+  local o, used = {}, {}
   local j = start
   while j <= n do
     local t = string.lower(a[j])
@@ -742,9 +743,16 @@ end
 -- argv rebuilds the module's argv numbering: a[1] = key, a[2..] = the
 -- arguments after it; argc counts the command name too.
 local function argv(keys, args)
-  local a = {}
-  for i = 1, #keys do a[#a + 1] = keys[i] end
-  for i = 1, #args do a[#a + 1] = args[i] end
+  local a
+  if #keys == 1 and #args <= 64 then
+    -- One constructor sized at once (the usual case); unpack is bounded
+    -- by Lua's stack, hence the loop for long argument lists.
+    a = {keys[1], unpack(args)}
+  else
+    a = {}
+    for i = 1, #keys do a[#a + 1] = keys[i] end
+    for i = 1, #args do a[#a + 1] = args[i] end
+  end
   return a, #a + 1
 end
 

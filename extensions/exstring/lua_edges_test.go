@@ -23,7 +23,17 @@ func TestLuaStorageEdges(t *testing.T) {
 	for i := 0; i < 200; i++ {
 		bigHash = append(bigHash, "f"+strconv.Itoa(i), "v")
 	}
+	many := func(head []string, word string, n int) []string {
+		out := append([]string(nil), head...)
+		for i := 0; i < n; i++ {
+			out = append(out, word)
+		}
+		return out
+	}
 	runLuaCases(t, []luaCase{
+		{name: "many arguments", cmd: many(cl("EXSET", "k", "v"), "NX", 100), want: rOK, after: []luaCheck{exv("v", 1)}},
+		{name: "many arguments, xx on missing", cmd: many(cl("EXSET", "k", "v"), "XX", 65), want: rNil},
+		{name: "many arguments, arity", cmd: many(cl("EXGET", "k"), "x", 70), want: eArity("exget")},
 		{name: "long value create", cmd: cl("EXSET", "k", long, "WITHVERSION"), want: rInt(1), after: []luaCheck{exv(long, 1), chk(rInt(4), "HLEN", "k")}},
 		{name: "long value cas", setup: [][]string{cl("EXSET", "k", long, "FLAGS", "7")}, cmd: cl("EXCAS", "k", long+"y", "1"), want: rArr("+OK\r\n", "+\r\n", rInt(2)),
 			after: []luaCheck{chk(rArr(rBulk(long+"y"), rInt(2), rInt(7)), "EXGET", "k", "WITHFLAGS")}},
