@@ -48,7 +48,17 @@ func (s *Suite) runRedisCost(ctx context.Context) {
 		if err != nil {
 			s.fail("rediscost: baseline library: %v", err)
 		} else {
-			c.ops = append(c.ops, rcost.ExOps(base.Func, "baseline")...)
+			// Each handler right after its baseline twin, so the two are
+			// measured seconds apart, on the same machine load.
+			n := len(rcost.PlainOps())
+			this, old := c.ops[n:], rcost.ExOps(base.Func, "baseline")
+			c.ops = c.ops[:n:n]
+			for i := range old {
+				if i < len(this) {
+					c.ops = append(c.ops, this[i])
+				}
+				c.ops = append(c.ops, old[i])
+			}
 			c.libs = append(c.libs, fmt.Sprintf("%s (baseline, %s)", base.Name, s.cfg.LuaBaseline))
 		}
 	}
