@@ -1,10 +1,10 @@
 // Package rcost measures what Redis itself spends per call of a command,
 // with no proxy in between: plain GET/SET, a minimal Lua function, and the
 // versioned-string library called directly with FCALL. Two figures per
-// command: redis-server's own CPU time over the run (utime+stime from
-// /proc, so reading, parsing and replying count) divided by the calls, and
-// INFO commandstats (execution only, and which commands a script ran
-// inside, so a reader sees how many redis.call each handler makes).
+// command: redis-server's own CPU time over the run (from /proc, so
+// reading, parsing and replying count) divided by the calls, and INFO
+// commandstats (execution only, wall-clock, and which commands a script
+// ran inside, so a reader sees how many redis.call each handler makes).
 package rcost
 
 import (

@@ -403,8 +403,9 @@ func (s *Suite) reportCost(out io.Writer) {
 		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\n", op.Name, cps.Median, cpuS.Format("%.2f"), exec.Format("%.2f"), innerS)
 	}
 	tw.Flush()
-	fmt.Fprintf(out, "  redis CPU = redis-server's utime+stime over the run / calls (reading, parsing, replying included);\n")
-	fmt.Fprintf(out, "  exec = INFO commandstats usec_per_call of the command itself (for FCALL: the Lua and every redis.call in it)\n")
+	fmt.Fprintf(out, "  redis CPU = redis-server's CPU time over the run / calls (reading, parsing, replying included);\n")
+	fmt.Fprintf(out, "  exec = INFO commandstats usec_per_call of the command itself (for FCALL: the Lua and every redis.call in it);\n")
+	fmt.Fprintf(out, "  exec is wall-clock time: when Redis's core is shared it counts the time Redis was descheduled, so read the CPU column\n")
 }
 
 func (s *Suite) reportMemory(out io.Writer) {
