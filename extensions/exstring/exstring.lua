@@ -551,51 +551,28 @@ local function is_wrongtype(r)
   return string.sub(r.err, 1, 10) == 'WRONGTYPE '
 end
 
--- check validates the four fields of a hash that may be an exString.
-local function check(mark, val, ver, flg)
-  if mark ~= LAYOUT or not val or not ver or not parse_int(ver) or not valid_flags(flg) then
+-- load returns 'none', 'other' (any key that is not a well-formed
+-- exString) or 'ex' and the object {val, ver, flg}. HLEN, called with
+-- pcall, answers three questions at once: 0 is a missing key (Redis
+-- deletes empty hashes), WRONGTYPE any other type, and anything but 4
+-- fields is not ours; only then does HMGET read the fields. Errors other
+-- than WRONGTYPE (an ACL refusal) are raised, as redis.call would. (One
+-- HRANDFIELD key 5 WITHVALUES could read it all in one command, but
+-- costs Redis more: what a redis.call costs is mostly turning its reply
+-- into Lua values, and it returns the field names too.)
+local function load(key)
+  local n = redis.pcall('HLEN', key)
+  if type(n) == 'table' then
+    if is_wrongtype(n) then return 'other' end
+    return error(n)
+  end
+  if n == 0 then return 'none' end
+  if n ~= 4 then return 'other' end
+  local r = redis.call('HMGET', key, F_MARK, F_VAL, F_VER, F_FLG)
+  if r[1] ~= LAYOUT or not r[2] or not r[3] or not parse_int(r[3]) or not valid_flags(r[4]) then
     return 'other'
   end
-  return 'ex', {val = val, ver = ver, flg = flg}
-end
-
--- load_compat is load for servers without HRANDFIELD (before Redis 6.2):
--- three commands instead of one.
-local function load_compat(key)
-  local t = redis.call('TYPE', key).ok
-  if t == 'none' then return 'none' end
-  if t ~= 'hash' or redis.call('HLEN', key) ~= 4 then return 'other' end
-  local r = redis.call('HMGET', key, F_MARK, F_VAL, F_VER, F_FLG)
-  return check(r[1], r[2], r[3], r[4])
-end
-
--- load returns 'none', 'other' (any key that is not a well-formed
--- exString) or 'ex' and the object {val, ver, flg}. One command reads
--- everything: HRANDFIELD with a count above the hash's size returns the
--- whole hash, so a count of 5 returns all of an exString's four fields
--- and five of any bigger hash (never more: its cost is bounded whatever
--- the key holds); an empty reply is a missing key and WRONGTYPE any other
--- type. Other errors (an ACL refusal) are raised, as redis.call would.
-local function load(key)
-  local r = redis.pcall('HRANDFIELD', key, 5, 'WITHVALUES')
-  if r.err then
-    if is_wrongtype(r) then return 'other' end
-    if string.find(r.err, 'Unknown Redis command', 1, true) then return load_compat(key) end
-    return error(r)
-  end
-  local n = #r
-  if n == 0 then return 'none' end
-  if n ~= 8 then return 'other' end
-  local mark, val, ver, flg
-  for i = 1, 7, 2 do
-    local f, v = r[i], r[i + 1]
-    if f == F_VAL then val = v
-    elseif f == F_VER then ver = v
-    elseif f == F_FLG then flg = v
-    elseif f == F_MARK then mark = v
-    end
-  end
-  return check(mark, val, ver, flg)
+  return 'ex', {val = r[2], ver = r[3], flg = r[4]}
 end
 
 -- store writes a versioned string: every field when obj (what load read)

@@ -1,7 +1,8 @@
 package exstring
 
 // Cases for the paths the cheaper load/store of exstring.lua added:
-// reading a key with one HRANDFIELD (hashes of every size and encoding),
+// reading a key with HLEN (under pcall) then HMGET (hashes of every size
+// and encoding),
 // writing only the fields that change, skipping PERSIST on a new key, the
 // small-integer fast paths, and errors other than WRONGTYPE that the Lua
 // catches with pcall and must still raise. Same harness as lua_test.go:
@@ -56,7 +57,7 @@ func TestLuaStorageEdges(t *testing.T) {
 	})
 }
 
-// An ACL refusal of a command the Lua reads with (HRANDFIELD, GET) is
+// An ACL refusal of a command the Lua reads with (HLEN, GET) is
 // caught by pcall beside WRONGTYPE and must be raised as Redis raises a
 // refused redis.call, not answered as WRONGTYPE or "missing".
 func TestLuaRaisesACLRefusals(t *testing.T) {
@@ -67,7 +68,7 @@ func TestLuaRaisesACLRefusals(t *testing.T) {
 	}
 	lc.do("SET", "plain", "a")
 	lc.do(fcallPath(cl("EXSET", "ex", "v"))...)
-	if got := lc.do("ACL", "SETUSER", "u", "on", ">pw", "~*", "+@all", "-hrandfield", "-get"); got != rOK {
+	if got := lc.do("ACL", "SETUSER", "u", "on", ">pw", "~*", "+@all", "-hlen", "-get"); got != rOK {
 		t.Fatalf("ACL SETUSER = %q", got)
 	}
 	u := luaDial(t, srv.Addr)
@@ -80,56 +81,10 @@ func TestLuaRaisesACLRefusals(t *testing.T) {
 		cl("CAS", "plain", "a", "b"), cl("CAD", "missing", "a"),
 	} {
 		if got := u.do(fcallPath(cmd)...); !strings.HasPrefix(got, refused) {
-			t.Errorf("%q by a user without HRANDFIELD and GET: %q, want %q...", cmd, got, refused)
+			t.Errorf("%q by a user without HLEN and GET: %q, want %q...", cmd, got, refused)
 		}
 	}
 	if got := lc.do("GET", "plain"); got != rBulk("a") {
 		t.Errorf("plain key changed: %q", got)
-	}
-}
-
-// Before Redis 6.2 there is no HRANDFIELD, and the Lua reads keys with
-// TYPE, HLEN and HMGET instead. A server with HRANDFIELD renamed away
-// stands in for such a server: every command sequence must give the same
-// reply bytes there as on a server that has it.
-func TestLuaWithoutHRANDFIELD(t *testing.T) {
-	full := luaServer(t)
-	compat := redistest.Start(t, redistest.WithConfig("rename-command", "HRANDFIELD", `""`))
-	cc := luaDial(t, compat.Addr)
-	if got := cc.do("FUNCTION", "LOAD", Library()); got != rBulk(LibraryName()) {
-		t.Fatalf("FUNCTION LOAD = %q", got)
-	}
-	for _, h := range Handlers {
-		cc.do("SCRIPT", "LOAD", Script(h))
-	}
-	if got := cc.do("HRANDFIELD", "k"); !strings.HasPrefix(got, "-ERR unknown command") {
-		t.Fatalf("HRANDFIELD still known on the compat server: %q", got)
-	}
-	fc := luaDial(t, full)
-	sequences := [][][]string{
-		{cl("EXGET", "k"), cl("EXSET", "k", "v", "FLAGS", "3"), cl("EXGET", "k", "WITHFLAGS"), cl("EXCAS", "k", "w", "1"),
-			cl("EXCAS", "k", "w", "1"), cl("EXINCRBY", "k", "1"), cl("EXTYPE", "k"), cl("EXCAD", "k", "2")},
-		{cl("EXINCRBY", "k", "5", "EX", "100"), cl("EXINCRBY", "k", "-7", "WITHVERSION"), cl("EXAPPEND", "k", "x"),
-			cl("EXPREPEND", "k", "y", "VER", "3"), cl("EXGAE", "k", "EX", "10"), cl("EXSETVER", "k", "9"), cl("EXGET", "k")},
-		{cl("EXINCRBYFLOAT", "k", "1.5"), cl("EXINCRBYFLOAT", "k", "-1.5", "MIN", "0"), cl("EXGET", "k")},
-		{cl("SET", "k", "x"), cl("EXGET", "k"), cl("EXSET", "k", "v"), cl("EXTYPE", "k"), cl("CAS", "k", "x", "y"), cl("CAD", "k", "y")},
-		{cl("HSET", "k", "val", "1", "ver", "1", "flg", "0", "x", "1"), cl("EXGET", "k"), cl("EXTYPE", "k"), cl("EXCAS", "k", "v", "1")},
-		{cl("EXSET", "k", "v"), cl("HSET", "k", "x", "1"), cl("EXGET", "k"), cl("HDEL", "k", "x"), cl("HSET", "k", "ver", "01"), cl("EXGET", "k")},
-		{cl("EXTYPE", "k"), cl("RPUSH", "k", "a"), cl("EXTYPE", "k"), cl("EXAPPEND", "k", "x", "NX"), cl("EXAPPEND", "k", "x")},
-	}
-	for _, path := range []struct {
-		name string
-		fn   luaPath
-	}{{"fcall", fcallPath}, {"evalsha", evalshaPath}} {
-		for i, seq := range sequences {
-			fc.do("FLUSHALL")
-			cc.do("FLUSHALL")
-			for _, cmd := range seq {
-				want := fc.do(translate(path.fn, cmd)...)
-				if got := cc.do(translate(path.fn, cmd)...); got != want {
-					t.Errorf("%s sequence %d %q: without HRANDFIELD %q, with it %q", path.name, i, cmd, got, want)
-				}
-			}
-		}
 	}
 }
