@@ -82,3 +82,47 @@ func TestOps(t *testing.T) {
 		}
 	}
 }
+
+// The loop library keeps the handlers' behaviour under new names, and
+// Loop reads a positive CPU time per run for every handler run.
+func TestLoop(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, Protocol: 2})
+	defer rdb.Close()
+	// The original library too: the loop library must not clash with it.
+	if err := rdb.FunctionLoad(ctx, exstring.Library()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	code := LoopLibrary(exstring.Library(), "exbench_loop_t")
+	if err := rdb.FunctionLoad(ctx, code).Err(); err != nil {
+		t.Fatalf("FUNCTION LOAD loop library: %v", err)
+	}
+	if v, err := rdb.Do(ctx, "FCALL", "exset_exbench_loop_t", 1, "k", "v", "WITHVERSION").Int64(); err != nil || v != 1 {
+		t.Fatalf("renamed exset = %v, %v", v, err)
+	}
+	info, _ := rdb.Info(ctx, "server").Result()
+	pid := 0
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
+			pid, _ = strconv.Atoi(v)
+		}
+	}
+	for _, run := range LoopHandlers {
+		d, err := Loop(ctx, srv.Addr, "", pid, "exbench_loop_t", run, 200, 2)
+		if err != nil {
+			t.Fatalf("%s: %v", run, err)
+		}
+		if d <= 0 {
+			t.Errorf("%s: %v per run", run, d)
+		}
+	}
+	// The EXCAS runs check the path they take: a stale run that succeeded,
+	// or a matching run that failed, raises.
+	if err := rdb.Do(ctx, "FCALL", "exbench_loop_t_loop", 1, "c", "excas_ok", 3).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Do(ctx, "FCALL", "exbench_loop_t_loop", 1, "c", "excas_stale", 3).Err(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -406,6 +406,37 @@ func (s *Suite) reportCost(out io.Writer) {
 	fmt.Fprintf(out, "  redis CPU = redis-server's CPU time over the run / calls (reading, parsing, replying included);\n")
 	fmt.Fprintf(out, "  exec = INFO commandstats usec_per_call of the command itself (for FCALL: the Lua and every redis.call in it);\n")
 	fmt.Fprintf(out, "  exec is wall-clock time: when Redis's core is shared it counts the time Redis was descheduled, so read the CPU column\n")
+	if len(c.loops) > 0 {
+		fmt.Fprintf(out, "\nLUA HANDLER CPU: each handler looped %d times inside one FCALL; Redis's CPU over the call / %d, least of the repetitions\n", c.loopN, c.loopN)
+		fmt.Fprintf(out, "(the handler's Lua and the commands it runs, without FCALL's dispatch, the network or a reply; steady on a shared machine)\n")
+		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(tw, "handler")
+		for _, l := range c.loopLabels {
+			fmt.Fprintf(tw, "\t%s µs", l)
+		}
+		if len(c.loopLabels) == 2 {
+			fmt.Fprintf(tw, "\t%s/%s", c.loopLabels[0], c.loopLabels[1])
+		}
+		fmt.Fprintln(tw)
+		for _, run := range rcost.LoopHandlers {
+			fmt.Fprintf(tw, "%s", run)
+			var v []float64
+			for _, l := range c.loopLabels {
+				d, ok := c.loops[l][run]
+				if !ok {
+					fmt.Fprintf(tw, "\t-")
+					continue
+				}
+				v = append(v, float64(d.Nanoseconds())/1000)
+				fmt.Fprintf(tw, "\t%.2f", v[len(v)-1])
+			}
+			if len(v) == 2 && v[1] > 0 {
+				fmt.Fprintf(tw, "\t%.2f", v[0]/v[1])
+			}
+			fmt.Fprintln(tw)
+		}
+		tw.Flush()
+	}
 }
 
 func (s *Suite) reportMemory(out io.Writer) {
