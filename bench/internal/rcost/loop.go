@@ -15,8 +15,10 @@ import (
 // handler n times in a Lua loop, and Redis's CPU time over that call,
 // divided by n, is what the handler costs — its Lua and the commands it
 // runs — without FCALL's dispatch, the network or a reply. A single call
-// of many milliseconds is also what makes this figure steady on a shared
-// machine: CPU time does not count the time Redis waits for its core.
+// of many milliseconds, repeated and its least taken, also makes this
+// figure steadier than per-call ones on a shared machine (CPU time does not
+// count the time Redis waits for its core), though a busy neighbour still
+// costs it cache: compare libraries within one run (--lua-baseline).
 
 // LoopHandlers are the handler runs Loop knows, in report order.
 var LoopHandlers = []string{"exget", "exset", "exincrby", "excas_ok", "excas_stale"}

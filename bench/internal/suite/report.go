@@ -408,7 +408,7 @@ func (s *Suite) reportCost(out io.Writer) {
 	fmt.Fprintf(out, "  exec is wall-clock time: when Redis's core is shared it counts the time Redis was descheduled, so read the CPU column\n")
 	if len(c.loops) > 0 {
 		fmt.Fprintf(out, "\nLUA HANDLER CPU: each handler looped %d times inside one FCALL; Redis's CPU over the call / %d, least of the repetitions\n", c.loopN, c.loopN)
-		fmt.Fprintf(out, "(the handler's Lua and the commands it runs, without FCALL's dispatch, the network or a reply; steady on a shared machine)\n")
+		fmt.Fprintf(out, "(the handler's Lua and the commands it runs, without FCALL's dispatch, the network or a reply; steadier than per call, but compare libraries within one run)\n")
 		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 		fmt.Fprintf(tw, "handler")
 		for _, l := range c.loopLabels {
