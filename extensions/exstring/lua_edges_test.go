@@ -9,11 +9,11 @@ package exstring
 // raw reply bytes, FCALL and EVALSHA, RESP2 and RESP3.
 
 import (
-	"github.com/exproxy/exproxy/internal/proxytest"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/exproxy/exproxy/internal/proxytest"
 	"github.com/exproxy/exproxy/internal/redistest"
 )
 
