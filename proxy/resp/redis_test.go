@@ -594,3 +594,84 @@ func TestFramerStreamsRedis64MB(t *testing.T) {
 		t.Fatalf("framed %d bytes, want %d", total, want)
 	}
 }
+
+// TestFramerOnRedisRecursiveReply frames Redis's reply to a Lua table that
+// contains itself (Redis's own test suite: unit/scripting, "Script return
+// recursive object"): arrays nested about 8,000 deep ending in an error,
+// after which Redis keeps the connection. The reply is captured from the
+// server in both protocols and framed whole and cut at random points.
+func TestFramerOnRedisRecursiveReply(t *testing.T) {
+	srv := redistest.Start(t)
+	const script = "local a = {}; local b = {a}; a[1] = b; return a"
+	r := rand.New(rand.NewPCG(13, 14))
+	for _, proto := range []int{2, 3} {
+		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
+			c, br := dial(t, srv)
+			var out []byte
+			if proto == 3 {
+				out = append(out, "*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n"...)
+			}
+			for _, args := range [][]string{{"EVAL", script, "0"}, {"ECHO", "end-of-batch"}} {
+				out = AppendArrayHeader(out, len(args))
+				for _, a := range args {
+					out = AppendBulkString(out, a)
+				}
+			}
+			if _, err := c.Write(out); err != nil {
+				t.Fatal(err)
+			}
+			var data []byte
+			buf := make([]byte, 64<<10)
+			for !bytes.HasSuffix(data, []byte("$12\r\nend-of-batch\r\n")) {
+				n, err := br.Read(buf)
+				if err != nil {
+					t.Fatalf("after %d bytes: %v (Redis closed the connection?)", len(data), err)
+				}
+				data = append(data, buf[:n]...)
+			}
+			// What the reply is, independently of the framer: a chain of
+			// "*1" ending in the Lua stack error.
+			start := 0
+			if proto == 3 {
+				var f Framer
+				n, done, err := f.Next(data)
+				if err != nil || !done || f.Kind() != '%' {
+					t.Fatalf("HELLO reply: %d %v %v", n, done, err)
+				}
+				start = n
+			}
+			const leaf = "-ERR reached lua stack limit\r\n"
+			evalEnd := len(data) - len("$12\r\nend-of-batch\r\n")
+			reply := data[start:evalEnd]
+			levels := bytes.Count(reply, []byte("*1\r\n"))
+			if !bytes.Equal(reply, []byte(strings.Repeat("*1\r\n", levels)+leaf)) || levels < 5000 {
+				t.Fatalf("unexpected reply shape (%d levels): %.200q", levels, reply)
+			}
+			t.Logf("RESP%d: %d levels, %d bytes", proto, levels, len(reply))
+			want := []int{evalEnd, len(data)}
+			wantKinds := "*$"
+			if proto == 3 {
+				want = append([]int{start}, want...)
+				wantKinds = "%" + wantKinds
+			}
+			var f Framer
+			ends, kinds, err := frameAll(&f, data, len(data))
+			if err != nil || !reflect.DeepEqual(ends, want) || string(kinds) != wantKinds {
+				t.Fatalf("whole: ends %v kinds %q err %v; want %v %q", ends, kinds, err, want, wantKinds)
+			}
+			for i := 0; i < 50; i++ {
+				f.Reset()
+				ends, kinds, err = frameSplit(&f, data, r)
+				if err != nil || !reflect.DeepEqual(ends, want) || string(kinds) != wantKinds {
+					t.Fatalf("split %d: ends %v kinds %q err %v; want %v", i, ends, kinds, err, want)
+				}
+			}
+			for _, step := range []int{1, 5, 4096} {
+				f.Reset()
+				if ends, _, err = frameAll(&f, data, step); err != nil || !reflect.DeepEqual(ends, want) {
+					t.Fatalf("step %d: ends %v err %v", step, ends, err)
+				}
+			}
+		})
+	}
+}
