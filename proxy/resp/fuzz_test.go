@@ -112,6 +112,9 @@ func FuzzParseCommand(f *testing.F) {
 		if (body > 0) != (len(pk) > 0) || body > len(data) {
 			t.Fatalf("body %d with %d args", body, len(pk))
 		}
+		if ne := NameEnd(data); !small && ne != body {
+			t.Fatalf("NameEnd %d, Peek's body %d", ne, body)
+		}
 		if n > 0 && len(whole) > 0 {
 			// Re-encoded, the arguments parse back to themselves.
 			enc := AppendArrayHeader(nil, len(args))
