@@ -20,6 +20,8 @@ package proxy_test
 //	e2e_goredis_test.go   go-redis high-level API, radix, redis-cli, replication
 //	e2e_stress_test.go    trickled input, backpressure, big pipelines, concurrency
 //	e2e_upstream_test.go  unix and TLS upstreams, unix listener, stats, no secrets in logs
+//	e2e_deep_test.go      Redis's 8,000-deep recursive Lua reply, and its neighbours on a shared connection
+//	e2e_difffuzz_test.go  differential fuzz: mutated pipelines, direct vs through the proxy
 
 import (
 	"bufio"
