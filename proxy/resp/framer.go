@@ -147,7 +147,7 @@ func (f *Framer) Next(buf []byte) (n int, done bool, err error) {
 					continue
 				}
 				f.state = stHeader
-				if f.complete() {
+				if f.runs == 0 || !f.tick() && f.complete() {
 					return pos, f.finish(), nil
 				}
 				continue
@@ -336,6 +336,9 @@ func (f *Framer) header(t byte, s []byte) (fin bool, err error) {
 			}
 			break
 		}
+		if f.tryPush(n, t == '|') {
+			return false, nil
+		}
 		return false, f.push(frame{left: n, attr: t == '|'})
 	case '.':
 		if len(s) != 0 || f.depth == 0 || f.top().left != -1 {
@@ -345,7 +348,7 @@ func (f *Framer) header(t byte, s []byte) (fin bool, err error) {
 	default:
 		return false, &ProtocolError{errInvalidFirst + quoteByte(t)}
 	}
-	return f.complete(), nil
+	return f.runs == 0 || !f.tick() && f.complete(), nil
 }
 
 // chunk handles a ";N" line of a streamed string; ";0" ends the string.
@@ -365,8 +368,26 @@ func (f *Framer) chunk(line []byte) (fin bool, err error) {
 	return false, nil
 }
 
+// tick is complete's common case, small enough to inline where every
+// element of every reply passes: an element that leaves the innermost
+// aggregate (alone in its run, in the struct) still open. false means
+// complete must run.
+func (f *Framer) tick() bool {
+	r := f.runs
+	if r == 0 || r > len(f.stack) {
+		return false
+	}
+	fr := &f.stack[r-1]
+	if fr.left > 1 && fr.n == 1 {
+		fr.left--
+		return true
+	}
+	return false
+}
+
 // complete records that an element ended at the current depth, closing
 // every aggregate it filled. It reports whether the top-level value ended.
+// Callers on the hot path try tick first.
 func (f *Framer) complete() bool {
 	for f.depth > 0 {
 		fr := f.top()
@@ -425,6 +446,20 @@ func (f *Framer) top() *frame {
 		return &f.stack[d]
 	}
 	return &f.more[d-len(f.stack)]
+}
+
+// tryPush is push's common case, small enough to inline: a new run in
+// the struct's stack, its count differing from the run around it. false
+// means push must run.
+func (f *Framer) tryPush(left int64, attr bool) bool {
+	r := f.runs
+	if r >= len(f.stack) || r > 0 && f.stack[r-1].left == left {
+		return false
+	}
+	f.stack[r] = frame{left: left, n: 1, attr: attr}
+	f.runs++
+	f.depth++
+	return true
 }
 
 // push opens an aggregate, inside the current one. Runs are capped at
