@@ -58,7 +58,8 @@ var knownCoreDifferences = []knownDifference{
 			"the proxy sometimes still parses what follows QUIT and answers a protocol error in it " +
 			"(issue 11 §8 b; core: session read loop)",
 		applies: func(m inputModel, direct, via outcome) bool {
-			return m.quitBeforeError && direct.closed && bytes.HasPrefix(via.reply, direct.reply)
+			extra, ok := bytes.CutPrefix(via.reply, direct.reply)
+			return m.quitBeforeError && direct.closed && via.closed && ok && isProtocolErrorLine(extra)
 		},
 	},
 	{
@@ -69,7 +70,7 @@ var knownCoreDifferences = []knownDifference{
 			"replies with the error and closes (issue 11 §8 c; core: protocolError)",
 		applies: func(m inputModel, direct, via outcome) bool {
 			extra, ok := bytes.CutPrefix(via.reply, direct.reply)
-			return m.silencedError && ok && via.closed && bytes.HasPrefix(extra, []byte("-ERR Protocol error: "))
+			return m.silencedError && ok && via.closed && isProtocolErrorLine(extra)
 		},
 	},
 	{
@@ -114,6 +115,11 @@ var knownCoreDifferences = []knownDifference{
 		applies:      func(m inputModel, direct, via outcome) bool { return m.oddNameEnd },
 		evenIfFailed: true,
 	},
+}
+
+// isProtocolErrorLine reports b is exactly one "-ERR Protocol error: ..." line.
+func isProtocolErrorLine(b []byte) bool {
+	return bytes.HasPrefix(b, []byte("-ERR Protocol error: ")) && bytes.Index(b, []byte("\r\n")) == len(b)-2
 }
 
 // lastLine is the last CRLF-terminated line of b.
