@@ -92,6 +92,10 @@ func (s *session) process() bool {
 			s.in.r = s.in.w
 			break
 		}
+		// Redis reads a client that has not authenticated (to a Redis
+		// that requires it) with smaller limits; dispatch waits for an
+		// AUTH's outcome, so the next command is read with the right ones.
+		s.parser.Limits.Unauthenticated = !s.conns.authed && s.srv.authRequired.Load()
 		n, args, inline, err := s.parser.Parse(s.in.data(), s.argv[:0])
 		if err != nil {
 			s.protocolError(err)

@@ -137,8 +137,8 @@ func parseMultibulk(buf []byte, args [][]byte, lim Limits) (n int, _ [][]byte, a
 		return 0, args, 0, 0, nil
 	}
 	ll, ok := ParseInt(buf[1:cr])
-	if !ok || ll > int64(lim.MaxArgs) {
-		return 0, args, 0, 0, ErrInvalidMultibulkLen
+	if err := lim.checkArgc(ll, ok); err != nil {
+		return 0, args, 0, 0, err
 	}
 	pos := cr + 2
 	if ll <= 0 {
@@ -160,8 +160,8 @@ func parseMultibulk(buf []byte, args [][]byte, lim Limits) (n int, _ [][]byte, a
 			return 0, args, argc, body, expectedDollar(buf[pos])
 		}
 		bl, ok := ParseInt(buf[pos+1 : cr])
-		if !ok || bl < 0 || bl > lim.MaxBulkLen {
-			return 0, args, argc, body, ErrInvalidBulkLen
+		if err := lim.checkBulkLen(bl, ok); err != nil {
+			return 0, args, argc, body, err
 		}
 		pos = cr + 2
 		if int64(len(buf)-pos) < bl+2 {

@@ -565,8 +565,8 @@ func (f *Framer) nextCommand(buf []byte, max int) (n int, done bool, err error) 
 				return pos, false, f.fail(&ProtocolError{"expected '*', got " + quoteByte(buf[pos])})
 			}
 			ll, ok := ParseInt(buf[pos+1 : cr])
-			if !ok || ll > int64(lim.MaxArgs) {
-				return pos, false, f.fail(ErrInvalidMultibulkLen)
+			if err := lim.checkArgc(ll, ok); err != nil {
+				return pos, false, f.fail(err)
 			}
 			pos = cr + 2
 			if ll <= 0 {
@@ -579,8 +579,8 @@ func (f *Framer) nextCommand(buf []byte, max int) (n int, done bool, err error) 
 			return pos, false, f.fail(expectedDollar(buf[pos]))
 		}
 		bl, ok := ParseInt(buf[pos+1 : cr])
-		if !ok || bl < 0 || bl > lim.MaxBulkLen {
-			return pos, false, f.fail(ErrInvalidBulkLen)
+		if err := lim.checkBulkLen(bl, ok); err != nil {
+			return pos, false, f.fail(err)
 		}
 		pos = cr + 2
 		f.left, f.state = bl+2, stBody
