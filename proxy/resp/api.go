@@ -90,8 +90,8 @@ var (
 	// Redis closes an unauthenticated client's connection after these.
 	ErrUnauthenticatedMultibulkLen = &ProtocolError{"unauthenticated multibulk length"}
 	ErrUnauthenticatedBulkLen      = &ProtocolError{"unauthenticated bulk length"}
-	ErrTooBigMbulkCount    = &ProtocolError{"too big mbulk count string"}
-	ErrTooBigBulkCount     = &ProtocolError{"too big bulk count string"}
-	ErrTooBigInline        = &ProtocolError{"too big inline request"}
-	ErrUnbalancedQuotes    = &ProtocolError{"unbalanced quotes in request"}
+	ErrTooBigMbulkCount            = &ProtocolError{"too big mbulk count string"}
+	ErrTooBigBulkCount             = &ProtocolError{"too big bulk count string"}
+	ErrTooBigInline                = &ProtocolError{"too big inline request"}
+	ErrUnbalancedQuotes            = &ProtocolError{"unbalanced quotes in request"}
 )
