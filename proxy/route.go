@@ -230,12 +230,7 @@ func (s *session) repool(cmd *command, raw []byte, args [][]byte) bool {
 		}
 	}
 	if err != nil {
-		var ref *refusal
-		if errors.As(err, &ref) {
-			s.answerLocal(cmd, ref.reply)
-		} else {
-			s.answerLocal(cmd, unreachableReply(s.srv, err))
-		}
+		s.answerLocal(cmd, unreachableReply(s.srv, err))
 		return true
 	}
 	s.sendMu.Lock()
