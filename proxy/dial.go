@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -34,19 +35,35 @@ func (s *Server) dialUpstream(ctx context.Context, key poolKey, cred *credential
 	}
 	ch := make(chan result, 1)
 	go func() {
-		c, err := s.dial(ctx)
-		if err == nil {
-			if setup, n := setupCommands(nil, key, cred); n > 0 {
-				if err = handshake(c, setup, n, s.opts.DialTimeout); err != nil {
-					_ = c.Close()
-					c = nil
-				}
-			}
+		selectFirst := !s.authRequired.Load()
+		c, err := s.dialSetUp(ctx, key, cred, selectFirst)
+		var ref *refusal
+		if errors.As(err, &ref) && bytes.HasPrefix(ref.reply, []byte("-NOPERM")) && key.user != "" && key.db != 0 {
+			// The user may not SELECT, or the default user may not:
+			// a client gets to such a state one way only, which the
+			// other order is.
+			c, err = s.dialSetUp(ctx, key, cred, !selectFirst)
 		}
 		ch <- result{c, err}
 	}()
 	r := <-ch
 	return r.conn, r.err
+}
+
+// dialSetUp dials and sends the setup key asks for, SELECT before AUTH
+// when selectFirst.
+func (s *Server) dialSetUp(ctx context.Context, key poolKey, cred *credentials, selectFirst bool) (net.Conn, error) {
+	c, err := s.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if setup, n := setupCommands(nil, key, cred, selectFirst); n > 0 {
+		if err = handshake(c, setup, n, s.opts.DialTimeout); err != nil {
+			_ = c.Close()
+			return nil, err
+		}
+	}
+	return c, nil
 }
 
 func (s *Server) dial(ctx context.Context) (net.Conn, error) {
@@ -76,9 +93,17 @@ func (s *Server) dial(ctx context.Context) (net.Conn, error) {
 
 // setupCommands appends to dst what makes a fresh connection what key
 // says — authenticated as its user, in its database, speaking its
-// protocol — and returns how many commands that is.
-func setupCommands(dst []byte, key poolKey, cred *credentials) ([]byte, int) {
+// protocol — and returns how many commands that is. Redis checks SELECT
+// against the user who sends it and never checks the database again at
+// AUTH, so the order matters to a user without SELECT permission (a
+// client that selected before it authenticated): selectFirst sends
+// SELECT before AUTH, which a Redis that requires a password refuses.
+func setupCommands(dst []byte, key poolKey, cred *credentials, selectFirst bool) ([]byte, int) {
 	n := 0
+	if selectFirst && key.db != 0 {
+		dst = appendSelect(dst, key.db)
+		n++
+	}
 	if key.user != "" && cred != nil {
 		if cred.named {
 			dst = resp.AppendArrayHeader(dst, 3)
@@ -91,10 +116,8 @@ func setupCommands(dst []byte, key poolKey, cred *credentials) ([]byte, int) {
 		dst = resp.AppendBulkString(dst, cred.pass)
 		n++
 	}
-	if key.db != 0 {
-		dst = resp.AppendArrayHeader(dst, 2)
-		dst = resp.AppendBulkString(dst, "SELECT")
-		dst = resp.AppendBulkString(dst, strconv.Itoa(int(key.db)))
+	if !selectFirst && key.db != 0 {
+		dst = appendSelect(dst, key.db)
 		n++
 	}
 	if key.proto == 3 {
@@ -102,6 +125,12 @@ func setupCommands(dst []byte, key poolKey, cred *credentials) ([]byte, int) {
 		n++
 	}
 	return dst, n
+}
+
+func appendSelect(dst []byte, db int32) []byte {
+	dst = resp.AppendArrayHeader(dst, 2)
+	dst = resp.AppendBulkString(dst, "SELECT")
+	return resp.AppendBulkString(dst, strconv.Itoa(int(db)))
 }
 
 // handshake writes setup, n commands, and reads their n replies; the

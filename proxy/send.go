@@ -182,7 +182,7 @@ func (s *session) takeOwn(why []byte) error {
 	}
 	c.setOwner(s)
 	if setup {
-		data, n := setupCommands(nil, s.conns.key, s.conns.cred)
+		data, n := setupCommands(nil, s.conns.key, s.conns.cred, !s.srv.authRequired.Load())
 		es := make([]entry, n, n+len(s.batch))
 		for i := range es {
 			es[i] = entry{internal: true, replies: 1}

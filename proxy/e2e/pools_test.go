@@ -207,3 +207,48 @@ func TestE2EAuthenticatedTransaction(t *testing.T) {
 		})
 	}
 }
+
+// TestE2EAuthAfterSelectAsUserWithoutSelect: Redis checks SELECT against
+// the user who sends it and never checks the database again at AUTH, so a
+// client may SELECT 9 as the default user and then AUTH as a user who may
+// not SELECT (Redis's test suite does, for unit/acl). Through the proxy the
+// session joins that user's pool in database 9 all the same.
+func TestE2EAuthAfterSelectAsUserWithoutSelect(t *testing.T) {
+	h := proxytest.Start(t)
+	if got := h.DirectRaw(t).Do("ACL", "SETUSER", "nosel", "on", ">nosel-pw", "~*", "+acl", "+get", "+set"); got != "+OK\r\n" {
+		t.Fatalf("ACL SETUSER: %q", got)
+	}
+	steps := [][]string{
+		{"SELECT", "9"},
+		{"AUTH", "nosel", "nosel-pw"},
+		{"ACL", "WHOAMI"},
+		{"SET", "k", "in-db9"},
+		{"GET", "k"},
+		{"SELECT", "0"},
+	}
+	run := func(addr string) []string {
+		c := proxytest.Dial(t, addr)
+		defer c.Close()
+		var out []string
+		for _, s := range steps {
+			out = append(out, c.Do(s...))
+		}
+		return out
+	}
+	want := run(h.Redis.Addr)
+	if want[1] != "+OK\r\n" {
+		t.Fatalf("test assumption: Redis answered AUTH %q", want[1])
+	}
+	h.ResetRedis(t)
+	got := run(h.Addr)
+	for i := range steps {
+		if got[i] != want[i] {
+			t.Errorf("%v: through proxy %q, Redis %q", steps[i], got[i], want[i])
+		}
+	}
+	admin := h.DirectRaw(t)
+	admin.Do("SELECT", "9")
+	if v := admin.Do("GET", "k"); v != "$6\r\nin-db9\r\n" {
+		t.Errorf("the SET through the proxy did not land in db 9: GET there %q", v)
+	}
+}
