@@ -399,3 +399,31 @@ func TestBinarySecondSignalStopsDrain(t *testing.T) {
 		t.Errorf("exit: %v, want death by SIGTERM", p.err)
 	}
 }
+
+// TestBinaryGoRedisLogsAreJSON: go-redis's own messages (its pool's "failed
+// to dial" from exstring's loader client) reach the process log as JSON
+// lines, not as stray text on stderr that a log shipper cannot parse.
+func TestBinaryGoRedisLogsAreJSON(t *testing.T) {
+	admin := freeAddr(t)
+	dead := freeAddr(t) // nothing listens there
+	p := startProxy(t, admin, nil, "--listen", freeAddr(t), "--upstream", "redis://"+dead,
+		"--admin-listen", admin, "--log-level", "debug")
+	// go-redis gives up a dial after 5 attempts with backoff: well under 3 s.
+	time.Sleep(3 * time.Second)
+	p.stop(t, syscall.SIGTERM)
+	out := p.stderr.String()
+	sawGoRedis := false
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Errorf("not a JSON line: %q", line)
+			continue
+		}
+		if m["logger"] == "go-redis" {
+			sawGoRedis = true
+		}
+	}
+	if !sawGoRedis {
+		t.Errorf("no go-redis message in the log:\n%s", out)
+	}
+}

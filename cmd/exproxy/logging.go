@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -55,4 +57,25 @@ func writeSyncer(w io.Writer) zapcore.WriteSyncer {
 		return ws
 	}
 	return zapcore.AddSync(w)
+}
+
+// goRedisLog carries go-redis's own messages (from the clients extensions
+// use, e.g. exstring's loader: "failed to dial after 5 attempts ...") into
+// the process log, so they are JSON lines like the rest instead of stray
+// text on stderr that log shippers cannot parse. go-redis reads its logger
+// from a global without synchronisation, so it is installed once, in main
+// before anything runs, and points at whichever logger serve built. Its
+// messages come at debug level: each one's cause also reaches the caller,
+// which logs it in its own words (exstring: "loading the Lua library
+// failed; retrying").
+type goRedisLog struct{ log atomic.Pointer[zap.Logger] }
+
+var goRedisLogger goRedisLog
+
+func (l *goRedisLog) Printf(_ context.Context, format string, v ...any) {
+	if log := l.log.Load(); log != nil {
+		log.Debug(fmt.Sprintf(format, v...))
+		return
+	}
+	fmt.Fprintf(os.Stderr, "redis: "+format+"\n", v...)
 }

@@ -18,6 +18,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // version is set at build time: go build -ldflags "-X main.version=v1.2.3".
@@ -57,6 +59,7 @@ func commands() []command {
 }
 
 func main() {
+	redis.SetLogger(&goRedisLogger)
 	os.Exit(run(os.Args[1:], env{os.Stdin, os.Stdout, os.Stderr, os.LookupEnv}))
 }
 

@@ -62,6 +62,7 @@ func runServe(args []string, e env) int {
 		return exitUsage
 	}
 	defer closeLog()
+	goRedisLogger.log.Store(log.Named("go-redis"))
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
