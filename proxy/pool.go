@@ -124,7 +124,11 @@ func (ps *pools) watch() {
 					continue
 				}
 				n := c.replies.Load()
-				if last, ok := seen[c]; ok && last == n && c.owed.Load() > 0 {
+				// Replies that stopped because the proxy's own reader
+				// was not scheduled (a loaded host) are no reason: only
+				// a reader that has been waiting on an empty socket for
+				// as long, with replies owed, says Redis is busy.
+				if last, ok := seen[c]; ok && last == n && c.owed.Load() > 0 && c.starvedFor() >= stuckAfter {
 					c.retired.Store(true)
 					p.slots[i].c = nil
 					ps.srv.stats.retired.Add(1)
@@ -296,7 +300,7 @@ func (ps *pools) shared(p *pool, id uint64) (*upConn, error) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	sl := &p.slots[int(id%uint64(len(p.slots)))]
-	waited := false
+	waited, rounds := false, 0
 	for {
 		switch {
 		case ps.closed:
@@ -307,8 +311,14 @@ func (ps *pools) shared(p *pool, id uint64) (*upConn, error) {
 			return sl.c, nil
 		case waited && sl.err != nil:
 			return nil, sl.err
+		case waited && rounds >= 2:
+			return nil, errConnDead // dialled, and lost already, again
 		case waited:
-			return nil, errConnDead // dialled, and lost already
+			// Dialled by another session, and lost or retired already
+			// (a long script on it): dial the slot's next one.
+			waited = false
+			rounds++
+			continue
 		case sl.dialing != nil:
 			ch := sl.dialing
 			ps.mu.Unlock()

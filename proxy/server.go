@@ -34,6 +34,8 @@ type Server struct {
 	// unauthenticated session is read with Redis's pre-AUTH limits.
 	authRequired atomic.Bool
 	authKnown    atomic.Bool
+	// epoch is a monotonic origin for times kept in atomics.
+	epoch time.Time
 	// commands is Redis's command table (commands.go), once read.
 	commands      atomic.Pointer[cluster.Table]
 	writeWatchers []WriteWatcher
@@ -104,6 +106,7 @@ func New(opts Options) (*Server, error) {
 		opts.ReadyConns = 0
 	}
 	srv := &Server{
+		epoch:    time.Now(),
 		opts:     opts,
 		log:      opts.Logger,
 		table:    newTable(opts.Rewriters, opts.Observers),

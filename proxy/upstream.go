@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -60,6 +61,10 @@ type upConn struct {
 	owed    atomic.Int64  // replies owed on a shared connection
 	replies atomic.Uint64 // replies read, ever
 	retired atomic.Bool
+	// emptySince is when the reader found the socket empty and began to
+	// wait for Redis (monotonic nanoseconds since srv.epoch; 0 while it
+	// is reading or delivering).
+	emptySince atomic.Int64
 	done    chan struct{} // closed when the reader has ended
 }
 
@@ -446,7 +451,12 @@ func (c *upConn) readLoop() {
 // itself is a raw one (rawio.go) where the connection has a descriptor.
 func (c *upConn) read(b []byte) (n int, err error) {
 	if c.raw == nil {
-		return c.conn.Read(b)
+		// No way to tell an empty socket from a starved reader: count
+		// the whole read as waiting.
+		c.markEmpty()
+		n, err = c.conn.Read(b)
+		c.emptySince.Store(0)
+		return n, err
 	}
 	rerr := c.raw.Read(func(fd uintptr) bool {
 		for {
@@ -457,10 +467,12 @@ func (c *upConn) read(b []byte) (n int, err error) {
 				if m == 0 {
 					err = io.EOF
 				}
+				c.emptySince.Store(0)
 				return true
 			case syscall.EINTR:
 				continue
 			case syscall.EAGAIN:
+				c.markEmpty()
 				return false
 			}
 			err = os.NewSyscallError("read", e)
@@ -471,6 +483,22 @@ func (c *upConn) read(b []byte) (n int, err error) {
 		err = rerr
 	}
 	return n, err
+}
+
+// markEmpty records that the reader waits for Redis, once per wait.
+func (c *upConn) markEmpty() {
+	if c.emptySince.Load() == 0 {
+		c.emptySince.Store(int64(time.Since(c.srv.epoch)) | 1)
+	}
+}
+
+// starvedFor is how long the reader has been waiting on an empty socket.
+func (c *upConn) starvedFor() time.Duration {
+	since := c.emptySince.Load()
+	if since == 0 {
+		return 0
+	}
+	return time.Since(c.srv.epoch) - time.Duration(since)
 }
 
 // lost ends the connection after its reader stopped, and tells the
