@@ -23,10 +23,13 @@ type session struct {
 	sh   *shard
 	info *proxy.SessionInfo
 
-	watched    []string // distinct watched keys, in WATCH order
-	moreWatch  bool     // keys beyond maxWatchKeys were watched
+	watched    []string    // distinct watched keys, in WATCH order
+	ents       []*keyEntry // their attribution entries (nil: not tracked); each holds a watcher count
+	moreWatch  bool        // keys beyond maxWatchKeys were watched
 	watchStart time.Time
 	inMulti    bool
+	pats       []string  // scratch: the patterns of the keys being counted
+	one        [1]string // scratch: a single key
 
 	// The retry chain: the sorted key set of the last aborted transaction
 	// and how many aborts it has had in a row.
@@ -40,6 +43,10 @@ type session struct {
 
 // Observe implements proxy.SessionObserver.
 func (s *session) Observe(ev *proxy.Event) {
+	if ev.Write {
+		s.wrote(ev)
+		return
+	}
 	switch ev.Name {
 	case "watch":
 		if isOK(ev) {
@@ -54,34 +61,146 @@ func (s *session) Observe(ev *proxy.Event) {
 	case "discard":
 		if isOK(ev) {
 			s.inMulti = false
-			s.release()
+			s.release(ev.Done)
 		}
 	case "unwatch":
 		// Inside MULTI, UNWATCH is queued (+QUEUED) and does nothing yet.
 		if isOK(ev) {
-			s.release()
+			s.release(ev.Done)
 		}
 	case "reset":
 		if ev.Kind == '+' && bytes.HasPrefix(ev.Reply, []byte("+RESET")) {
 			s.inMulti = false
-			s.release()
+			s.release(ev.Done)
 		}
 	default:
-		// Versioned and compare-and-set writes: the extension that
-		// implements them says what the reply means (proxy.Outcomer).
-		switch ev.Outcome {
-		case proxy.Stale:
-			s.refused(ev, &counts{Stale: 1})
-		case proxy.CompareFailed:
-			s.refused(ev, &counts{CASFailed: 1})
+		s.versioned(ev)
+	}
+}
+
+// versioned counts a versioned or compare-and-set command by its outcome,
+// which the extension that implements it reports (proxy.Outcomer), and
+// keeps its key in the attribution set.
+func (s *session) versioned(ev *proxy.Event) {
+	if len(ev.Args) == 0 {
+		return
+	}
+	ks := s.t.keys
+	switch ev.Outcome {
+	case proxy.Stale:
+		s.refused(ev, &counts{Stale: 1}, conflictStale)
+	case proxy.CompareFailed:
+		s.refused(ev, &counts{CASFailed: 1}, conflictCAS)
+	case proxy.Committed:
+		cond := conditional(ev)
+		var e *keyEntry
+		if ks != nil {
+			if cond {
+				e = ks.acquire(ev.Args[0], unixNano(ev.Done), false)
+			} else {
+				// An unconditional write is recorded when the key is
+				// tracked, but does not keep it so.
+				e = ks.lookup(ev.Args[0])
+			}
+			if e != nil {
+				w := s.writeRec(ev)
+				s.t.wrote(e, &w)
+			}
+		}
+		if !cond {
+			return
+		}
+		d := counts{VersionedCommits: 1}
+		if ev.Name == "cas" || ev.Name == "cad" {
+			d = counts{CASCommits: 1}
+		}
+		keys := s.oneKey(ev.Args[0], e)
+		s.t.apply(s.sh, &d, keys, s.patterns(keys, e), 0, false, s.client())
+	default:
+		// A read of a version (EXGET, EXGAE) keeps the key tracked, so
+		// that a later refused write finds the write that moved it on.
+		if ks != nil && (ev.Name == "exget" || ev.Name == "exgae") && ev.Kind != '-' && ev.Kind != 0 {
+			ks.acquire(ev.Args[0], unixNano(ev.Done), false)
 		}
 	}
+}
+
+// conditional reports a write that a version or a value check may refuse:
+// EXCAS, EXCAD, CAS and CAD always; EXSET, EXINCRBY, EXINCRBYFLOAT,
+// EXAPPEND and EXPREPEND with VER and a version other than 0 (which
+// Tair's grammar makes no check). An unconditional write never conflicts,
+// so it would only dilute the conflict ratio.
+func conditional(ev *proxy.Event) bool {
+	switch ev.Name {
+	case "excas", "excad", "cas", "cad":
+		return true
+	case "exset", "exincrby", "exincrbyfloat", "exappend", "exprepend":
+		// key, value (or increment), then options: none of them takes an
+		// argument that could read "VER".
+		for i := 2; i+1 < len(ev.Args); i++ {
+			if a := ev.Args[i]; len(a) == 3 && a[0]|0x20 == 'v' && a[1]|0x20 == 'e' && a[2]|0x20 == 'r' {
+				return string(ev.Args[i+1]) != "0"
+			}
+		}
+	}
+	return false
+}
+
+// wrote records a write the proxy core reports (proxy.WriteWatcher) on
+// the entries of the keys it wrote.
+func (s *session) wrote(ev *proxy.Event) {
+	ks := s.t.keys
+	if ks == nil {
+		return
+	}
+	var w writeRec
+	for _, k := range ev.Keys {
+		e := ks.lookup(k)
+		if e == nil {
+			continue
+		}
+		if w.session == 0 {
+			w = s.writeRec(ev)
+		}
+		s.t.wrote(e, &w)
+	}
+}
+
+// writeRec describes ev as a write by this session.
+func (s *session) writeRec(ev *proxy.Event) writeRec {
+	w := writeRec{session: 1, client: s.client(), command: ev.Name, sent: unixNano(ev.Sent), done: unixNano(ev.Done)}
+	if s.info != nil {
+		w.session = max(s.info.ID, 1)
+		w.addr, w.user, w.db = s.info.Addr, s.info.User, s.info.DB
+	}
+	if w.sent == 0 {
+		w.sent = w.done
+	}
+	return w
+}
+
+// unixNano is t in Unix nanoseconds, 0 for the zero time.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// oneKey is key as a one-element list, from e when tracked (no copy).
+func (s *session) oneKey(key []byte, e *keyEntry) []string {
+	if e != nil {
+		s.one[0] = e.key
+	} else {
+		s.one[0] = string(key)
+	}
+	return s.one[:]
 }
 
 // Close implements proxy.SessionObserver: keys still watched and an open
 // retry chain count as given up.
 func (s *session) Close() {
-	s.release()
+	s.release(time.Time{})
 	s.endChain()
 }
 
@@ -96,6 +215,7 @@ func (s *session) watch(ev *proxy.Event) {
 			s.watchStart = ev.Done
 		}
 	}
+	ks := s.t.keys
 	for _, a := range ev.Args {
 		if containsKey(s.watched, a) {
 			continue
@@ -104,8 +224,35 @@ func (s *session) watch(ev *proxy.Event) {
 			s.moreWatch = true
 			continue
 		}
-		s.watched = append(s.watched, string(a)) // Args are valid only during Observe
+		var e *keyEntry
+		if ks != nil {
+			e = ks.acquire(a, unixNano(ev.Done), true)
+		}
+		if e != nil {
+			s.watched = append(s.watched, e.key) // the entry's copy
+		} else {
+			s.watched = append(s.watched, string(a)) // Args are valid only during Observe
+		}
+		s.ents = append(s.ents, e)
 	}
+}
+
+// unwatch releases the attribution entries of the watched keys.
+func (s *session) unwatch(at time.Time) {
+	if len(s.ents) == 0 {
+		return
+	}
+	now := unixNano(at)
+	if now == 0 {
+		now = s.t.now().UnixNano()
+	}
+	for i, e := range s.ents {
+		if e != nil {
+			s.t.keys.release(e, now)
+		}
+		s.ents[i] = nil
+	}
+	s.ents = s.ents[:0]
 }
 
 func containsKey(ks []string, k []byte) bool {
@@ -125,7 +272,7 @@ func (s *session) exec(ev *proxy.Event) {
 		// No reply (connection lost, CLIENT REPLY OFF): the outcome is
 		// unknown, so the watch counts as given up, not as a transaction.
 		s.inMulti = false
-		s.release()
+		s.release(ev.Done)
 		return
 	case ev.Kind == '_' || ev.Kind == '*' && bytes.HasPrefix(ev.Reply, []byte("*-1\r\n")):
 		d.Aborts = 1
@@ -186,30 +333,70 @@ func (s *session) exec(ev *proxy.Event) {
 	// retry of anything, and applications often pipeline such blocks
 	// between attempts.
 	client := s.client()
-	s.t.apply(s.sh, &d, keys, s.patterns(keys), dur, timed, client)
-	if d.Aborts == 1 && s.t.allowEvent() {
-		s.t.emit(abortEvent{
-			msg: MsgAbort, at: ev.Done, keys: slices.Clone(keys), queued: slices.Clone(ev.Queued),
-			client: client, addr: s.info.Addr, db: s.info.DB, user: s.info.User,
-			watchDur: dur, timed: timed, attempt: attempt,
-		})
+	pats := s.watchPatterns()
+	s.t.apply(s.sh, &d, keys, pats, dur, timed, client)
+	if d.Aborts == 1 {
+		var aev *abortEvent
+		if s.t.allowEvent() {
+			aev = &abortEvent{
+				msg: MsgAbort, at: ev.Done, keys: slices.Clone(keys), queued: slices.Clone(ev.Queued),
+				client: client, addr: s.info.Addr, db: s.info.DB, user: s.info.User,
+				watchDur: dur, timed: timed, attempt: attempt,
+			}
+		}
+		if s.t.keys == nil {
+			if aev != nil {
+				s.t.emit(*aev)
+			}
+		} else if len(keys) > 0 {
+			s.t.attribute(&conflict{
+				sh: s.sh, kind: conflictAbort, victim: client, keys: keys, pats: pats, ents: s.ents, db: s.db(),
+				after: unixNano(s.watchStart), before: unixNano(ev.Done), at: unixNano(ev.Sent),
+				due: unixNano(ev.Done) + int64(attributionGrace), ev: aev,
+			})
+		}
 	}
+	s.unwatch(ev.Done)
 	// The key slice now belongs to the chain (or is dropped); start anew.
 	s.watched, s.moreWatch, s.watchStart = nil, false, time.Time{}
 }
 
-// release ends a WATCH without EXEC (UNWATCH, DISCARD, RESET, disconnect).
-func (s *session) release() {
+// watchPatterns returns the patterns of the watched keys, from their
+// attribution entries when tracked, in a buffer of the session's that is
+// valid until the next call.
+func (s *session) watchPatterns() []string {
+	s.pats = s.pats[:0]
+	for i, k := range s.watched {
+		if i < len(s.ents) && s.ents[i] != nil {
+			s.pats = append(s.pats, s.ents[i].pattern)
+		} else {
+			s.pats = append(s.pats, s.t.pat.Pattern(k))
+		}
+	}
+	return s.pats
+}
+
+func (s *session) db() int {
+	if s.info == nil {
+		return 0
+	}
+	return s.info.DB
+}
+
+// release ends a WATCH without EXEC (UNWATCH, DISCARD, RESET, disconnect)
+// at the time of the reply that ended it (zero: now).
+func (s *session) release(at time.Time) {
 	if len(s.watched) == 0 {
 		return
 	}
+	defer s.unwatch(at)
 	d := counts{GivenUp: 1}
 	keys := s.watched
 	if s.chainSig != "" && signature(keys) == s.chainSig {
 		d.ChainsGivenUp = 1
 		s.chainSig, s.chainKeys, s.chainAborts = "", nil, 0
 	}
-	s.t.apply(s.sh, &d, keys, s.patterns(keys), 0, false, s.client())
+	s.t.apply(s.sh, &d, keys, s.watchPatterns(), 0, false, s.client())
 	s.watched, s.moreWatch, s.watchStart = nil, false, time.Time{}
 }
 
@@ -221,34 +408,51 @@ func (s *session) endChain() {
 	}
 	keys := s.chainKeys
 	s.chainSig, s.chainKeys, s.chainAborts = "", nil, 0
-	s.t.apply(s.sh, &counts{ChainsGivenUp: 1}, keys, s.patterns(keys), 0, false, s.client())
+	s.t.apply(s.sh, &counts{ChainsGivenUp: 1}, keys, s.patterns(keys, nil), 0, false, s.client())
 }
 
-// refused counts a stale versioned write or a failed CAS/CAD on its key.
-func (s *session) refused(ev *proxy.Event, d *counts) {
-	if len(ev.Args) == 0 {
+// refused counts a stale versioned write or a failed CAS/CAD on its key,
+// and attributes it to the last write to that key.
+func (s *session) refused(ev *proxy.Event, d *counts, kind int) {
+	var e *keyEntry
+	if s.t.keys != nil {
+		e = s.t.keys.acquire(ev.Args[0], unixNano(ev.Done), false)
+	}
+	keys := s.oneKey(ev.Args[0], e)
+	client := s.client()
+	pats := s.patterns(keys, e)
+	s.t.apply(s.sh, d, keys, pats, 0, false, client)
+	var aev *abortEvent
+	if s.t.allowEvent() {
+		aev = &abortEvent{
+			msg: MsgStale, at: ev.Done, command: ev.Name, keys: []string{keys[0]},
+			client: client, addr: s.info.Addr, db: s.info.DB, user: s.info.User,
+		}
+	}
+	if s.t.keys == nil {
+		if aev != nil {
+			s.t.emit(*aev)
+		}
 		return
 	}
-	keys := []string{string(ev.Args[0])}
-	client := s.client()
-	s.t.apply(s.sh, d, keys, s.patterns(keys), 0, false, client)
-	if s.t.allowEvent() {
-		s.t.emit(abortEvent{
-			msg: MsgStale, at: ev.Done, command: ev.Name, keys: keys,
-			client: client, addr: s.info.Addr, db: s.info.DB, user: s.info.User,
-		})
-	}
+	s.t.attribute(&conflict{
+		sh: s.sh, kind: kind, victim: client, keys: keys, pats: pats, ents: []*keyEntry{e}, db: s.db(),
+		before: unixNano(ev.Done), at: unixNano(ev.Sent), due: unixNano(ev.Done) + int64(attributionGrace), ev: aev,
+	})
 }
 
-func (s *session) patterns(keys []string) []string {
-	if len(keys) == 0 {
-		return nil
+// patterns returns the patterns of keys in a buffer of the session's,
+// valid until the next call; e, when given, is the entry of the only key.
+func (s *session) patterns(keys []string, e *keyEntry) []string {
+	s.pats = s.pats[:0]
+	for _, k := range keys {
+		if e != nil {
+			s.pats = append(s.pats, e.pattern)
+		} else {
+			s.pats = append(s.pats, s.t.pat.Pattern(k))
+		}
 	}
-	out := make([]string, len(keys))
-	for i, k := range keys {
-		out[i] = s.t.pat.Pattern(k)
-	}
-	return out
+	return s.pats
 }
 
 // client labels the session: its CLIENT SETNAME name when set, otherwise
