@@ -96,7 +96,7 @@ func (s *session) versioned(ev *proxy.Event) {
 		var e *keyEntry
 		if ks != nil {
 			if cond {
-				e = ks.acquire(ev.Args[0], unixNano(ev.Done), false)
+				e = ks.acquire(ev.Args[0], s.doneAt(ev), false)
 			} else {
 				// An unconditional write is recorded when the key is
 				// tracked, but does not keep it so.
@@ -120,7 +120,7 @@ func (s *session) versioned(ev *proxy.Event) {
 		// A read of a version (EXGET, EXGAE) keeps the key tracked, so
 		// that a later refused write finds the write that moved it on.
 		if ks != nil && (ev.Name == "exget" || ev.Name == "exgae") && ev.Kind != '-' && ev.Kind != 0 {
-			ks.acquire(ev.Args[0], unixNano(ev.Done), false)
+			ks.acquire(ev.Args[0], s.doneAt(ev), false)
 		}
 	}
 }
@@ -226,7 +226,7 @@ func (s *session) watch(ev *proxy.Event) {
 		}
 		var e *keyEntry
 		if ks != nil {
-			e = ks.acquire(a, unixNano(ev.Done), true)
+			e = ks.acquire(a, s.doneAt(ev), true)
 		}
 		if e != nil {
 			s.watched = append(s.watched, e.key) // the entry's copy
@@ -349,10 +349,11 @@ func (s *session) exec(ev *proxy.Event) {
 				s.t.emit(*aev)
 			}
 		} else if len(keys) > 0 {
+			done := s.doneAt(ev)
 			s.t.attribute(&conflict{
 				sh: s.sh, kind: conflictAbort, victim: client, keys: keys, pats: pats, ents: s.ents, db: s.db(),
-				after: unixNano(s.watchStart), before: unixNano(ev.Done), at: unixNano(ev.Sent),
-				due: unixNano(ev.Done) + int64(attributionGrace), ev: aev,
+				after: unixNano(s.watchStart), before: done, at: unixNano(ev.Sent),
+				due: done + int64(attributionGrace), ev: aev,
 			})
 		}
 	}
@@ -416,7 +417,7 @@ func (s *session) endChain() {
 func (s *session) refused(ev *proxy.Event, d *counts, kind int) {
 	var e *keyEntry
 	if s.t.keys != nil {
-		e = s.t.keys.acquire(ev.Args[0], unixNano(ev.Done), false)
+		e = s.t.keys.acquire(ev.Args[0], s.doneAt(ev), false)
 	}
 	keys := s.oneKey(ev.Args[0], e)
 	client := s.client()
@@ -435,10 +436,20 @@ func (s *session) refused(ev *proxy.Event, d *counts, kind int) {
 		}
 		return
 	}
+	done := s.doneAt(ev)
 	s.t.attribute(&conflict{
 		sh: s.sh, kind: kind, victim: client, keys: keys, pats: pats, ents: []*keyEntry{e}, db: s.db(),
-		before: unixNano(ev.Done), at: unixNano(ev.Sent), due: unixNano(ev.Done) + int64(attributionGrace), ev: aev,
+		before: done, at: unixNano(ev.Sent), due: done + int64(attributionGrace), ev: aev,
 	})
+}
+
+// doneAt is when ev's reply came, in Unix ns (now when the core did not
+// say).
+func (s *session) doneAt(ev *proxy.Event) int64 {
+	if ev.Done.IsZero() {
+		return s.t.now().UnixNano()
+	}
+	return ev.Done.UnixNano()
 }
 
 // patterns returns the patterns of keys in a buffer of the session's,
