@@ -13,6 +13,20 @@ import (
 // errOutputLimit closes a client that does not read its replies.
 var errOutputLimit = errors.New("client output buffer limit reached")
 
+// A writer that finds more than paceAbove bytes waiting for a client
+// waits for the client to take some, for as long as it keeps taking them
+// (a client reading a 100 MB value as fast as it can is not a client
+// that does not read): memory stays at paceAbove, and Redis is read no
+// faster than the client reads. A client that takes nothing for
+// stallAfter is left to its backlog, bounded by the output limit. The
+// flusher writes flushChunks chunks at a time, so progress is heard of
+// every 256 KB.
+const (
+	paceAbove   = 1 << 20
+	stallAfter  = 100 * time.Millisecond
+	flushChunks = 8
+)
+
 // chunkSize is the unit in which replies wait for a client that reads
 // slowly. Fixed-size chunks, returned to a pool once written, keep the
 // memory held for such a client at what is buffered plus one chunk:
@@ -40,13 +54,15 @@ type output struct {
 	last    int   // bytes used in the last chunk
 	size    int64 // bytes waiting in backlog
 	err     error // the flusher's write error, if any
-	wake    chan struct{}
-	idle    chan struct{} // closed by the flusher when it has written all and exits
+	wake     chan struct{}
+	progress chan struct{} // the flusher wrote something
+	stalled  bool          // the client took nothing for stallAfter while a writer paced
+	idle     chan struct{} // closed by the flusher when it has written all and exits
 	wdl     lazyDeadline  // the flusher's
 }
 
 func newOutput(conn net.Conn, limit int64, writeTimeout time.Duration) *output {
-	o := &output{conn: conn, limit: limit, writeTimeout: writeTimeout}
+	o := &output{conn: conn, limit: limit, writeTimeout: writeTimeout, progress: make(chan struct{}, 1)}
 	o.wdl.write = true
 	if sc, ok := conn.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
@@ -69,12 +85,16 @@ func (o *output) flush() error {
 		if err == nil {
 			err = o.enqueueLocked(o.buf)
 		}
+		waiting, stalled := o.size, o.stalled
 		o.mu.Unlock()
 		o.reset()
 		if err == nil {
 			select {
 			case o.wake <- struct{}{}:
 			default:
+			}
+			if waiting > paceAbove && !stalled {
+				o.pace()
 			}
 		}
 		return err
@@ -89,6 +109,32 @@ func (o *output) flush() error {
 	}
 	o.reset()
 	return err
+}
+
+// pace waits while more than paceAbove bytes wait for the client and it
+// keeps taking them; it returns when the client stalls for stallAfter.
+func (o *output) pace() {
+	t := time.NewTimer(stallAfter)
+	defer t.Stop()
+	for {
+		select {
+		case <-o.progress:
+		case <-t.C:
+			// Stalled: the backlog takes what comes, up to the limit,
+			// without waiting again until the client takes something.
+			o.mu.Lock()
+			o.stalled = true
+			o.mu.Unlock()
+			return
+		}
+		o.mu.Lock()
+		waiting, done := o.size, !o.slow || o.err != nil
+		o.mu.Unlock()
+		if done || waiting <= paceAbove {
+			return
+		}
+		t.Reset(stallAfter)
+	}
 }
 
 // reset empties buf, letting a buffer that a burst grew go.
@@ -187,10 +233,14 @@ func (o *output) flusher() {
 			o.mu.Unlock()
 			return
 		}
-		// What is in the chunks now; the last may fill further meanwhile,
-		// beyond what is taken here.
+		// What is in the chunks now (the last may fill further
+		// meanwhile, beyond what is taken here), a few at a time, so
+		// that a writer pacing itself on progress hears of it often.
 		bufs = bufs[:0]
 		for i, c := range o.backlog {
+			if i == flushChunks {
+				break
+			}
 			from, to := 0, chunkSize
 			if i == 0 {
 				from = o.first
@@ -205,10 +255,17 @@ func (o *output) flusher() {
 		n, err := bufs.WriteTo(o.conn)
 		o.mu.Lock()
 		o.consumeLocked(n)
+		if n > 0 {
+			o.stalled = false
+		}
 		if err != nil {
 			o.err = err
 		}
 		o.mu.Unlock()
+		select {
+		case o.progress <- struct{}{}:
+		default:
+		}
 		if err != nil {
 			// Ends the session even if no further reply comes to run
 			// into the error.

@@ -51,6 +51,10 @@ func TestPlaceOf(t *testing.T) {
 		{"DEBUG SLEEP 0", placeOwnForever},
 		{"PSYNC ? -1", placeOwnForever},
 		{"READONLY", placeOwnForever},
+		{"SCRIPT KILL", placeOwn}, // must not queue behind the script it kills
+		{"script load x", placeShared},
+		{"FUNCTION KILL", placeOwn},
+		{"SHUTDOWN NOSAVE", placeOwn},
 	} {
 		var args [][]byte
 		for _, f := range strings.Fields(tc.cmd) {

@@ -63,6 +63,10 @@ type observed struct {
 	args   [][]byte
 	queued []string
 	sent   time.Time
+	// writes are the keys the command writes that a WriteWatcher watches;
+	// only they make an entry observed when its command is not.
+	writes    [][]byte
+	writeName string // the command's lower-case name, as Redis's table has it
 }
 
 // slot holds one reply while an earlier command is being resent, so the

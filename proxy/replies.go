@@ -38,6 +38,7 @@ type replySide struct {
 	out  *output
 	info SessionInfo
 	obs  []SessionObserver
+	wobs []SessionObserver // the WriteWatchers' among them
 
 	// Connection state as Redis applies it (connstate.go).
 	chans, pats, shards int  // RESP2 subscriptions, counted from Redis's confirmations
@@ -82,7 +83,11 @@ func (r *replySide) init(s *session) {
 	r.out = newOutput(s.client, s.srv.opts.ClientOutputLimit, s.srv.opts.WriteTimeout)
 	r.info = SessionInfo{ID: s.rinfo.ID, Addr: s.rinfo.Addr, User: "default", Proto: 2}
 	for _, o := range s.srv.opts.Observers {
-		r.obs = append(r.obs, o.Open(&r.info))
+		so := o.Open(&r.info)
+		r.obs = append(r.obs, so)
+		if _, ok := o.(WriteWatcher); ok {
+			r.wobs = append(r.wobs, so)
+		}
 	}
 }
 
@@ -367,7 +372,12 @@ func (r *replySide) complete() bool {
 		r.apply(e, head)
 	}
 	if e.obs != nil {
-		r.observe(e, head)
+		if e.cmd != nil && e.cmd.observed {
+			r.observe(e, head)
+		}
+		if e.obs.writes != nil {
+			r.observeWrite(e, head)
+		}
 	}
 	if r.cur != nil {
 		r.cur.ready = true
@@ -507,6 +517,21 @@ func (r *replySide) learnAuth(first []byte) {
 		}
 	}
 	srv.authRequired.Store(false)
+}
+
+// observeWrite tells the WriteWatchers of a write to keys they watch.
+func (r *replySide) observeWrite(e *entry, head []byte) {
+	if len(r.wobs) == 0 || len(head) == 0 || head[0] == '-' {
+		return // an error wrote nothing
+	}
+	if r.event == nil {
+		r.event = new(Event)
+	}
+	ev := r.event
+	*ev = Event{Name: e.obs.writeName, Reply: head, Kind: r.kind, Sent: e.obs.sent, Done: time.Now(), Info: &r.info, Write: true, Keys: e.obs.writes}
+	for _, o := range r.wobs {
+		o.Observe(ev)
+	}
 }
 
 // observe hands an observed reply to every observer.

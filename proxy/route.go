@@ -37,6 +37,9 @@ func placeOf(cmd *command, args [][]byte) placement {
 	}
 	switch cmd.kind {
 	case kindPlain:
+		if cmd.ownSub != "" && len(args) > 1 && equalFold(args[1], cmd.ownSub) {
+			return placeOwn
+		}
 		if cmd.blockArg {
 			for _, a := range args[1:] {
 				if equalFold(a, "block") {
@@ -341,6 +344,12 @@ func (s *session) route(cmd *command, raw []byte, args [][]byte, argc int, parti
 			if cmd.kind == kindExec {
 				e.obs.queued, s.tx.queued = s.tx.queued, nil
 			}
+		}
+	}
+	for _, w := range s.srv.writeWatchers {
+		if w.Watching() {
+			s.watchWrites(&e, args)
+			break
 		}
 	}
 	if s.tx.inMulti && len(s.srv.opts.Observers) > 0 && (cmd == nil || (cmd.kind != kindMulti && cmd.kind != kindExec)) {

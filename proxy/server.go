@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/exproxy/exproxy/proxy/cluster"
 	"github.com/exproxy/exproxy/proxy/resp"
 )
 
@@ -33,6 +34,9 @@ type Server struct {
 	// unauthenticated session is read with Redis's pre-AUTH limits.
 	authRequired atomic.Bool
 	authKnown    atomic.Bool
+	// commands is Redis's command table (commands.go), once read.
+	commands      atomic.Pointer[cluster.Table]
+	writeWatchers []WriteWatcher
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -104,6 +108,11 @@ func New(opts Options) (*Server, error) {
 		table:    newTable(opts.Rewriters, opts.Observers),
 		sessions: map[*session]struct{}{},
 	}
+	for _, o := range opts.Observers {
+		if w, ok := o.(WriteWatcher); ok {
+			srv.writeWatchers = append(srv.writeWatchers, w)
+		}
+	}
 	srv.pools = newPools(srv)
 	if opts.ClientIO != GoroutinePerClient {
 		loop, err := newEventLoop(srv)
@@ -144,6 +153,9 @@ func (s *Server) Serve(l net.Listener) error {
 	s.ln = l
 	s.mu.Unlock()
 	s.learnAuthOnce()
+	if len(s.writeWatchers) > 0 {
+		go s.loadCommands()
+	}
 	s.pools.start()
 	s.pools.refill()
 	if s.loop != nil {

@@ -213,7 +213,7 @@ func (s *session) endLocked(graceful bool) {
 	s.q.close()
 	s.idle.Broadcast()
 	obs, reset := s.rs.obs, s.rs.reset
-	s.rs.obs = nil
+	s.rs.obs, s.rs.wobs = nil, nil
 	go func() {
 		if graceful {
 			s.rs.out.drain(time.Second)

@@ -39,6 +39,8 @@ type command struct {
 	// argument says so (XREAD, XREADGROUP).
 	own      placement
 	blockArg bool
+	// ownSub: the subcommands that need a connection of their own.
+	ownSub string
 }
 
 // maxNameLen bounds the names we look up; longer names are never in the
@@ -78,6 +80,11 @@ func newTable(rewriters []Rewriter, observers []Observer) table {
 	} {
 		get(name).own = placeOwn
 	}
+	// SCRIPT KILL and FUNCTION KILL must reach Redis while a script runs,
+	// which a shared connection queues them behind; SHUTDOWN likewise.
+	get("shutdown").own = placeOwn
+	get("script").ownSub = "kill"
+	get("function").ownSub = "kill"
 	// These leave state on the connection that the proxy does not follow.
 	for _, name := range []string{
 		"readonly", "readwrite", "asking", "replconf",
