@@ -238,7 +238,7 @@ func TestAttributionStale(t *testing.T) {
 // a conflict on keys it could not take is unattributed. Keys nobody uses
 // any more leave it after attribution-ttl.
 func TestAttributionBounded(t *testing.T) {
-	tr, _, clk := newTestTracker(t, func(c *Config) { c.AttributionMaxKeys, c.AttributionTTL = 2, 10 * time.Second })
+	tr, _, clk := newTestTracker(t, func(c *Config) { c.AttributionMaxKeys, c.AttributionTTL = 2, 10*time.Second })
 	s := tr.Open(&proxy.SessionInfo{ID: 1, Addr: "10.0.0.1:1"})
 	tx := func(key string) {
 		s.Observe(ev("watch", okR, key))
@@ -356,5 +356,61 @@ func TestConcurrentAttribution(t *testing.T) {
 	got := sumWindows(parseLog(t, buf.String()))
 	if got.Aborts != sessions*per || got.Attributed+got.Outside+got.Unattributed != got.Aborts {
 		t.Errorf("aborts %d, want %d; attributed %d + outside %d + unattributed %d", got.Aborts, sessions*per, got.Attributed, got.Outside, got.Unattributed)
+	}
+}
+
+// TestAttributionQueuedWrites: a write queued in MULTI happens when its
+// EXEC commits, and not at all when the EXEC aborts: the core reports it
+// with the +QUEUED reply, and the tracker records it at the EXEC.
+func TestAttributionQueuedWrites(t *testing.T) {
+	tr, _, clk := newTestTracker(t, nil)
+	t0 := clk.now()
+	ms := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }
+	victim := tr.Open(&proxy.SessionInfo{ID: 1, Addr: "10.0.0.1:1", Name: "victim"})
+	loser := tr.Open(&proxy.SessionInfo{ID: 2, Addr: "10.0.0.2:1", Name: "loser"})
+	winner := tr.Open(&proxy.SessionInfo{ID: 3, Addr: "10.0.0.3:1", Name: "winner"})
+	queuedSet := func(sent, done time.Time) *proxy.Event {
+		e := writeEv("set", sent, done, "counter")
+		e.Reply, e.Kind = []byte(queued), '+'
+		return e
+	}
+	victim.Observe(at(ev("watch", okR, "counter"), ms(0), ms(1)))
+	// winner queues its SET before the victim's EXEC, but its EXEC runs
+	// after the victim's: its write cannot have aborted the victim.
+	winner.Observe(at(ev("multi", okR), ms(2), ms(2)))
+	winner.Observe(queuedSet(ms(3), ms(3)))
+	// loser's transaction aborts: its queued SET never happened.
+	loser.Observe(at(ev("multi", okR), ms(4), ms(4)))
+	loser.Observe(queuedSet(ms(5), ms(5)))
+	loser.Observe(at(ev("exec", nil2), ms(6), ms(7)))
+	victim.Observe(at(ev("multi", okR), ms(8), ms(8)))
+	victim.Observe(at(ev("exec", nil2), ms(9), ms(10)))
+	winner.Observe(at(ev("exec", "*1\r\n+OK\r\n"), ms(11), ms(12)))
+	if n := tr.pendingCount(); n != 1 {
+		t.Fatalf("%d conflicts wait, want the victim's", n)
+	}
+	// Now a committed queued write inside the victim's next attempt.
+	victim.Observe(at(ev("watch", okR, "counter"), ms(20), ms(21)))
+	winner.Observe(at(ev("multi", okR), ms(22), ms(22)))
+	winner.Observe(queuedSet(ms(23), ms(23)))
+	winner.Observe(at(ev("exec", "*1\r\n+OK\r\n"), ms(24), ms(25)))
+	victim.Observe(at(ev("multi", okR), ms(26), ms(26)))
+	victim.Observe(at(ev("exec", nil2), ms(27), ms(28)))
+	clk.advance(attributionGrace + time.Second)
+	tr.maintain()
+	cur, _ := tr.snapshot(10)
+	// Two aborts of the victim and the loser's own (which watched
+	// nothing, so there is nothing to attribute): the victim's first found
+	// no write (outside), its second winner's SET at winner's EXEC.
+	if cur.Totals.Aborts != 3 || cur.Totals.Attributed != 1 || cur.Totals.Outside != 1 {
+		t.Fatalf("totals %+v", cur.Totals)
+	}
+	for _, r := range cur.Invalidators {
+		if r.Invalidator == "winner" && !reflect.DeepEqual(r.Clients, []string{"victim"}) {
+			t.Errorf("winner invalidated %v", r.Clients)
+		}
+		if r.Invalidator == "loser" {
+			t.Errorf("the aborted transaction's write was recorded: %+v", r)
+		}
 	}
 }

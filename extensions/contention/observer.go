@@ -31,6 +31,10 @@ type session struct {
 	pats       []string  // scratch: the patterns of the keys being counted
 	one        [1]string // scratch: a single key
 
+	// Writes to tracked keys queued in MULTI: they happen when EXEC
+	// commits, and not at all when it aborts, so they are recorded then.
+	queuedWrites []queuedWrite
+
 	// The retry chain: the sorted key set of the last aborted transaction
 	// and how many aborts it has had in a row.
 	chainSig    string
@@ -61,6 +65,7 @@ func (s *session) Observe(ev *proxy.Event) {
 	case "discard":
 		if isOK(ev) {
 			s.inMulti = false
+			s.queuedWrites = s.queuedWrites[:0]
 			s.release(ev.Done)
 		}
 	case "unwatch":
@@ -71,6 +76,7 @@ func (s *session) Observe(ev *proxy.Event) {
 	case "reset":
 		if ev.Kind == '+' && bytes.HasPrefix(ev.Reply, []byte("+RESET")) {
 			s.inMulti = false
+			s.queuedWrites = s.queuedWrites[:0]
 			s.release(ev.Done)
 		}
 	default:
@@ -146,11 +152,26 @@ func conditional(ev *proxy.Event) bool {
 	return false
 }
 
+// queuedWrite is a write to a tracked key queued in MULTI.
+type queuedWrite struct {
+	key     string
+	command string
+}
+
 // wrote records a write the proxy core reports (proxy.WriteWatcher) on
 // the entries of the keys it wrote.
 func (s *session) wrote(ev *proxy.Event) {
 	ks := s.t.keys
 	if ks == nil {
+		return
+	}
+	if ev.Kind == '+' && bytes.HasPrefix(ev.Reply, []byte("+QUEUED")) {
+		// Queued in MULTI: it writes only if EXEC commits (execWrites).
+		for _, k := range ev.Keys {
+			if len(s.queuedWrites) < maxWatchKeys {
+				s.queuedWrites = append(s.queuedWrites, queuedWrite{key: string(k), command: ev.Name})
+			}
+		}
 		return
 	}
 	var w writeRec
@@ -164,6 +185,23 @@ func (s *session) wrote(ev *proxy.Event) {
 		}
 		s.t.wrote(e, &w)
 	}
+}
+
+// execWrites records the writes queued in the transaction that ev, its
+// EXEC, committed: they happened when the EXEC ran.
+func (s *session) execWrites(ev *proxy.Event) {
+	ks := s.t.keys
+	for _, q := range s.queuedWrites {
+		e := ks.lookup([]byte(q.key))
+		if e == nil {
+			continue
+		}
+		w := s.writeRec(ev)
+		w.command = q.command
+		s.t.wrote(e, &w)
+	}
+	clear(s.queuedWrites)
+	s.queuedWrites = s.queuedWrites[:0]
 }
 
 // writeRec describes ev as a write by this session.
@@ -272,6 +310,7 @@ func (s *session) exec(ev *proxy.Event) {
 		// No reply (connection lost, CLIENT REPLY OFF): the outcome is
 		// unknown, so the watch counts as given up, not as a transaction.
 		s.inMulti = false
+		s.queuedWrites = s.queuedWrites[:0]
 		s.release(ev.Done)
 		return
 	case ev.Kind == '_' || ev.Kind == '*' && bytes.HasPrefix(ev.Reply, []byte("*-1\r\n")):
@@ -293,6 +332,13 @@ func (s *session) exec(ev *proxy.Event) {
 	}
 	d.Transactions = 1
 	s.inMulti = false
+	if len(s.queuedWrites) > 0 {
+		if d.Commits == 1 {
+			s.execWrites(ev)
+		} else {
+			s.queuedWrites = s.queuedWrites[:0]
+		}
+	}
 
 	keys := s.watched
 	var dur time.Duration

@@ -88,6 +88,10 @@ func SortLinks(ls []Link) {
 		if a.Total() != b.Total() {
 			return a.Total() > b.Total()
 		}
+		// On a tie a client comes before the outside: it can be acted on.
+		if ao, bo := a.Invalidator == OutsideLabel, b.Invalidator == OutsideLabel; ao != bo {
+			return bo
+		}
 		if a.Invalidator+a.Key != b.Invalidator+b.Key {
 			return a.Invalidator+a.Key < b.Invalidator+b.Key
 		}

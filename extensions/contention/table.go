@@ -275,7 +275,9 @@ func (t *table) mergeInto(dst map[string]*entry) {
 func rank(m map[string]*entry, n int, minConflicts int64) []*entry {
 	out := make([]*entry, 0, len(m))
 	for _, e := range m {
-		if e.conflicts() >= minConflicts {
+		// A conflict's attribution may come a window after the conflict
+		// (its write was late, or never came): it is logged even so.
+		if max(e.conflicts(), e.Attributed+e.Outside+e.Unattributed) >= minConflicts {
 			out = append(out, e)
 		}
 	}
