@@ -35,6 +35,9 @@ type health struct {
 	timeout  time.Duration
 	upstream string
 	closeFn  func() error
+	// collectors are the extensions' metrics, served on /metrics beside
+	// the proxy's (the contention tracker's counters).
+	collectors []prometheus.Collector
 }
 
 func newHealth(stats func() proxy.Stats, up proxy.Upstream, dialTimeout time.Duration) *health {
@@ -160,8 +163,9 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 // metricsHandler serves the proxy's counters, build info and the Go
 // runtime and process metrics from a registry of its own (not the global
 // one, so nothing an imported package registers leaks in).
-func metricsHandler(stats func() proxy.Stats) http.Handler {
+func metricsHandler(stats func() proxy.Stats, extra ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(extra...)
 	reg.MustRegister(
 		newStatsCollector(stats),
 		collectors.NewGoCollector(),
@@ -189,7 +193,7 @@ func adminMux(h *health, contention http.Handler, o adminOptions) http.Handler {
 	}
 	mux.HandleFunc("GET /healthz", h.healthz)
 	mux.HandleFunc("GET /readyz", h.readyz)
-	mux.Handle("GET /metrics", metricsHandler(h.stats))
+	mux.Handle("GET /metrics", metricsHandler(h.stats, h.collectors...))
 	if contention == nil {
 		contention = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "contention tracking is off (contention.enabled: false)", http.StatusNotFound)

@@ -173,6 +173,7 @@ func serve(ctx context.Context, restoreSignals func(), cfg *config.Config, log *
 	}
 
 	health := newHealth(srv.Stats, up, cfg.DialTimeout)
+	health.collectors = ext.collectors()
 	defer health.close()
 	var admin *adminServer
 	if cfg.Admin.Listen != "" {
