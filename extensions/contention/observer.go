@@ -152,9 +152,12 @@ func conditional(ev *proxy.Event) bool {
 	return false
 }
 
-// queuedWrite is a write to a tracked key queued in MULTI.
+// queuedWrite is a write to a tracked key queued in MULTI. Holding the
+// entry costs no copy of the key; should the sweep drop it before the
+// EXEC (the key unused for attribution-ttl meanwhile), the write is
+// recorded where nobody looks, which is what a dropped key deserves.
 type queuedWrite struct {
-	key     string
+	e       *keyEntry
 	command string
 }
 
@@ -168,8 +171,8 @@ func (s *session) wrote(ev *proxy.Event) {
 	if ev.Kind == '+' && bytes.HasPrefix(ev.Reply, []byte("+QUEUED")) {
 		// Queued in MULTI: it writes only if EXEC commits (execWrites).
 		for _, k := range ev.Keys {
-			if len(s.queuedWrites) < maxWatchKeys {
-				s.queuedWrites = append(s.queuedWrites, queuedWrite{key: string(k), command: ev.Name})
+			if e := ks.lookup(k); e != nil && len(s.queuedWrites) < maxWatchKeys {
+				s.queuedWrites = append(s.queuedWrites, queuedWrite{e: e, command: ev.Name})
 			}
 		}
 		return
@@ -190,15 +193,10 @@ func (s *session) wrote(ev *proxy.Event) {
 // execWrites records the writes queued in the transaction that ev, its
 // EXEC, committed: they happened when the EXEC ran.
 func (s *session) execWrites(ev *proxy.Event) {
-	ks := s.t.keys
 	for _, q := range s.queuedWrites {
-		e := ks.lookup([]byte(q.key))
-		if e == nil {
-			continue
-		}
 		w := s.writeRec(ev)
 		w.command = q.command
-		s.t.wrote(e, &w)
+		s.t.wrote(q.e, &w)
 	}
 	clear(s.queuedWrites)
 	s.queuedWrites = s.queuedWrites[:0]

@@ -223,10 +223,12 @@ func (a *Aggregator) htmlTable(rows []Row, by string) (htmlTable, []string) {
 		cols = keep
 	}
 	t := htmlTable{Head: []cell{{Text: by, Class: "name"}}, Empty: "no hot " + by + "s in this range"}
-	withClients := anyRow(rows, func(r *Row) bool { return len(r.Clients) > 0 })
+	// An invalidator's clients are its victims, a column of its own.
+	withClients := by != "invalidator" && anyRow(rows, func(r *Row) bool { return len(r.Clients) > 0 })
 	for _, c := range cols {
 		h := cell{Text: c.html}
-		if c.head == "SIDECARS" {
+		switch c.head {
+		case "SIDECARS", "TOP_KEY", "VICTIMS", "TOP_INVALIDATOR":
 			h.Class = "list"
 		}
 		t.Head = append(t.Head, h)
@@ -244,6 +246,8 @@ func (a *Aggregator) htmlTable(rows []Row, by string) (htmlTable, []string) {
 				if r.Aborts > 0 {
 					x.Class = "hot"
 				}
+			case "TOP_KEY", "VICTIMS", "TOP_INVALIDATOR":
+				x.Class = "list"
 			case "SIDECARS":
 				// Names when they fit; the count, names in its tooltip,
 				// when they do not (the sidecar table names them all).
