@@ -134,7 +134,7 @@ func (t *Tracker) wrote(e *keyEntry, w *writeRec) {
 	kept := p.list[:0]
 	for _, c := range p.list {
 		i := slices.Index(c.ents, e)
-		if i >= 0 && w.db == c.db && w.done > c.after && w.sent < c.before {
+		if i >= 0 && w.by.db == c.db && w.done > c.after && w.sent < c.before {
 			found = append(found, c)
 			keyIdx = append(keyIdx, i)
 			continue
@@ -198,7 +198,7 @@ func (t *Tracker) blame(c *conflict, b *blocker) {
 	keys, pats := c.keys, c.pats
 	if b != nil {
 		d = counts{Attributed: 1}
-		label, command = b.w.client, b.w.command
+		label, command = b.w.by.client, b.w.command
 		keys, pats = []string{b.key}, []string{b.pat}
 	}
 	var caused counts

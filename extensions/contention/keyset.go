@@ -62,16 +62,23 @@ type keyEntry struct {
 }
 
 // writeRec is one write to a tracked key through this proxy: who wrote
-// it and when. The strings are the writer session's own (no copies).
+// it and when (40 bytes: the writer is shared by its session's writes).
 type writeRec struct {
-	session uint64 // SessionInfo.ID; 0 = no write
+	by      *writer // nil = no write
+	command string
+	sent    int64 // Unix ns the write was sent upstream
+	done    int64 // Unix ns its reply arrived
+}
+
+// writer is who made a write: a session as it was then. A session makes
+// a new one only when its name, address, user or database changes, so
+// its writes share it and a record holds a pointer, not four strings.
+type writer struct {
+	session uint64 // SessionInfo.ID
 	client  string // the writer's label: CLIENT SETNAME name, else host
 	addr    string
 	user    string
 	db      int
-	command string
-	sent    int64 // Unix ns the write was sent upstream
-	done    int64 // Unix ns its reply arrived
 }
 
 func newKeySet(max int, ttl time.Duration, pat func(string) string) *keySet {
@@ -186,7 +193,7 @@ func (e *keyEntry) lastWrite(db int, after, before int64) (writeRec, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, w := range e.writes {
-		if w.session != 0 && w.db == db && w.done > after && w.sent < before {
+		if w.by != nil && w.by.db == db && w.done > after && w.sent < before {
 			return w, true
 		}
 	}

@@ -34,6 +34,7 @@ type session struct {
 	// Writes to tracked keys queued in MULTI: they happen when EXEC
 	// commits, and not at all when it aborts, so they are recorded then.
 	queuedWrites []queuedWrite
+	wr           *writer // the session as a writer (writer())
 
 	// The retry chain: the sorted key set of the last aborted transaction
 	// and how many aborts it has had in a row.
@@ -183,7 +184,7 @@ func (s *session) wrote(ev *proxy.Event) {
 		if e == nil {
 			continue
 		}
-		if w.session == 0 {
+		if w.by == nil {
 			w = s.writeRec(ev)
 		}
 		s.t.wrote(e, &w)
@@ -204,15 +205,23 @@ func (s *session) execWrites(ev *proxy.Event) {
 
 // writeRec describes ev as a write by this session.
 func (s *session) writeRec(ev *proxy.Event) writeRec {
-	w := writeRec{session: 1, client: s.client(), command: ev.Name, sent: unixNano(ev.Sent), done: unixNano(ev.Done)}
-	if s.info != nil {
-		w.session = max(s.info.ID, 1)
-		w.addr, w.user, w.db = s.info.Addr, s.info.User, s.info.DB
-	}
+	w := writeRec{by: s.writer(), command: ev.Name, sent: unixNano(ev.Sent), done: unixNano(ev.Done)}
 	if w.sent == 0 {
 		w.sent = w.done
 	}
 	return w
+}
+
+// writer is the session as a writer, made anew when it changed.
+func (s *session) writer() *writer {
+	w := writer{client: s.client()}
+	if s.info != nil {
+		w.session, w.addr, w.user, w.db = s.info.ID, s.info.Addr, s.info.User, s.info.DB
+	}
+	if s.wr == nil || *s.wr != w {
+		s.wr = &w
+	}
+	return s.wr
 }
 
 // unixNano is t in Unix nanoseconds, 0 for the zero time.

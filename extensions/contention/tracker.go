@@ -525,9 +525,9 @@ func (e *abortEvent) write(log *zap.Logger) {
 	}
 	if b := e.by; b != nil {
 		fields = append(fields,
-			zap.String("blocker_addr", b.addr),
-			zap.String("blocker_user", b.user),
-			zap.Int("blocker_db", b.db),
+			zap.String("blocker_addr", b.by.addr),
+			zap.String("blocker_user", b.by.user),
+			zap.Int("blocker_db", b.by.db),
 			zap.String("blocker_command", b.command),
 			zap.String("blocker_key", e.byKey),
 			zap.String("blocker_at", time.Unix(0, b.sent).UTC().Format(time.RFC3339Nano)),
