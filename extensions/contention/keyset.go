@@ -55,6 +55,7 @@ type keyEntry struct {
 	hash         uint64
 	watchers     atomic.Int32
 	pending      atomic.Int32
+	dropped      atomic.Bool  // swept: sessions' cached pointers must look again
 	lastUse      atomic.Int64 // Unix ns of the last watch, release or versioned use
 
 	mu     sync.Mutex
@@ -169,6 +170,7 @@ func (s *keySet) sweep(now int64) int64 {
 		sh.mu.Lock()
 		for k, e := range sh.m {
 			if e.watchers.Load() <= 0 && e.pending.Load() <= 0 && now-e.lastUse.Load() >= s.ttl {
+				e.dropped.Store(true)
 				delete(sh.m, k)
 				s.filter[e.hash&filterMask].Add(^uint32(0))
 				s.n.Add(-1)

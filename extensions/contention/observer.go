@@ -35,6 +35,10 @@ type session struct {
 	// commits, and not at all when it aborts, so they are recorded then.
 	queuedWrites []queuedWrite
 	wr           *writer // the session as a writer (writer())
+	// last is the entry this session last looked up for a write or a
+	// versioned command: a session writing one hot key again and again
+	// finds it without the set's lock (cached()).
+	last *keyEntry
 
 	// The retry chain: the sorted key set of the last aborted transaction
 	// and how many aborts it has had in a row.
@@ -103,11 +107,11 @@ func (s *session) versioned(ev *proxy.Event) {
 		var e *keyEntry
 		if ks != nil {
 			if cond {
-				e = ks.acquire(ev.Args[0], s.doneAt(ev), false)
+				e = s.acquire(ev.Args[0], s.doneAt(ev))
 			} else {
 				// An unconditional write is recorded when the key is
 				// tracked, but does not keep it so.
-				e = ks.lookup(ev.Args[0])
+				e = s.cached(ev.Args[0])
 			}
 			if e != nil {
 				w := s.writeRec(ev)
@@ -127,7 +131,7 @@ func (s *session) versioned(ev *proxy.Event) {
 		// A read of a version (EXGET, EXGAE) keeps the key tracked, so
 		// that a later refused write finds the write that moved it on.
 		if ks != nil && (ev.Name == "exget" || ev.Name == "exgae") && ev.Kind != '-' && ev.Kind != 0 {
-			ks.acquire(ev.Args[0], s.doneAt(ev), false)
+			s.acquire(ev.Args[0], s.doneAt(ev))
 		}
 	}
 }
@@ -180,7 +184,7 @@ func (s *session) wrote(ev *proxy.Event) {
 	}
 	var w writeRec
 	for _, k := range ev.Keys {
-		e := ks.lookup(k)
+		e := s.cached(k)
 		if e == nil {
 			continue
 		}
@@ -212,14 +216,45 @@ func (s *session) writeRec(ev *proxy.Event) writeRec {
 	return w
 }
 
+// cached returns key's entry in the attribution set, or nil: the
+// session's last one when it is that key's and still in the set, else
+// from the set. (An entry swept just after the check gets a write nobody
+// reads, as it would from the set.)
+func (s *session) cached(key []byte) *keyEntry {
+	if e := s.last; e != nil && e.key == string(key) && !e.dropped.Load() {
+		return e
+	}
+	e := s.t.keys.lookup(key)
+	if e != nil {
+		s.last = e
+	}
+	return e
+}
+
+// acquire is keySet.acquire for a versioned command (no watcher), through
+// the session's cache.
+func (s *session) acquire(key []byte, now int64) *keyEntry {
+	if e := s.cached(key); e != nil {
+		e.lastUse.Store(now)
+		return e
+	}
+	e := s.t.keys.acquire(key, now, false)
+	if e != nil {
+		s.last = e
+	}
+	return e
+}
+
 // writer is the session as a writer, made anew when it changed.
 func (s *session) writer() *writer {
-	w := writer{client: s.client()}
+	var w writer // on the stack: only a changed writer is copied to the heap
+	w.client = s.client()
 	if s.info != nil {
 		w.session, w.addr, w.user, w.db = s.info.ID, s.info.Addr, s.info.User, s.info.DB
 	}
 	if s.wr == nil || *s.wr != w {
-		s.wr = &w
+		s.wr = new(writer)
+		*s.wr = w
 	}
 	return s.wr
 }
@@ -470,7 +505,7 @@ func (s *session) endChain() {
 func (s *session) refused(ev *proxy.Event, d *counts, kind int) {
 	var e *keyEntry
 	if s.t.keys != nil {
-		e = s.t.keys.acquire(ev.Args[0], s.doneAt(ev), false)
+		e = s.acquire(ev.Args[0], s.doneAt(ev))
 	}
 	keys := s.oneKey(ev.Args[0], e)
 	client := s.client()
