@@ -6,10 +6,12 @@ package report
 
 import (
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"net/http/httptest"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -187,6 +189,29 @@ func TestReportNamesTheInvalidator(t *testing.T) {
 	contention.SortLinks(wantLinks)
 	if k.Aborts != aborts || k.Commits != commits || k.Attributed != billingWrites || k.Outside != directWrites || !reflect.DeepEqual(k.Invalidators, wantLinks) {
 		t.Errorf("key row %+v\nwant aborts %d commits %d, invalidators %+v", k, aborts, commits, wantLinks)
+	}
+
+	// CSV: the new columns come last, by name.
+	out, _, _ = run(t, log, "--by", "key", "--format", "csv")
+	recs, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	col := map[string]int{}
+	for i, h := range recs[0] {
+		col[h] = i
+	}
+	for _, r := range recs[1:] {
+		if r[0] != key {
+			continue
+		}
+		// billing and the outside tie at 20 each: the client comes first.
+		if want := "billing incr " + strconv.FormatInt(billingWrites, 10); billingWrites == directWrites && r[col["top_invalidator"]] != want {
+			t.Errorf("csv top_invalidator %q, want %q", r[col["top_invalidator"]], want)
+		}
+		if r[col["attributed"]] != strconv.FormatInt(billingWrites, 10) || r[col["outside"]] != strconv.FormatInt(directWrites, 10) {
+			t.Errorf("csv attributed %s outside %s", r[col["attributed"]], r[col["outside"]])
+		}
 	}
 
 	// The table says it in words.
