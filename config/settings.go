@@ -200,7 +200,7 @@ func buildSettings() []Setting {
 	set, get = str(func(c *Config) *string { return &c.ClientIO })
 	row("client-io", "client-io", "string", "how clients are read: loop (one event loop reads them all; the default, on Linux) or goroutine (a goroutine per client)", set, get)
 	iset, iget = integer(func(c *Config) *int { return &c.ReadyConns })
-	row("ready-conns", "ready-conns", "int", "upstream connections kept dialled before they are wanted, so a client that needs one of its own gets it without waiting for a connect (0: none)", iset, iget)
+	row("ready-conns", "ready-conns", "int", "upstream connections kept dialled and set up (AUTH, SELECT, HELLO) before they are wanted, per pool of connections in use, so a client that needs one of its own gets it without waiting for a connect (0: none)", iset, iget)
 
 	dset, dget = dur(func(c *Config) *time.Duration { return &c.Cluster.RefreshInterval })
 	row("cluster.refresh-interval", "cluster-refresh-interval", "duration", "redis+cluster upstream: how often the slot map is read again without a reason", dset, dget)

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -47,18 +46,18 @@ type output struct {
 	limit        int64
 	writeTimeout time.Duration // a slow client that takes nothing for this long is closed
 
-	mu      sync.Mutex
-	slow    bool // the flusher owns the connection's write side
-	backlog []*[chunkSize]byte
-	first   int   // bytes of backlog[0] already written
-	last    int   // bytes used in the last chunk
-	size    int64 // bytes waiting in backlog
-	err     error // the flusher's write error, if any
+	mu       sync.Mutex
+	slow     bool // the flusher owns the connection's write side
+	backlog  []*[chunkSize]byte
+	first    int   // bytes of backlog[0] already written
+	last     int   // bytes used in the last chunk
+	size     int64 // bytes waiting in backlog
+	err      error // the flusher's write error, if any
 	wake     chan struct{}
 	progress chan struct{} // the flusher wrote something
 	stalled  bool          // the client took nothing for stallAfter while a writer paced
 	idle     chan struct{} // closed by the flusher when it has written all and exits
-	wdl     lazyDeadline  // the flusher's
+	wdl      lazyDeadline  // the flusher's
 }
 
 func newOutput(conn net.Conn, limit int64, writeTimeout time.Duration) *output {
@@ -160,27 +159,7 @@ func (o *output) writeNoWait(b []byte) (int, error) {
 		}
 		return n, err
 	}
-	var n int
-	var werr error
-	err := o.raw.Write(func(fd uintptr) bool {
-		for {
-			m, e := rawWrite(int(fd), b)
-			if e == syscall.EINTR {
-				continue
-			}
-			if m > 0 {
-				n = m
-			}
-			if e != 0 && e != syscall.EAGAIN {
-				werr = os.NewSyscallError("write", e)
-			}
-			return true // never wait: that is the flusher's job
-		}
-	})
-	if err == nil {
-		err = werr
-	}
-	return n, err
+	return writeNoWait(o.raw, b)
 }
 
 // goSlow starts the background flusher with rest, the bytes a write

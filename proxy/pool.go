@@ -42,25 +42,26 @@ func credHash(pass string) [32]byte { return sha256.Sum256([]byte(pass)) }
 // sessions are closed the same way.
 var errRevoked = errors.New("upstream refused the credentials of this connection pool")
 
-// pools holds the shared connections per key, and a small set of ready
-// connections (dialled before they are wanted, anonymous, RESP2, db 0)
-// for sessions that need a connection of their own.
+// pools holds the connections per key: the shared ones, and ready
+// ones — dialled and set up for the key before they are wanted — for the
+// sessions of that key that need a connection of their own. The
+// anonymous pool (RESP2, db 0, not authenticated) exists from the start,
+// so that an idle proxy holds its ready connections and nothing else.
 type pools struct {
 	srv    *Server
 	mu     sync.Mutex
 	byKey  map[poolKey]*pool
-	ready  []*upConn
-	wake   chan struct{} // the filler: the ready set is short
+	wake   chan struct{} // the filler: a pool is short of ready connections
 	done   chan struct{} // closed by close
 	closed bool
 }
 
-// pool is the shared connections of one key.
+// pool is the connections of one key.
 type pool struct {
 	key      poolKey
 	cred     *credentials
 	slots    []poolSlot
-	spares   []*upConn // private connections given back in this key's state
+	ready    []*upConn // private connections in this key's state, waiting
 	sessions int
 	idle     time.Time // when the last session left
 	revoked  bool
@@ -78,19 +79,66 @@ type poolSlot struct {
 const (
 	// poolIdle is how long a pool that no session uses is kept.
 	poolIdle = 30 * time.Second
-	// maxSpares bounds the private connections kept per pool.
-	maxSpares = 4
+	// minReadyCap is the fewest ready connections a pool may keep when
+	// sessions give theirs back (a burst of transactions ending).
+	minReadyCap = 4
 )
 
 func newPools(srv *Server) *pools {
-	return &pools{srv: srv, byKey: map[poolKey]*pool{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	ps := &pools{srv: srv, byKey: map[poolKey]*pool{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	ps.byKey[anonymous] = &pool{key: anonymous, slots: make([]poolSlot, srv.opts.SharedConns)}
+	srv.stats.pools.Add(1)
+	return ps
 }
 
-// start runs the filler of the ready set and the reaper of idle pools
-// until close.
+// start runs the filler of the ready connections and the reaper of idle
+// pools until close.
 func (ps *pools) start() {
 	go ps.fill()
 	go ps.reap()
+	go ps.watch()
+}
+
+// stuckAfter is how long a shared connection may owe replies without
+// delivering any before it is retired (upConn.retired).
+const stuckAfter = 100 * time.Millisecond
+
+// watch retires shared connections whose replies have stopped while
+// some are owed: Redis is running a long script or command for one of
+// their sessions, and the others' commands must not wait behind it.
+func (ps *pools) watch() {
+	t := time.NewTicker(stuckAfter)
+	defer t.Stop()
+	seen := map[*upConn]uint64{}
+	for {
+		select {
+		case <-t.C:
+		case <-ps.done:
+			return
+		}
+		ps.mu.Lock()
+		for _, p := range ps.byKey {
+			for i := range p.slots {
+				c := p.slots[i].c
+				if c == nil {
+					continue
+				}
+				n := c.replies.Load()
+				if last, ok := seen[c]; ok && last == n && c.owed.Load() > 0 {
+					c.retired.Store(true)
+					p.slots[i].c = nil
+					ps.srv.stats.retired.Add(1)
+					delete(seen, c)
+					continue
+				}
+				seen[c] = n
+			}
+		}
+		if len(seen) > 256 {
+			clear(seen) // forget connections long gone
+		}
+		ps.mu.Unlock()
+	}
 }
 
 // join adds a session to the pool of key, creating it with its first
@@ -124,6 +172,7 @@ func (ps *pools) join(key poolKey, cred *credentials) (*pool, error) {
 		}
 		p.sessions++
 		ps.mu.Unlock()
+		ps.refill() // its ready connections, now that it is in use
 		return p, nil
 	}
 	p := &pool{key: key, cred: cred, slots: make([]poolSlot, ps.srv.opts.SharedConns), created: make(chan struct{})}
@@ -146,6 +195,7 @@ func (ps *pools) join(key poolKey, cred *credentials) (*pool, error) {
 	if err != nil {
 		return nil, err
 	}
+	ps.refill()
 	return p, nil
 }
 
@@ -158,10 +208,11 @@ func (ps *pools) dropLocked(p *pool) {
 			go sl.c.close()
 		}
 	}
-	for _, c := range p.spares {
+	ps.srv.stats.readyConns.Add(-int64(len(p.ready)))
+	for _, c := range p.ready {
 		go c.close()
 	}
-	p.spares = nil
+	p.ready = nil
 }
 
 // existing adds a session to key's pool if it is there, set up and not
@@ -190,31 +241,41 @@ func (ps *pools) sharedNow(p *pool, id uint64) *upConn {
 	return nil
 }
 
-// privateNow is private without a dial: a spare or a ready connection,
-// or nil.
+// privateNow is private without a dial: a ready connection of key's
+// pool, else an anonymous one that the session must set up for key first
+// (setup), else nil.
 func (ps *pools) privateNow(key poolKey) (c *upConn, setup bool) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	if p := ps.byKey[key]; p != nil {
-		for len(p.spares) > 0 {
-			c = p.spares[len(p.spares)-1]
-			p.spares = p.spares[:len(p.spares)-1]
-			if !c.isDead() {
-				return c, false
-			}
-		}
+	defer ps.refill()
+	if c = ps.takeReadyLocked(ps.byKey[key]); c != nil {
+		return c, false
 	}
-	for len(ps.ready) > 0 {
-		c = ps.ready[len(ps.ready)-1]
-		ps.ready = ps.ready[:len(ps.ready)-1]
-		ps.srv.stats.readyConns.Add(-1)
-		if !c.isDead() {
-			ps.refill()
-			c.key = key
-			return c, key != anonymous
-		}
+	if key == anonymous {
+		return nil, false
+	}
+	if c = ps.takeReadyLocked(ps.byKey[anonymous]); c != nil {
+		c.key = key
+		return c, true
 	}
 	return nil, false
+}
+
+// takeReadyLocked takes a live ready connection of p; ps.mu is held.
+func (ps *pools) takeReadyLocked(p *pool) *upConn {
+	if p == nil || p.revoked {
+		return nil
+	}
+	for len(p.ready) > 0 {
+		c := p.ready[len(p.ready)-1]
+		p.ready[len(p.ready)-1] = nil
+		p.ready = p.ready[:len(p.ready)-1]
+		ps.srv.stats.readyConns.Add(-1)
+		if !c.isDead() {
+			return c
+		}
+	}
+	return nil
 }
 
 // leave takes a session out of its pool.
@@ -267,9 +328,9 @@ func (ps *pools) shared(p *pool, id uint64) (*upConn, error) {
 		if errors.As(err, &ref) && p.key.user != "" {
 			// Redis closed the pool's connections and now refuses its
 			// credentials: as if it had closed every client of them.
-			p.revoked = true
-			ps.srv.log.Warn("upstream refuses a connection pool's credentials; closing its clients",
-				zap.String("user", p.key.user), zap.String("reply", trimLine(ref.reply)))
+			ps.mu.Unlock()
+			ps.revoke(p, ref)
+			ps.mu.Lock()
 			return nil, errRevoked
 		}
 		if err != nil {
@@ -309,15 +370,13 @@ func (ps *pools) forgetShared(c *upConn) {
 	}
 }
 
-// private returns a connection for a session of key to own: a spare in
-// key's state, else a ready one (setup reports that the session must set
-// it up for key first, in the same write as its command), else a new one
-// set up here.
+// private returns a connection for a session of key to own: a ready one
+// (setup reports that the session must set it up for key first, in the
+// same write as its command), else a new one set up here.
 func (ps *pools) private(key poolKey, cred *credentials) (c *upConn, setup bool, err error) {
 	if c, setup = ps.privateNow(key); c != nil {
 		return c, setup, nil
 	}
-	ps.refill()
 	conn, err := ps.srv.dialUpstream(context.Background(), key, cred)
 	if err != nil {
 		ps.srv.dialFailed(err)
@@ -327,22 +386,16 @@ func (ps *pools) private(key poolKey, cred *credentials) (c *upConn, setup bool,
 }
 
 // release takes back a private connection that holds nothing but key's
-// state: as a spare of key's pool, or a ready connection, or closed.
+// state, as a ready connection of key's pool, or closes it.
 func (ps *pools) release(c *upConn, key poolKey) {
 	c.setOwner(nil)
 	ps.mu.Lock()
-	if !ps.closed && !c.isDead() {
-		if p := ps.byKey[key]; p != nil && !p.revoked && len(p.spares) < maxSpares {
-			p.spares = append(p.spares, c)
-			ps.mu.Unlock()
-			return
-		}
-		if key == anonymous && len(ps.ready) < ps.srv.opts.ReadyConns {
-			ps.ready = append(ps.ready, c)
-			ps.srv.stats.readyConns.Add(1)
-			ps.mu.Unlock()
-			return
-		}
+	if p := ps.byKey[key]; p != nil && !ps.closed && !p.revoked && !c.isDead() &&
+		len(p.ready) < max(ps.srv.opts.ReadyConns, minReadyCap) {
+		p.ready = append(p.ready, c)
+		ps.srv.stats.readyConns.Add(1)
+		ps.mu.Unlock()
+		return
 	}
 	ps.mu.Unlock()
 	c.close()
@@ -355,8 +408,10 @@ func (ps *pools) refill() {
 	}
 }
 
-// fill keeps the ready set full, dialling one connection at a time, and
-// backs off while Redis cannot be reached.
+// fill keeps ReadyConns ready connections in every pool that sessions
+// use (and in the anonymous one, which new sessions use), dialling one at
+// a time, each set up for its pool (AUTH, SELECT, HELLO 3) as it is
+// dialled; it backs off while Redis cannot be reached.
 func (ps *pools) fill() {
 	backoff := time.Duration(0)
 	for {
@@ -366,13 +421,16 @@ func (ps *pools) fill() {
 			return
 		}
 		for {
-			ps.mu.Lock()
-			short := !ps.closed && len(ps.ready) < ps.srv.opts.ReadyConns
-			ps.mu.Unlock()
-			if !short {
+			p := ps.shortPool()
+			if p == nil {
 				break
 			}
-			conn, err := ps.srv.dialUpstream(context.Background(), anonymous, nil)
+			conn, err := ps.srv.dialUpstream(context.Background(), p.key, p.cred)
+			var ref *refusal
+			if errors.As(err, &ref) {
+				ps.revoke(p, ref)
+				continue
+			}
 			if err != nil {
 				backoff = min(max(2*backoff, 50*time.Millisecond), 2*time.Second)
 				select {
@@ -384,22 +442,56 @@ func (ps *pools) fill() {
 			}
 			backoff = 0
 			ps.srv.learnAuthOnce()
-			c := newUpConn(ps.srv, conn, anonymous, false)
+			c := newUpConn(ps.srv, conn, p.key, false)
 			ps.mu.Lock()
-			if ps.closed {
+			if ps.closed || p.revoked || ps.byKey[p.key] != p {
 				ps.mu.Unlock()
 				c.close()
-				return
+				continue
 			}
-			ps.ready = append(ps.ready, c)
+			p.ready = append(p.ready, c)
 			ps.srv.stats.readyConns.Add(1)
 			ps.mu.Unlock()
 		}
 	}
 }
 
-// reap closes pools that no session has used for poolIdle, and ready
-// connections Redis has closed (its idle timeout).
+// shortPool is a pool in use that has fewer than ReadyConns ready
+// connections, or nil.
+func (ps *pools) shortPool() *pool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.closed {
+		return nil
+	}
+	for _, p := range ps.byKey {
+		if p.created != nil || p.revoked || len(p.ready) >= ps.srv.opts.ReadyConns {
+			continue
+		}
+		if p.sessions > 0 || p.key == anonymous {
+			return p
+		}
+	}
+	return nil
+}
+
+// revoke marks a pool whose credentials Redis refuses now (the user was
+// deleted or its password changed): its sessions are closed, as Redis
+// closed the connections of that user.
+func (ps *pools) revoke(p *pool, ref *refusal) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if p.revoked || p.key.user == "" {
+		return
+	}
+	p.revoked = true
+	ps.srv.log.Warn("upstream refuses a connection pool's credentials; closing its clients",
+		zap.String("user", p.key.user), zap.String("reply", trimLine(ref.reply)))
+}
+
+// reap closes pools that no session has used for poolIdle (but the
+// anonymous one), and forgets ready connections Redis has closed (its
+// idle timeout).
 func (ps *pools) reap() {
 	t := time.NewTicker(poolIdle / 3)
 	defer t.Stop()
@@ -416,25 +508,23 @@ func (ps *pools) reap() {
 		}
 		now := time.Now()
 		for _, p := range ps.byKey {
-			if p.created != nil || p.sessions > 0 || now.Sub(p.idle) < poolIdle {
+			if p.key != anonymous && p.created == nil && p.sessions == 0 && now.Sub(p.idle) >= poolIdle {
+				ps.dropLocked(p)
 				continue
 			}
-			ps.dropLocked(p)
-		}
-		live := ps.ready[:0]
-		for _, c := range ps.ready {
-			if c.isDead() {
-				ps.srv.stats.readyConns.Add(-1)
-				continue
+			live := p.ready[:0]
+			for _, c := range p.ready {
+				if c.isDead() {
+					ps.srv.stats.readyConns.Add(-1)
+					continue
+				}
+				live = append(live, c)
 			}
-			live = append(live, c)
+			clear(p.ready[len(live):])
+			p.ready = live
 		}
-		clear(ps.ready[len(live):])
-		ps.ready = live
 		ps.mu.Unlock()
-		if len(live) < ps.srv.opts.ReadyConns {
-			ps.refill()
-		}
+		ps.refill()
 	}
 }
 
@@ -446,16 +536,16 @@ func (ps *pools) close() {
 		return
 	}
 	ps.closed = true
-	all := ps.ready
-	ps.srv.stats.readyConns.Add(-int64(len(ps.ready)))
-	ps.ready = nil
+	var all []*upConn
 	for _, p := range ps.byKey {
 		for _, sl := range p.slots {
 			if sl.c != nil {
 				all = append(all, sl.c)
 			}
 		}
-		all = append(all, p.spares...)
+		all = append(all, p.ready...)
+		ps.srv.stats.readyConns.Add(-int64(len(p.ready)))
+		p.ready = nil
 	}
 	ps.srv.stats.pools.Add(-int64(len(ps.byKey)))
 	ps.byKey = map[poolKey]*pool{}

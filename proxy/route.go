@@ -332,7 +332,7 @@ func (s *session) route(cmd *command, raw []byte, args [][]byte, argc int, parti
 						// reason for the resend may change the rewrite
 						// (FCALL unknown: EVALSHA instead).
 						if e.rw != nil && len(raw) <= maxResend {
-							e.resend = bytes.Clone(raw)
+							e.resend = s.arena.copyBytes(raw)
 						}
 					}
 					rewritten = true
@@ -340,7 +340,8 @@ func (s *session) route(cmd *command, raw []byte, args [][]byte, argc int, parti
 			}
 		}
 		if cmd.observed {
-			e.obs = &observed{args: cloneArgs(args[1:]), sent: time.Now()}
+			e.obs = s.arena.newObserved()
+			e.obs.args, e.obs.sent = s.arena.copyArgs(args[1:]), time.Now()
 			if cmd.kind == kindExec {
 				e.obs.queued, s.tx.queued = s.tx.queued, nil
 			}
@@ -462,21 +463,4 @@ func nameOf(cmd *command, name []byte) string {
 		return cmd.name
 	}
 	return strings.ToLower(string(name))
-}
-
-func cloneArgs(args [][]byte) [][]byte {
-	if len(args) == 0 {
-		return nil
-	}
-	n := 0
-	for _, a := range args {
-		n += len(a)
-	}
-	buf := make([]byte, 0, n)
-	out := make([][]byte, len(args))
-	for i, a := range args {
-		buf = append(buf, a...)
-		out[i] = buf[len(buf)-len(a):]
-	}
-	return out
 }

@@ -91,6 +91,9 @@ func (s *session) send() bool {
 // sendLocked sends the batch on the session's connection, choosing a
 // shared one if it has none; sendMu is held.
 func (s *session) sendLocked(n int) error {
+	if c := s.conn; c != nil && c.retired.Load() && s.q.pending() == 0 {
+		s.conn = nil // nothing owed there: the next connection of the pool
+	}
 	for attempt := 0; n > 0; attempt++ {
 		c := s.conn
 		if c == nil {
@@ -230,7 +233,14 @@ func (s *session) moveToOwn(cmd *command, name []byte) (moved, alive bool) {
 		return false, false
 	}
 	if err := s.takeOwn(name); err != nil {
-		s.answerLocal(cmd, unreachableReply(s.srv, err))
+		var ref *refusal
+		if errors.As(err, &ref) {
+			// Redis refused to set the connection up (BUSY while a
+			// script runs): its own words answer the command.
+			s.answerLocal(cmd, ref.reply)
+		} else {
+			s.answerLocal(cmd, unreachableReply(s.srv, err))
+		}
 		return false, true
 	}
 	return true, true

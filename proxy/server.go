@@ -51,6 +51,7 @@ type Server struct {
 		outputLimitClosed, lostCommands          atomic.Int64
 		upstreamConns, sharedConns, readyConns   atomic.Int64
 		pools, pinned, unpinned, handoffs        atomic.Int64
+		retired                                  atomic.Int64
 	}
 }
 
@@ -279,7 +280,11 @@ type Stats struct {
 	// to wait (for replies before it moved, a dial, ...) and was served
 	// apart while a new goroutine ran the loop.
 	LoopHandoffs int64
-	AuthRequired bool // Redis requires AUTH, as far as the proxy knows
+	// SharedRetired counts shared connections retired because their
+	// replies stopped while owed (a long script): new commands went to a
+	// fresh connection.
+	SharedRetired int64
+	AuthRequired  bool // Redis requires AUTH, as far as the proxy knows
 }
 
 // Stats returns a snapshot of the counters.
@@ -300,6 +305,7 @@ func (s *Server) Stats() Stats {
 		SessionsPinned:    s.stats.pinned.Load(),
 		SessionsShared:    s.stats.unpinned.Load(),
 		LoopHandoffs:      s.stats.handoffs.Load(),
+		SharedRetired:     s.stats.retired.Load(),
 		AuthRequired:      s.authRequired.Load(),
 	}
 }

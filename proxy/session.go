@@ -57,6 +57,7 @@ type session struct {
 	ignoreRest  bool // after QUIT or malformed input: Redis reads nothing more
 	tx          txState
 	conns       sessionConns
+	arena       arena // what entries keep: resend copies, observed arguments
 
 	// Under mu: the reply side.
 	mu       sync.Mutex

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"go.uber.org/zap"
@@ -51,7 +52,15 @@ type upConn struct {
 	// dirty: queued by the event loop's sessions in its current batch;
 	// the loop's runner owns it.
 	dirty bool
-	done  chan struct{} // closed when the reader has ended
+	// A shared connection whose replies stop coming while replies are
+	// owed (a long script runs) is retired by the pools' watchdog: new
+	// commands go to a fresh connection, where Redis answers them as it
+	// would answer a client of its own (BUSY past busy-reply-threshold),
+	// and the retired one serves what it owes, then closes.
+	owed    atomic.Int64  // replies owed on a shared connection
+	replies atomic.Uint64 // replies read, ever
+	retired atomic.Bool
+	done    chan struct{} // closed when the reader has ended
 }
 
 // waiter is one session's run of commands in a shared connection's FIFO:
@@ -178,6 +187,9 @@ func (c *upConn) flushNoWait() {
 		out := c.out
 		c.out = c.spare[:0]
 		c.mu.Unlock()
+		// A deadline a blocking write set earlier would fail this one
+		// once it expired, though this one never waits.
+		c.wdl.refresh(c.conn, c.srv.opts.WriteTimeout)
 		n, err := c.writeNoWait(out)
 		c.mu.Lock()
 		if err != nil {
@@ -208,29 +220,7 @@ func (c *upConn) flushNoWait() {
 }
 
 // writeNoWait writes what the socket takes now.
-func (c *upConn) writeNoWait(b []byte) (int, error) {
-	var n int
-	var werr error
-	err := c.raw.Write(func(fd uintptr) bool {
-		for {
-			m, e := rawWrite(int(fd), b)
-			if e == syscall.EINTR {
-				continue
-			}
-			if m > 0 {
-				n = m
-			}
-			if e != 0 && e != syscall.EAGAIN {
-				werr = os.NewSyscallError("write", e)
-			}
-			return true
-		}
-	})
-	if err == nil {
-		err = werr
-	}
-	return n, err
-}
+func (c *upConn) writeNoWait(b []byte) (int, error) { return writeNoWait(c.raw, b) }
 
 // write writes b; a Redis that stops reading (it never should) cannot
 // hang the writer past WriteTimeout.
@@ -281,6 +271,7 @@ func (c *upConn) queueLocked(s *session, batch []entry, n int) error {
 	if c.owner != nil || n == 0 {
 		return nil
 	}
+	c.owed.Add(int64(n))
 	if k := len(c.fifo); k > 0 && c.fifo[k-1].s == s {
 		c.fifo[k-1].n += n
 	} else {
@@ -432,12 +423,19 @@ func (c *upConn) readLoop() {
 			push := f.Kind() == '>'
 			s.deliverLocked(chunk, done, f.Kind())
 			if done && !push {
+				c.replies.Add(1)
+				c.owed.Add(-1)
 				local[0].n--
 				if local[0].n == 0 {
 					local[0].s = nil
 					local = local[1:]
 				}
 			}
+		}
+		if c.retired.Load() && c.owed.Load() == 0 {
+			release()
+			c.close() // it has served what it owed
+			break
 		}
 		release()
 	}

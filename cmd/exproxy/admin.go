@@ -129,6 +129,8 @@ var statsMetrics = []struct {
 	{"exproxy_upstream_pools", "Pools of shared upstream connections (one per user, protocol and database in use).", prometheus.GaugeValue, func(s proxy.Stats) int64 { return s.Pools }},
 	{"exproxy_sessions_pinned_total", "Times a client took an upstream connection of its own (upstream-mode shared: a transaction, subscription, blocking command, ...).", prometheus.CounterValue, func(s proxy.Stats) int64 { return s.SessionsPinned }},
 	{"exproxy_sessions_shared_again_total", "Times a client gave its own upstream connection back and shared again (upstream-mode shared).", prometheus.CounterValue, func(s proxy.Stats) int64 { return s.SessionsShared }},
+	{"exproxy_loop_handoffs_total", "Times a client read by the event loop had to wait (its replies before a move, a dial, ...) and was served apart while a new goroutine ran the loop.", prometheus.CounterValue, func(s proxy.Stats) int64 { return s.LoopHandoffs }},
+	{"exproxy_shared_upstream_retired_total", "Shared upstream connections retired because their replies stopped while owed (a long script); new commands went to a fresh connection.", prometheus.CounterValue, func(s proxy.Stats) int64 { return s.SharedRetired }},
 	{"exproxy_upstream_auth_required", "1 when Redis requires AUTH (as far as the proxy knows): unauthenticated clients are then held to Redis's pre-AUTH limits.", prometheus.GaugeValue, func(s proxy.Stats) int64 {
 		if s.AuthRequired {
 			return 1

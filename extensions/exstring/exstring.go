@@ -147,7 +147,7 @@ func nopermReply(name, call, lower string) []byte {
 
 // luaCalls are the commands the Lua runs (exstring.lua's redis.call), which
 // Redis checks against the client's ACL user like any other command.
-const luaCalls = "TYPE, HLEN, HMGET, HSET, HDEL, HINCRBYFLOAT, GET, SET, DEL, PERSIST, PEXPIREAT, TIME"
+const luaCalls = "HLEN, HMGET, HSET, HDEL, HINCRBYFLOAT, GET, SET, DEL, PERSIST, PEXPIREAT, TIME, TYPE"
 
 // innerNopermReply replaces Redis's "ERR The user executing the script
 // can't run this command ... script: exset_1a2b3c4d, on @user_function:487",

@@ -400,7 +400,7 @@ func TestProxyPasswordAndACL(t *testing.T) {
 				t.Errorf("key inside the user's patterns: %v", err)
 			}
 			nh := x.Client(t, proto, func(o *redis.Options) { o.Username = "nohash"; o.Password = "hpw" })
-			if err := nh.Do(ctx, "EXGET", "k").Err(); err == nil || !strings.HasPrefix(err.Error(), "NOPERM this user has no permissions to run the 'exget' command (exproxy implements it in Lua, which runs TYPE") {
+			if err := nh.Do(ctx, "EXGET", "k").Err(); err == nil || !strings.HasPrefix(err.Error(), "NOPERM this user has no permissions to run the 'exget' command (exproxy implements it in Lua, which runs "+luaCalls) {
 				t.Errorf("user without hash commands: %v", err)
 			}
 		})

@@ -887,3 +887,21 @@ func TestE2EShutdownMidStreamedCommand(t *testing.T) {
 		t.Errorf("Shutdown = %v", err)
 	}
 }
+
+// TestE2EUpstreamWriteDeadlineDoesNotLinger: a write deadline set by one
+// way of writing to an upstream connection must not fail a later write
+// made another way once it expires (found by Redis's test suite: shared
+// connections failed write-timeout after their first write).
+func TestE2EUpstreamWriteDeadlineDoesNotLinger(t *testing.T) {
+	h := proxytest.Start(t, proxytest.WithOptions(func(o *proxy.Options) { o.WriteTimeout = 300 * time.Millisecond }))
+	for _, io := range []string{"first", "second"} {
+		c := h.ProxyRaw(t)
+		if got := c.Do("PING"); got != "+PONG\r\n" {
+			t.Fatalf("%s PING: %q", io, got)
+		}
+		time.Sleep(time.Second)
+		if got := c.Do("PING"); got != "+PONG\r\n" {
+			t.Fatalf("%s client, PING after the write timeout passed: %q", io, got)
+		}
+	}
+}

@@ -171,6 +171,11 @@ func TestE2EMonitor(t *testing.T) {
 			var lines []string
 			for len(lines) < 2 {
 				v := m.Read()
+				if h.Shared() && strings.Contains(v, `"HELLO" "3"`) {
+					// A ready connection of the RESP3 pool being set up by
+					// the proxy (docs/proxy-core.md: what still shows).
+					continue
+				}
 				lines = append(lines, v)
 			}
 			if !strings.Contains(lines[0], `"SET" "monkey" "v`+strconv.Itoa(proto)+`"`) {

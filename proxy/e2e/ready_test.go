@@ -7,10 +7,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/exproxy/exproxy/internal/proxytest"
+	"github.com/exproxy/exproxy/internal/redistest"
 	"github.com/exproxy/exproxy/proxy"
 )
 
@@ -134,5 +136,82 @@ func TestE2EStickyStateKeepsTheConnection(t *testing.T) {
 	c.Do("GET", "k")
 	if st := h.Stats(); st.SessionsShared != shared+1 {
 		t.Errorf("after RESET the session still has its own connection")
+	}
+}
+
+// TestE2ETransactionWhileRedisIsBusy: a session in database 9 starts a
+// transaction while another client's script keeps Redis busy. Redis
+// accepts MULTI and refuses the queued command with BUSY; the session's
+// connection of its own comes ready, already in database 9 (a SELECT on
+// the way would be refused with BUSY too).
+func TestE2ETransactionWhileRedisIsBusy(t *testing.T) {
+	h := proxytest.Start(t, proxytest.WithRedis(redistest.WithConfig("busy-reply-threshold", "100")))
+	for _, via := range []string{"direct", "proxy"} {
+		t.Run(via, func(t *testing.T) {
+			dial := h.ProxyRaw
+			if via == "direct" {
+				dial = h.DirectRaw
+			}
+			busy, c := dial(t), dial(t)
+			busy.Do("SELECT", "9")
+			if got := c.Do("SELECT", "9"); got != "+OK\r\n" {
+				t.Fatalf("SELECT 9: %q", got)
+			}
+			if via == "proxy" && h.Shared() {
+				proxytest.Eventually(t, "db 9's ready connections", func() bool { return h.Stats().ReadyConns >= 4 })
+			}
+			busy.Send("EVAL", "local t = redis.call('TIME') while true do local n = redis.call('TIME') if n[1] - t[1] >= 1 then break end end return 1", "0")
+			time.Sleep(300 * time.Millisecond)
+			if got := c.Do("MULTI"); got != "+OK\r\n" {
+				t.Errorf("MULTI while busy: %q", got)
+			}
+			if got := c.Do("INCR", "n"); !strings.HasPrefix(got, "-BUSY") {
+				t.Errorf("INCR in MULTI while busy: %q", got)
+			}
+			if got := busy.Read(); got != ":1\r\n" {
+				t.Errorf("EVAL: %q", got)
+			}
+			if got := c.Do("EXEC"); !strings.HasPrefix(got, "-EXECABORT") {
+				t.Errorf("EXEC after a refused command: %q", got)
+			}
+		})
+	}
+}
+
+// TestE2ELongScriptDoesNotHoldUpOthers: while one client's script keeps
+// Redis busy, another client's command is answered as Redis answers it —
+// BUSY once the script passed busy-reply-threshold — rather than waiting
+// behind the script on a shared connection; SCRIPT KILL reaches Redis
+// and stops the script.
+func TestE2ELongScriptDoesNotHoldUpOthers(t *testing.T) {
+	h := proxytest.Start(t, proxytest.WithRedis(redistest.WithConfig("busy-reply-threshold", "100")))
+	for _, via := range []string{"direct", "proxy"} {
+		t.Run(via, func(t *testing.T) {
+			dial := h.ProxyRaw
+			if via == "direct" {
+				dial = h.DirectRaw
+			}
+			script, other, killer := dial(t), dial(t), dial(t)
+			for _, c := range []*proxytest.Conn{script, other, killer} {
+				c.Do("PING")
+			}
+			script.Send("EVAL", "while true do end", "0")
+			time.Sleep(300 * time.Millisecond)
+			if got := other.Do("PING"); !strings.HasPrefix(got, "-BUSY") {
+				t.Errorf("PING while a script runs: %q, want BUSY", got)
+			}
+			if got := killer.Do("SCRIPT", "KILL"); got != "+OK\r\n" {
+				t.Errorf("SCRIPT KILL: %q", got)
+			}
+			if got := script.Read(); !strings.HasPrefix(got, "-ERR Script killed by user with SCRIPT KILL") {
+				t.Errorf("the killed script's client got %q", got)
+			}
+			if got := other.Do("PING"); got != "+PONG\r\n" {
+				t.Errorf("PING after the kill: %q", got)
+			}
+			if via == "proxy" && h.Shared() && h.Stats().SharedRetired == 0 {
+				t.Error("the shared connection behind the script was not retired")
+			}
+		})
 	}
 }
