@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"errors"
 	"strings"
 	"time"
@@ -86,6 +85,7 @@ func placeOf(cmd *command, args [][]byte) placement {
 // process frames and routes every complete command in the buffer, then
 // sends the batch. false ends the read loop.
 func (s *session) process() bool {
+	s.readStart = s.q.total() + uint64(len(s.batch))
 	for s.in.r < s.in.w && !s.draining.Load() {
 		if s.ignoreRest {
 			// After QUIT or malformed input Redis reads nothing more.
@@ -103,7 +103,11 @@ func (s *session) process() bool {
 		raw := s.in.b[s.in.r : s.in.r+n]
 		s.in.r += n
 		if len(args) == 0 {
-			continue // Redis ignores empty commands and sends no reply
+			// Redis sends nothing for an empty command, but it ends a
+			// pending CLIENT REPLY SKIP, which the reply side follows.
+			s.batch = append(s.batch, entry{local: []byte{}, emptyCmd: true})
+			s.hasLocal = true
+			continue
 		}
 		if inline {
 			raw, args = s.inlineToMultibulk(args)
@@ -143,7 +147,7 @@ func (s *session) dispatch(cmd *command, raw []byte, args [][]byte) bool {
 		s.ignoreRest = true
 		if cs.own == nil {
 			s.srv.stats.commands.Add(1)
-			s.batch = append(s.batch, entry{cmd: cmd, local: okReply, closeAfterReply: true, replies: 1})
+			s.batch = append(s.batch, entry{cmd: cmd, local: okReply, closeAfterReply: true, readStart: s.readStart, replies: 1})
 			s.hasLocal = true
 			return true
 		}
@@ -323,7 +327,7 @@ func (s *session) route(cmd *command, raw []byte, args [][]byte, argc int, parti
 				}
 				e.rw = rw.Reply
 				if rw.Prefix != nil {
-					skip = afterName(raw, args[0])
+					skip = resp.NameEnd(raw)
 					s.upbuf = appendRewrite(s.upbuf, rw, argc)
 					if !partial {
 						s.upbuf = append(s.upbuf, raw[skip:]...)
@@ -449,13 +453,6 @@ func (s *session) sendSideState(e *entry, cmd *command, args [][]byte) {
 func appendRewrite(dst []byte, rw Rewrite, argc int) []byte {
 	dst = resp.AppendArrayHeader(dst, argc-1+rw.PrefixArgs)
 	return append(dst, rw.Prefix...)
-}
-
-// afterName is the offset in a multibulk command just past its name.
-func afterName(raw, name []byte) int {
-	first := bytes.IndexByte(raw, '\n') + 1
-	second := first + bytes.IndexByte(raw[first:], '\n') + 1
-	return second + len(name) + 2
 }
 
 func nameOf(cmd *command, name []byte) string {

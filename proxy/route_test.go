@@ -35,7 +35,7 @@ func (nopHandler) Reload(context.Context) error            { return nil }
 // excasObserver observes EXCAS, as the contention tracker does.
 type excasObserver struct{}
 
-func (excasObserver) Observes(name string) bool        { return name == "excas" }
+func (excasObserver) Observes(name string) bool         { return name == "excas" }
 func (excasObserver) Open(*SessionInfo) SessionObserver { return nil }
 
 func benchSession(b *testing.B) *session {

@@ -152,7 +152,7 @@ func TestE2ETransactionWhileRedisIsBusy(t *testing.T) {
 			if via == "direct" {
 				dial = h.DirectRaw
 			}
-			busy, c := dial(t), dial(t)
+			busy, c, probe := dial(t), dial(t), h.DirectRaw(t)
 			busy.Do("SELECT", "9")
 			if got := c.Do("SELECT", "9"); got != "+OK\r\n" {
 				t.Fatalf("SELECT 9: %q", got)
@@ -161,7 +161,10 @@ func TestE2ETransactionWhileRedisIsBusy(t *testing.T) {
 				proxytest.Eventually(t, "db 9's ready connections", func() bool { return h.Stats().ReadyConns >= 4 })
 			}
 			busy.Send("EVAL", "local t = redis.call('TIME') while true do local n = redis.call('TIME') if n[1] - t[1] >= 1 then break end end return 1", "0")
-			time.Sleep(300 * time.Millisecond)
+			// Wait until Redis answers BUSY, however slow the host is.
+			proxytest.Eventually(t, "Redis busy with the script", func() bool {
+				return strings.HasPrefix(probe.Do("PING"), "-BUSY")
+			})
 			if got := c.Do("MULTI"); got != "+OK\r\n" {
 				t.Errorf("MULTI while busy: %q", got)
 			}

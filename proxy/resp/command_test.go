@@ -248,3 +248,31 @@ func TestParseInt(t *testing.T) {
 		}
 	}
 }
+
+func TestNameEnd(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want int
+	}{
+		{"*2\r\n$5\r\nEXGET\r\n$4\r\nfz:e\r\n", 15},
+		{"*2\r\n$5\r\xeaEXGET\r\n$4\r\nfz:e\r\n", 15}, // Redis skips the byte after '\r'
+		{"*2\rX$5\rYEXGETab$4\r\nfz:e\r\n", 15},
+		{"*1\r\n$4\r\nPING\r\n", 14},
+		{"*1\r\n$4\r\nPIN", 0},
+		{"*1\r\n$4\r\nPING\r", 0},
+		{"*0\r\n", 0},
+		{"*-1\r\n", 0},
+		{"*1\r\n:1\r\n", 0},
+		{"PING\r\n", 0},
+		{"*1\r\n$x\r\n", 0},
+		{"", 0},
+	} {
+		if got := NameEnd([]byte(tt.in)); got != tt.want {
+			t.Errorf("NameEnd(%q) = %d, want %d", tt.in, got, tt.want)
+		}
+	}
+	cmd := []byte("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n")
+	if a := testing.AllocsPerRun(10, func() { _ = NameEnd(cmd) }); a != 0 {
+		t.Errorf("%v allocations", a)
+	}
+}
