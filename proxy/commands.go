@@ -56,6 +56,14 @@ func (s *Server) fetchCommands() (*cluster.Table, error) {
 	return cluster.NewTable(reply)
 }
 
+// writeScratch is the read loop's reusable room for finding a write's
+// watched keys, so that a watched write allocates nothing of its own (the
+// copies it keeps come from the session's arena).
+type writeScratch struct {
+	idx  []int    // key positions, from the command table
+	keys [][]byte // the watched keys among them, still in the read buffer
+}
+
 // watchWrites notes in e the keys a write command writes that a
 // WriteWatcher watches now; called only while one is watching.
 func (s *session) watchWrites(e *entry, args [][]byte) {
@@ -67,22 +75,25 @@ func (s *session) watchWrites(e *entry, args [][]byte) {
 	if c == nil || c.Flags&cluster.FlagWrite == 0 {
 		return
 	}
-	var idx [8]int
-	var keys [][]byte
-	for _, i := range c.Keys(args, idx[:0]) {
+	sc := &s.wscratch
+	sc.idx = c.Keys(args, sc.idx[:0])
+	sc.keys = sc.keys[:0]
+	for _, i := range sc.idx {
 		for _, w := range s.srv.writeWatchers {
 			if w.Watched(args[i]) {
-				keys = append(keys, s.arena.copyBytes(args[i]))
+				sc.keys = append(sc.keys, args[i])
 				break
 			}
 		}
 	}
-	if keys == nil {
+	if len(sc.keys) == 0 {
 		return
 	}
 	if e.obs == nil {
 		e.obs = s.arena.newObserved()
 		e.obs.sent = time.Now()
 	}
-	e.obs.writes, e.obs.writeName = keys, c.Name
+	e.obs.writes, e.obs.writeName = s.arena.copyArgs(sc.keys), c.Name
+	// The scratch must not keep a read buffer the session may drop.
+	clear(sc.keys)
 }
