@@ -20,11 +20,16 @@ import (
 // loadCommands reads COMMAND until it has it, backing off while Redis
 // cannot be reached, and publishes the table.
 func (s *Server) loadCommands() {
+	start := time.Now()
 	backoff := 100 * time.Millisecond
 	for !s.shutdown.Load() {
 		t, err := s.fetchCommands()
 		if err == nil {
 			s.commands.Store(t)
+			// Until now WriteWatchers heard of no write: say when that
+			// ended, for whoever reads their numbers.
+			s.log.Info("read Redis's command table: writes to watched keys are reported from now on",
+				zap.Int("commands", len(t.Commands())), zap.Duration("after", time.Since(start)))
 			return
 		}
 		s.log.Debug("reading Redis's command table", zap.Error(err))
@@ -32,6 +37,11 @@ func (s *Server) loadCommands() {
 		backoff = min(2*backoff, 5*time.Second)
 	}
 }
+
+// CommandsLoaded reports whether the core has read Redis's command table
+// (shortly after Start, once Redis answers COMMAND). Before that it cannot
+// tell writes, so WriteWatchers hear of none, and it cannot route by key.
+func (s *Server) CommandsLoaded() bool { return s.commands.Load() != nil }
 
 func (s *Server) fetchCommands() (*cluster.Table, error) {
 	u := s.opts.Upstream
@@ -65,7 +75,8 @@ type writeScratch struct {
 }
 
 // watchWrites notes in e the keys a write command writes that a
-// WriteWatcher watches now; called only while one is watching.
+// WriteWatcher watches now; called only while one is watching. Before
+// the command table is loaded (commandsLoaded) no write is seen.
 func (s *session) watchWrites(e *entry, args [][]byte) {
 	t := s.srv.commands.Load()
 	if t == nil {
@@ -96,4 +107,16 @@ func (s *session) watchWrites(e *entry, args [][]byte) {
 	e.obs.writes, e.obs.writeName = s.arena.copyArgs(sc.keys), c.Name
 	// The scratch must not keep a read buffer the session may drop.
 	clear(sc.keys)
+}
+
+// armWatch tells the WriteWatchers of the keys of a WATCH about to be
+// sent, so that writes other sessions send from now on are noted even
+// before Redis has answered the WATCH.
+func (s *session) armWatch(args [][]byte) {
+	if len(args) < 2 {
+		return
+	}
+	for _, w := range s.srv.writeWatchers {
+		w.Arm(args[1:])
+	}
 }

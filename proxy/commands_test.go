@@ -10,15 +10,23 @@ import (
 )
 
 // hotWatcher is a WriteWatcher that watches the keys starting with
-// "hot" while watching is set.
+// "hot" while watching is set, and records what it is armed with.
 type hotWatcher struct {
 	watching bool
+	armed    [][]string
 }
 
 func (w *hotWatcher) Observes(string) bool              { return false }
 func (w *hotWatcher) Open(*SessionInfo) SessionObserver { return nil }
 func (w *hotWatcher) Watching() bool                    { return w.watching }
 func (w *hotWatcher) Watched(key []byte) bool           { return bytes.HasPrefix(key, []byte("hot")) }
+func (w *hotWatcher) Arm(keys [][]byte) {
+	var ks []string
+	for _, k := range keys {
+		ks = append(ks, string(k))
+	}
+	w.armed = append(w.armed, ks)
+}
 
 // writeTable is a command table as Redis's COMMAND reply gives it, for
 // the commands these tests send (the pre-7 form: flags and key range).
@@ -73,11 +81,17 @@ func routeBytes(tb testing.TB, s *session, in []byte) entry {
 func TestWatchWrites(t *testing.T) {
 	w := &hotWatcher{watching: true}
 	s := watchSession(t, w, false)
+	if s.srv.CommandsLoaded() {
+		t.Fatal("CommandsLoaded before any table")
+	}
 	mset := "*5\r\n$4\r\nMSET\r\n$4\r\nhot1\r\n$1\r\nv\r\n$4\r\ncold\r\n$1\r\nv\r\n"
 	if e := routeOne(t, s, mset); e.obs != nil {
 		t.Fatalf("write seen before the command table: %+v", e.obs)
 	}
 	s.srv.commands.Store(writeTable(t))
+	if !s.srv.CommandsLoaded() {
+		t.Fatal("CommandsLoaded false with a table")
+	}
 	for _, tc := range []struct {
 		raw  string
 		want []string
@@ -126,6 +140,25 @@ func TestWatchedWriteAllocs(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(1000, func() { routeBytes(t, s, set) }); n != 0 {
 		t.Errorf("a watched write allocates %v times", n)
+	}
+}
+
+// TestArmWatch: a WATCH outside MULTI arms the WriteWatchers with its
+// keys when it is routed, before it goes upstream; one inside MULTI
+// (which Redis refuses) does not.
+func TestArmWatch(t *testing.T) {
+	w := &hotWatcher{}
+	s := watchSession(t, w, true)
+	routeOne(t, s, "*3\r\n$5\r\nWATCH\r\n$1\r\na\r\n$1\r\nb\r\n")
+	if want := [][]string{{"a", "b"}}; !reflect.DeepEqual(w.armed, want) {
+		t.Fatalf("armed %q, want %q", w.armed, want)
+	}
+	routeOne(t, s, "*1\r\n$5\r\nMULTI\r\n")
+	routeOne(t, s, "*2\r\n$5\r\nwatch\r\n$1\r\nc\r\n")
+	routeOne(t, s, "*1\r\n$4\r\nEXEC\r\n")
+	routeOne(t, s, "*2\r\n$5\r\nwatch\r\n$1\r\nd\r\n")
+	if want := [][]string{{"a", "b"}, {"d"}}; !reflect.DeepEqual(w.armed, want) {
+		t.Errorf("armed %q, want %q", w.armed, want)
 	}
 }
 

@@ -414,3 +414,57 @@ func TestAttributionQueuedWrites(t *testing.T) {
 		}
 	}
 }
+
+// TestAttributionArm: the keys of a WATCH are tracked from when the core
+// sends it (Arm), so a write sent before Redis's +OK reaches the tracker
+// is recorded and blamed when Redis ran it after the WATCH. A key armed
+// by a WATCH that failed holds no watcher and leaves after the ttl.
+func TestAttributionArm(t *testing.T) {
+	tr, _, clk := newTestTracker(t, func(c *Config) { c.AttributionTTL = 10 * time.Second })
+	t0 := clk.now()
+	ms := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }
+	victim := tr.Open(&proxy.SessionInfo{ID: 1, Addr: "10.0.0.1:1", Name: "victim"})
+	writer := tr.Open(&proxy.SessionInfo{ID: 2, Addr: "10.0.0.2:1", Name: "writer"})
+
+	tr.Arm([][]byte{[]byte("counter")}) // the victim's WATCH is being sent at 0 ms
+	if !tr.Watching() || !tr.Watched([]byte("counter")) {
+		t.Fatal("an armed key is not watched")
+	}
+	// The writer's INCR is sent at 1 ms, before the WATCH's +OK (3 ms)
+	// has reached the tracker, and Redis runs it after the WATCH.
+	writer.Observe(writeEv("incr", ms(1), ms(2), "counter"))
+	victim.Observe(at(ev("watch", okR, "counter"), ms(0), ms(3)))
+	victim.Observe(at(ev("multi", okR), ms(4), ms(4)))
+	victim.Observe(at(ev("exec", nil2), ms(5), ms(6)))
+	if n := tr.pendingCount(); n != 0 {
+		t.Fatalf("%d conflicts wait: the write sent before the WATCH's reply was not recorded", n)
+	}
+	cur, _ := tr.snapshot(10)
+	if cur.Totals.Aborts != 1 || cur.Totals.Attributed != 1 || len(cur.Invalidators) != 1 || cur.Invalidators[0].Invalidator != "writer" {
+		t.Errorf("totals %+v, invalidators %+v", cur.Totals, cur.Invalidators)
+	}
+
+	// A WATCH that Redis refused (no +OK): its armed key takes no
+	// watcher, so the sweep drops it after the ttl; the victim's key,
+	// released at its EXEC, goes too.
+	tr.Arm([][]byte{[]byte("refused")})
+	victim.Observe(at(ev("watch", "-NOAUTH Authentication required.\r\n", "refused"), ms(7), ms(8)))
+	if e := tr.keys.lookup([]byte("refused")); e == nil || e.watchers.Load() != 0 {
+		t.Fatalf("armed entry %+v", e)
+	}
+	clk.advance(11 * time.Second)
+	tr.maintain()
+	if tr.Watching() {
+		t.Errorf("%d keys outlived the ttl", tr.keys.n.Load())
+	}
+
+	// Arm takes no more keys than a session's WATCH keeps.
+	many := make([][]byte, maxWatchKeys+10)
+	for i := range many {
+		many[i] = []byte("k" + strconv.Itoa(i))
+	}
+	tr.Arm(many)
+	if n := tr.keys.n.Load(); n != maxWatchKeys {
+		t.Errorf("Arm of %d keys tracks %d", len(many), n)
+	}
+}

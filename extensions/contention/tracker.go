@@ -157,6 +157,26 @@ func (t *Tracker) Watching() bool { return t.keys != nil && t.keys.watching() }
 // attribution set. It does not allocate.
 func (t *Tracker) Watched(key []byte) bool { return t.keys != nil && t.keys.watched(key) }
 
+// Arm implements proxy.WriteWatcher: the keys of a WATCH about to be
+// sent join the attribution set now, not when Redis's +OK comes back, so
+// that a write another session sends meanwhile — which Redis may run
+// after the WATCH, aborting it — is recorded. Arm holds no watcher
+// count: the WATCH's reply takes one (session.watch), and a WATCH that
+// failed leaves its keys to expire after attribution-ttl like any
+// unwatched key.
+func (t *Tracker) Arm(keys [][]byte) {
+	if t.keys == nil {
+		return
+	}
+	now := t.now().UnixNano()
+	for i, k := range keys {
+		if i == maxWatchKeys {
+			break // session.watch tracks no more of them either
+		}
+		t.keys.acquire(k, now, false)
+	}
+}
+
 func (t *Tracker) newWindow(pools *windowPools) *window {
 	// Each shard's reserve is half its fair share; the other half of the
 	// cap is a pool any shard of the window may borrow from.

@@ -81,9 +81,9 @@ func TestRedisPyAtomicCounter(t *testing.T) {
 	}
 	// Every abort's write came through the proxy, and the batch job's
 	// INCRs (INCRBY in redis-py) are the most frequent writes. All but a
-	// few are attributed: a write sent while the key's very first WATCH
-	// is on its way back is not seen (docs/contention.md, limits), which
-	// the start of the run, all processes at once, can hit.
+	// few are attributed: a write already on its way to Redis when the
+	// key's very first WATCH is sent is not seen (docs/contention.md,
+	// limits), which the start of the run, all processes at once, can hit.
 	if k.Attributed+k.Outside+k.Unattributed != aborts || k.Outside > aborts/100 || k.Unattributed != 0 ||
 		len(k.Invalidators) == 0 || k.Invalidators[0].Invalidator != "batch-import" || k.Invalidators[0].Command != "incrby" {
 		t.Errorf("attributed %d, outside %d, unattributed %d of %d aborts; invalidators %+v", k.Attributed, k.Outside, k.Unattributed, aborts, k.Invalidators)
