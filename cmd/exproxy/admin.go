@@ -139,6 +139,23 @@ var statsMetrics = []struct {
 	}},
 }
 
+// attributionReady is 1 once the proxy has read Redis's command table
+// (proxy.Server.CommandsLoaded), which it does only when contention
+// attribution is on: until then the core cannot tell writes, so
+// attribution hears of none and counts their conflicts as outside this
+// proxy.
+func attributionReady(loaded func() bool) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "exproxy_contention_attribution_ready",
+		Help: "1 once the proxy has read Redis's command table and reports writes to contention attribution; 0 before (just after start, or while Redis cannot be reached).",
+	}, func() float64 {
+		if loaded() {
+			return 1
+		}
+		return 0
+	})
+}
+
 func newStatsCollector(stats func() proxy.Stats) *statsCollector {
 	c := &statsCollector{stats: stats}
 	for _, m := range statsMetrics {

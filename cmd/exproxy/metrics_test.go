@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -194,4 +195,43 @@ func TestContentionMetricsDuringWorkload(t *testing.T) {
 		t.Errorf("none of %d scrapes during the workload showed a counter", scrapes-1)
 	}
 	t.Logf("%d scrapes (%d with counters during the workload); clients %d commits, %d aborts; attributions %v", scrapes, live, commits, aborts, src)
+}
+
+// TestAttributionReadyMetric: /metrics says whether the proxy has read
+// Redis's command table, which contention attribution needs: 0 for a
+// proxy not yet serving, 1 once one serving with the tracker has read it.
+func TestAttributionReadyMetric(t *testing.T) {
+	rs := redistest.Start(t)
+	value := func(loaded func() bool) float64 {
+		h := &health{stats: func() proxy.Stats { return proxy.Stats{} }, collectors: []prometheus.Collector{attributionReady(loaded)}}
+		srv := httptest.NewServer(adminMux(h, nil, adminOptions{}))
+		defer srv.Close()
+		f := scrape(t, srv.URL+"/metrics")["exproxy_contention_attribution_ready"]
+		if f == nil || len(f.GetMetric()) != 1 {
+			t.Fatalf("exproxy_contention_attribution_ready: %v", f)
+		}
+		return f.GetMetric()[0].GetGauge().GetValue()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), proxytest.IOTimeout)
+	defer cancel()
+	ext, err := buildExtensions(ctx, config.Default(), proxy.Upstream{Network: "tcp", Addr: rs.Addr}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ext.close()
+	idle, err := proxytest.NewServer(proxy.Options{Upstream: proxy.Upstream{Network: "tcp", Addr: rs.Addr}, Observers: ext.observers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := value(idle.CommandsLoaded); v != 0 {
+		t.Errorf("before serving: %v, want 0", v)
+	}
+	p := proxytest.StartProxy(t, rs.Addr, proxytest.WithObservers(ext.observers...))
+	deadline := time.Now().Add(10 * time.Second)
+	for value(p.Srv.CommandsLoaded) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("exproxy_contention_attribution_ready never became 1")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
