@@ -116,6 +116,7 @@ func TestEverySettingFromEverySource(t *testing.T) {
 		"admin.token": "0123456789abcdef-token", "admin.allow-unauthenticated": "true", "exstring.enabled": "false", "exstring.scripts": "true",
 		"contention.max-keys": "16", "contention.max-patterns": "17", "contention.max-clients": "18", "contention.threshold": "14", "contention.abort-events": "true",
 		"contention.abort-sample-rate": "0.5", "contention.abort-rate-limit": "15",
+		"contention.attribution": "false", "contention.attribution-max-keys": "19", "contention.attribution-ttl": "21s", "contention.metrics-patterns": "22",
 		"cluster.refresh-interval": "20s", "cluster.min-refresh-interval": "1s", "cluster.failover-wait": "30s", "cluster.max-redirects": "7",
 	}
 	for _, s := range Settings() {

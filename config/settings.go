@@ -256,6 +256,14 @@ func buildSettings() []Setting {
 	row("contention.abort-sample-rate", "contention-abort-sample-rate", "float", "fraction (greater than 0, at most 1) of aborts that get a per-abort event", fset, fget)
 	fset, fget = float(func(c *Config) *float64 { return &c.Contention.AbortRateLimit })
 	row("contention.abort-rate-limit", "contention-abort-rate-limit", "float", "most per-abort events per second", fset, fget)
+	bset, bget = boolean(func(c *Config) *bool { return &c.Contention.Attribution })
+	row("contention.attribution", "contention-attribution", "bool", "name the write behind each abort or stale write: record who writes to keys watched or versioned now (keys and clients, never values)", bset, bget)
+	iset, iget = integer(func(c *Config) *int { return &c.Contention.AttributionMaxKeys })
+	row("contention.attribution-max-keys", "contention-attribution-max-keys", "int", "keys whose writers are recorded at once; conflicts on keys past it are unattributed (bounds memory)", iset, iget)
+	dset, dget = dur(func(c *Config) *time.Duration { return &c.Contention.AttributionTTL })
+	row("contention.attribution-ttl", "contention-attribution-ttl", "duration", "how long a key's writers are still recorded after its last WATCH or versioned command", dset, dget)
+	iset, iget = integer(func(c *Config) *int { return &c.Contention.MetricsPatterns })
+	row("contention.metrics-patterns", "contention-metrics-patterns", "int", "key patterns (and invalidators) with a Prometheus label of their own; the rest count as (other)", iset, iget)
 	add(Setting{
 		Key: "contention.patterns", Type: "list",
 		Usage: "file only: rules [{match: REGEX, pattern: NAME}] that group keys into patterns, tried before the built-in grouping",

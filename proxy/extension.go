@@ -158,9 +158,12 @@ type Observer interface {
 // invalidated a WATCH or a version. The core asks it only about commands
 // Redis flags as writes (from Redis's own COMMAND key specifications),
 // and only while Watching is true, so it costs nothing while nobody
-// watches. A write to a watched key reaches the writer's SessionObserver
+// watches. It asks when it sends the write (a write queued in MULTI: when
+// it is queued), and only once it has read Redis's command table, just
+// after start (Server.CommandsLoaded); writes sent before then are not
+// reported. A write to a watched key reaches the writer's SessionObserver
 // as an Event with Write set and Keys naming the watched keys it wrote —
-// never the values.
+// never the values — once its reply came (a queued one's is +QUEUED).
 type WriteWatcher interface {
 	Observer
 	// Watching reports whether any key is watched now. It is called for
@@ -170,6 +173,15 @@ type WriteWatcher interface {
 	// Watched reports whether key is watched now. key is valid only
 	// during the call.
 	Watched(key []byte) bool
+	// Arm is told the keys of a WATCH a session is about to send (outside
+	// MULTI), on that session's read goroutine, before the command goes
+	// upstream: Redis may run another session's write after that WATCH
+	// before the WATCH's reply reaches the proxy, so a watcher that starts
+	// watching keys only at the reply would miss it. Writes sent after Arm
+	// returns are asked about with Watched as usual. keys are valid only
+	// during the call; the WATCH may still fail (Redis says so in its
+	// reply), so what Arm keeps must expire on its own.
+	Arm(keys [][]byte)
 }
 
 // SessionObserver receives one session's observed commands in reply order.

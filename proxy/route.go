@@ -386,6 +386,7 @@ func (s *session) sendSideState(e *entry, cmd *command, args [][]byte) {
 	case kindWatch:
 		if !s.tx.inMulti {
 			s.tx.watching = true
+			s.armWatch(args)
 		}
 	case kindUnwatch:
 		if !s.tx.inMulti {

@@ -58,7 +58,8 @@ type session struct {
 	readStart   uint64 // sequence number of the first command of the current read
 	tx          txState
 	conns       sessionConns
-	arena       arena // what entries keep: resend copies, observed arguments
+	arena       arena        // what entries keep: resend copies, observed arguments
+	wscratch    writeScratch // watchWrites' room, reused
 
 	// Under mu: the reply side.
 	mu       sync.Mutex

@@ -35,6 +35,9 @@ type health struct {
 	timeout  time.Duration
 	upstream string
 	closeFn  func() error
+	// collectors are the extensions' metrics, served on /metrics beside
+	// the proxy's (the contention tracker's counters).
+	collectors []prometheus.Collector
 }
 
 func newHealth(stats func() proxy.Stats, up proxy.Upstream, dialTimeout time.Duration) *health {
@@ -136,6 +139,23 @@ var statsMetrics = []struct {
 	}},
 }
 
+// attributionReady is 1 once the proxy has read Redis's command table
+// (proxy.Server.CommandsLoaded), which it does only when contention
+// attribution is on: until then the core cannot tell writes, so
+// attribution hears of none and counts their conflicts as outside this
+// proxy.
+func attributionReady(loaded func() bool) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "exproxy_contention_attribution_ready",
+		Help: "1 once the proxy has read Redis's command table and reports writes to contention attribution; 0 before (just after start, or while Redis cannot be reached).",
+	}, func() float64 {
+		if loaded() {
+			return 1
+		}
+		return 0
+	})
+}
+
 func newStatsCollector(stats func() proxy.Stats) *statsCollector {
 	c := &statsCollector{stats: stats}
 	for _, m := range statsMetrics {
@@ -162,8 +182,9 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 // metricsHandler serves the proxy's counters, build info and the Go
 // runtime and process metrics from a registry of its own (not the global
 // one, so nothing an imported package registers leaks in).
-func metricsHandler(stats func() proxy.Stats) http.Handler {
+func metricsHandler(stats func() proxy.Stats, extra ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(extra...)
 	reg.MustRegister(
 		newStatsCollector(stats),
 		collectors.NewGoCollector(),
@@ -191,7 +212,7 @@ func adminMux(h *health, contention http.Handler, o adminOptions) http.Handler {
 	}
 	mux.HandleFunc("GET /healthz", h.healthz)
 	mux.HandleFunc("GET /readyz", h.readyz)
-	mux.Handle("GET /metrics", metricsHandler(h.stats))
+	mux.Handle("GET /metrics", metricsHandler(h.stats, h.collectors...))
 	if contention == nil {
 		contention = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "contention tracking is off (contention.enabled: false)", http.StatusNotFound)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/exproxy/exproxy/config"
@@ -69,6 +70,14 @@ func (e *extensions) contentionHandler() http.Handler {
 		return nil
 	}
 	return e.tracker.Handler()
+}
+
+// collectors are the extensions' Prometheus metrics.
+func (e *extensions) collectors() []prometheus.Collector {
+	if e.tracker == nil {
+		return nil
+	}
+	return []prometheus.Collector{e.tracker.Collector()}
 }
 
 // close flushes the partial contention window and releases the exstring

@@ -52,7 +52,7 @@ func TestExtensionsStaleCountsExact(t *testing.T) {
 				proxytest.WithOptions(func(o *proxy.Options) { o.Mode = mode }))
 
 			const clients, rounds = 4, 40
-			type tally struct{ stale, casFailed int64 }
+			type tally struct{ stale, casFailed, verOK, casOK int64 }
 			results := make([]tally, clients)
 			spoiler := newClient(t, p.Addr, 3, "spoiler")
 			defer spoiler.Close()
@@ -92,6 +92,8 @@ func TestExtensionsStaleCountsExact(t *testing.T) {
 							}
 							if r[0] == "CAS_FAILED" {
 								results[c].stale++
+							} else {
+								results[c].verOK++
 							}
 						default:
 							err := cl.Do(ctx, "EXSET", "ver:1", "y", "VER", ver).Err()
@@ -100,6 +102,8 @@ func TestExtensionsStaleCountsExact(t *testing.T) {
 							} else if err != nil {
 								errs <- fmt.Errorf("EXSET: %w", err)
 								return
+							} else {
+								results[c].verOK++
 							}
 						}
 						// CAS on a plain string: compare against a value that is
@@ -122,6 +126,8 @@ func TestExtensionsStaleCountsExact(t *testing.T) {
 						}
 						if n == 0 {
 							results[c].casFailed++
+						} else {
+							results[c].casOK++
 						}
 					}
 				}(c)
@@ -138,6 +144,8 @@ func TestExtensionsStaleCountsExact(t *testing.T) {
 			for _, r := range results {
 				want.stale += r.stale
 				want.casFailed += r.casFailed
+				want.verOK += r.verOK
+				want.casOK += r.casOK
 			}
 			got := staleInWindows(t, buf.String())
 			t.Logf("clients: %d stale, %d cas_failed; logged %d, %d", want.stale, want.casFailed, got.Stale, got.CASFailed)
@@ -146,6 +154,17 @@ func TestExtensionsStaleCountsExact(t *testing.T) {
 			}
 			if got.Stale != want.stale || got.CASFailed != want.casFailed {
 				t.Errorf("logged stale %d cas_failed %d; clients %d %d", got.Stale, got.CASFailed, want.stale, want.casFailed)
+			}
+			// Successes beside failures: the applied EXCAS/EXSET ... VER
+			// and CAS (the spoiler's unconditional EXSET and SET are not
+			// attempts that could conflict, and are not counted).
+			if got.VersionedCommits != want.verOK || got.CASCommits != want.casOK {
+				t.Errorf("logged versioned_commits %d cas_commits %d; clients %d %d", got.VersionedCommits, got.CASCommits, want.verOK, want.casOK)
+			}
+			// Every refusal is attributed somewhere: to the spoiler or a
+			// client (through this proxy) or to the outside.
+			if n := got.Attributed + got.Outside + got.Unattributed; n != want.stale+want.casFailed || got.Attributed == 0 {
+				t.Errorf("attributed %d + outside %d + unattributed %d; %d refusals", got.Attributed, got.Outside, got.Unattributed, want.stale+want.casFailed)
 			}
 		})
 	}
@@ -177,6 +196,11 @@ func staleInWindows(t *testing.T, log string) (sum contention.Row) {
 		if line.Msg == contention.MsgWindow {
 			sum.Stale += line.Stale
 			sum.CASFailed += line.CASFailed
+			sum.VersionedCommits += line.VersionedCommits
+			sum.CASCommits += line.CASCommits
+			sum.Attributed += line.Attributed
+			sum.Outside += line.Outside
+			sum.Unattributed += line.Unattributed
 		}
 	}
 	return sum

@@ -174,6 +174,10 @@ func serve(ctx context.Context, restoreSignals func(), cfg *config.Config, log *
 	}
 
 	health := newHealth(srv.Stats, up, cfg.DialTimeout)
+	health.collectors = ext.collectors()
+	if cfg.Contention.Enabled && cfg.Contention.Attribution {
+		health.collectors = append(health.collectors, attributionReady(srv.CommandsLoaded))
+	}
 	defer health.close()
 	var admin *adminServer
 	if cfg.Admin.Listen != "" {

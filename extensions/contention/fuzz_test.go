@@ -3,6 +3,7 @@ package contention
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/exproxy/exproxy/internal/proxytest"
 	"github.com/exproxy/exproxy/proxy"
@@ -52,7 +53,8 @@ func isUUIDLike(s string) bool {
 func FuzzSession(f *testing.F) {
 	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13})
 	f.Add([]byte{0, 2, 3, 0, 2, 3, 0, 2, 4, 9})
-	names := []string{"watch", "unwatch", "multi", "exec", "discard", "reset", "exset", "excas", "excad", "cas", "cad", "exincrby"}
+	names := []string{"watch", "unwatch", "multi", "exec", "discard", "reset", "exset", "excas", "excad", "cas", "cad", "exincrby",
+		"exget", "write", "write-by-other"}
 	replies := []string{okR, queued, nil2, nil3, commitR, execAbrt, noMulti, staleR, casFail, casOK, ":0\r\n", ":1\r\n", "+RESET\r\n", "-ERR x\r\n", ""}
 	keys := []string{"a", "b", "c:1", "c:2"}
 	f.Fuzz(func(t *testing.T, prog []byte) {
@@ -61,6 +63,7 @@ func FuzzSession(f *testing.F) {
 		tr := newTracker(cfg, jsonLogger(&proxytest.SyncBuffer{}), (&fakeClock{}).now)
 		defer tr.Close()
 		s := tr.Open(&proxy.SessionInfo{ID: 1, Addr: "1.2.3.4:5"})
+		other := tr.Open(&proxy.SessionInfo{ID: 2, Addr: "1.2.3.5:5", Name: "other"})
 		for i := 0; i+1 < len(prog); i += 2 {
 			name := names[int(prog[i])%len(names)]
 			reply := replies[int(prog[i+1])%len(replies)]
@@ -68,16 +71,37 @@ func FuzzSession(f *testing.F) {
 			for j := 0; j <= int(prog[i])%3; j++ {
 				args = append(args, keys[(int(prog[i+1])+j)%len(keys)])
 			}
+			to := s
+			if name == "write-by-other" {
+				to = other
+			}
 			e := ev(name, reply, args...)
+			if strings.HasPrefix(name, "write") {
+				// What the core reports of a write to watched keys
+				// (+QUEUED inside MULTI among the replies).
+				e = writeEv("set", time.Time{}, time.Time{}, args...)
+				e.Reply, e.Kind = []byte(reply), 0
+				if reply != "" {
+					e.Kind = reply[0]
+				}
+			}
 			e.Outcome = proxy.Outcome(prog[i] % 4) // any outcome with any reply: the tracker trusts it
-			s.Observe(e)
+			to.Observe(e)
 		}
 		s.Close()
+		other.Close()
+		tr.expire(0, true) // every conflict attributed one way or another
 		cur, _ := tr.snapshot(100)
 		c := cur.Totals
 		if c.Commits+c.Aborts+c.ExecAborts > c.Transactions || c.Retries > c.Aborts+c.Commits ||
 			c.CommitRetries > c.Aborts || c.RetriesMax > c.Aborts || c.ChainsGivenUp > c.Aborts {
 			t.Fatalf("inconsistent totals %+v", c)
+		}
+		if a := c.Attributed + c.Outside + c.Unattributed; a > c.Aborts+c.Stale+c.CASFailed || tr.pendingCount() != 0 {
+			t.Fatalf("attributed more conflicts than there were: %+v", c)
+		}
+		if tr.keys.n.Load() > int64(len(keys)) {
+			t.Fatalf("%d keys tracked of %d", tr.keys.n.Load(), len(keys))
 		}
 		for _, k := range cur.Keys {
 			if k.Aborts > c.Aborts || k.Transactions > c.Transactions || k.Stale > c.Stale {

@@ -66,6 +66,11 @@ func sumWindows(lines []logLine) Row {
 		r.ChainsGivenUp += l.Row.ChainsGivenUp
 		r.RetriesMax = max(r.RetriesMax, l.Row.RetriesMax)
 		r.WatchExecCount += l.Row.WatchExecCount
+		r.VersionedCommits += l.Row.VersionedCommits
+		r.CASCommits += l.Row.CASCommits
+		r.Attributed += l.Row.Attributed
+		r.Outside += l.Row.Outside
+		r.Unattributed += l.Row.Unattributed
 	}
 	return r
 }

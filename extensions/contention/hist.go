@@ -8,7 +8,7 @@ import (
 // The WATCH→EXEC histogram is log-linear: one bucket below 16µs, then four
 // equal buckets per power of two up to 2^34µs (about 4.8 hours), then one
 // overflow bucket. The relative error of a quantile is at most 25% of the
-// value, its memory a fixed 488 bytes, and histograms merge by adding.
+// value, its memory a fixed 496 bytes, and histograms merge by adding.
 const (
 	histMinShift = 4  // first octave starts at 2^4 µs
 	histMaxShift = 34 // last octave ends at 2^34 µs
@@ -18,7 +18,8 @@ const (
 
 // hist counts durations; the zero value is empty.
 type hist struct {
-	n [histBuckets]uint32
+	n     [histBuckets]uint32
+	sumUs uint64 // the durations added up, for Prometheus's _sum
 }
 
 func histIndex(us uint64) int {
@@ -51,13 +52,16 @@ func (h *hist) add(d time.Duration) {
 	if d < 0 {
 		d = 0
 	}
-	i := histIndex(uint64(d / time.Microsecond))
+	us := uint64(d / time.Microsecond)
+	h.sumUs += us
+	i := histIndex(us)
 	if h.n[i] < ^uint32(0) {
 		h.n[i]++
 	}
 }
 
 func (h *hist) merge(o *hist) {
+	h.sumUs += o.sumUs
 	for i, c := range o.n {
 		s := uint64(h.n[i]) + uint64(c)
 		if s > uint64(^uint32(0)) {

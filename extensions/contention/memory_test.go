@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/exproxy/exproxy/proxy"
 )
@@ -129,4 +130,33 @@ func TestShardsShareCapacity(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestKeySetMemory fills the attribution set to its default cap, each key
+// with two writes recorded, and checks its memory per key stays small
+// (the set's cap is what bounds the proxy's memory for attribution).
+func TestKeySetMemory(t *testing.T) {
+	const n = 50_000
+	pat := func(k string) string { return builtinPattern(k) }
+	before := heapInUse()
+	ks := newKeySet(n, time.Minute, pat)
+	who := &writer{session: 1, client: "billing", addr: "10.0.0.1:5000", user: "default"}
+	for i := 0; i < n+100; i++ {
+		e := ks.acquire([]byte("order:"+strconv.Itoa(i)+":lock"), int64(i), false)
+		if e == nil {
+			continue
+		}
+		e.record(&writeRec{by: who, command: "set", sent: 1, done: 2})
+		e.record(&writeRec{by: who, command: "incr", sent: 3, done: 4})
+	}
+	after := heapInUse()
+	if ks.n.Load() != n || ks.full.Load() != 100 {
+		t.Fatalf("%d keys tracked, %d refused", ks.n.Load(), ks.full.Load())
+	}
+	per := (int64(after) - int64(before)) / n
+	t.Logf("%d bytes per tracked key (keys of ~16 bytes), %d MB for %d keys", per, (int64(after)-int64(before))>>20, n)
+	if per > 400 {
+		t.Errorf("%d bytes per tracked key", per)
+	}
+	runtime.KeepAlive(ks)
 }

@@ -23,10 +23,22 @@ type session struct {
 	sh   *shard
 	info *proxy.SessionInfo
 
-	watched    []string // distinct watched keys, in WATCH order
-	moreWatch  bool     // keys beyond maxWatchKeys were watched
+	watched    []string    // distinct watched keys, in WATCH order
+	ents       []*keyEntry // their attribution entries (nil: not tracked); each holds a watcher count
+	moreWatch  bool        // keys beyond maxWatchKeys were watched
 	watchStart time.Time
 	inMulti    bool
+	pats       []string  // scratch: the patterns of the keys being counted
+	one        [1]string // scratch: a single key
+
+	// Writes to tracked keys queued in MULTI: they happen when EXEC
+	// commits, and not at all when it aborts, so they are recorded then.
+	queuedWrites []queuedWrite
+	wr           *writer // the session as a writer (writer())
+	// last is the entry this session last looked up for a write or a
+	// versioned command: a session writing one hot key again and again
+	// finds it without the set's lock (cached()).
+	last *keyEntry
 
 	// The retry chain: the sorted key set of the last aborted transaction
 	// and how many aborts it has had in a row.
@@ -40,6 +52,10 @@ type session struct {
 
 // Observe implements proxy.SessionObserver.
 func (s *session) Observe(ev *proxy.Event) {
+	if ev.Write {
+		s.wrote(ev)
+		return
+	}
 	switch ev.Name {
 	case "watch":
 		if isOK(ev) {
@@ -54,34 +70,217 @@ func (s *session) Observe(ev *proxy.Event) {
 	case "discard":
 		if isOK(ev) {
 			s.inMulti = false
-			s.release()
+			s.queuedWrites = s.queuedWrites[:0]
+			s.release(ev.Done)
 		}
 	case "unwatch":
 		// Inside MULTI, UNWATCH is queued (+QUEUED) and does nothing yet.
 		if isOK(ev) {
-			s.release()
+			s.release(ev.Done)
 		}
 	case "reset":
 		if ev.Kind == '+' && bytes.HasPrefix(ev.Reply, []byte("+RESET")) {
 			s.inMulti = false
-			s.release()
+			s.queuedWrites = s.queuedWrites[:0]
+			s.release(ev.Done)
 		}
 	default:
-		// Versioned and compare-and-set writes: the extension that
-		// implements them says what the reply means (proxy.Outcomer).
-		switch ev.Outcome {
-		case proxy.Stale:
-			s.refused(ev, &counts{Stale: 1})
-		case proxy.CompareFailed:
-			s.refused(ev, &counts{CASFailed: 1})
+		s.versioned(ev)
+	}
+}
+
+// versioned counts a versioned or compare-and-set command by its outcome,
+// which the extension that implements it reports (proxy.Outcomer), and
+// keeps its key in the attribution set.
+func (s *session) versioned(ev *proxy.Event) {
+	if len(ev.Args) == 0 {
+		return
+	}
+	ks := s.t.keys
+	switch ev.Outcome {
+	case proxy.Stale:
+		s.refused(ev, &counts{Stale: 1}, conflictStale)
+	case proxy.CompareFailed:
+		s.refused(ev, &counts{CASFailed: 1}, conflictCAS)
+	case proxy.Committed:
+		cond := conditional(ev)
+		var e *keyEntry
+		if ks != nil {
+			if cond {
+				e = s.acquire(ev.Args[0], s.doneAt(ev))
+			} else {
+				// An unconditional write is recorded when the key is
+				// tracked, but does not keep it so.
+				e = s.cached(ev.Args[0])
+			}
+			if e != nil {
+				w := s.writeRec(ev)
+				s.t.wrote(e, &w)
+			}
+		}
+		if !cond {
+			return
+		}
+		d := counts{VersionedCommits: 1}
+		if ev.Name == "cas" || ev.Name == "cad" {
+			d = counts{CASCommits: 1}
+		}
+		keys := s.oneKey(ev.Args[0], e)
+		s.t.apply(s.sh, &d, keys, s.patterns(keys, e), 0, false, s.client())
+	default:
+		// A read of a version (EXGET, EXGAE) keeps the key tracked, so
+		// that a later refused write finds the write that moved it on.
+		if ks != nil && (ev.Name == "exget" || ev.Name == "exgae") && ev.Kind != '-' && ev.Kind != 0 {
+			s.acquire(ev.Args[0], s.doneAt(ev))
 		}
 	}
+}
+
+// conditional reports a write that a version or a value check may refuse:
+// EXCAS, EXCAD, CAS and CAD always; EXSET, EXINCRBY, EXINCRBYFLOAT,
+// EXAPPEND and EXPREPEND with VER and a version other than 0 (which
+// Tair's grammar makes no check). An unconditional write never conflicts,
+// so it would only dilute the conflict ratio.
+func conditional(ev *proxy.Event) bool {
+	switch ev.Name {
+	case "excas", "excad", "cas", "cad":
+		return true
+	case "exset", "exincrby", "exincrbyfloat", "exappend", "exprepend":
+		// key, value (or increment), then options: none of them takes an
+		// argument that could read "VER".
+		for i := 2; i+1 < len(ev.Args); i++ {
+			if a := ev.Args[i]; len(a) == 3 && a[0]|0x20 == 'v' && a[1]|0x20 == 'e' && a[2]|0x20 == 'r' {
+				return string(ev.Args[i+1]) != "0"
+			}
+		}
+	}
+	return false
+}
+
+// queuedWrite is a write to a tracked key queued in MULTI. Holding the
+// entry costs no copy of the key; should the sweep drop it before the
+// EXEC (the key unused for attribution-ttl meanwhile), the write is
+// recorded where nobody looks, which is what a dropped key deserves.
+type queuedWrite struct {
+	e       *keyEntry
+	command string
+}
+
+// wrote records a write the proxy core reports (proxy.WriteWatcher) on
+// the entries of the keys it wrote.
+func (s *session) wrote(ev *proxy.Event) {
+	ks := s.t.keys
+	if ks == nil {
+		return
+	}
+	if ev.Kind == '+' && bytes.HasPrefix(ev.Reply, []byte("+QUEUED")) {
+		// Queued in MULTI: it writes only if EXEC commits (execWrites).
+		for _, k := range ev.Keys {
+			if e := ks.lookup(k); e != nil && len(s.queuedWrites) < maxWatchKeys {
+				s.queuedWrites = append(s.queuedWrites, queuedWrite{e: e, command: ev.Name})
+			}
+		}
+		return
+	}
+	var w writeRec
+	for _, k := range ev.Keys {
+		e := s.cached(k)
+		if e == nil {
+			continue
+		}
+		if w.by == nil {
+			w = s.writeRec(ev)
+		}
+		s.t.wrote(e, &w)
+	}
+}
+
+// execWrites records the writes queued in the transaction that ev, its
+// EXEC, committed: they happened when the EXEC ran.
+func (s *session) execWrites(ev *proxy.Event) {
+	for _, q := range s.queuedWrites {
+		w := s.writeRec(ev)
+		w.command = q.command
+		s.t.wrote(q.e, &w)
+	}
+	clear(s.queuedWrites)
+	s.queuedWrites = s.queuedWrites[:0]
+}
+
+// writeRec describes ev as a write by this session.
+func (s *session) writeRec(ev *proxy.Event) writeRec {
+	w := writeRec{by: s.writer(), command: ev.Name, sent: unixNano(ev.Sent), done: unixNano(ev.Done)}
+	if w.sent == 0 {
+		w.sent = w.done
+	}
+	return w
+}
+
+// cached returns key's entry in the attribution set, or nil: the
+// session's last one when it is that key's and still in the set, else
+// from the set. (An entry swept just after the check gets a write nobody
+// reads, as it would from the set.)
+func (s *session) cached(key []byte) *keyEntry {
+	if e := s.last; e != nil && e.key == string(key) && !e.dropped.Load() {
+		return e
+	}
+	e := s.t.keys.lookup(key)
+	if e != nil {
+		s.last = e
+	}
+	return e
+}
+
+// acquire is keySet.acquire for a versioned command (no watcher), through
+// the session's cache.
+func (s *session) acquire(key []byte, now int64) *keyEntry {
+	if e := s.cached(key); e != nil {
+		e.lastUse.Store(now)
+		return e
+	}
+	e := s.t.keys.acquire(key, now, false)
+	if e != nil {
+		s.last = e
+	}
+	return e
+}
+
+// writer is the session as a writer, made anew when it changed.
+func (s *session) writer() *writer {
+	var w writer // on the stack: only a changed writer is copied to the heap
+	w.client = s.client()
+	if s.info != nil {
+		w.session, w.addr, w.user, w.db = s.info.ID, s.info.Addr, s.info.User, s.info.DB
+	}
+	if s.wr == nil || *s.wr != w {
+		s.wr = new(writer)
+		*s.wr = w
+	}
+	return s.wr
+}
+
+// unixNano is t in Unix nanoseconds, 0 for the zero time.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// oneKey is key as a one-element list, from e when tracked (no copy).
+func (s *session) oneKey(key []byte, e *keyEntry) []string {
+	if e != nil {
+		s.one[0] = e.key
+	} else {
+		s.one[0] = string(key)
+	}
+	return s.one[:]
 }
 
 // Close implements proxy.SessionObserver: keys still watched and an open
 // retry chain count as given up.
 func (s *session) Close() {
-	s.release()
+	s.release(time.Time{})
 	s.endChain()
 }
 
@@ -96,6 +295,7 @@ func (s *session) watch(ev *proxy.Event) {
 			s.watchStart = ev.Done
 		}
 	}
+	ks := s.t.keys
 	for _, a := range ev.Args {
 		if containsKey(s.watched, a) {
 			continue
@@ -104,8 +304,35 @@ func (s *session) watch(ev *proxy.Event) {
 			s.moreWatch = true
 			continue
 		}
-		s.watched = append(s.watched, string(a)) // Args are valid only during Observe
+		var e *keyEntry
+		if ks != nil {
+			e = ks.acquire(a, s.doneAt(ev), true)
+		}
+		if e != nil {
+			s.watched = append(s.watched, e.key) // the entry's copy
+		} else {
+			s.watched = append(s.watched, string(a)) // Args are valid only during Observe
+		}
+		s.ents = append(s.ents, e)
 	}
+}
+
+// unwatch releases the attribution entries of the watched keys.
+func (s *session) unwatch(at time.Time) {
+	if len(s.ents) == 0 {
+		return
+	}
+	now := unixNano(at)
+	if now == 0 {
+		now = s.t.now().UnixNano()
+	}
+	for i, e := range s.ents {
+		if e != nil {
+			s.t.keys.release(e, now)
+		}
+		s.ents[i] = nil
+	}
+	s.ents = s.ents[:0]
 }
 
 func containsKey(ks []string, k []byte) bool {
@@ -125,7 +352,8 @@ func (s *session) exec(ev *proxy.Event) {
 		// No reply (connection lost, CLIENT REPLY OFF): the outcome is
 		// unknown, so the watch counts as given up, not as a transaction.
 		s.inMulti = false
-		s.release()
+		s.queuedWrites = s.queuedWrites[:0]
+		s.release(ev.Done)
 		return
 	case ev.Kind == '_' || ev.Kind == '*' && bytes.HasPrefix(ev.Reply, []byte("*-1\r\n")):
 		d.Aborts = 1
@@ -146,6 +374,13 @@ func (s *session) exec(ev *proxy.Event) {
 	}
 	d.Transactions = 1
 	s.inMulti = false
+	if len(s.queuedWrites) > 0 {
+		if d.Commits == 1 {
+			s.execWrites(ev)
+		} else {
+			s.queuedWrites = s.queuedWrites[:0]
+		}
+	}
 
 	keys := s.watched
 	var dur time.Duration
@@ -186,30 +421,71 @@ func (s *session) exec(ev *proxy.Event) {
 	// retry of anything, and applications often pipeline such blocks
 	// between attempts.
 	client := s.client()
-	s.t.apply(s.sh, &d, keys, s.patterns(keys), dur, timed, client)
-	if d.Aborts == 1 && s.t.allowEvent() {
-		s.t.emit(abortEvent{
-			msg: MsgAbort, at: ev.Done, keys: slices.Clone(keys), queued: slices.Clone(ev.Queued),
-			client: client, addr: s.info.Addr, db: s.info.DB, user: s.info.User,
-			watchDur: dur, timed: timed, attempt: attempt,
-		})
+	pats := s.watchPatterns()
+	s.t.apply(s.sh, &d, keys, pats, dur, timed, client)
+	if d.Aborts == 1 {
+		var aev *abortEvent
+		if s.t.allowEvent() {
+			aev = &abortEvent{
+				msg: MsgAbort, at: ev.Done, keys: slices.Clone(keys), queued: slices.Clone(ev.Queued),
+				client: client, addr: s.info.Addr, db: s.info.DB, user: s.info.User,
+				watchDur: dur, timed: timed, attempt: attempt,
+			}
+		}
+		if s.t.keys == nil {
+			if aev != nil {
+				s.t.emit(*aev)
+			}
+		} else if len(keys) > 0 {
+			done := s.doneAt(ev)
+			s.t.attribute(&conflict{
+				sh: s.sh, kind: conflictAbort, victim: client, keys: keys, pats: pats, ents: s.ents, db: s.db(),
+				after: unixNano(s.watchStart), before: done, at: unixNano(ev.Sent),
+				due: done + int64(attributionGrace), ev: aev,
+			})
+		}
 	}
+	s.unwatch(ev.Done)
 	// The key slice now belongs to the chain (or is dropped); start anew.
 	s.watched, s.moreWatch, s.watchStart = nil, false, time.Time{}
 }
 
-// release ends a WATCH without EXEC (UNWATCH, DISCARD, RESET, disconnect).
-func (s *session) release() {
+// watchPatterns returns the patterns of the watched keys, from their
+// attribution entries when tracked, in a buffer of the session's that is
+// valid until the next call.
+func (s *session) watchPatterns() []string {
+	s.pats = s.pats[:0]
+	for i, k := range s.watched {
+		if i < len(s.ents) && s.ents[i] != nil {
+			s.pats = append(s.pats, s.ents[i].pattern)
+		} else {
+			s.pats = append(s.pats, s.t.pat.Pattern(k))
+		}
+	}
+	return s.pats
+}
+
+func (s *session) db() int {
+	if s.info == nil {
+		return 0
+	}
+	return s.info.DB
+}
+
+// release ends a WATCH without EXEC (UNWATCH, DISCARD, RESET, disconnect)
+// at the time of the reply that ended it (zero: now).
+func (s *session) release(at time.Time) {
 	if len(s.watched) == 0 {
 		return
 	}
+	defer s.unwatch(at)
 	d := counts{GivenUp: 1}
 	keys := s.watched
 	if s.chainSig != "" && signature(keys) == s.chainSig {
 		d.ChainsGivenUp = 1
 		s.chainSig, s.chainKeys, s.chainAborts = "", nil, 0
 	}
-	s.t.apply(s.sh, &d, keys, s.patterns(keys), 0, false, s.client())
+	s.t.apply(s.sh, &d, keys, s.watchPatterns(), 0, false, s.client())
 	s.watched, s.moreWatch, s.watchStart = nil, false, time.Time{}
 }
 
@@ -221,34 +497,61 @@ func (s *session) endChain() {
 	}
 	keys := s.chainKeys
 	s.chainSig, s.chainKeys, s.chainAborts = "", nil, 0
-	s.t.apply(s.sh, &counts{ChainsGivenUp: 1}, keys, s.patterns(keys), 0, false, s.client())
+	s.t.apply(s.sh, &counts{ChainsGivenUp: 1}, keys, s.patterns(keys, nil), 0, false, s.client())
 }
 
-// refused counts a stale versioned write or a failed CAS/CAD on its key.
-func (s *session) refused(ev *proxy.Event, d *counts) {
-	if len(ev.Args) == 0 {
+// refused counts a stale versioned write or a failed CAS/CAD on its key,
+// and attributes it to the last write to that key.
+func (s *session) refused(ev *proxy.Event, d *counts, kind int) {
+	var e *keyEntry
+	if s.t.keys != nil {
+		e = s.acquire(ev.Args[0], s.doneAt(ev))
+	}
+	keys := s.oneKey(ev.Args[0], e)
+	client := s.client()
+	pats := s.patterns(keys, e)
+	s.t.apply(s.sh, d, keys, pats, 0, false, client)
+	var aev *abortEvent
+	if s.t.allowEvent() {
+		aev = &abortEvent{
+			msg: MsgStale, at: ev.Done, command: ev.Name, keys: []string{keys[0]},
+			client: client, addr: s.info.Addr, db: s.info.DB, user: s.info.User,
+		}
+	}
+	if s.t.keys == nil {
+		if aev != nil {
+			s.t.emit(*aev)
+		}
 		return
 	}
-	keys := []string{string(ev.Args[0])}
-	client := s.client()
-	s.t.apply(s.sh, d, keys, s.patterns(keys), 0, false, client)
-	if s.t.allowEvent() {
-		s.t.emit(abortEvent{
-			msg: MsgStale, at: ev.Done, command: ev.Name, keys: keys,
-			client: client, addr: s.info.Addr, db: s.info.DB, user: s.info.User,
-		})
-	}
+	done := s.doneAt(ev)
+	s.t.attribute(&conflict{
+		sh: s.sh, kind: kind, victim: client, keys: keys, pats: pats, ents: []*keyEntry{e}, db: s.db(),
+		before: done, at: unixNano(ev.Sent), due: done + int64(attributionGrace), ev: aev,
+	})
 }
 
-func (s *session) patterns(keys []string) []string {
-	if len(keys) == 0 {
-		return nil
+// doneAt is when ev's reply came, in Unix ns (now when the core did not
+// say).
+func (s *session) doneAt(ev *proxy.Event) int64 {
+	if ev.Done.IsZero() {
+		return s.t.now().UnixNano()
 	}
-	out := make([]string, len(keys))
-	for i, k := range keys {
-		out[i] = s.t.pat.Pattern(k)
+	return ev.Done.UnixNano()
+}
+
+// patterns returns the patterns of keys in a buffer of the session's,
+// valid until the next call; e, when given, is the entry of the only key.
+func (s *session) patterns(keys []string, e *keyEntry) []string {
+	s.pats = s.pats[:0]
+	for _, k := range keys {
+		if e != nil {
+			s.pats = append(s.pats, e.pattern)
+		} else {
+			s.pats = append(s.pats, s.t.pat.Pattern(k))
+		}
 	}
-	return out
+	return s.pats
 }
 
 // client labels the session: its CLIENT SETNAME name when set, otherwise

@@ -23,6 +23,17 @@ type counts struct {
 	CommitRetries int64 // sum over commits of the aborted attempts that preceded them
 	RetriesMax    int64 // most aborted attempts before one commit (max, not summed)
 	ChainsGivenUp int64 // retry chains (≥1 abort) that ended without a commit
+
+	VersionedCommits int64 // conditional versioned writes applied (EXSET ... VER, EXCAS, EXCAD, ...)
+	CASCommits       int64 // CAS/CAD on plain strings applied
+
+	// Where the write behind a conflict (abort, stale, failed CAS/CAD)
+	// came from: a client of this proxy, outside it, or unknown (the key
+	// was not tracked). On an invalidator's entry Aborts, Stale and
+	// CASFailed count the conflicts it caused.
+	Attributed   int64
+	Outside      int64
+	Unattributed int64
 }
 
 func (c *counts) add(d *counts) {
@@ -37,6 +48,11 @@ func (c *counts) add(d *counts) {
 	c.Retries += d.Retries
 	c.CommitRetries += d.CommitRetries
 	c.ChainsGivenUp += d.ChainsGivenUp
+	c.VersionedCommits += d.VersionedCommits
+	c.CASCommits += d.CASCommits
+	c.Attributed += d.Attributed
+	c.Outside += d.Outside
+	c.Unattributed += d.Unattributed
 	if d.RetriesMax > c.RetriesMax {
 		c.RetriesMax = d.RetriesMax
 	}
@@ -45,9 +61,16 @@ func (c *counts) add(d *counts) {
 // conflicts is what makes a key hot.
 func (c *counts) conflicts() int64 { return c.Aborts + c.ExecAborts + c.Stale + c.CASFailed }
 
+// attempts are the optimistic operations that could conflict:
+// transactions, conditional versioned writes and CAS/CAD, applied or not.
+func (c *counts) attempts() int64 {
+	return c.Transactions + c.VersionedCommits + c.Stale + c.CASCommits + c.CASFailed
+}
+
 // activity is the eviction weight's increment: any event touching the key.
 func (c *counts) activity() int64 {
-	return c.Transactions + c.ExecErrors + c.GivenUp + c.Stale + c.CASFailed + c.ChainsGivenUp
+	return c.Transactions + c.ExecErrors + c.GivenUp + c.Stale + c.CASFailed + c.ChainsGivenUp +
+		c.VersionedCommits + c.CASCommits
 }
 
 // maxClientNames bounds the client names remembered per key or pattern.
@@ -66,7 +89,43 @@ type entry struct {
 	hist    *hist // allocated on the first timed transaction
 	clients []string
 	moreCli bool // more clients than maxClientNames were seen
-	idx     int  // position in the heap
+	// links are, on a key, pattern or client, the invalidators that
+	// caused its conflicts (name: invalidator, command: its command); on
+	// an invalidator, the keys it invalidated (name: key).
+	links     []link
+	moreLinks bool // more than maxLinks were seen
+	idx       int  // position in the heap
+}
+
+// maxLinks bounds the invalidators remembered per key, pattern or client,
+// and the keys per invalidator.
+const maxLinks = 8
+
+// link counts conflicts between an entry and one invalidator (or key), by
+// kind: aborts, stale, failed CAS/CAD.
+type link struct {
+	name, command string
+	n             [3]int64
+}
+
+func (e *entry) addLink(name, command string, kind int) {
+	e.addLinkN(name, command, kind, 1)
+}
+
+func (e *entry) addLinkN(name, command string, kind int, n int64) {
+	for i := range e.links {
+		if l := &e.links[i]; l.name == name && l.command == command {
+			l.n[kind] += n
+			return
+		}
+	}
+	if len(e.links) >= maxLinks {
+		e.moreLinks = true
+		return
+	}
+	l := link{name: name, command: command}
+	l.n[kind] = n
+	e.links = append(e.links, l)
 }
 
 func (e *entry) addClient(c string) {
@@ -124,8 +183,10 @@ func (t *table) borrow() bool {
 
 func (t *table) len() int { return len(t.m) }
 
-// update applies d (and the duration, when timed) to name's entry.
-func (t *table) update(name, pattern string, d *counts, dur time.Duration, timed bool, client string) {
+// get returns name's entry, admitting it (and evicting the least active
+// entry when the table is full) when absent. Call fix after changing its
+// weight.
+func (t *table) get(name, pattern string) *entry {
 	e := t.m[name]
 	if e == nil {
 		var weight int64
@@ -140,6 +201,26 @@ func (t *table) update(name, pattern string, d *counts, dur time.Duration, timed
 		t.m[name] = e
 		heap.Push(&t.h, e)
 	}
+	return e
+}
+
+// fix restores the heap after e's weight changed.
+func (t *table) fix(e *entry) { heap.Fix(&t.h, e.idx) }
+
+// blame applies d, an attribution count, to name's entry and links the
+// invalidator (when named) to it.
+func (t *table) blame(name, pattern string, d *counts, invalidator, command string, kind int) {
+	e := t.get(name, pattern)
+	e.counts.add(d)
+	if invalidator != "" {
+		e.addLink(invalidator, command, kind)
+	}
+	t.fix(e)
+}
+
+// update applies d (and the duration, when timed) to name's entry.
+func (t *table) update(name, pattern string, d *counts, dur time.Duration, timed bool, client string) {
+	e := t.get(name, pattern)
 	e.counts.add(d)
 	if timed {
 		if e.hist == nil {
@@ -177,6 +258,14 @@ func (t *table) mergeInto(dst map[string]*entry) {
 			d.addClient(c)
 		}
 		d.moreCli = d.moreCli || e.moreCli
+		for _, l := range e.links {
+			for k, n := range l.n {
+				if n != 0 {
+					d.addLinkN(l.name, l.command, k, n)
+				}
+			}
+		}
+		d.moreLinks = d.moreLinks || e.moreLinks
 	}
 }
 
@@ -186,7 +275,9 @@ func (t *table) mergeInto(dst map[string]*entry) {
 func rank(m map[string]*entry, n int, minConflicts int64) []*entry {
 	out := make([]*entry, 0, len(m))
 	for _, e := range m {
-		if e.conflicts() >= minConflicts {
+		// A conflict's attribution may come a window after the conflict
+		// (its write was late, or never came): it is logged even so.
+		if max(e.conflicts(), e.Attributed+e.Outside+e.Unattributed) >= minConflicts {
 			out = append(out, e)
 		}
 	}

@@ -26,6 +26,9 @@ const (
 	MsgClient  = "contention.client"
 	MsgAbort   = "contention.abort"
 	MsgStale   = "contention.stale"
+	// MsgInvalidator ranks, per window, the writers whose writes caused
+	// conflicts (and OutsideLabel for those made outside this proxy).
+	MsgInvalidator = "contention.invalidator"
 )
 
 // nShards spreads sessions over independent locks so that EXECs of many
@@ -41,6 +44,9 @@ var observed = map[string]bool{
 	"watch": true, "unwatch": true, "multi": true, "exec": true, "discard": true, "reset": true,
 	"exset": true, "exincrby": true, "exincrbyfloat": true, "exappend": true, "exprepend": true,
 	"excas": true, "excad": true, "cas": true, "cad": true,
+	// Not counted, but they keep a key in the attribution set (a read of
+	// a version, or a write that bumps it).
+	"exget": true, "exgae": true, "exsetver": true,
 }
 
 // Tracker is the contention observer. Create it with New, hand it to the
@@ -53,6 +59,10 @@ type Tracker struct {
 
 	shards [nShards]shard
 	nextID atomic.Uint64 // spreads sessions over shards
+
+	keys *keySet // the attribution set; nil when attribution is off
+	pend pendingSet
+	met  *metrics
 
 	mu    sync.Mutex // serialises rotations; guards start and last
 	start time.Time
@@ -77,12 +87,13 @@ type shard struct {
 
 // window holds one shard's counters of the current window.
 type window struct {
-	totals   counts
-	events   int64
-	hist     hist
-	keys     *table
-	patterns *table
-	clients  *table
+	totals       counts
+	events       int64
+	hist         hist
+	keys         *table
+	patterns     *table
+	clients      *table
+	invalidators *table
 }
 
 // New validates cfg, builds a tracker and starts its window timer. Close
@@ -126,6 +137,10 @@ func newTracker(cfg Config, log *zap.Logger, now func() time.Time) *Tracker {
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
+	if cfg.Attribution {
+		t.keys = newKeySet(cfg.AttributionMaxKeys, cfg.AttributionTTL, pat.Pattern)
+	}
+	t.met = newMetrics(cfg.MetricsPatterns, t.keys)
 	pools := t.newPools()
 	for i := range t.shards {
 		t.shards[i].w = t.newWindow(pools)
@@ -134,20 +149,49 @@ func newTracker(cfg Config, log *zap.Logger, now func() time.Time) *Tracker {
 	return t
 }
 
+// Watching implements proxy.WriteWatcher: whether any key is in the
+// attribution set. One atomic load; false when attribution is off.
+func (t *Tracker) Watching() bool { return t.keys != nil && t.keys.watching() }
+
+// Watched implements proxy.WriteWatcher: whether key is in the
+// attribution set. It does not allocate.
+func (t *Tracker) Watched(key []byte) bool { return t.keys != nil && t.keys.watched(key) }
+
+// Arm implements proxy.WriteWatcher: the keys of a WATCH about to be
+// sent join the attribution set now, not when Redis's +OK comes back, so
+// that a write another session sends meanwhile — which Redis may run
+// after the WATCH, aborting it — is recorded. Arm holds no watcher
+// count: the WATCH's reply takes one (session.watch), and a WATCH that
+// failed leaves its keys to expire after attribution-ttl like any
+// unwatched key.
+func (t *Tracker) Arm(keys [][]byte) {
+	if t.keys == nil {
+		return
+	}
+	now := t.now().UnixNano()
+	for i, k := range keys {
+		if i == maxWatchKeys {
+			break // session.watch tracks no more of them either
+		}
+		t.keys.acquire(k, now, false)
+	}
+}
+
 func (t *Tracker) newWindow(pools *windowPools) *window {
 	// Each shard's reserve is half its fair share; the other half of the
 	// cap is a pool any shard of the window may borrow from.
 	reserve := func(n int) int { return max(n/(2*nShards), 1) }
 	return &window{
-		keys:     newTable(reserve(t.cfg.MaxKeys), &pools.keys),
-		patterns: newTable(reserve(t.cfg.MaxPatterns), &pools.patterns),
-		clients:  newTable(reserve(t.cfg.MaxClients), &pools.clients),
+		keys:         newTable(reserve(t.cfg.MaxKeys), &pools.keys),
+		patterns:     newTable(reserve(t.cfg.MaxPatterns), &pools.patterns),
+		clients:      newTable(reserve(t.cfg.MaxClients), &pools.clients),
+		invalidators: newTable(reserve(t.cfg.MaxClients), &pools.invalidators),
 	}
 }
 
 // windowPools is the spare capacity shared by one window's shards.
 type windowPools struct {
-	keys, patterns, clients atomic.Int64
+	keys, patterns, clients, invalidators atomic.Int64
 }
 
 func (t *Tracker) newPools() *windowPools {
@@ -156,6 +200,7 @@ func (t *Tracker) newPools() *windowPools {
 	p.keys.Store(spare(t.cfg.MaxKeys))
 	p.patterns.Store(spare(t.cfg.MaxPatterns))
 	p.clients.Store(spare(t.cfg.MaxClients))
+	p.invalidators.Store(spare(t.cfg.MaxClients))
 	return p
 }
 
@@ -172,15 +217,37 @@ func (t *Tracker) run() {
 	defer close(t.done)
 	tick := time.NewTicker(t.cfg.Window)
 	defer tick.Stop()
+	// Conflicts waiting for their write are given up on within a quarter
+	// of the grace; the attribution set is swept every second.
+	maint := time.NewTicker(attributionGrace / 4)
+	defer maint.Stop()
+	var lastSweep time.Time
 	for {
 		select {
 		case <-t.stop:
 			return
 		case <-tick.C:
 			t.rotate(false)
+		case <-maint.C:
+			now := t.now()
+			t.expire(now.UnixNano(), false)
+			if t.keys != nil && now.Sub(lastSweep) >= time.Second {
+				t.keys.sweep(now.UnixNano())
+				lastSweep = now
+			}
 		case ev := <-t.aborts:
 			ev.write(t.log)
 		}
+	}
+}
+
+// maintain expires waiting conflicts and sweeps the attribution set at
+// the tracker's clock (tests; the run loop does it on a timer).
+func (t *Tracker) maintain() {
+	now := t.now().UnixNano()
+	t.expire(now, false)
+	if t.keys != nil {
+		t.keys.sweep(now)
 	}
 }
 
@@ -196,6 +263,9 @@ func (t *Tracker) Close() error {
 	t.closeOnce.Do(func() {
 		close(t.stop)
 		<-t.done
+		// No write can come any more: a conflict still waiting for one
+		// was caused outside this proxy.
+		t.expire(0, true)
 		t.drainEvents()
 		t.rotate(true)
 		// Sync fails with EINVAL on a terminal or pipe on some systems;
@@ -233,6 +303,10 @@ func (t *Tracker) rotate(final bool) {
 	end := t.now()
 	w, events := t.summarize(ws, t.start, end, t.cfg.Top, int64(t.cfg.Threshold))
 	w.AbortEventsDropped = t.dropped.Swap(0)
+	if t.keys != nil {
+		w.KeysUntracked = t.keys.full.Swap(0)
+	}
+	t.met.add(ws, end)
 	t.start = end
 	t.last = w
 	if events > 0 || w.AbortEventsDropped > 0 {
@@ -248,7 +322,7 @@ func (t *Tracker) snapshot(top int) (cur, last *Window) {
 	ws := make([]*window, 0, nShards)
 	for i := range t.shards {
 		s := &t.shards[i]
-		c := &window{keys: newTable(1, nil), patterns: newTable(1, nil), clients: newTable(1, nil)}
+		c := &window{keys: newTable(1, nil), patterns: newTable(1, nil), clients: newTable(1, nil), invalidators: newTable(1, nil)}
 		s.mu.Lock()
 		copyWindow(c, s.w)
 		s.mu.Unlock()
@@ -263,7 +337,7 @@ func copyWindow(dst, src *window) {
 	dst.totals = src.totals
 	dst.events = src.events
 	dst.hist = src.hist
-	for _, p := range [][2]*table{{dst.keys, src.keys}, {dst.patterns, src.patterns}, {dst.clients, src.clients}} {
+	for _, p := range [][2]*table{{dst.keys, src.keys}, {dst.patterns, src.patterns}, {dst.clients, src.clients}, {dst.invalidators, src.invalidators}} {
 		m := make(map[string]*entry, len(p[1].m))
 		p[1].mergeInto(m)
 		p[0].m = m
@@ -279,8 +353,9 @@ func (t *Tracker) summarize(ws []*window, start, end time.Time, top int, minConf
 	keys := map[string]*entry{}
 	pats := map[string]*entry{}
 	clis := map[string]*entry{}
+	invs := map[string]*entry{}
 	// Empty lists, not nulls, for JSON consumers of the admin endpoint.
-	out := &Window{Start: start.UTC(), End: end.UTC(), Keys: []Row{}, Patterns: []Row{}, Clients: []Row{}}
+	out := &Window{Start: start.UTC(), End: end.UTC(), Keys: []Row{}, Patterns: []Row{}, Clients: []Row{}, Invalidators: []Row{}}
 	for _, w := range ws {
 		tot.add(&w.totals)
 		h.merge(&w.hist)
@@ -288,12 +363,16 @@ func (t *Tracker) summarize(ws []*window, start, end time.Time, top int, minConf
 		w.keys.mergeInto(keys)
 		w.patterns.mergeInto(pats)
 		w.clients.mergeInto(clis)
+		w.invalidators.mergeInto(invs)
 		out.KeysEvicted += w.keys.evicted
 		out.PatternsEvicted += w.patterns.evicted
 		out.ClientsEvicted += w.clients.evicted
 	}
 	out.Totals = makeRow(&tot, &h)
 	out.KeysTracked = len(keys)
+	if t.keys != nil {
+		out.KeysWatched = t.keys.n.Load()
+	}
 	for i, e := range rank(keys, top, minConflicts) {
 		r := entryRow(e)
 		r.Key, r.Pattern, r.Rank = e.name, e.pattern, i+1
@@ -308,6 +387,13 @@ func (t *Tracker) summarize(ws []*window, start, end time.Time, top int, minConf
 		r := entryRow(e)
 		r.Client, r.Rank, r.Clients = e.name, i+1, nil
 		out.Clients = append(out.Clients, r)
+	}
+	// Every invalidator has caused at least one conflict: the threshold
+	// applies as to the others.
+	for i, e := range rank(invs, top, max(minConflicts, 1)) {
+		r := invalidatorRow(e)
+		r.Rank = i + 1
+		out.Invalidators = append(out.Invalidators, r)
 	}
 	return out, events
 }
@@ -324,6 +410,8 @@ func (t *Tracker) logWindow(w *Window, final bool) {
 		zap.Int64("patterns_evicted", w.PatternsEvicted),
 		zap.Int64("clients_evicted", w.ClientsEvicted),
 		zap.Int64("abort_events_dropped", w.AbortEventsDropped),
+		zap.Int64("keys_watched", w.KeysWatched),
+		zap.Int64("keys_untracked", w.KeysUntracked),
 	)
 	for _, r := range w.Keys {
 		t.log.Info(MsgKey, ws, we, zap.Inline(r))
@@ -333,6 +421,9 @@ func (t *Tracker) logWindow(w *Window, final bool) {
 	}
 	for _, r := range w.Clients {
 		t.log.Info(MsgClient, ws, we, zap.Inline(r))
+	}
+	for _, r := range w.Invalidators {
+		t.log.Info(MsgInvalidator, ws, we, zap.Inline(r))
 	}
 }
 
@@ -420,6 +511,15 @@ type abortEvent struct {
 	watchDur time.Duration
 	timed    bool
 	attempt  int64 // 1 = first try, 2 = first retry, ...
+
+	// The write it is attributed to (attribution on): blocker is its
+	// writer's label or OutsideLabel; by the write, when through this
+	// proxy; byBefore how long before the EXEC or the refused command
+	// the write was sent.
+	blocker  string
+	by       *writeRec
+	byKey    string
+	byBefore time.Duration
 }
 
 func (e *abortEvent) write(log *zap.Logger) {
@@ -440,7 +540,21 @@ func (e *abortEvent) write(log *zap.Logger) {
 	if e.timed {
 		fields = append(fields, zap.Float64("watch_to_exec_ms", float64(e.watchDur.Microseconds())/1000))
 	}
+	if e.blocker != "" {
+		fields = append(fields, zap.String("blocker", e.blocker))
+	}
+	if b := e.by; b != nil {
+		fields = append(fields,
+			zap.String("blocker_addr", b.by.addr),
+			zap.String("blocker_user", b.by.user),
+			zap.Int("blocker_db", b.by.db),
+			zap.String("blocker_command", b.command),
+			zap.String("blocker_key", e.byKey),
+			zap.String("blocker_at", time.Unix(0, b.sent).UTC().Format(time.RFC3339Nano)),
+			zap.Float64("blocker_before_ms", float64(e.byBefore.Microseconds())/1000),
+		)
+	}
 	log.Info(e.msg, fields...)
 }
 
-var _ proxy.Observer = (*Tracker)(nil)
+var _ proxy.WriteWatcher = (*Tracker)(nil)

@@ -108,12 +108,16 @@ func TestSessionOutcomes(t *testing.T) {
 			evOut(proxy.Stale, "exincrbyfloat", staleR, "k", "1", "VER", "3"), evOut(proxy.Stale, "exappend", staleR, "k", "x", "VER", "3"),
 			evOut(proxy.Stale, "exprepend", staleR, "k", "x", "VER", "3"), evOut(proxy.Stale, "excas", casFail, "k", "v", "3"),
 			evOut(proxy.Stale, "excad", ":0\r\n", "k", "3"), evOut(proxy.Committed, "exset", okR, "k", "v"), evOut(proxy.Committed, "excas", casOK, "k", "v", "7"),
-			evOut(proxy.Committed, "excad", ":1\r\n", "k", "8"), evOut(proxy.NoOutcome, "excad", ":-1\r\n", "k", "8")}, false,
-			counts{Stale: 7}},
+			evOut(proxy.Committed, "excad", ":1\r\n", "k", "8"), evOut(proxy.NoOutcome, "excad", ":-1\r\n", "k", "8"),
+			evOut(proxy.Committed, "exset", okR, "k", "v", "VER", "0"), evOut(proxy.Committed, "exincrby", ":3\r\n", "k", "1", "ver", "2")}, false,
+			// Applied conditional writes count as commits (EXCAS, EXCAD,
+			// EXINCRBY ... VER 2); unconditional ones (EXSET without VER or
+			// with VER 0, which checks nothing) do not.
+			counts{Stale: 7, VersionedCommits: 3}},
 		{"cas and cad compare failures", []*proxy.Event{
 			evOut(proxy.CompareFailed, "cas", ":0\r\n", "k", "a", "b"), evOut(proxy.CompareFailed, "cad", ":0\r\n", "k", "a"),
 			evOut(proxy.Committed, "cas", ":1\r\n", "k", "a", "b"), evOut(proxy.NoOutcome, "cas", ":-1\r\n", "k", "a", "b")}, false,
-			counts{CASFailed: 2}},
+			counts{CASFailed: 2, CASCommits: 1}},
 		{"refusals inside multi are only queued", []*proxy.Event{
 			ev("multi", okR), evOut(proxy.NoOutcome, "exset", queued, "k", "v", "VER", "3"), evOut(proxy.NoOutcome, "cas", queued, "k", "a", "b"), ev("exec", "*2\r\n-ERR update version is stale\r\n:0\r\n")}, false,
 			counts{Transactions: 1, Commits: 1}},

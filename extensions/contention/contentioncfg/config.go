@@ -49,6 +49,20 @@ type Config struct {
 	AbortEvents     bool    `yaml:"abort-events"`
 	AbortSampleRate float64 `yaml:"abort-sample-rate"`
 	AbortRateLimit  float64 `yaml:"abort-rate-limit"`
+	// Attribution turns on naming the write behind each conflict (the
+	// tracker is then a proxy.WriteWatcher): keys watched now, or watched
+	// or used by a versioned or compare-and-set command within
+	// AttributionTTL (default 30s), are tracked, at most
+	// AttributionMaxKeys of them (default 50000), each with its last two
+	// writes through the proxy (who and when, never values).
+	Attribution        bool          `yaml:"attribution"`
+	AttributionMaxKeys int           `yaml:"attribution-max-keys"`
+	AttributionTTL     time.Duration `yaml:"attribution-ttl"`
+	// MetricsPatterns bounds the pattern label of the Prometheus
+	// counters: the most active patterns get a label of their own, at most
+	// this many (default 20), the rest count as "(other)"; the
+	// invalidator label is bounded the same way.
+	MetricsPatterns int `yaml:"metrics-patterns"`
 	// Patterns are user rules that group keys into patterns, tried in
 	// order (first match wins) before the built-in grouping of numeric,
 	// UUID and hex segments.
@@ -76,6 +90,11 @@ func Default() Config {
 		AbortEvents:     false,
 		AbortSampleRate: 1,
 		AbortRateLimit:  10,
+
+		Attribution:        true,
+		AttributionMaxKeys: 50000,
+		AttributionTTL:     30 * time.Second,
+		MetricsPatterns:    20,
 	}
 }
 
@@ -107,6 +126,9 @@ func (c Config) Validate() error {
 		{"contention.max-clients", c.MaxClients < 1, fmt.Sprintf("must be at least 1, got %d", c.MaxClients)},
 		{"contention.abort-sample-rate", c.AbortSampleRate <= 0 || c.AbortSampleRate > 1, fmt.Sprintf("must be greater than 0 and at most 1, got %g", c.AbortSampleRate)},
 		{"contention.abort-rate-limit", c.AbortRateLimit <= 0, fmt.Sprintf("must be greater than 0, got %g", c.AbortRateLimit)},
+		{"contention.attribution-max-keys", c.AttributionMaxKeys < 1, fmt.Sprintf("must be at least 1, got %d", c.AttributionMaxKeys)},
+		{"contention.attribution-ttl", c.AttributionTTL < 0, fmt.Sprintf("must not be negative, got %s", c.AttributionTTL)},
+		{"contention.metrics-patterns", c.MetricsPatterns < 1 || c.MetricsPatterns > 1000, fmt.Sprintf("must be from 1 to 1000, got %d", c.MetricsPatterns)},
 	}
 	for _, ch := range checks {
 		if ch.bad {

@@ -91,6 +91,7 @@ type Aggregator struct {
 	opts     Options
 	msg      string // the event kind rows come from
 	rows     map[rowKey]*agg
+	invs     map[rowKey]*agg // the invalidators, whatever rows are grouped by
 	total    agg
 	sidecars map[string]*agg // per sidecar, from its window events
 	windows  map[windowID]bool
@@ -127,7 +128,15 @@ type agg struct {
 	clients                 map[string]bool // qualified as in rowKey: "name" or "name\x00instance"
 	instances               map[string]bool
 	series                  map[int64]*byKind // bucket start (Unix ns, a multiple of res) → conflicts
+	// links are the invalidators of a key, pattern or client row, or the
+	// keys of an invalidator row, merged by name and command.
+	links map[linkKey]*contention.Link
 }
+
+type linkKey struct{ name, command string }
+
+// maxReportLinks bounds the invalidators (or keys) kept per row.
+const maxReportLinks = 50
 
 // Caps on the names kept per row: enough to read, bounded for a fleet.
 const (
@@ -144,9 +153,10 @@ func NewAggregator(opts Options) *Aggregator {
 	if opts.Format == "" {
 		opts.Format = "table"
 	}
-	msg := map[string]string{"pattern": contention.MsgPattern, "key": contention.MsgKey, "client": contention.MsgClient, "instance": contention.MsgWindow}[opts.By]
+	msg := map[string]string{"pattern": contention.MsgPattern, "key": contention.MsgKey, "client": contention.MsgClient,
+		"instance": contention.MsgWindow, "invalidator": contention.MsgInvalidator}[opts.By]
 	return &Aggregator{
-		opts: opts, msg: msg, rows: map[rowKey]*agg{}, sidecars: map[string]*agg{},
+		opts: opts, msg: msg, rows: map[rowKey]*agg{}, invs: map[rowKey]*agg{}, sidecars: map[string]*agg{},
 		windows: map[windowID]bool{}, lengths: map[time.Duration]int{}, res: time.Second,
 	}
 }
@@ -215,8 +225,8 @@ func (a *Aggregator) add(ev *event, source string) {
 		}
 		a.addTo(s, ev, inst)
 	case a.msg:
-		k := rowKey{name: map[string]string{"pattern": ev.Pattern, "key": ev.Key, "client": ev.Client}[a.opts.By]}
-		if a.opts.By == "client" && isLocalClient(k.name) {
+		k := rowKey{name: map[string]string{"pattern": ev.Pattern, "key": ev.Key, "client": ev.Client, "invalidator": ev.Invalidator}[a.opts.By]}
+		if (a.opts.By == "client" || a.opts.By == "invalidator") && isLocalClient(k.name) {
 			k.instance = inst
 		}
 		g := a.rows[k]
@@ -228,6 +238,52 @@ func (a *Aggregator) add(ev *event, source string) {
 			g.pattern = ev.Pattern
 		}
 		a.addTo(g, ev, inst)
+	}
+	if ev.Msg == contention.MsgInvalidator && a.opts.By != "invalidator" {
+		k := rowKey{name: ev.Invalidator}
+		if isLocalClient(k.name) {
+			k.instance = inst
+		}
+		g := a.invs[k]
+		if g == nil {
+			g = &agg{name: k.name, instance: k.instance}
+			a.invs[k] = g
+		}
+		a.addTo(g, ev, inst)
+	}
+}
+
+// qualify names an invalidator or client known only by a loopback address
+// with its sidecar, as rows do.
+func qualify(name, inst string) string {
+	if isLocalClient(name) {
+		return name + "\x00" + inst
+	}
+	return name
+}
+
+// addLinks merges a line's invalidators (or invalidated keys) into g.
+func (g *agg) addLinks(ls []contention.Link, inst string) {
+	for _, l := range ls {
+		name := l.Key
+		if l.Invalidator != "" {
+			name = qualify(l.Invalidator, inst)
+		}
+		k := linkKey{name, l.Command}
+		x := g.links[k]
+		if x == nil {
+			if len(g.links) >= maxReportLinks {
+				continue
+			}
+			if g.links == nil {
+				g.links = map[linkKey]*contention.Link{}
+			}
+			x = &contention.Link{Command: l.Command}
+			g.links[k] = x
+		}
+		x.Aborts += l.Aborts
+		x.Stale += l.Stale
+		x.CASFailed += l.CASFailed
 	}
 }
 
@@ -256,6 +312,13 @@ func (a *Aggregator) addTo(g *agg, ev *event, inst string) {
 	c.ChainsGivenUp += ev.ChainsGivenUp
 	c.RetriesMax = max(c.RetriesMax, ev.RetriesMax)
 	c.WatchExecCount += ev.WatchExecCount
+	c.VersionedCommits += ev.VersionedCommits
+	c.CASCommits += ev.CASCommits
+	c.Attributed += ev.Attributed
+	c.Outside += ev.Outside
+	c.Unattributed += ev.Unattributed
+	g.addLinks(ev.Invalidators, inst)
+	g.addLinks(ev.InvalidatedKeys, inst)
 	// Windows written before histograms existed would only have the p99:
 	// keep the largest so the merged figure never under-reports.
 	c.WatchExecP99Ms = max(c.WatchExecP99Ms, ev.WatchExecP99Ms)
@@ -377,6 +440,10 @@ type Row struct {
 	Key     string `json:"key,omitempty"`
 	Pattern string `json:"pattern,omitempty"`
 	Client  string `json:"client,omitempty"`
+	// Invalidator is the writer of an invalidator row (--by invalidator):
+	// a client's name or host, or "(outside this proxy)". Its aborts,
+	// stale and cas_failed are the conflicts its writes caused.
+	Invalidator string `json:"invalidator,omitempty"`
 	// Instance is the sidecar: the grouping field of --by instance, and
 	// on client rows of a client known only by a loopback address when
 	// the logs come from more than one sidecar.
@@ -410,6 +477,21 @@ type Row struct {
 	// from more than one.
 	Instances []string `json:"instances,omitempty"`
 
+	// Successes beside the failures: conditional versioned writes and
+	// CAS/CAD applied; ConflictRatio is conflicts over all attempts.
+	VersionedCommits int64   `json:"versioned_commits"`
+	CASCommits       int64   `json:"cas_commits"`
+	ConflictRatio    float64 `json:"conflict_ratio"`
+	// Where the writes behind the conflicts came from: a client of the
+	// proxy (attributed), outside it, or unknown (unattributed).
+	Attributed   int64 `json:"attributed"`
+	Outside      int64 `json:"outside"`
+	Unattributed int64 `json:"unattributed"`
+	// Invalidators are the writers behind a key's, pattern's or client's
+	// conflicts, most first; InvalidatedKeys the keys of an invalidator.
+	Invalidators    []contention.Link `json:"invalidators,omitempty"`
+	InvalidatedKeys []contention.Link `json:"invalidated_keys,omitempty"`
+
 	src *agg // the aggregate behind the row, for the chart over time
 }
 
@@ -423,9 +505,33 @@ func (a *Aggregator) row(g *agg) Row {
 		WatchExecCount: c.WatchExecCount, WatchExecP50Ms: c.WatchExecP50Ms, WatchExecP99Ms: c.WatchExecP99Ms,
 		Windows: g.windows, FirstSeen: g.first, LastSeen: g.last,
 		FirstSeenUTC: clock(g.first), LastSeenUTC: clock(g.last),
+		VersionedCommits: c.VersionedCommits, CASCommits: c.CASCommits,
+		Attributed: c.Attributed, Outside: c.Outside, Unattributed: c.Unattributed,
 		src: g,
 	}
+	if n := c.Transactions + c.VersionedCommits + c.Stale + c.CASCommits + c.CASFailed; n > 0 {
+		r.ConflictRatio = float64(r.Conflicts) / float64(n)
+	}
 	multi := a.multi()
+	for k, l := range g.links {
+		x := *l
+		name, inst, local := strings.Cut(k.name, "\x00")
+		if local && multi {
+			name += " (" + inst + ")"
+		}
+		if a.opts.By == "invalidator" && g != &a.total {
+			x.Key = name
+		} else {
+			x.Invalidator = name
+		}
+		if x.Key != "" {
+			r.InvalidatedKeys = append(r.InvalidatedKeys, x)
+		} else {
+			r.Invalidators = append(r.Invalidators, x)
+		}
+	}
+	contention.SortLinks(r.Invalidators)
+	contention.SortLinks(r.InvalidatedKeys)
 	switch a.opts.By {
 	case "pattern":
 		r.Pattern = g.name
@@ -438,6 +544,11 @@ func (a *Aggregator) row(g *agg) Row {
 		}
 	case "instance":
 		r.Instance = g.name
+	case "invalidator":
+		r.Invalidator = g.name
+		if multi {
+			r.Instance = g.instance
+		}
 	}
 	if c.Transactions > 0 {
 		r.AbortRatio = float64(c.Aborts) / float64(c.Transactions)
@@ -493,6 +604,16 @@ func (a *Aggregator) Rows() []Row {
 			out = append(out, a.row(g))
 		}
 	}
+	sortRows(out)
+	if a.opts.Top > 0 && len(out) > a.opts.Top {
+		out = out[:a.opts.Top]
+	}
+	return out
+}
+
+// sortRows ranks rows: most conflicts first, then most aborts, then most
+// transactions, then by name.
+func sortRows(out []Row) {
 	sort.Slice(out, func(i, j int) bool {
 		x, y := out[i], out[j]
 		if x.Conflicts != y.Conflicts {
@@ -509,10 +630,6 @@ func (a *Aggregator) Rows() []Row {
 		}
 		return x.Instance < y.Instance
 	})
-	if a.opts.Top > 0 && len(out) > a.opts.Top {
-		out = out[:a.opts.Top]
-	}
-	return out
 }
 
 // name is the row's grouping value (key rows also carry their pattern).
@@ -522,6 +639,8 @@ func (r *Row) name() string {
 		return r.Key
 	case r.Client != "":
 		return r.Client
+	case r.Invalidator != "":
+		return r.Invalidator
 	case r.Pattern != "":
 		return r.Pattern
 	}
@@ -531,8 +650,8 @@ func (r *Row) name() string {
 // label is the row's name as people read it: a client known only by a
 // loopback address is qualified with its sidecar.
 func (r *Row) label() string {
-	if r.Client != "" && r.Instance != "" {
-		return r.Client + " (" + r.Instance + ")"
+	if (r.Client != "" || r.Invalidator != "") && r.Instance != "" && isLocalClient(r.name()) {
+		return r.name() + " (" + r.Instance + ")"
 	}
 	return r.name()
 }
@@ -541,9 +660,30 @@ func (r *Row) label() string {
 // were never hot enough to get a row of their own.
 func (a *Aggregator) Totals() Row {
 	t := a.row(&a.total)
-	t.Pattern, t.Key, t.Client, t.Instance, t.Clients = "", "", "", "", nil
+	t.Pattern, t.Key, t.Client, t.Invalidator, t.Instance, t.Clients = "", "", "", "", "", nil
 	t.Windows = len(a.windows)
 	return t
+}
+
+// Invalidators returns the writers that caused conflicts, most first
+// (whatever the rows are grouped by), cut to Options.Top.
+func (a *Aggregator) Invalidators() []Row {
+	src := a.invs
+	if a.opts.By == "invalidator" {
+		src = a.rows
+	}
+	save := a.opts.By
+	a.opts.By = "invalidator"
+	out := make([]Row, 0, len(src))
+	for _, g := range src {
+		out = append(out, a.row(g))
+	}
+	a.opts.By = save
+	sortRows(out)
+	if a.opts.Top > 0 && len(out) > a.opts.Top {
+		out = out[:a.opts.Top]
+	}
+	return out
 }
 
 // Sidecars returns one row per sidecar (the sums of its window

@@ -6,6 +6,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/exproxy/exproxy/extensions/contention"
 )
 
 // cell is one table cell of the page.
@@ -35,6 +37,9 @@ type pageData struct {
 	BarsNote       string
 	Timeline       template.HTML
 	TimelineNote   string
+	Who            template.HTML
+	WhoTable       *htmlTable
+	WhoNote        string
 	Sidecars       *htmlTable
 	Table          htmlTable
 	Hidden         string
@@ -79,7 +84,13 @@ footer{color:#777;font-size:12px;margin-top:16px}
 {{.Bars}}{{else if .BarsNote}}<p class="note">{{.BarsNote}}</p>
 {{end}}{{if .Timeline}}<h2>When: conflicts over time</h2>
 {{.Timeline}}{{else if .TimelineNote}}<p class="note">{{.TimelineNote}}</p>
-{{end}}{{with .Sidecars}}<h2>Sidecars</h2>
+{{end}}{{if .Who}}<h2>Who: the writes that caused them</h2>
+{{if .WhoNote}}<p class="note">{{.WhoNote}}</p>
+{{end}}{{.Who}}{{with .WhoTable}}<div class="scroll"><table>
+<thead><tr>{{range .Head}}<th{{if .Class}} class="{{.Class}}"{{end}}>{{.Text}}</th>{{end}}</tr></thead>
+<tbody>{{range .Rows}}<tr>{{range .}}<td{{if .Class}} class="{{.Class}}"{{end}}{{if .Title}} title="{{.Title}}"{{end}}>{{.Text}}</td>{{end}}</tr>
+{{end}}</tbody></table></div>
+{{end}}{{end}}{{with .Sidecars}}<h2>Sidecars</h2>
 <div class="scroll"><table>
 <thead><tr>{{range .Head}}<th{{if .Class}} class="{{.Class}}"{{end}}>{{.Text}}</th>{{end}}</tr></thead>
 <tbody>{{range .Rows}}<tr>{{range .}}<td{{if .Class}} class="{{.Class}}"{{end}}{{if .Title}} title="{{.Title}}"{{end}}>{{.Text}}</td>{{end}}</tr>
@@ -111,6 +122,15 @@ func (a *Aggregator) writeHTML(w io.Writer, rows []Row) error {
 			d.BarsNote = "No conflicts in these rows."
 		}
 		d.Timeline, d.TimelineNote = a.timeChart(rows)
+		if a.opts.By != "invalidator" {
+			if invs := a.Invalidators(); len(invs) > 0 {
+				d.Who = barChart(invs)
+				tab, _ := a.htmlTable(invs, "invalidator")
+				d.WhoTable = &tab
+				d.WhoNote = fmt.Sprintf("Of %d conflicts, the write behind %d came through this proxy and %d from outside it (another sidecar, a client of Redis itself, expiry, eviction); %d were on keys not tracked. Every writer: --by invalidator.",
+					t.Attributed+t.Outside+t.Unattributed, t.Attributed, t.Outside, t.Unattributed)
+			}
+		}
 		if a.skipped > 0 {
 			d.Summary = []string{a.skippedNote() + "."}
 		}
@@ -140,11 +160,27 @@ func (a *Aggregator) cards(t *Row) []card {
 			card{Label: "WATCH→EXEC p99", Value: ms(t.WatchExecP99Ms) + " ms", Note: "p50 " + ms(t.WatchExecP50Ms) + " ms"},
 		)
 	}
-	if t.Stale > 0 || t.Transactions == 0 {
-		out = append(out, card{Label: "stale versioned writes", Value: strconv.FormatInt(t.Stale, 10), Note: "EXSET … VER, EXCAS, EXCAD, …", Hot: t.Stale > 0})
+	if t.Stale > 0 || t.VersionedCommits > 0 || t.Transactions == 0 {
+		note := fmt.Sprintf("of %d conditional EXSET … VER, EXCAS, EXCAD, …", t.Stale+t.VersionedCommits)
+		out = append(out, card{Label: "stale versioned writes", Value: strconv.FormatInt(t.Stale, 10), Note: note, Hot: t.Stale > 0})
 	}
-	if t.CASFailed > 0 {
-		out = append(out, card{Label: "failed CAS/CAD", Value: strconv.FormatInt(t.CASFailed, 10), Hot: true})
+	if t.CASFailed > 0 || t.CASCommits > 0 {
+		out = append(out, card{Label: "failed CAS/CAD", Value: strconv.FormatInt(t.CASFailed, 10), Note: fmt.Sprintf("of %d", t.CASFailed+t.CASCommits), Hot: t.CASFailed > 0})
+	}
+	if t.ConflictRatio > 0 {
+		out = append(out, card{Label: "conflict ratio", Value: pct(t.ConflictRatio), Note: "conflicts of all attempts"})
+	}
+	if n := t.Attributed + t.Outside + t.Unattributed; n > 0 {
+		note := fmt.Sprintf("%d outside this proxy", t.Outside)
+		if invs := a.Invalidators(); len(invs) > 0 {
+			for _, r := range invs {
+				if r.Invalidator != contention.OutsideLabel {
+					note = fmt.Sprintf("most by %s (%d); ", r.label(), r.Conflicts) + note
+					break
+				}
+			}
+		}
+		out = append(out, card{Label: "caused through this proxy", Value: strconv.FormatInt(t.Attributed, 10), Note: note})
 	}
 	if t.ExecAborts > 0 {
 		out = append(out, card{Label: "EXECABORT", Value: strconv.FormatInt(t.ExecAborts, 10), Note: "a queued command was refused", Hot: true})
@@ -155,7 +191,7 @@ func (a *Aggregator) cards(t *Row) []card {
 // htmlTable builds a table of rows grouped by by, and names the columns
 // left out for being zero in every row.
 func (a *Aggregator) htmlTable(rows []Row, by string) (htmlTable, []string) {
-	cols, zero := visible(a.columns(rows), rows)
+	cols, zero := visible(a.columnsFor(by, rows), rows)
 	var hidden []string
 	for _, z := range zero {
 		hidden = append(hidden, z+" (0 in every row)")
@@ -187,10 +223,12 @@ func (a *Aggregator) htmlTable(rows []Row, by string) (htmlTable, []string) {
 		cols = keep
 	}
 	t := htmlTable{Head: []cell{{Text: by, Class: "name"}}, Empty: "no hot " + by + "s in this range"}
-	withClients := anyRow(rows, func(r *Row) bool { return len(r.Clients) > 0 })
+	// An invalidator's clients are its victims, a column of its own.
+	withClients := by != "invalidator" && anyRow(rows, func(r *Row) bool { return len(r.Clients) > 0 })
 	for _, c := range cols {
 		h := cell{Text: c.html}
-		if c.head == "SIDECARS" {
+		switch c.head {
+		case "SIDECARS", "TOP_KEY", "VICTIMS", "TOP_INVALIDATOR":
 			h.Class = "list"
 		}
 		t.Head = append(t.Head, h)
@@ -208,6 +246,8 @@ func (a *Aggregator) htmlTable(rows []Row, by string) (htmlTable, []string) {
 				if r.Aborts > 0 {
 					x.Class = "hot"
 				}
+			case "TOP_KEY", "VICTIMS", "TOP_INVALIDATOR":
+				x.Class = "list"
 			case "SIDECARS":
 				// Names when they fit; the count, names in its tooltip,
 				// when they do not (the sidecar table names them all).

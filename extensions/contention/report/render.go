@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/exproxy/exproxy/extensions/contention"
 )
 
 // Write renders the report in the chosen format.
@@ -42,6 +44,7 @@ var csvHeader = []string{
 	"conflicts", "abort_ratio", "retries", "retries_per_commit", "retries_max", "chains_given_up",
 	"watch_to_exec_count", "watch_to_exec_p50_ms", "watch_to_exec_p99_ms", "windows", "first_seen", "last_seen", "clients",
 	"first_seen_utc", "last_seen_utc", "instances",
+	"versioned_commits", "cas_commits", "conflict_ratio", "attributed", "outside", "unattributed", "top_invalidator",
 }
 
 func csvRecord(r *Row) []string {
@@ -53,7 +56,30 @@ func csvRecord(r *Row) []string {
 		strconv.FormatUint(r.WatchExecCount, 10), f(r.WatchExecP50Ms), f(r.WatchExecP99Ms), strconv.Itoa(r.Windows),
 		rfc3339(r.FirstSeen), rfc3339(r.LastSeen), strings.Join(r.Clients, " "),
 		r.FirstSeenUTC, r.LastSeenUTC, strings.Join(r.Instances, " "),
+		i(r.VersionedCommits), i(r.CASCommits), f(r.ConflictRatio), i(r.Attributed), i(r.Outside), i(r.Unattributed), topLink(r),
 	}
+}
+
+// topLink names a row's top invalidator, or an invalidator row's top key,
+// with its command and count: "billing incr 12".
+func topLink(r *Row) string {
+	ls := r.Invalidators
+	if len(ls) == 0 {
+		ls = r.InvalidatedKeys
+	}
+	if len(ls) == 0 {
+		return ""
+	}
+	l := ls[0]
+	name := l.Invalidator
+	if name == "" {
+		name = l.Key
+	}
+	s := name
+	if l.Command != "" {
+		s += " " + l.Command
+	}
+	return s + " " + strconv.FormatInt(l.Total(), 10)
 }
 
 func rfc3339(t time.Time) string {
@@ -71,7 +97,7 @@ func (a *Aggregator) writeCSV(w io.Writer, rows []Row) error {
 		head = append(head, "pattern")
 	}
 	head = append(head, csvHeader...)
-	if by == "client" {
+	if by == "client" || by == "invalidator" {
 		head = append(head, "instance")
 	}
 	if err := cw.Write(head); err != nil {
@@ -84,7 +110,7 @@ func (a *Aggregator) writeCSV(w io.Writer, rows []Row) error {
 			rec = []string{r.Key, r.Pattern}
 		}
 		rec = append(rec, csvRecord(r)...)
-		if by == "client" {
+		if by == "client" || by == "invalidator" {
 			rec = append(rec, r.Instance)
 		}
 		if err := cw.Write(rec); err != nil {
@@ -139,8 +165,22 @@ func (a *Aggregator) summary() []string {
 		out = append(out, fmt.Sprintf("transactions: %d, %d commits, %d aborts (%s), %d execaborts, %.2f retries/commit, WATCH→EXEC p99 %s ms",
 			t.Transactions, t.Commits, t.Aborts, pct(t.AbortRatio), t.ExecAborts, t.RetriesPerCommit, ms(t.WatchExecP99Ms)))
 	}
-	if t.Stale > 0 || t.CASFailed > 0 || t.Transactions == 0 {
-		out = append(out, fmt.Sprintf("versioned writes and CAS/CAD: %d stale, %d cas_failed", t.Stale, t.CASFailed))
+	if t.Stale > 0 || t.CASFailed > 0 || t.VersionedCommits > 0 || t.CASCommits > 0 || t.Transactions == 0 {
+		out = append(out, fmt.Sprintf("versioned writes and CAS/CAD: %d stale, %d applied; CAS/CAD %d failed, %d applied",
+			t.Stale, t.VersionedCommits, t.CASFailed, t.CASCommits))
+	}
+	if n := t.Attributed + t.Outside + t.Unattributed; n > 0 {
+		line := fmt.Sprintf("invalidated by: %d writes through this proxy", t.Attributed)
+		if invs := a.Invalidators(); len(invs) > 0 && invs[0].Invalidator != contention.OutsideLabel {
+			line += fmt.Sprintf(" (most: %s, %d)", invs[0].label(), invs[0].Conflicts)
+		} else if len(invs) > 1 {
+			line += fmt.Sprintf(" (most: %s, %d)", invs[1].label(), invs[1].Conflicts)
+		}
+		line += fmt.Sprintf(", %d outside this proxy", t.Outside)
+		if t.Unattributed > 0 {
+			line += fmt.Sprintf(", %d not tracked", t.Unattributed)
+		}
+		out = append(out, line)
 	}
 	if a.skipped > 0 {
 		out = append(out, a.skippedNote())
@@ -173,7 +213,10 @@ func anyRow(rows []Row, f func(r *Row) bool) bool {
 }
 
 // columns are the table's and the page's columns after the name.
-func (a *Aggregator) columns(rows []Row) []column {
+func (a *Aggregator) columns(rows []Row) []column { return a.columnsFor(a.opts.By, rows) }
+
+// columnsFor are the columns of rows grouped by by.
+func (a *Aggregator) columnsFor(by string, rows []Row) []column {
 	tx := func(rows []Row) bool {
 		return anyRow(rows, func(r *Row) bool { return r.Transactions > 0 || r.ExecErrors > 0 })
 	}
@@ -188,6 +231,10 @@ func (a *Aggregator) columns(rows []Row) []column {
 	if t := a.Totals(); !t.FirstSeen.IsZero() {
 		oneDay = sameDay(t.FirstSeen, t.LastSeen)
 	}
+	if by == "invalidator" {
+		return a.invalidatorColumns(oneDay)
+	}
+	attempts := func(r *Row) int64 { return r.Transactions + r.VersionedCommits + r.Stale + r.CASCommits + r.CASFailed }
 	cols := []column{
 		{head: "TX", html: "transactions", cell: i(func(r *Row) int64 { return r.Transactions }), shown: tx, hiddenName: "transactions"},
 		{head: "COMMITS", html: "commits", cell: i(func(r *Row) int64 { return r.Commits }), shown: tx},
@@ -200,7 +247,15 @@ func (a *Aggregator) columns(rows []Row) []column {
 		}, shown: tx},
 		{head: "EXECABORT", html: "execaborts", cell: i(func(r *Row) int64 { return r.ExecAborts }), shown: nonzero(func(r *Row) int64 { return r.ExecAborts }), hiddenName: "execaborts"},
 		{head: "STALE", html: "stale", cell: i(func(r *Row) int64 { return r.Stale }), shown: nonzero(func(r *Row) int64 { return r.Stale }), hiddenName: "stale"},
+		{head: "VER_OK", html: "versioned writes applied", cell: i(func(r *Row) int64 { return r.VersionedCommits }), shown: nonzero(func(r *Row) int64 { return r.VersionedCommits + r.Stale })},
 		{head: "CAS_FAIL", html: "CAS failed", cell: i(func(r *Row) int64 { return r.CASFailed }), shown: nonzero(func(r *Row) int64 { return r.CASFailed }), hiddenName: "cas_failed"},
+		{head: "CAS_OK", html: "CAS applied", cell: i(func(r *Row) int64 { return r.CASCommits }), shown: nonzero(func(r *Row) int64 { return r.CASCommits + r.CASFailed })},
+		{head: "CONFLICT%", html: "conflict ratio", cell: func(r *Row) string {
+			if attempts(r) == 0 {
+				return "-"
+			}
+			return pct(r.ConflictRatio)
+		}, shown: nonzero(attempts)},
 		{head: "RETRY/COMMIT", html: "retries per commit", cell: func(r *Row) string {
 			if r.Commits == 0 {
 				return "-"
@@ -212,11 +267,52 @@ func (a *Aggregator) columns(rows []Row) []column {
 		{head: "P50_MS", html: "WATCH→EXEC p50 ms", cell: func(r *Row) string { return ms(r.WatchExecP50Ms) }, shown: tx, pageOnly: true},
 		{head: "P99_MS", html: "p99 ms", cell: func(r *Row) string { return ms(r.WatchExecP99Ms) }, shown: tx},
 	}
+	cols = append(cols, column{head: "TOP_INVALIDATOR", html: "top invalidator", cell: func(r *Row) string {
+		if len(r.Invalidators) == 0 {
+			return "-"
+		}
+		return shorten(topLink(r), 32)
+	}, shown: func(rows []Row) bool { return anyRow(rows, func(r *Row) bool { return len(r.Invalidators) > 0 }) }})
 	if a.multi() && a.opts.By != "instance" {
 		cols = append(cols, column{head: "SIDECARS", html: "sidecars", cell: func(r *Row) string { return strconv.Itoa(len(r.Instances)) }, shown: always})
 	}
 	cols = append(cols, column{head: "SEEN (UTC)", html: "seen (UTC)", cell: func(r *Row) string { return seen(r.FirstSeen, r.LastSeen, oneDay) }, shown: always})
 	return cols
+}
+
+// invalidatorColumns are the columns of --by invalidator: the conflicts
+// a writer caused, by kind, whom and where.
+func (a *Aggregator) invalidatorColumns(oneDay bool) []column {
+	i := func(f func(r *Row) int64) func(r *Row) string {
+		return func(r *Row) string { return strconv.FormatInt(f(r), 10) }
+	}
+	nonzero := func(f func(r *Row) int64) func([]Row) bool {
+		return func(rows []Row) bool { return anyRow(rows, func(r *Row) bool { return f(r) != 0 }) }
+	}
+	always := func([]Row) bool { return true }
+	list := func(names []string, n int) string {
+		if len(names) > n {
+			return strings.Join(names[:n], ", ") + fmt.Sprintf(" +%d", len(names)-n)
+		}
+		return strings.Join(names, ", ")
+	}
+	cols := []column{
+		{head: "CAUSED", html: "conflicts caused", cell: i(func(r *Row) int64 { return r.Conflicts }), shown: always},
+		{head: "ABORTS", html: "WATCH aborts", cell: i(func(r *Row) int64 { return r.Aborts }), shown: nonzero(func(r *Row) int64 { return r.Aborts }), hiddenName: "aborts"},
+		{head: "STALE", html: "stale versioned writes", cell: i(func(r *Row) int64 { return r.Stale }), shown: nonzero(func(r *Row) int64 { return r.Stale }), hiddenName: "stale"},
+		{head: "CAS_FAIL", html: "failed CAS/CAD", cell: i(func(r *Row) int64 { return r.CASFailed }), shown: nonzero(func(r *Row) int64 { return r.CASFailed }), hiddenName: "cas_failed"},
+		{head: "TOP_KEY", html: "keys (command, conflicts)", cell: func(r *Row) string {
+			if len(r.InvalidatedKeys) == 0 {
+				return "-"
+			}
+			return shorten(topLink(r), 40)
+		}, shown: always},
+		{head: "VICTIMS", html: "victims", cell: func(r *Row) string { return shorten(list(r.Clients, 3), 40) }, shown: always},
+	}
+	if a.multi() {
+		cols = append(cols, column{head: "SIDECARS", html: "sidecars", cell: func(r *Row) string { return strconv.Itoa(len(r.Instances)) }, shown: always})
+	}
+	return append(cols, column{head: "SEEN (UTC)", html: "seen (UTC)", cell: func(r *Row) string { return seen(r.FirstSeen, r.LastSeen, oneDay) }, shown: always})
 }
 
 // visible splits the columns into those shown and the names of those left
@@ -306,6 +402,9 @@ func (a *Aggregator) writeTable(w io.Writer, rows []Row) error {
 	}
 	if anyRow(rows, func(r *Row) bool { return r.Transactions > 0 }) {
 		fmt.Fprintln(w, "(WATCH→EXEC p50, chains given up, clients, sidecar names: --format html or json)")
+	}
+	if a.opts.By != "invalidator" && anyRow(rows, func(r *Row) bool { return len(r.Invalidators) > 0 }) {
+		fmt.Fprintln(w, "(who invalidated what, and whom: --by invalidator)")
 	}
 	return nil
 }

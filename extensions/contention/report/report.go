@@ -20,7 +20,7 @@ var now = time.Now
 // Options select and shape the report.
 type Options struct {
 	Since, Until time.Time // zero: unbounded
-	By           string    // "pattern" (default), "key", "client" or "instance"
+	By           string    // "pattern" (default), "key", "client", "instance" or "invalidator"
 	Format       string    // "table" (default), "json", "csv" or "html"
 	Top          int       // rows shown; 0 = all
 }
@@ -44,7 +44,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	since := fs.String("since", "", "only windows ending after this time: RFC3339 (2026-11-22T01:00:00Z), a UTC time (\"2026-11-22 01:00\") or a duration back from now (1h, 30m)")
 	until := fs.String("until", "", "only windows starting before this time: same forms as --since")
-	by := fs.String("by", "pattern", "group rows by pattern, key, client or instance (the sidecar)")
+	by := fs.String("by", "pattern", "group rows by pattern, key, client, instance (the sidecar) or invalidator (the writers whose writes caused the conflicts)")
 	format := fs.String("format", "table", "output format: table, json, csv or html")
 	top := fs.Int("top", 20, "rows to show, hottest first; 0 shows all")
 	fs.Usage = func() {
@@ -104,9 +104,9 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 func (o *Options) check() error {
 	switch o.By {
-	case "pattern", "key", "client", "instance":
+	case "pattern", "key", "client", "instance", "invalidator":
 	default:
-		return fmt.Errorf("--by: want pattern, key, client or instance, got %q", o.By)
+		return fmt.Errorf("--by: want pattern, key, client, instance or invalidator, got %q", o.By)
 	}
 	switch o.Format {
 	case "table", "json", "csv", "html":
