@@ -359,12 +359,26 @@ func TestBinarySecondSignalStopsDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	// PING first, so the BLPOP after it is known to have reached Redis.
 	if _, err := c.Write([]byte("PING\r\nBLPOP never-pushed 0\r\n")); err != nil {
 		t.Fatal(err)
 	}
 	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != "+PONG\r\n" {
 		t.Fatalf("PING: %q, %v", line, err)
+	}
+	// The drain must find the BLPOP pending: wait until Redis has it
+	// (the PING's reply comes before the BLPOP is even sent, since a
+	// blocking command moves the session to a connection of its own).
+	rc := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer rc.Close()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		info, err := rc.Info(context.Background(), "clients").Result()
+		if err == nil && strings.Contains(info, "blocked_clients:1\r\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the BLPOP never blocked in Redis: %q, %v", info, err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

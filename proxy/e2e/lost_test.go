@@ -68,7 +68,9 @@ func TestE2ELostConnectionRetriedLikeRedis(t *testing.T) {
 func killBlocked(t *testing.T, h *proxytest.Harness) {
 	t.Helper()
 	for _, l := range h.ClientList(t) {
-		if proxytest.ClientField(l, "cmd") == "blpop" {
+		// flags b: blocked now. cmd is only the last command, which a
+		// ready connection that served an earlier BLPOP still shows.
+		if proxytest.ClientField(l, "cmd") == "blpop" && strings.Contains(proxytest.ClientField(l, "flags"), "b") {
 			admin := h.DirectRaw(t)
 			defer admin.Close()
 			if r := admin.Do("CLIENT", "KILL", "ID", proxytest.ClientField(l, "id")); r != ":1\r\n" {
