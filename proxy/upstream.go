@@ -65,7 +65,7 @@ type upConn struct {
 	// wait for Redis (monotonic nanoseconds since srv.epoch; 0 while it
 	// is reading or delivering).
 	emptySince atomic.Int64
-	done    chan struct{} // closed when the reader has ended
+	done       chan struct{} // closed when the reader has ended
 }
 
 // waiter is one session's run of commands in a shared connection's FIFO:
