@@ -103,7 +103,10 @@ func blocked(t *testing.T, h *proxytest.Harness) int {
 func killBlocked(t *testing.T, h *proxytest.Harness) {
 	t.Helper()
 	for _, l := range h.ClientList(t) {
-		if proxytest.ClientField(l, "cmd") == "blpop" {
+		// flags=b, not cmd=blpop: cmd is the last command a connection
+		// ran, and in shared mode a connection that served an earlier
+		// BLPOP and went back to the ready set still shows it.
+		if strings.Contains(proxytest.ClientField(l, "flags"), "b") && proxytest.ClientField(l, "cmd") == "blpop" {
 			admin := h.DirectRaw(t)
 			defer admin.Close()
 			if got := admin.Do("CLIENT", "KILL", "ID", proxytest.ClientField(l, "id")); got != ":1\r\n" {
