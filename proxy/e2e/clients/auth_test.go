@@ -28,7 +28,7 @@ func TestPasswordWatchCounter(t *testing.T) {
 		t.Fatalf("ACL SETUSER: %q", got)
 	}
 	admin.Close()
-	const clients, increments = 3, 20
+	const clients, increments = 3, 15
 	users := []map[string]any{
 		{"password": password},
 		{"user": aliceUser, "password": alicePassword},
