@@ -48,8 +48,39 @@ define need_redis
 	fi
 endef
 
-deps: ## install redis-server/redis-tools (as root) and download Go modules
+# The client libraries proxy/e2e/clients runs besides go-redis: redis-py
+# (Debian's python3-redis) and ioredis/node-redis (npm ci into
+# proxy/e2e/clients/node/node_modules, versions from its package-lock.json).
+# Installed when root; otherwise the tests skip and say what to run. npm ci
+# runs again only when package-lock.json is newer than the installed tree.
+CLIENTS_NODE := proxy/e2e/clients/node
+define need_clients
+	pkgs=; \
+	python3 -c 'import redis' 2>/dev/null || /usr/bin/python3 -c 'import redis' 2>/dev/null || pkgs="python3-redis"; \
+	command -v node >/dev/null || pkgs="$$pkgs nodejs npm"; \
+	if [ -n "$$pkgs" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "client libraries for the tests missing: installing$$pkgs"; \
+			DEBIAN_FRONTEND=noninteractive apt-get update -q; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$pkgs; \
+		else \
+			echo "the client-library tests will skip; install what they need with:"; \
+			echo "  sudo apt-get update && sudo apt-get install -y$$pkgs"; \
+		fi; \
+	fi; \
+	if command -v npm >/dev/null; then \
+		if [ ! -e $(CLIENTS_NODE)/node_modules/.package-lock.json ] || \
+		   [ $(CLIENTS_NODE)/package-lock.json -nt $(CLIENTS_NODE)/node_modules/.package-lock.json ]; then \
+			(cd $(CLIENTS_NODE) && npm ci --no-audit --no-fund); \
+		fi; \
+	else \
+		echo "the ioredis/node-redis tests will skip: npm not found (apt-get install npm, then: cd $(CLIENTS_NODE) && npm ci)"; \
+	fi
+endef
+
+deps: ## install redis-server/redis-tools and the tests' client libraries (as root) and download Go modules
 	@$(need_redis)
+	@$(need_clients)
 	$(GO) mod download
 
 # run: uses a Redis already answering on 127.0.0.1:6379, or starts one as a
@@ -79,13 +110,14 @@ run: build ## run the proxy on 127.0.0.1:6380 in front of a local Redis (Ctrl-C 
 	./$(BIN) --listen $(RUN_LISTEN) --upstream $(RUN_UPSTREAM) --log-format console $(RUN_FLAGS) || status=$$?; \
 	exit $${status:-0}
 
-test: ## go vet + all tests with -race (installs redis-server first if missing and root)
+test: ## go vet + all tests with -race (installs redis-server and the client libraries first if missing and root)
 	@$(need_redis)
+	@$(need_clients)
 	$(GO) vet ./...
 	$(GO) test $(TESTFLAGS) ./...
 	@# The end-to-end suites again with sessions on shared upstream
 	@# connections (the suites above use the library default, pinned).
-	EXPROXY_TEST_UPSTREAM_MODE=shared $(GO) test $(TESTFLAGS) ./proxy/e2e ./extensions/...
+	EXPROXY_TEST_UPSTREAM_MODE=shared $(GO) test $(TESTFLAGS) ./proxy/e2e/... ./extensions/...
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*')); \
