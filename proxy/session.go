@@ -36,6 +36,7 @@ type session struct {
 	// read loop sends under it; so does a resend from the reply side.
 	sendMu  sync.Mutex
 	paused  bool       // the reply side is resending; send nothing new
+	holds   int        // cluster retries waiting to be sent: send nothing new
 	resumed *sync.Cond // on sendMu: paused ended
 	conn    *upConn    // where commands go now: shared or private; nil until chosen
 
@@ -57,6 +58,7 @@ type session struct {
 	ignoreRest  bool // after QUIT or malformed input: Redis reads nothing more
 	tx          txState
 	conns       sessionConns
+	cl          *sessionCluster // in front of a Redis Cluster; nil otherwise
 
 	// Under mu: the reply side.
 	mu       sync.Mutex
@@ -90,6 +92,9 @@ func newSession(srv *Server, client net.Conn, id uint64) *session {
 	s.rinfo = SessionInfo{ID: id, Addr: client.RemoteAddr().String()}
 	s.log = sessionLog{base: srv.log, id: id, addr: s.rinfo.Addr}
 	s.conns.key = anonymous
+	if srv.cluster != nil {
+		s.cl = newSessionCluster(s)
+	}
 	s.rs.init(s)
 	return s
 }
@@ -308,12 +313,12 @@ func (s *session) drain(ctx context.Context) {
 func (s *session) waitIdle() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.loop != nil && !s.ended && (s.rs.active || s.q.unpopped() > 0) {
+	if s.loop != nil && !s.ended && (s.rs.active || s.q.unpopped() > 0 || s.rs.resending > 0) {
 		s.mu.Unlock()
 		s.mayBlock()
 		s.mu.Lock()
 	}
-	for !s.ended && (s.rs.active || s.q.unpopped() > 0) {
+	for !s.ended && (s.rs.active || s.q.unpopped() > 0 || s.rs.resending > 0) {
 		s.waiting = true
 		s.idle.Wait()
 	}

@@ -65,6 +65,20 @@ func newHealth(stats func() proxy.Stats, up proxy.Upstream, dialTimeout time.Dur
 	}
 }
 
+// clusterReady makes /readyz, in front of a Redis Cluster, ready when
+// the proxy has the slot map and every slot has a primary: the proxy's
+// own connection to one node says little about the others.
+func (h *health) clusterReady(ready func() (bool, string)) {
+	h.close()
+	h.closeFn = nil
+	h.ping = func(context.Context) error {
+		if ok, why := ready(); !ok {
+			return errors.New(why)
+		}
+		return nil
+	}
+}
+
 func (h *health) close() {
 	if h.closeFn != nil {
 		_ = h.closeFn()
