@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"errors"
 	"math/rand/v2"
 	"time"
 
@@ -309,27 +310,57 @@ func (s *session) resendLocked(w tagWaiter, ask bool) {
 	}()
 }
 
-// resendSlow is resendLocked off the reader's goroutine: it may dial.
+// resendSlow is resendLocked off the reader's goroutine: it may dial,
+// and while the node cannot be reached it waits, up to FailoverWait from
+// the command's first retry, for the cluster to name another for its
+// slot (a failover); then the client gets the error.
 func (s *session) resendSlow(w tagWaiter, ask bool) {
+	v := s.srv.cluster
+	if w.since.IsZero() {
+		w.since = time.Now()
+	}
+	for {
+		err := s.trySend(w, ask)
+		if err == nil {
+			return
+		}
+		left := v.opts.FailoverWait - time.Since(w.since)
+		if left <= 0 || ask || errors.Is(err, errRevoked) || errors.Is(err, ErrServerClosed) || s.q.isClosed() {
+			s.mu.Lock()
+			s.tagDoneLocked(false, &w, unreachableNode(s.srv, w.node, err), '-')
+			s.replayLocked()
+			s.flushLocked()
+			s.mu.Unlock()
+			return
+		}
+		node := w.node
+		st, _ := v.await(min(left, 200*time.Millisecond), func(st *clusterState) bool {
+			return w.slot >= 0 && st.slotNode[w.slot] != node
+		})
+		if st != nil && w.slot >= 0 && st.slotNode[w.slot] != 0 {
+			w.node = st.slotNode[w.slot]
+		}
+	}
+}
+
+// trySend queues w on the session's shared connection at its node.
+func (s *session) trySend(w tagWaiter, ask bool) error {
 	id := s.cl.ident.Load()
 	ps := s.srv.pools
 	p, err := ps.join(id.key.at(w.node), id.cred)
-	var c *upConn
-	if err == nil {
-		c, err = ps.shared(p, s.rinfo.ID)
-		ps.leave(p)
+	if err != nil {
+		return err
 	}
-	if err == nil {
-		if err = c.queueResend(w, ask); err == nil {
-			c.flushNoWait()
-			return
-		}
+	c, err := ps.shared(p, s.rinfo.ID)
+	ps.leave(p)
+	if err != nil {
+		return err
 	}
-	s.mu.Lock()
-	s.tagDoneLocked(false, &w, unreachableNode(s.srv, w.node, err), '-')
-	s.replayLocked()
-	s.flushLocked()
-	s.mu.Unlock()
+	if err = c.queueResend(w, ask); err != nil {
+		return err
+	}
+	c.flushNoWait()
+	return nil
 }
 
 // retryLater sends a command again after a TRYAGAIN or CLUSTERDOWN, to

@@ -339,6 +339,11 @@ func (s *session) routeOn(c *upConn, node int32, slot int, cmd *command, raw []b
 		return
 	}
 	e.dropReply = dropReply
+	if slot < 0 {
+		// Keyless: a slot of its node, so that a retry finds the node
+		// that took over from it.
+		slot = cl.st.slotOf(node)
+	}
 	cl.outs[o].spans = append(cl.outs[o].spans, span{
 		bi: int32(len(s.batch) - 1), off: int32(off), n: int32(len(s.upbuf) - off),
 		slot: int32(slot), part: -1, wait: !c.isOrdered() && !s.pushAnswered(cmd, args), tx: s.tx.inMulti,
@@ -756,7 +761,9 @@ func (s *session) fanOut(cmd *command, raw []byte, args [][]byte, how mergeHow) 
 		nodes[i], conns[i] = nd, c
 	}
 	f := &fanout{how: how, replies: make([][]byte, n), left: n}
-	s.routeParts(cmd, args, f, func(int) { s.upbuf = append(s.upbuf, raw...) }, nodes, conns, func(int) int { return -1 })
+	// Each part carries a slot of its primary, so that a retry finds
+	// the node that took over from it.
+	s.routeParts(cmd, args, f, func(int) { s.upbuf = append(s.upbuf, raw...) }, nodes, conns, func(i int) int { return st.firstSlot[i] })
 	return true
 }
 
@@ -792,7 +799,7 @@ func (s *session) scan(cmd *command, raw []byte, args [][]byte) bool {
 		for _, a := range args[2:] {
 			s.upbuf = resp.AppendBulk(s.upbuf, a)
 		}
-	}, []int32{node}, []*upConn{c}, func(int) int { return -1 })
+	}, []int32{node}, []*upConn{c}, func(int) int { return st.firstSlot[idx] })
 	return true
 }
 
@@ -817,8 +824,6 @@ func (s *session) sendCluster() bool {
 	}
 	seq0, ok := s.q.pushSeq(s.batch)
 	var failed []tagWaiter
-	var failErr error
-	var failNode int32
 	revoked := false
 	if ok {
 		total := 0
@@ -869,8 +874,9 @@ func (s *session) sendCluster() bool {
 				// A connection of its own that is gone: its reader
 				// closes the session.
 			default:
+				// The node went away since it was chosen: each command
+				// waits for the cluster to fail over, as at routing.
 				failed = append(failed, o.ws...)
-				failErr, failNode = err, o.node
 			}
 		}
 	}
@@ -887,15 +893,12 @@ func (s *session) sendCluster() bool {
 	} else {
 		s.upbuf = s.upbuf[:0]
 	}
-	if len(failed) > 0 {
-		msg := unreachableNode(s.srv, failNode, failErr)
-		s.mu.Lock()
-		for i := range failed {
-			s.tagDoneLocked(false, &failed[i], msg, '-')
-		}
-		s.replayLocked()
-		s.flushLocked()
-		s.mu.Unlock()
+	for _, w := range failed {
+		s.hold()
+		go func() {
+			defer s.unhold()
+			s.resendSlow(w, false)
+		}()
 	}
 	if s.hasLocal || s.kick {
 		s.hasLocal, s.kick = false, false

@@ -64,6 +64,7 @@ type clusterState struct {
 	// primaries are the primaries that serve slots, in the order of their
 	// first slot: a session's home node and the SCAN cursor index into it.
 	primaries []int32
+	firstSlot []int         // the first slot of each of primaries
 	changed   chan struct{} // closed when a newer state replaces this one
 }
 
@@ -245,6 +246,7 @@ func (v *clusterView) build(t *cluster.Topology) *clusterState {
 		}
 		n := v.num(sh.Primary.Addr)
 		st.primaries = append(st.primaries, n)
+		st.firstSlot = append(st.firstSlot, sh.Slots[0].Start)
 		for _, r := range sh.Slots {
 			for s := r.Start; s <= r.End; s++ {
 				st.slotNode[s] = n
@@ -338,6 +340,16 @@ func (st *clusterState) home(id uint64) int32 {
 		return 0
 	}
 	return st.primaries[id%uint64(len(st.primaries))]
+}
+
+// slotOf returns a slot node serves, or -1.
+func (st *clusterState) slotOf(node int32) int {
+	for i, n := range st.primaries {
+		if n == node {
+			return st.firstSlot[i]
+		}
+	}
+	return -1
 }
 
 // ensureAnon makes the anonymous pool of a node, which keeps ready

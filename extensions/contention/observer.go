@@ -191,7 +191,7 @@ func (s *session) exec(ev *proxy.Event) {
 		s.t.emit(abortEvent{
 			msg: MsgAbort, at: ev.Done, keys: slices.Clone(keys), queued: slices.Clone(ev.Queued),
 			client: client, addr: s.info.Addr, db: s.info.DB, user: s.info.User,
-			watchDur: dur, timed: timed, attempt: attempt,
+			watchDur: dur, timed: timed, attempt: attempt, node: ev.Node,
 		})
 	}
 	// The key slice now belongs to the chain (or is dropped); start anew.
@@ -235,7 +235,7 @@ func (s *session) refused(ev *proxy.Event, d *counts) {
 	if s.t.allowEvent() {
 		s.t.emit(abortEvent{
 			msg: MsgStale, at: ev.Done, command: ev.Name, keys: keys,
-			client: client, addr: s.info.Addr, db: s.info.DB, user: s.info.User,
+			client: client, addr: s.info.Addr, db: s.info.DB, user: s.info.User, node: ev.Node,
 		})
 	}
 }

@@ -419,7 +419,8 @@ type abortEvent struct {
 	user     string
 	watchDur time.Duration
 	timed    bool
-	attempt  int64 // 1 = first try, 2 = first retry, ...
+	attempt  int64  // 1 = first try, 2 = first retry, ...
+	node     string // the Redis Cluster node the command ran on; "" for one Redis
 }
 
 func (e *abortEvent) write(log *zap.Logger) {
@@ -430,6 +431,9 @@ func (e *abortEvent) write(log *zap.Logger) {
 		zap.String("addr", e.addr),
 		zap.Int("db", e.db),
 		zap.String("user", e.user),
+	}
+	if e.node != "" {
+		fields = append(fields, zap.String("node", e.node))
 	}
 	if e.command != "" {
 		fields = append(fields, zap.String("command", e.command))
