@@ -92,8 +92,14 @@ lint: ## gofmt and go vet
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-bench: ## benchmark exproxy against direct Redis (go run ./bench/cmd/exbench; BENCHFLAGS=--quick for a smoke run)
+# bench also measures twemproxy when nutcracker is installed
+# (apt-get install nutcracker), and predixy with BENCHFLAGS=--predixy-bin=PATH
+# (build it yourself: it has no package). BENCHFLAGS=--busy adds the
+# busy-host rows; see docs/benchmarks.md.
+bench: ## benchmark exproxy and the C proxies against direct Redis (go run ./bench/cmd/exbench; BENCHFLAGS=--quick for a smoke run)
 	@$(need_redis)
+	@command -v nutcracker >/dev/null || [ -x /usr/sbin/nutcracker ] || \
+		echo "exbench: twemproxy not installed (apt-get install nutcracker): measuring without it"
 	$(GO) run ./bench/cmd/exbench $(BENCHFLAGS)
 
 fuzz: ## run every Go fuzz target for FUZZTIME (default 15s) each

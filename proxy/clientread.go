@@ -169,7 +169,7 @@ func (s *session) protocolError(err error) {
 	if !errors.As(err, &pe) {
 		msg = "ERR Protocol error: " + err.Error()
 	}
-	s.batch = append(s.batch, entry{local: resp.AppendError(nil, msg), closeAfterReply: true, replies: 1})
+	s.batch = append(s.batch, entry{local: resp.AppendError(nil, msg), closeAfterReply: true, readStart: s.readStart, replies: 1})
 	s.hasLocal = true
 	s.ignoreRest = true
 }

@@ -588,8 +588,14 @@ func (s *session) ownAt(cmd *command, name []byte, node int32, slot int) (*upCon
 	return c, node, true, true
 }
 
-// unreachableNode answers a command whose node cannot be reached.
+// unreachableNode answers a command whose node cannot be reached. As for
+// one Redis (unreachableReply), a node that refused to set a connection
+// up answers with its own words.
 func unreachableNode(srv *Server, node int32, err error) []byte {
+	var ref *refusal
+	if errors.As(err, &ref) {
+		return ref.reply
+	}
 	addr := srv.cluster.addr(node)
 	if addr == "" {
 		addr = srv.opts.Upstream.String()

@@ -227,12 +227,7 @@ func (s *session) repoolCluster(cmd *command, raw []byte, args [][]byte) bool {
 		}
 	}
 	if err != nil {
-		var ref *refusal
-		if errors.As(err, &ref) {
-			s.answerLocal(cmd, ref.reply)
-		} else {
-			s.answerLocal(cmd, unreachableNode(s.srv, home, err))
-		}
+		s.answerLocal(cmd, unreachableNode(s.srv, home, err))
 		return true
 	}
 	s.mu.Lock()

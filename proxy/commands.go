@@ -72,7 +72,7 @@ func (s *session) watchWrites(e *entry, args [][]byte) {
 	for _, i := range c.Keys(args, idx[:0]) {
 		for _, w := range s.srv.writeWatchers {
 			if w.Watched(args[i]) {
-				keys = append(keys, append([]byte(nil), args[i]...))
+				keys = append(keys, s.arena.copyBytes(args[i]))
 				break
 			}
 		}
@@ -81,7 +81,8 @@ func (s *session) watchWrites(e *entry, args [][]byte) {
 		return
 	}
 	if e.obs == nil {
-		e.obs = &observed{sent: time.Now()}
+		e.obs = s.arena.newObserved()
+		e.obs.sent = time.Now()
 	}
 	e.obs.writes, e.obs.writeName = keys, c.Name
 }

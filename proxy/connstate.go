@@ -27,14 +27,18 @@ func (r *replySide) resolve(e *entry) {
 	e.resolved = true
 	silenced := r.replyOff || r.replySkip
 	if e.local != nil {
-		if e.closeAfterReply {
-			if silenced {
-				// Never written, so never closed: Redis keeps the
-				// connection open and reads nothing more from it.
-				e.local = []byte{}
-			} else {
-				e.closeAfter = true
-			}
+		switch {
+		case e.closeAfterReply && silenced:
+			// Never written: Redis closes only if a reply to the same
+			// read is still being written, else keeps the connection
+			// open, reading nothing more from it.
+			e.local = []byte{}
+			e.closeAfter = r.replied > e.readStart
+			r.replySkip = false
+		case e.closeAfterReply:
+			e.closeAfter = true
+			r.replySkip = false
+		case e.emptyCmd:
 			r.replySkip = false
 		}
 		return
@@ -69,12 +73,18 @@ func (r *replySide) resolve(e *entry) {
 		r.replyOff = false // RESET clears CLIENT REPLY OFF before it answers
 		return
 	}
-	if e.cmd != nil && (e.cmd.kind == kindSubscribe || e.cmd.kind == kindUnsubscribe) {
+	if e.cmd != nil && (e.cmd.kind == kindSubscribe || e.cmd.kind == kindUnsubscribe) && !r.inMulti {
 		// Confirmations are sent even under CLIENT REPLY OFF.
 		n := e.subArgs
 		switch {
 		case r.info.Proto == 3 && (n > 0 || e.cmd.kind == kindUnsubscribe):
-			e.replies = 0 // confirmations come as pushes
+			// Confirmations come as pushes, one per channel named, or
+			// per channel left for an unsubscribe of everything.
+			e.replies = 0
+			e.pushes = n
+			if n == 0 {
+				e.pushes = int32(max(1, r.subCount(e.cmd.name)))
+			}
 			r.countPushes = true
 		case n > 0:
 			e.replies = n
@@ -86,6 +96,9 @@ func (r *replySide) resolve(e *entry) {
 			e.replies = 1 // arity error
 		}
 		return
+	}
+	if e.cmd != nil && e.cmd.kind == kindQuit {
+		r.quit = true // Redis may close after it, even when its +OK is silenced
 	}
 	if silenced {
 		e.replies = 0

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -160,27 +159,7 @@ func (o *output) writeNoWait(b []byte) (int, error) {
 		}
 		return n, err
 	}
-	var n int
-	var werr error
-	err := o.raw.Write(func(fd uintptr) bool {
-		for {
-			m, e := rawWrite(int(fd), b)
-			if e == syscall.EINTR {
-				continue
-			}
-			if m > 0 {
-				n = m
-			}
-			if e != 0 && e != syscall.EAGAIN {
-				werr = os.NewSyscallError("write", e)
-			}
-			return true // never wait: that is the flusher's job
-		}
-	})
-	if err == nil {
-		err = werr
-	}
-	return n, err
+	return writeNoWait(o.raw, b)
 }
 
 // goSlow starts the background flusher with rest, the bytes a write

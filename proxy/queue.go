@@ -23,6 +23,18 @@ type entry struct {
 	// that CLIENT REPLY OFF/SKIP silences is never written, and then the
 	// connection stays open (and nothing more it sends is read).
 	closeAfterReply bool
+	// readStart is, for a closeAfterReply entry, the sequence number of
+	// the first command of the client read it came in: Redis, when it
+	// writes no reply for it, still closes if a reply to that read is
+	// being written.
+	readStart uint64
+	// emptyCmd marks an empty command ("*0", a blank line): Redis sends
+	// nothing, but it ends a pending CLIENT REPLY SKIP.
+	emptyCmd bool
+	// pushes is, for a RESP3 (un)subscribe, how many push confirmations
+	// are still to come: the entry is done when they are in, so that what
+	// follows it (a QUIT, a protocol error) waits for them as on Redis.
+	pushes int32
 	// internal marks a command of the proxy's own that sets up a session's
 	// connection (AUTH, SELECT, HELLO on a ready connection): its reply is
 	// dropped, and an error ends the session.

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"os"
 	"syscall"
 	"unsafe"
 )
@@ -32,4 +33,30 @@ func rawWrite(fd int, b []byte) (int, syscall.Errno) {
 		return 0, e
 	}
 	return int(n), 0
+}
+
+// writeNoWait writes to a non-blocking socket what it takes now, never
+// waiting for it to take more.
+func writeNoWait(raw syscall.RawConn, b []byte) (int, error) {
+	var n int
+	var werr error
+	err := raw.Write(func(fd uintptr) bool {
+		for {
+			m, e := rawWrite(int(fd), b)
+			if e == syscall.EINTR {
+				continue
+			}
+			if m > 0 {
+				n = m
+			}
+			if e != 0 && e != syscall.EAGAIN {
+				werr = os.NewSyscallError("write", e)
+			}
+			return true
+		}
+	})
+	if err == nil {
+		err = werr
+	}
+	return n, err
 }

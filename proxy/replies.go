@@ -41,15 +41,16 @@ type replySide struct {
 	wobs []SessionObserver // the WriteWatchers' among them
 
 	// Connection state as Redis applies it (connstate.go).
-	chans, pats, shards int  // RESP2 subscriptions, counted from Redis's confirmations
-	monitor             bool // MONITOR lines arrive unasked
-	replyOff, replySkip bool // CLIENT REPLY state
-	raw                 bool // after SYNC/PSYNC: bytes are relayed unframed
-	quit                bool // QUIT answered by Redis: its close is expected
-	countPushes         bool // RESP3 subscriptions: pushes are read for the count
-	reset               bool // the client is closed with a reset (output limit)
-	authed              bool // an AUTH succeeded since the start or the last RESET
-	confirmed           bool // the last AUTH/SELECT/HELLO/RESET took effect
+	chans, pats, shards int    // RESP2 subscriptions, counted from Redis's confirmations
+	monitor             bool   // MONITOR lines arrive unasked
+	replyOff, replySkip bool   // CLIENT REPLY state
+	raw                 bool   // after SYNC/PSYNC: bytes are relayed unframed
+	quit                bool   // QUIT answered by Redis: its close is expected
+	countPushes         bool   // RESP3 subscriptions: pushes are read for the count
+	replied             uint64 // 1 + seq of the last command whose reply went to the client
+	reset               bool   // the client is closed with a reset (output limit)
+	authed              bool   // an AUTH succeeded since the start or the last RESET
+	confirmed           bool   // the last AUTH/SELECT/HELLO/RESET took effect
 
 	// The reply being read.
 	active  bool
@@ -353,6 +354,9 @@ func (r *replySide) complete() bool {
 	if e == nil {
 		if r.kind == '>' && r.tail != nil {
 			r.countSubscription(head)
+			if h := r.s.q.head(); h != nil && h.pushes > 0 {
+				h.pushes--
+			}
 		}
 		return true
 	}
@@ -397,6 +401,9 @@ func (r *replySide) complete() bool {
 		r.cur = nil
 		r.releaseSlots()
 	}
+	if r.disp == dispForward || r.disp == dispBuffer {
+		r.replied = e.seq + 1
+	}
 	e.replies--
 	if e.replies <= 0 || (len(head) > 0 && head[0] == '-') {
 		r.s.q.pop()
@@ -416,6 +423,9 @@ func (r *replySide) headEntry() *entry {
 		if e.local == nil && e.replies > 0 {
 			return e
 		}
+		if e.pushes > 0 {
+			return nil // its confirmations, pushes, are still to come
+		}
 		if e.local != nil {
 			r.emitLocal(e.local)
 		}
@@ -434,7 +444,7 @@ func (r *replySide) emitHead() bool {
 			break
 		}
 		r.resolve(e)
-		if e.local == nil && e.replies > 0 {
+		if e.local == nil && e.replies > 0 || e.pushes > 0 {
 			break
 		}
 		closeAfter := e.closeAfter

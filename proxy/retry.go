@@ -103,7 +103,7 @@ func (s *session) rewriteAgain(dst, raw []byte, cmd *command) []byte {
 		return append(dst, raw...)
 	}
 	dst = appendRewrite(dst, rw, len(args))
-	return append(dst, raw[afterName(raw, args[0]):]...)
+	return append(dst, raw[resp.NameEnd(raw):]...)
 }
 
 // releaseSlots writes the leading ready slots to the client.

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"errors"
 	"strings"
 	"time"
@@ -86,12 +85,17 @@ func placeOf(cmd *command, args [][]byte) placement {
 // process frames and routes every complete command in the buffer, then
 // sends the batch. false ends the read loop.
 func (s *session) process() bool {
+	s.readStart = s.q.total() + uint64(len(s.batch))
 	for s.in.r < s.in.w && !s.draining.Load() {
 		if s.ignoreRest {
 			// After QUIT or malformed input Redis reads nothing more.
 			s.in.r = s.in.w
 			break
 		}
+		// Redis reads a client that has not authenticated (to a Redis
+		// that requires it) with smaller limits; dispatch waits for an
+		// AUTH's outcome, so the next command is read with the right ones.
+		s.parser.Limits.Unauthenticated = !s.conns.authed && s.srv.authRequired.Load()
 		n, args, inline, err := s.parser.Parse(s.in.data(), s.argv[:0])
 		if err != nil {
 			s.protocolError(err)
@@ -103,7 +107,11 @@ func (s *session) process() bool {
 		raw := s.in.b[s.in.r : s.in.r+n]
 		s.in.r += n
 		if len(args) == 0 {
-			continue // Redis ignores empty commands and sends no reply
+			// Redis sends nothing for an empty command, but it ends a
+			// pending CLIENT REPLY SKIP, which the reply side follows.
+			s.batch = append(s.batch, entry{local: []byte{}, emptyCmd: true})
+			s.hasLocal = true
+			continue
 		}
 		if inline {
 			raw, args = s.inlineToMultibulk(args)
@@ -146,7 +154,7 @@ func (s *session) dispatch(cmd *command, raw []byte, args [][]byte) bool {
 		s.ignoreRest = true
 		if cs.own == nil {
 			s.srv.stats.commands.Add(1)
-			s.batch = append(s.batch, entry{cmd: cmd, local: okReply, closeAfterReply: true, replies: 1})
+			s.batch = append(s.batch, entry{cmd: cmd, local: okReply, closeAfterReply: true, readStart: s.readStart, replies: 1})
 			s.hasLocal = true
 			return true
 		}
@@ -225,12 +233,7 @@ func (s *session) repool(cmd *command, raw []byte, args [][]byte) bool {
 		}
 	}
 	if err != nil {
-		var ref *refusal
-		if errors.As(err, &ref) {
-			s.answerLocal(cmd, ref.reply)
-		} else {
-			s.answerLocal(cmd, unreachableReply(s.srv, err))
-		}
+		s.answerLocal(cmd, unreachableReply(s.srv, err))
 		return true
 	}
 	s.sendMu.Lock()
@@ -326,7 +329,7 @@ func (s *session) route(cmd *command, raw []byte, args [][]byte, argc int, parti
 				}
 				e.rw = rw.Reply
 				if rw.Prefix != nil {
-					skip = afterName(raw, args[0])
+					skip = resp.NameEnd(raw)
 					s.upbuf = appendRewrite(s.upbuf, rw, argc)
 					if !partial {
 						s.upbuf = append(s.upbuf, raw[skip:]...)
@@ -335,7 +338,7 @@ func (s *session) route(cmd *command, raw []byte, args [][]byte, argc int, parti
 						// reason for the resend may change the rewrite
 						// (FCALL unknown: EVALSHA instead).
 						if e.rw != nil && len(raw) <= maxResend {
-							e.resend = bytes.Clone(raw)
+							e.resend = s.arena.copyBytes(raw)
 						}
 					}
 					rewritten = true
@@ -343,7 +346,8 @@ func (s *session) route(cmd *command, raw []byte, args [][]byte, argc int, parti
 			}
 		}
 		if cmd.observed {
-			e.obs = &observed{args: cloneArgs(args[1:]), sent: time.Now()}
+			e.obs = s.arena.newObserved()
+			e.obs.args, e.obs.sent = s.arena.copyArgs(args[1:]), time.Now()
 			if cmd.kind == kindExec {
 				e.obs.queued, s.tx.queued = s.tx.queued, nil
 			}
@@ -453,33 +457,9 @@ func appendRewrite(dst []byte, rw Rewrite, argc int) []byte {
 	return append(dst, rw.Prefix...)
 }
 
-// afterName is the offset in a multibulk command just past its name.
-func afterName(raw, name []byte) int {
-	first := bytes.IndexByte(raw, '\n') + 1
-	second := first + bytes.IndexByte(raw[first:], '\n') + 1
-	return second + len(name) + 2
-}
-
 func nameOf(cmd *command, name []byte) string {
 	if cmd != nil {
 		return cmd.name
 	}
 	return strings.ToLower(string(name))
-}
-
-func cloneArgs(args [][]byte) [][]byte {
-	if len(args) == 0 {
-		return nil
-	}
-	n := 0
-	for _, a := range args {
-		n += len(a)
-	}
-	buf := make([]byte, 0, n)
-	out := make([][]byte, len(args))
-	for i, a := range args {
-		buf = append(buf, a...)
-		out[i] = buf[len(buf)-len(a):]
-	}
-	return out
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"testing"
 
 	"github.com/exproxy/exproxy/proxy/resp"
@@ -15,10 +16,33 @@ func (p prefixRewriter) Rewrite(args [][]byte, argc int, s *SessionInfo) (Rewrit
 	return Rewrite{Prefix: p.prefix, PrefixArgs: 3}, true
 }
 
+// handledRewriter is prefixRewriter with a ReplyHandler, as exstring's
+// commands have: the core keeps a copy of each for a resend.
+type handledRewriter struct{ prefixRewriter }
+
+func (h handledRewriter) Commands() []string { return []string{"excas"} }
+func (h handledRewriter) Rewrite(args [][]byte, argc int, s *SessionInfo) (Rewrite, bool) {
+	rw, _ := h.prefixRewriter.Rewrite(args, argc, s)
+	rw.Reply = nopHandler{}
+	return rw, true
+}
+
+type nopHandler struct{}
+
+func (nopHandler) Check([]byte, int) (ReplyAction, []byte) { return Forward, nil }
+func (nopHandler) Reload(context.Context) error            { return nil }
+
+// excasObserver observes EXCAS, as the contention tracker does.
+type excasObserver struct{}
+
+func (excasObserver) Observes(name string) bool         { return name == "excas" }
+func (excasObserver) Open(*SessionInfo) SessionObserver { return nil }
+
 func benchSession(b *testing.B) *session {
+	prefix := []byte("$5\r\nFCALL\r\n$10\r\nexget_abcd\r\n$1\r\n1\r\n")
 	srv, err := New(Options{Upstream: Upstream{Addr: "127.0.0.1:1"}, Rewriters: []Rewriter{
-		prefixRewriter{prefix: []byte("$5\r\nFCALL\r\n$10\r\nexget_abcd\r\n$1\r\n1\r\n")},
-	}})
+		prefixRewriter{prefix: prefix}, handledRewriter{prefixRewriter{prefix: prefix}},
+	}, Observers: []Observer{excasObserver{}}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -33,6 +57,9 @@ func BenchmarkRoute(b *testing.B) {
 		{"get", "*2\r\n$3\r\nGET\r\n$10\r\nkey:000001\r\n"},
 		{"set64", "*3\r\n$3\r\nSET\r\n$10\r\nkey:000001\r\n$64\r\n" + string(make([]byte, 64)) + "\r\n"},
 		{"rewrite", "*2\r\n$5\r\nEXGET\r\n$10\r\nkey:000001\r\n"},
+		// A versioned write as exstring and contention see it: kept for a
+		// resend, its arguments copied for the observer.
+		{"excas-observed", "*4\r\n$5\r\nEXCAS\r\n$10\r\nkey:000001\r\n$2\r\nv2\r\n$1\r\n7\r\n"},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			s := benchSession(b)

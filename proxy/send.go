@@ -295,6 +295,15 @@ func (s *session) failBatch(err error) {
 	s.tx.inMulti, s.tx.watching = false, false
 }
 
+// unreachableReply is the answer to a command for which no connection
+// could be had. When Redis refused to set one up (BUSY while a script
+// runs, LOADING, a revoked password), Redis's own words are the answer,
+// as Redis would have given them to the command itself; only a Redis that
+// cannot be reached at all gets the proxy's text.
 func unreachableReply(srv *Server, err error) []byte {
+	var ref *refusal
+	if errors.As(err, &ref) {
+		return ref.reply
+	}
 	return resp.AppendError(nil, fmt.Sprintf("ERR exproxy: upstream %s unreachable: %v", srv.opts.Upstream, err))
 }

@@ -52,12 +52,14 @@ type session struct {
 	inline      []byte
 	batch       []entry
 	upbuf       []byte
-	hasLocal    bool // the batch holds a locally answered entry
-	kick        bool // the batch holds entries that may be answered without a reply
-	batchFailed bool // the last batch could not reach upstream
-	ignoreRest  bool // after QUIT or malformed input: Redis reads nothing more
+	hasLocal    bool   // the batch holds a locally answered entry
+	kick        bool   // the batch holds entries that may be answered without a reply
+	batchFailed bool   // the last batch could not reach upstream
+	ignoreRest  bool   // after QUIT or malformed input: Redis reads nothing more
+	readStart   uint64 // sequence number of the first command of the current read
 	tx          txState
 	conns       sessionConns
+	arena       arena           // what entries keep: resend copies, observed arguments
 	cl          *sessionCluster // in front of a Redis Cluster; nil otherwise
 
 	// Under mu: the reply side.
@@ -251,8 +253,8 @@ func (s *session) close() {
 }
 
 // privateLost is told by the reader of the session's own connection that
-// the connection is gone. After QUIT, or after a client that stopped
-// sending had everything answered, that is expected. Otherwise Redis
+// the connection is gone. After QUIT, or after the client stopped
+// sending, that is expected. Otherwise Redis
 // went away with the session's state (and maybe commands in flight):
 // the client connection is closed, as Redis's own closing would close
 // it, with no reply invented for the commands whose outcome is unknown.
@@ -262,7 +264,10 @@ func (s *session) privateLost(cause error) {
 	if s.ended {
 		return
 	}
-	if s.rs.quit || s.readDone && s.q.unpopped() == 0 {
+	if s.rs.quit || s.readDone {
+		// Expected: Redis closed after QUIT, or after the client had
+		// gone (its half close made Redis drop what it had not answered,
+		// such as a blocked BLPOP nobody would read).
 		s.endLocked(true)
 		return
 	}

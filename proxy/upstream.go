@@ -199,6 +199,9 @@ func (c *upConn) flushNoWait() {
 		out := c.out
 		c.out = c.spare[:0]
 		c.mu.Unlock()
+		// A deadline a blocking write set earlier would fail this one
+		// once it expired, though this one never waits.
+		c.wdl.refresh(c.conn, c.srv.opts.WriteTimeout)
 		n, err := c.writeNoWait(out)
 		c.mu.Lock()
 		if err != nil {
@@ -229,29 +232,7 @@ func (c *upConn) flushNoWait() {
 }
 
 // writeNoWait writes what the socket takes now.
-func (c *upConn) writeNoWait(b []byte) (int, error) {
-	var n int
-	var werr error
-	err := c.raw.Write(func(fd uintptr) bool {
-		for {
-			m, e := rawWrite(int(fd), b)
-			if e == syscall.EINTR {
-				continue
-			}
-			if m > 0 {
-				n = m
-			}
-			if e != 0 && e != syscall.EAGAIN {
-				werr = os.NewSyscallError("write", e)
-			}
-			return true
-		}
-	})
-	if err == nil {
-		err = werr
-	}
-	return n, err
-}
+func (c *upConn) writeNoWait(b []byte) (int, error) { return writeNoWait(c.raw, b) }
 
 // write writes b; a Redis that stops reading (it never should) cannot
 // hang the writer past WriteTimeout.

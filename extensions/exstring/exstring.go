@@ -156,7 +156,7 @@ func nopermReply(name, call, lower string) []byte {
 
 // luaCalls are the commands the Lua runs (exstring.lua's redis.call), which
 // Redis checks against the client's ACL user like any other command.
-const luaCalls = "TYPE, HLEN, HMGET, HSET, HDEL, HINCRBYFLOAT, GET, SET, DEL, PERSIST, PEXPIREAT, TIME"
+const luaCalls = "HLEN, HMGET, HSET, HDEL, HINCRBYFLOAT, GET, SET, DEL, PERSIST, PEXPIREAT, TIME, TYPE"
 
 // innerNopermReply replaces Redis's "ERR The user executing the script
 // can't run this command ... script: exset_1a2b3c4d, on @user_function:487",
@@ -263,6 +263,13 @@ func (c *command) Check(head []byte, proto int) (proxy.ReplyAction, []byte) {
 		return proxy.Replace, c.noperm[modeEVALSHA]
 	case hasPrefix(head, "-ERR The user executing the script can't run this command"):
 		return proxy.Replace, c.inner
+	case hasPrefix(head, cantExecute):
+		// RESP2 subscribed mode: Redis refuses the command it ran by
+		// name ("Can't execute 'fcall': only (P|S)SUBSCRIBE / ..."); with
+		// the module it would name the client's command.
+		if repl, ok := c.renamed(head, len(cantExecute)); ok {
+			return proxy.Replace, repl
+		}
 	case unknownFCALL(head):
 		// Redis before 7 (or FCALL renamed away): use scripts from now
 		// on. The core rewrites a command again to resend it, so the
@@ -271,6 +278,43 @@ func (c *command) Check(head []byte, proto int) (proxy.ReplyAction, []byte) {
 		return proxy.Retry, nil
 	}
 	return proxy.Forward, nil
+}
+
+// cantExecute starts Redis 7.0's refusal of a command in RESP2 subscribed
+// mode (server.c processCommand): "-ERR Can't execute '<name>': only
+// (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in
+// this context". It is the one refusal there that names the command Redis
+// ran (an unknown FCALL and NOPERM have their own cases above; arity
+// cannot fail for a rewrite, which always has its three arguments; the
+// others - NOAUTH, OOM, READONLY, MASTERDOWN, LOADING, BUSY, NOREPLICAS,
+// MISCONF - name no command).
+const cantExecute = "-ERR Can't execute '"
+
+// renamed returns the error line in head with the command name that
+// starts at head[at] - one of the calls the rewrite makes - replaced by the
+// client's command name, keeping the rest of Redis's text as it is. ok is
+// false when the name is not such a call or the line is not whole in head.
+func (c *command) renamed(head []byte, at int) (repl []byte, ok bool) {
+	rest := head[at:]
+	q := bytes.IndexByte(rest, '\'')
+	end := bytes.Index(rest, []byte("\r\n"))
+	if q < 0 || end < q || !isCallName(rest[:q]) {
+		return nil, false
+	}
+	repl = make([]byte, 0, len(head)+len(c.name))
+	repl = append(repl, head[:at]...)
+	repl = append(repl, c.name...)
+	return append(repl, rest[q:end+2]...), true
+}
+
+// isCallName reports the commands a rewrite runs, as Redis names them in
+// errors (its lower-case full name).
+func isCallName(name []byte) bool {
+	switch string(name) {
+	case "fcall", "fcall_ro", "evalsha", "evalsha_ro":
+		return true
+	}
+	return false
 }
 
 // Reload loads the library again; concurrent calls share loads.

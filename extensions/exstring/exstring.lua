@@ -48,6 +48,10 @@ local UINT32_MAX = '4294967295'
 
 local function err(msg) return {err = msg} end
 
+-- Status replies used on every success path, built once: Redis only reads
+-- a returned table.
+local R_OK, R_EMPTY, R_CAS_FAILED = {ok = 'OK'}, {ok = ''}, {ok = 'CAS_FAILED'}
+
 -- Returned as an error reply, not raised: a raised error would carry
 -- script details in its text, and the spec wants Redis's exact wording.
 local function arity(name)
@@ -132,8 +136,17 @@ local function signed(neg, mag)
   return parse_int(s)
 end
 
+-- SMALL is the length below which a canonical integer string (sign
+-- included) is under 10^15: a double holds it, and the sum of two of them
+-- (under 2^53), exactly, so the common cases skip the digit-string code.
+local SMALL = 16
+
 -- iadd is exact int64 addition; nil on overflow (what HINCRBY refuses).
 local function iadd(a, b)
+  if #a < SMALL and #b < SMALL then
+    -- Never "-0": canonical inputs are never -0, and x + -x is +0.
+    return string.format('%.0f', tonumber(a) + tonumber(b))
+  end
   local an, bn = is_neg(a), is_neg(b)
   local am, bm = an and a:sub(2) or a, bn and b:sub(2) or b
   if an == bn then return signed(an, add_mag(am, bm)) end
@@ -146,6 +159,7 @@ end
 -- next_version increments like the module's uint64 counter: the version
 -- after 9223372036854775807 is reported as -9223372036854775808.
 local function next_version(v)
+  if #v < SMALL then return string.format('%.0f', tonumber(v) + 1) end
   if v == INT64_MAX then return INT64_MIN end
   return iadd(v, '1')
 end
@@ -156,6 +170,7 @@ end
 -- spacing there) is returned as a bulk string holding the exact digits
 -- rather than as a wrong integer.
 local function int_reply(s)
+  if #s < SMALL then return tonumber(s) end
   local d = tonumber(s)
   if string.format('%.0f', d) == s then return d end
   return s
@@ -528,25 +543,49 @@ end
 ---------------------------------------------------------------------------
 
 local function valid_flags(f)
-  return f and parse_int(f) and not is_neg(f) and icmp(f, UINT32_MAX) <= 0
+  return f == '0' or (f and parse_int(f) and not is_neg(f) and icmp(f, UINT32_MAX) <= 0)
+end
+
+-- is_wrongtype tells Redis's WRONGTYPE error from any other error reply.
+local function is_wrongtype(r)
+  return string.sub(r.err, 1, 10) == 'WRONGTYPE '
 end
 
 -- load returns 'none', 'other' (any key that is not a well-formed
--- exString) or 'ex' and the object {val, ver, flg}.
+-- exString) or 'ex' and the object {val, ver, flg}. HLEN, called with
+-- pcall, answers three questions at once: 0 is a missing key (Redis
+-- deletes empty hashes), WRONGTYPE any other type, and anything but 4
+-- fields is not ours; only then does HMGET read the fields. Errors other
+-- than WRONGTYPE (an ACL refusal) are raised, as redis.call would. (One
+-- HRANDFIELD key 5 WITHVALUES could read it all in one command, but
+-- costs Redis more: what a redis.call costs is mostly turning its reply
+-- into Lua values, and it returns the field names too.)
 local function load(key)
-  local t = redis.call('TYPE', key).ok
-  if t == 'none' then return 'none' end
-  if t ~= 'hash' or redis.call('HLEN', key) ~= 4 then return 'other' end
+  local n = redis.pcall('HLEN', key)
+  if type(n) == 'table' then
+    if is_wrongtype(n) then return 'other' end
+    return error(n)
+  end
+  if n == 0 then return 'none' end
+  if n ~= 4 then return 'other' end
   local r = redis.call('HMGET', key, F_MARK, F_VAL, F_VER, F_FLG)
-  if r[1] ~= LAYOUT or not r[2] or not r[3] or not parse_int(r[3])
-      or not valid_flags(r[4]) then
+  if r[1] ~= LAYOUT or not r[2] or not r[3] or not parse_int(r[3]) or not valid_flags(r[4]) then
     return 'other'
   end
   return 'ex', {val = r[2], ver = r[3], flg = r[4]}
 end
 
-local function store(key, val, ver, flg)
-  redis.call('HSET', key, F_MARK, LAYOUT, F_VAL, val, F_VER, ver, F_FLG, flg)
+-- store writes a versioned string: every field when obj (what load read)
+-- is nil, a new key; else only the fields that change, since the marker
+-- and usually the flags are already there.
+local function store(key, obj, val, ver, flg)
+  if not obj then
+    redis.call('HSET', key, F_MARK, LAYOUT, F_VAL, val, F_VER, ver, F_FLG, flg)
+  elseif flg == obj.flg then
+    redis.call('HSET', key, F_VAL, val, F_VER, ver)
+  else
+    redis.call('HSET', key, F_VAL, val, F_VER, ver, F_FLG, flg)
+  end
 end
 
 -- now_ms reads the server clock as a canonical millisecond string.
@@ -572,11 +611,11 @@ local function expire_at(kind, t)
 end
 
 -- apply_ttl is the TTL rule: expire option -> set; KEEPTTL -> kept; else
--- removed.
-local function apply_ttl(key, o)
+-- removed. A key this call created (obj nil) has no TTL to remove.
+local function apply_ttl(key, o, obj)
   if o.at then
     redis.call('PEXPIREAT', key, o.at)
-  elseif not o.keepttl then
+  elseif not o.keepttl and obj then
     redis.call('PERSIST', key)
   end
 end
@@ -592,8 +631,9 @@ local VALUE_OPTS = {ex = 'exp', exat = 'exp', px = 'exp', pxat = 'exp',
 -- command takes. The whole line is parsed first, then the groups used are
 -- checked against allowed. Returns the options or nil (syntax error).
 local function parse_opts(a, start, allowed)
-  local o, used = {}, {}
   local n = #a
+  if start > n then return {} end
+  local o, used = {}, {}
   local j = start
   while j <= n do
     local t = string.lower(a[j])
@@ -680,9 +720,16 @@ end
 -- argv rebuilds the module's argv numbering: a[1] = key, a[2..] = the
 -- arguments after it; argc counts the command name too.
 local function argv(keys, args)
-  local a = {}
-  for i = 1, #keys do a[#a + 1] = keys[i] end
-  for i = 1, #args do a[#a + 1] = args[i] end
+  local a
+  if #keys == 1 and #args <= 64 then
+    -- One constructor sized at once (the usual case); unpack is bounded
+    -- by Lua's stack, hence the loop for long argument lists.
+    a = {keys[1], unpack(args)}
+  else
+    a = {}
+    for i = 1, #keys do a[#a + 1] = keys[i] end
+    for i = 1, #args do a[#a + 1] = args[i] end
+  end
   return a, #a + 1
 end
 
@@ -714,10 +761,10 @@ H.exset = function(keys, args)
     if stale(o, obj.ver) then return err(E_STALE) end
   end
   local ver = new_version(o, obj and obj.ver)
-  store(key, a[2], ver, flg or (obj and obj.flg) or '0')
-  apply_ttl(key, o)
+  store(key, obj, a[2], ver, flg or (obj and obj.flg) or '0')
+  apply_ttl(key, o, obj)
   if o.withversion then return int_reply(ver) end
-  return {ok = 'OK'}
+  return R_OK
 end
 
 -- EXGET key [WITHFLAGS]
@@ -793,8 +840,8 @@ H.exincrby = function(keys, args)
   end
   if o.nonegative and is_neg(r) then r = '0' end
   local ver = new_version(o, obj and obj.ver)
-  store(key, r, ver, (obj and obj.flg) or '0')
-  apply_ttl(key, o)
+  store(key, obj, r, ver, (obj and obj.flg) or '0')
+  apply_ttl(key, o, obj)
   if o.withversion then return {int_reply(r), int_reply(ver)} end
   return int_reply(r)
 end
@@ -870,9 +917,9 @@ H.exincrbyfloat = function(keys, args)
     if neg then r = '-0' end
   end
   local ver = new_version(o, obj and obj.ver)
-  store(key, r, ver, (obj and obj.flg) or '0')
+  store(key, obj, r, ver, (obj and obj.flg) or '0')
   redis.call('HDEL', key, F_TMP)
-  apply_ttl(key, o)
+  apply_ttl(key, o, obj)
   return r
 end
 
@@ -891,12 +938,12 @@ H.excas = function(keys, args)
   if kind == 'other' then return err(E_WRONGTYPE) end
   if kind == 'none' then return -1 end
   if obj.ver ~= v then
-    return {{ok = 'CAS_FAILED'}, obj.val, int_reply(obj.ver)}
+    return {R_CAS_FAILED, obj.val, int_reply(obj.ver)}
   end
   local ver = next_version(obj.ver)
-  store(key, a[2], ver, obj.flg)
-  apply_ttl(key, o)
-  return {{ok = 'OK'}, {ok = ''}, int_reply(ver)}
+  store(key, obj, a[2], ver, obj.flg)
+  apply_ttl(key, o, obj)
+  return {R_OK, R_EMPTY, int_reply(ver)}
 end
 
 -- EXCAD key version
@@ -933,7 +980,7 @@ local function append(name, prepend, keys, args)
     if prepend then val = a[2] .. obj.val else val = obj.val .. a[2] end
   end
   local ver = new_version(o, obj and obj.ver)
-  store(key, val, ver, (obj and obj.flg) or '0')
+  store(key, obj, val, ver, (obj and obj.flg) or '0')
   return int_reply(ver)
 end
 
@@ -954,6 +1001,17 @@ H.exgae = function(keys, args)
   return {obj.val, int_reply(obj.ver), int_reply(obj.flg)}
 end
 
+-- get_string reads a plain string: its value, false when the key is
+-- missing, nil when it holds another type (one GET instead of TYPE + GET).
+local function get_string(key)
+  local r = redis.pcall('GET', key)
+  if type(r) == 'table' then
+    if is_wrongtype(r) then return nil end
+    return error(r)
+  end
+  return r
+end
+
 -- CAS key oldvalue newvalue [EX..|KEEPTTL]   (plain strings)
 H.cas = function(keys, args)
   local a, argc = argv(keys, args)
@@ -961,10 +1019,10 @@ H.cas = function(keys, args)
   local o = parse_opts(a, 4, ALLOW_CAS)
   if not o or not check_expire(o) then return err(E_SYNTAX) end
   local key = a[1]
-  local t = redis.call('TYPE', key).ok
-  if t == 'none' then return -1 end
-  if t ~= 'string' then return err(E_WRONGTYPE) end
-  if redis.call('GET', key) ~= a[2] then return 0 end
+  local cur = get_string(key)
+  if cur == false then return -1 end
+  if cur == nil then return err(E_WRONGTYPE) end
+  if cur ~= a[2] then return 0 end
   if o.keepttl then
     redis.call('SET', key, a[3], 'KEEPTTL')
   else
@@ -979,10 +1037,10 @@ H.cad = function(keys, args)
   local a, argc = argv(keys, args)
   if argc ~= 3 then return arity('cad') end
   local key = a[1]
-  local t = redis.call('TYPE', key).ok
-  if t == 'none' then return -1 end
-  if t ~= 'string' then return err(E_WRONGTYPE) end
-  if redis.call('GET', key) ~= a[2] then return 0 end
+  local cur = get_string(key)
+  if cur == false then return -1 end
+  if cur == nil then return err(E_WRONGTYPE) end
+  if cur ~= a[2] then return 0 end
   redis.call('DEL', key)
   return 1
 end
@@ -993,5 +1051,6 @@ H.extype = function(keys, args)
   if argc ~= 2 then return arity('type') end
   local kind = load(a[1])
   if kind == 'ex' then return {ok = 'exstrtype'} end
+  if kind == 'none' then return {ok = 'none'} end
   return redis.call('TYPE', a[1])
 end

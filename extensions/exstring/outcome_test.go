@@ -86,8 +86,9 @@ func TestOutcomeRepliesMatchTheLua(t *testing.T) {
 	lib := Library()
 	for _, want := range []string{
 		"local E_STALE = '" + strings.TrimPrefix(replyStale, "-") + "'",
-		"{{ok = 'CAS_FAILED'}, obj.val, int_reply(obj.ver)}",
-		"{{ok = 'OK'}, {ok = ''}, int_reply(ver)}",
+		"local R_OK, R_EMPTY, R_CAS_FAILED = {ok = 'OK'}, {ok = ''}, {ok = 'CAS_FAILED'}",
+		"{R_CAS_FAILED, obj.val, int_reply(obj.ver)}",
+		"{R_OK, R_EMPTY, int_reply(ver)}",
 	} {
 		if !strings.Contains(lib, want) {
 			t.Errorf("the Lua library no longer contains %q", want)

@@ -414,7 +414,7 @@ func TestProxyPasswordAndACL(t *testing.T) {
 				t.Errorf("key inside the user's patterns: %v", err)
 			}
 			nh := x.Client(t, proto, func(o *redis.Options) { o.Username = "nohash"; o.Password = "hpw" })
-			if err := nh.Do(ctx, "EXGET", "k").Err(); err == nil || !strings.HasPrefix(err.Error(), "NOPERM this user has no permissions to run the 'exget' command (exproxy implements it in Lua, which runs TYPE") {
+			if err := nh.Do(ctx, "EXGET", "k").Err(); err == nil || !strings.HasPrefix(err.Error(), "NOPERM this user has no permissions to run the 'exget' command (exproxy implements it in Lua, which runs "+luaCalls) {
 				t.Errorf("user without hash commands: %v", err)
 			}
 		})
@@ -721,5 +721,99 @@ func TestLongReplyIntegersExact(t *testing.T) {
 	}
 	if got, want := c.Do("EXGET", "k"), "*2\r\n$1000\r\n"+val+"\r\n:"+maxInt64+"\r\n"; got != want {
 		t.Fatalf("EXGET of a long value = %q, want %q", got, want)
+	}
+}
+
+// TestProxySubscribedContext: a RESP2 client in subscribed mode may run
+// only (P|S)SUBSCRIBE, (P|S)UNSUBSCRIBE, PING, QUIT and RESET. Redis
+// refuses anything else by name; with the module loaded it names the ex
+// command the client sent, never the FCALL or EVALSHA the proxy runs. The
+// expected text is Redis's own refusal of GET in the same state, with the
+// name changed. In RESP3 there is no such restriction: the commands run.
+func TestProxySubscribedContext(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		cfg  e2eConfig
+	}{{"fcall", e2eConfig{}}, {"evalsha", e2eConfig{ext: Config{Scripts: true}}}} {
+		t.Run(mode.name, func(t *testing.T) {
+			x := startE2E(t, mode.cfg)
+			d := x.DirectRaw(t)
+			d.Do("SUBSCRIBE", "ch")
+			refusal := d.Do("GET", "k")
+			if !strings.HasPrefix(refusal, "-ERR Can't execute 'get': ") {
+				t.Fatalf("Redis's own refusal: %q", refusal)
+			}
+			want := func(name string) string { return strings.Replace(refusal, "'get'", "'"+name+"'", 1) }
+
+			t.Run("RESP2", func(t *testing.T) {
+				rc := x.rawClient(t, 2)
+				if got := rc.Do("EXSET", "k", "v"); got != "+OK\r\n" {
+					t.Fatalf("EXSET before subscribing: %q", got)
+				}
+				if got := rc.Do("SUBSCRIBE", "ch"); got != "*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n" {
+					t.Fatalf("SUBSCRIBE: %q", got)
+				}
+				for _, cmd := range [][]string{
+					{"EXGET", "k"}, {"EXSET", "k", "w"}, {"exincrby", "n", "1"}, {"CAS", "k", "a", "b"},
+					{"TYPE", "k"}, {"EXGET"},
+				} {
+					if got := rc.Do(cmd...); got != want(strings.ToLower(cmd[0])) {
+						t.Errorf("%v in subscribed mode:\n got %q\nwant %q", cmd, got, want(strings.ToLower(cmd[0])))
+					}
+				}
+				if got := rc.Do("UNSUBSCRIBE"); got != "*3\r\n$11\r\nunsubscribe\r\n$2\r\nch\r\n:0\r\n" {
+					t.Fatalf("UNSUBSCRIBE: %q", got)
+				}
+				// Refused means not run: the value is still v.
+				if got := rc.Do("EXGET", "k"); got != "*2\r\n$1\r\nv\r\n:1\r\n" {
+					t.Fatalf("EXGET after unsubscribing: %q", got)
+				}
+			})
+			t.Run("RESP3", func(t *testing.T) {
+				rc := x.rawClient(t, 3)
+				if got := rc.Do("SUBSCRIBE", "ch3"); got != ">3\r\n$9\r\nsubscribe\r\n$3\r\nch3\r\n:1\r\n" {
+					t.Fatalf("SUBSCRIBE: %q", got)
+				}
+				for _, s := range []struct {
+					cmd  []string
+					want string
+				}{
+					{[]string{"EXSET", "k3", "v"}, "+OK\r\n"},
+					{[]string{"EXGET", "k3"}, "*2\r\n$1\r\nv\r\n:1\r\n"},
+					{[]string{"TYPE", "k3"}, "+exstrtype\r\n"},
+					{[]string{"EXGET"}, "-ERR wrong number of arguments for 'exget' command\r\n"},
+				} {
+					if got := rc.Do(s.cmd...); got != s.want {
+						t.Errorf("RESP3 subscribed %v = %q, want %q", s.cmd, got, s.want)
+					}
+				}
+			})
+		})
+	}
+}
+
+// TestProxyLenientLineEnds: Redis ends a multibulk header line at its
+// '\r' and skips the byte after it unseen, so "*2\r\n$5\r\xeaEXGET..." is an
+// EXGET to Redis (with the module) and must be one through the proxy too.
+func TestProxyLenientLineEnds(t *testing.T) {
+	x := startE2E(t, e2eConfig{})
+	rc := x.rawClient(t, 2)
+	if got := rc.Do("EXSET", "fz:e", "v"); got != "+OK\r\n" {
+		t.Fatalf("EXSET: %q", got)
+	}
+	const want = "*2\r\n$1\r\nv\r\n:1\r\n"
+	for _, in := range []string{
+		"*2\r\n$5\r\xeaEXGET\r\n$4\r\nfz:e\r\n",
+		"*2\r\xea$5\r\nEXGET\r\n$4\r\nfz:e\r\n",
+		"*2\r\r$5\r\rEXGET\r\r$4\r\rfz:e\r\r",
+		"*2\r\n$5\r\nEXGETxy$4\r\nfz:e\r\n",
+	} {
+		c := x.ProxyRaw(t)
+		c.WriteString(in)
+		got := c.Read()
+		if got == want {
+			continue
+		}
+		t.Errorf("%q = %q, want %q", in, got, want)
 	}
 }

@@ -16,6 +16,41 @@ type Limits struct {
 	MaxBulkLen   int64 // largest bulk string; Redis's proto-max-bulk-len (512 MB)
 	MaxInlineLen int   // longest inline command line or header line; Redis's 64 KB
 	MaxArgs      int   // most arguments in one command
+	// Unauthenticated applies Redis's limits for a client that has not
+	// authenticated to a Redis that requires it: at most 10 arguments and
+	// bulks of at most 16384 bytes, refused with Redis's own
+	// "unauthenticated" texts. They keep a client that cannot yet run a
+	// command from making the proxy buffer (or forward) a large one.
+	Unauthenticated bool
+}
+
+// Redis's pre-AUTH limits (networking.c, processMultibulkBuffer).
+const (
+	unauthMaxArgs    = 10
+	unauthMaxBulkLen = 16384
+)
+
+// checkArgc is the check Redis makes of a multibulk's declared count,
+// in Redis's order: an invalid count first, then the pre-AUTH bound.
+func (l Limits) checkArgc(n int64, ok bool) error {
+	if !ok || n > int64(l.MaxArgs) {
+		return ErrInvalidMultibulkLen
+	}
+	if l.Unauthenticated && n > unauthMaxArgs {
+		return ErrUnauthenticatedMultibulkLen
+	}
+	return nil
+}
+
+// checkBulkLen is checkArgc for a bulk's declared length.
+func (l Limits) checkBulkLen(n int64, ok bool) error {
+	if !ok || n < 0 || n > l.MaxBulkLen {
+		return ErrInvalidBulkLen
+	}
+	if l.Unauthenticated && n > unauthMaxBulkLen {
+		return ErrUnauthenticatedBulkLen
+	}
+	return nil
 }
 
 // DefaultLimits are Redis's own defaults.
@@ -52,8 +87,11 @@ func (e *ProtocolError) Error() string { return "Protocol error: " + e.Msg }
 var (
 	ErrInvalidMultibulkLen = &ProtocolError{"invalid multibulk length"}
 	ErrInvalidBulkLen      = &ProtocolError{"invalid bulk length"}
-	ErrTooBigMbulkCount    = &ProtocolError{"too big mbulk count string"}
-	ErrTooBigBulkCount     = &ProtocolError{"too big bulk count string"}
-	ErrTooBigInline        = &ProtocolError{"too big inline request"}
-	ErrUnbalancedQuotes    = &ProtocolError{"unbalanced quotes in request"}
+	// Redis closes an unauthenticated client's connection after these.
+	ErrUnauthenticatedMultibulkLen = &ProtocolError{"unauthenticated multibulk length"}
+	ErrUnauthenticatedBulkLen      = &ProtocolError{"unauthenticated bulk length"}
+	ErrTooBigMbulkCount            = &ProtocolError{"too big mbulk count string"}
+	ErrTooBigBulkCount             = &ProtocolError{"too big bulk count string"}
+	ErrTooBigInline                = &ProtocolError{"too big inline request"}
+	ErrUnbalancedQuotes            = &ProtocolError{"unbalanced quotes in request"}
 )

@@ -59,6 +59,38 @@ func (p *CommandParser) Peek(buf []byte, argv [][]byte) (argc int, args [][]byte
 	return argc, args, body, err
 }
 
+// NameEnd returns the offset in cmd just past the first argument (the
+// command's name) of the multibulk command cmd starts with, or 0 when cmd
+// does not hold that much of a well-formed one. It reads line ends as
+// Redis does: by their '\r', with the byte after it and the two bytes
+// after the name's body skipped unseen, so "*2\r\n$5\r\xeaEXGET\r\n..."
+// has its name end where Redis's does. It is Peek's body without the
+// arguments, for a caller that replaces the name of a command already
+// framed.
+func NameEnd(cmd []byte) int {
+	if len(cmd) == 0 || cmd[0] != '*' {
+		return 0
+	}
+	max := DefaultLimits().MaxInlineLen
+	cr := findCR(cmd, 0, max)
+	if cr < 0 || cr+2 > len(cmd) {
+		return 0
+	}
+	if n, ok := ParseInt(cmd[1:cr]); !ok || n < 1 {
+		return 0
+	}
+	pos := cr + 2
+	cr = findCR(cmd, pos, max)
+	if cr < 0 || cr+2 > len(cmd) || cmd[pos] != '$' {
+		return 0
+	}
+	bl, ok := ParseInt(cmd[pos+1 : cr])
+	if !ok || bl < 0 || int64(len(cmd)-cr-2) < bl+2 {
+		return 0
+	}
+	return cr + 2 + int(bl) + 2
+}
+
 // findCR returns the index of the first '\r' in buf at or after from, or
 // -1. It looks at most max+1 bytes ahead (a longer line is an error
 // anyway), and reports -1 when a NUL byte comes first: Redis searches its
@@ -105,8 +137,8 @@ func parseMultibulk(buf []byte, args [][]byte, lim Limits) (n int, _ [][]byte, a
 		return 0, args, 0, 0, nil
 	}
 	ll, ok := ParseInt(buf[1:cr])
-	if !ok || ll > int64(lim.MaxArgs) {
-		return 0, args, 0, 0, ErrInvalidMultibulkLen
+	if err := lim.checkArgc(ll, ok); err != nil {
+		return 0, args, 0, 0, err
 	}
 	pos := cr + 2
 	if ll <= 0 {
@@ -128,8 +160,8 @@ func parseMultibulk(buf []byte, args [][]byte, lim Limits) (n int, _ [][]byte, a
 			return 0, args, argc, body, expectedDollar(buf[pos])
 		}
 		bl, ok := ParseInt(buf[pos+1 : cr])
-		if !ok || bl < 0 || bl > lim.MaxBulkLen {
-			return 0, args, argc, body, ErrInvalidBulkLen
+		if err := lim.checkBulkLen(bl, ok); err != nil {
+			return 0, args, argc, body, err
 		}
 		pos = cr + 2
 		if int64(len(buf)-pos) < bl+2 {

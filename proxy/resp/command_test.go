@@ -57,6 +57,12 @@ func TestParse(t *testing.T) {
 		{name: "negative bulk", in: "*1\r\n$-1\r\n", err: ErrInvalidBulkLen},
 		{name: "bulk over max", in: "*1\r\n$536870913\r\n", err: ErrInvalidBulkLen},
 		{name: "bulk over limit", in: "*1\r\n$11\r\n", lim: Limits{MaxBulkLen: 10}, err: ErrInvalidBulkLen},
+		{name: "unauthenticated mbulk over 10", in: "*11\r\n", lim: Limits{Unauthenticated: true}, err: ErrUnauthenticatedMultibulkLen},
+		{name: "unauthenticated invalid mbulk first", in: "*x\r\n", lim: Limits{Unauthenticated: true}, err: ErrInvalidMultibulkLen},
+		{name: "unauthenticated mbulk at 10 waits", in: "*10\r\n", lim: Limits{Unauthenticated: true}, n: 0},
+		{name: "unauthenticated bulk over 16384", in: "*1\r\n$16385\r\n", lim: Limits{Unauthenticated: true}, err: ErrUnauthenticatedBulkLen},
+		{name: "unauthenticated bulk at 16384 waits", in: "*1\r\n$16384\r\n", lim: Limits{Unauthenticated: true}, n: 0},
+		{name: "unauthenticated negative bulk", in: "*1\r\n$-1\r\n", lim: Limits{Unauthenticated: true}, err: ErrInvalidBulkLen},
 		{name: "bulk 4GB", in: "*1\r\n$4294967296\r\n", lim: Limits{MaxBulkLen: 1 << 40}, n: 0},
 		{name: "expected dollar", in: "*3\r\n$3\r\nSET\r\n$1\r\nx\r\nfooz\r\n", err: &ProtocolError{"expected '$', got 'f'"}},
 		{name: "expected dollar cr", in: "*1\r\n\r\n", err: &ProtocolError{"expected '$', got ' '"}},
@@ -246,5 +252,33 @@ func TestParseInt(t *testing.T) {
 		if v != tt.v || ok != tt.ok {
 			t.Errorf("ParseInt(%q) = %d, %v; want %d, %v", tt.in, v, ok, tt.v, tt.ok)
 		}
+	}
+}
+
+func TestNameEnd(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want int
+	}{
+		{"*2\r\n$5\r\nEXGET\r\n$4\r\nfz:e\r\n", 15},
+		{"*2\r\n$5\r\xeaEXGET\r\n$4\r\nfz:e\r\n", 15}, // Redis skips the byte after '\r'
+		{"*2\rX$5\rYEXGETab$4\r\nfz:e\r\n", 15},
+		{"*1\r\n$4\r\nPING\r\n", 14},
+		{"*1\r\n$4\r\nPIN", 0},
+		{"*1\r\n$4\r\nPING\r", 0},
+		{"*0\r\n", 0},
+		{"*-1\r\n", 0},
+		{"*1\r\n:1\r\n", 0},
+		{"PING\r\n", 0},
+		{"*1\r\n$x\r\n", 0},
+		{"", 0},
+	} {
+		if got := NameEnd([]byte(tt.in)); got != tt.want {
+			t.Errorf("NameEnd(%q) = %d, want %d", tt.in, got, tt.want)
+		}
+	}
+	cmd := []byte("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n")
+	if a := testing.AllocsPerRun(10, func() { _ = NameEnd(cmd) }); a != 0 {
+		t.Errorf("%v allocations", a)
 	}
 }

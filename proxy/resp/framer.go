@@ -2,11 +2,21 @@ package resp
 
 import "bytes"
 
-// MaxDepth bounds how deeply aggregates may nest in one value. Real replies
-// nest a few levels (Lua tables, EXEC of nested replies, COMMAND DOCS); the
-// bound keeps a hostile peer from growing the framer's stack with each
-// "*1\r\n" it sends.
-const MaxDepth = 1024
+// MaxFrameRuns bounds the memory a Framer spends on nesting. Open
+// aggregates are kept as runs of identical frames (same count still to
+// come, same kind), so depth itself costs nothing: Redis's reply to a Lua
+// table that contains itself nests about 8,000 "*1" arrays deep (the Lua
+// stack limit), which is one run, and "*1\r\n" repeated a million times
+// is one run too. Only nesting whose levels keep differing from the one
+// above grows the stack, by 16 bytes a run. Lua cannot nest deeper than
+// about 8,000 levels at all, so 65,536 runs (1 MB at most) is far above
+// anything Redis sends; beyond it the value is "nesting too deep".
+const MaxFrameRuns = 1 << 16
+
+// keepRuns is how much of the frame stack's overflow a Framer keeps
+// after a value ends: a one-off deep reply must not pin its stack for the
+// life of the connection.
+const keepRuns = 256
 
 // Framer walks RESP values without decoding them and reports where each
 // top-level value ends. It is resumable: feed it bytes as they arrive; bulk
@@ -49,17 +59,22 @@ type Framer struct {
 	// it does from Redis.
 	seen  int
 	nul   bool
-	depth int
-	// Normal values nest far less than 16 deep, so the stack lives in the
-	// struct and only deeper nesting allocates.
+	depth int // open aggregates
+	runs  int // entries of the frame stack in use
+	// The stack holds runs of identical open aggregates (see
+	// MaxFrameRuns). Normal values have far fewer than 16 runs, so the
+	// stack lives in the struct and only deeper nesting allocates.
 	stack [16]frame
 	more  []frame
 }
 
-// frame is one open aggregate.
+// frame is a run of n open aggregates, each nested in the one before, with
+// the same number of elements still to come. Only the innermost one is
+// ever decremented: it then leaves the run (see complete).
 type frame struct {
-	left int64 // elements still to come; -1 for a streamed aggregate
-	attr bool  // an attribute: when it ends, its parent still awaits the value
+	left int64  // elements still to come; -1 for a streamed aggregate
+	n    uint32 // aggregates in the run, at least 1
+	attr bool   // attributes: when one ends, its parent still awaits the value
 }
 
 const (
@@ -132,7 +147,7 @@ func (f *Framer) Next(buf []byte) (n int, done bool, err error) {
 					continue
 				}
 				f.state = stHeader
-				if f.complete() {
+				if f.runs == 0 || !f.tick() && f.complete() {
 					return pos, f.finish(), nil
 				}
 				continue
@@ -321,6 +336,9 @@ func (f *Framer) header(t byte, s []byte) (fin bool, err error) {
 			}
 			break
 		}
+		if f.tryPush(n, t == '|') {
+			return false, nil
+		}
 		return false, f.push(frame{left: n, attr: t == '|'})
 	case '.':
 		if len(s) != 0 || f.depth == 0 || f.top().left != -1 {
@@ -330,7 +348,7 @@ func (f *Framer) header(t byte, s []byte) (fin bool, err error) {
 	default:
 		return false, &ProtocolError{errInvalidFirst + quoteByte(t)}
 	}
-	return f.complete(), nil
+	return f.runs == 0 || !f.tick() && f.complete(), nil
 }
 
 // chunk handles a ";N" line of a streamed string; ";0" ends the string.
@@ -350,24 +368,53 @@ func (f *Framer) chunk(line []byte) (fin bool, err error) {
 	return false, nil
 }
 
+// tick is complete's common case, small enough to inline where every
+// element of every reply passes: an element that leaves the innermost
+// aggregate (alone in its run, in the struct) still open. false means
+// complete must run.
+func (f *Framer) tick() bool {
+	r := f.runs
+	if r == 0 || r > len(f.stack) {
+		return false
+	}
+	fr := &f.stack[r-1]
+	if fr.left > 1 && fr.n == 1 {
+		fr.left--
+		return true
+	}
+	return false
+}
+
 // complete records that an element ended at the current depth, closing
 // every aggregate it filled. It reports whether the top-level value ended.
+// Callers on the hot path try tick first.
 func (f *Framer) complete() bool {
 	for f.depth > 0 {
 		fr := f.top()
-		if fr.left < 0 {
+		switch {
+		case fr.left < 0:
 			return false // streamed: only "." ends it
-		}
-		fr.left--
-		if fr.left > 0 {
+		case fr.left > 1:
+			if fr.n == 1 {
+				fr.left--
+				return false
+			}
+			// The innermost aggregate of the run moves on; the rest of
+			// the run still waits for as many elements as before. push
+			// leaves room for this one extra run (see push).
+			fr.n--
+			f.pushRun(frame{left: fr.left - 1, n: 1, attr: fr.attr})
 			return false
-		}
-		attr := fr.attr
-		f.pop()
-		if attr {
+		case fr.attr:
 			// The attribute is done; the value it describes, which is
 			// the element its parent counts, comes next.
+			f.pop()
 			return false
+		default:
+			// This element was the last of every aggregate in the run:
+			// they all end here, and the run's parent counts one more.
+			f.depth -= int(fr.n)
+			f.runs--
 		}
 	}
 	return true
@@ -375,6 +422,9 @@ func (f *Framer) complete() bool {
 
 func (f *Framer) finish() bool {
 	f.ended = true
+	if cap(f.more) > keepRuns {
+		f.more = nil
+	}
 	return true
 }
 
@@ -391,29 +441,68 @@ func (f *Framer) maxBulk() int64 {
 }
 
 func (f *Framer) top() *frame {
-	d := f.depth - 1
+	d := f.runs - 1
 	if d < len(f.stack) {
 		return &f.stack[d]
 	}
 	return &f.more[d-len(f.stack)]
 }
 
+// tryPush is push's common case, small enough to inline: a new run in
+// the struct's stack, its count differing from the run around it. false
+// means push must run.
+func (f *Framer) tryPush(left int64, attr bool) bool {
+	r := f.runs
+	if r >= len(f.stack) || r > 0 && f.stack[r-1].left == left {
+		return false
+	}
+	f.stack[r] = frame{left: left, n: 1, attr: attr}
+	f.runs++
+	f.depth++
+	return true
+}
+
+// push opens an aggregate, inside the current one. Runs are capped at
+// MaxFrameRuns: a push that would exceed the cap fails even when it only
+// lengthens the innermost run, so that the one run complete may add when
+// it splits a run never goes beyond MaxFrameRuns+1.
 func (f *Framer) push(fr frame) error {
-	if f.depth >= MaxDepth {
+	if f.runs >= MaxFrameRuns {
 		return errTooDeep
 	}
-	if f.depth < len(f.stack) {
-		f.stack[f.depth] = fr
-	} else if d := f.depth - len(f.stack); d < len(f.more) {
-		f.more[d] = fr
-	} else {
-		f.more = append(f.more, fr)
+	if f.runs > 0 {
+		if t := f.top(); t.left == fr.left && t.attr == fr.attr && t.n < 1<<32-1 {
+			t.n++
+			f.depth++
+			return nil
+		}
 	}
+	fr.n = 1
+	f.pushRun(fr)
 	f.depth++
 	return nil
 }
 
-func (f *Framer) pop() { f.depth-- }
+// pushRun appends a run to the frame stack; the caller counts its depth.
+func (f *Framer) pushRun(fr frame) {
+	if f.runs < len(f.stack) {
+		f.stack[f.runs] = fr
+	} else if d := f.runs - len(f.stack); d < len(f.more) {
+		f.more[d] = fr
+	} else {
+		f.more = append(f.more, fr)
+	}
+	f.runs++
+}
+
+// pop closes the innermost open aggregate.
+func (f *Framer) pop() {
+	t := f.top()
+	if t.n--; t.n == 0 {
+		f.runs--
+	}
+	f.depth--
+}
 
 // Kind is the type byte of the current top-level value ('+', '-', ':', '$',
 // '*', '%', '~', '>', '_', ',', '#', '(', '=', '!'), skipping attributes;
@@ -423,6 +512,9 @@ func (f *Framer) Kind() byte { return f.kind }
 // Reset forgets any value in progress, and any error.
 func (f *Framer) Reset() {
 	more := f.more[:0]
+	if cap(more) > keepRuns {
+		more = nil
+	}
 	*f = Framer{Limits: f.Limits, Command: f.Command, more: more}
 }
 
@@ -473,8 +565,8 @@ func (f *Framer) nextCommand(buf []byte, max int) (n int, done bool, err error) 
 				return pos, false, f.fail(&ProtocolError{"expected '*', got " + quoteByte(buf[pos])})
 			}
 			ll, ok := ParseInt(buf[pos+1 : cr])
-			if !ok || ll > int64(lim.MaxArgs) {
-				return pos, false, f.fail(ErrInvalidMultibulkLen)
+			if err := lim.checkArgc(ll, ok); err != nil {
+				return pos, false, f.fail(err)
 			}
 			pos = cr + 2
 			if ll <= 0 {
@@ -487,8 +579,8 @@ func (f *Framer) nextCommand(buf []byte, max int) (n int, done bool, err error) 
 			return pos, false, f.fail(expectedDollar(buf[pos]))
 		}
 		bl, ok := ParseInt(buf[pos+1 : cr])
-		if !ok || bl < 0 || bl > lim.MaxBulkLen {
-			return pos, false, f.fail(ErrInvalidBulkLen)
+		if err := lim.checkBulkLen(bl, ok); err != nil {
+			return pos, false, f.fail(err)
 		}
 		pos = cr + 2
 		f.left, f.state = bl+2, stBody

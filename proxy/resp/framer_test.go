@@ -113,7 +113,7 @@ func TestFramer(t *testing.T) {
 		{name: "dot in counted", in: "*1\r\n.\r\n", err: "unexpected end"},
 		{name: "bad chunk", in: "$?\r\n+x\r\n", err: "expected ';'"},
 		{name: "bad chunk len", in: "$?\r\n;-1\r\n", err: "invalid bulk length"},
-		{name: "too deep", in: strings.Repeat("*1\r\n", MaxDepth+1), err: "nesting too deep"},
+		{name: "too deep", in: strings.Repeat("*2\r\n*1\r\n", MaxFrameRuns/2+1), err: "nesting too deep"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -38,6 +39,9 @@ func FuzzParseCommand(f *testing.F) {
 		if small {
 			p.Limits = smallLimits
 		}
+		// The top bit of cut reads the input as from an unauthenticated
+		// client (it is reduced modulo the length below anyway).
+		p.Limits.Unauthenticated = cut&0x8000 != 0
 		n, args, inline, err := p.Parse(data, nil)
 		if n < 0 || n > len(data) {
 			t.Fatalf("n = %d outside [0, %d]", n, len(data))
@@ -111,6 +115,9 @@ func FuzzParseCommand(f *testing.F) {
 		if (body > 0) != (len(pk) > 0) || body > len(data) {
 			t.Fatalf("body %d with %d args", body, len(pk))
 		}
+		if ne := NameEnd(data); !small && ne != body {
+			t.Fatalf("NameEnd %d, Peek's body %d", ne, body)
+		}
 		if n > 0 && len(whole) > 0 {
 			// Re-encoded, the arguments parse back to themselves.
 			enc := AppendArrayHeader(nil, len(args))
@@ -171,6 +178,13 @@ func FuzzFramer(f *testing.F) {
 		"=8\r\ntxt:abcd\r\n", "!3\r\nERR\r\n",
 		"|1\r\n+a\r\n+b\r\n:1\r\n", "*2\r\n|1\r\n+a\r\n+b\r\n:1\r\n:2\r\n",
 		"$?\r\n;2\r\nab\r\n;0\r\n", "*?\r\n:1\r\n.\r\n", "%?\r\n+a\r\n+b\r\n.\r\n",
+		// Deep nesting: runs of identical frames that split and end.
+		strings.Repeat("*1\r\n", 3000) + "-ERR reached lua stack limit\r\n",
+		strings.Repeat("*2\r\n", 50) + strings.Repeat(":1\r\n", 51),
+		strings.Repeat("*2\r\n*1\r\n", 40) + strings.Repeat(":1\r\n", 41),
+		strings.Repeat("|1\r\n", 30) + "+k\r\n" + strings.Repeat(":1\r\n+v\r\n", 30),
+		strings.Repeat("*?\r\n", 20) + ":1\r\n" + strings.Repeat(".\r\n", 20),
+		strings.Repeat("%1\r\n", 20) + "+k\r\n" + strings.Repeat("+v\r\n", 20),
 	} {
 		f.Add([]byte(s), []byte{3, 1, 7}, false)
 	}
@@ -202,6 +216,15 @@ func FuzzFramer(f *testing.F) {
 			}
 			if (serr == nil) != (err == nil) || (err != nil && serr.Error() != err.Error()) {
 				t.Fatalf("cuts %v: err %v; whole: %v", c, serr, err)
+			}
+		}
+		if !small {
+			// A plain recursive reading of the same bytes (no resumption,
+			// no runs of frames) finds the same values and fails where
+			// the framer fails.
+			rends, _, rerr := refEnds(data)
+			if !reflect.DeepEqual(rends, ends) || (rerr == nil) != (err == nil) {
+				t.Fatalf("reference ends %v err %v; framer %v %v", rends, rerr, ends, err)
 			}
 		}
 		if err == nil && len(ends) > 0 {

@@ -594,3 +594,244 @@ func TestFramerStreamsRedis64MB(t *testing.T) {
 		t.Fatalf("framed %d bytes, want %d", total, want)
 	}
 }
+
+// TestFramerOnRedisRecursiveReply frames Redis's reply to a Lua table that
+// contains itself (Redis's own test suite: unit/scripting, "Script return
+// recursive object"): arrays nested about 8,000 deep ending in an error,
+// after which Redis keeps the connection. The reply is captured from the
+// server in both protocols and framed whole and cut at random points.
+func TestFramerOnRedisRecursiveReply(t *testing.T) {
+	srv := redistest.Start(t)
+	const script = "local a = {}; local b = {a}; a[1] = b; return a"
+	r := rand.New(rand.NewPCG(13, 14))
+	for _, proto := range []int{2, 3} {
+		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
+			c, br := dial(t, srv)
+			var out []byte
+			if proto == 3 {
+				out = append(out, "*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n"...)
+			}
+			for _, args := range [][]string{{"EVAL", script, "0"}, {"ECHO", "end-of-batch"}} {
+				out = AppendArrayHeader(out, len(args))
+				for _, a := range args {
+					out = AppendBulkString(out, a)
+				}
+			}
+			if _, err := c.Write(out); err != nil {
+				t.Fatal(err)
+			}
+			var data []byte
+			buf := make([]byte, 64<<10)
+			for !bytes.HasSuffix(data, []byte("$12\r\nend-of-batch\r\n")) {
+				n, err := br.Read(buf)
+				if err != nil {
+					t.Fatalf("after %d bytes: %v (Redis closed the connection?)", len(data), err)
+				}
+				data = append(data, buf[:n]...)
+			}
+			// What the reply is, independently of the framer: a chain of
+			// "*1" ending in the Lua stack error.
+			start := 0
+			if proto == 3 {
+				var f Framer
+				n, done, err := f.Next(data)
+				if err != nil || !done || f.Kind() != '%' {
+					t.Fatalf("HELLO reply: %d %v %v", n, done, err)
+				}
+				start = n
+			}
+			const leaf = "-ERR reached lua stack limit\r\n"
+			evalEnd := len(data) - len("$12\r\nend-of-batch\r\n")
+			reply := data[start:evalEnd]
+			levels := bytes.Count(reply, []byte("*1\r\n"))
+			if !bytes.Equal(reply, []byte(strings.Repeat("*1\r\n", levels)+leaf)) || levels < 5000 {
+				t.Fatalf("unexpected reply shape (%d levels): %.200q", levels, reply)
+			}
+			t.Logf("RESP%d: %d levels, %d bytes", proto, levels, len(reply))
+			want := []int{evalEnd, len(data)}
+			wantKinds := "*$"
+			if proto == 3 {
+				want = append([]int{start}, want...)
+				wantKinds = "%" + wantKinds
+			}
+			var f Framer
+			ends, kinds, err := frameAll(&f, data, len(data))
+			if err != nil || !reflect.DeepEqual(ends, want) || string(kinds) != wantKinds {
+				t.Fatalf("whole: ends %v kinds %q err %v; want %v %q", ends, kinds, err, want, wantKinds)
+			}
+			for i := 0; i < 50; i++ {
+				f.Reset()
+				ends, kinds, err = frameSplit(&f, data, r)
+				if err != nil || !reflect.DeepEqual(ends, want) || string(kinds) != wantKinds {
+					t.Fatalf("split %d: ends %v kinds %q err %v; want %v", i, ends, kinds, err, want)
+				}
+			}
+			for _, step := range []int{1, 5, 4096} {
+				f.Reset()
+				if ends, _, err = frameAll(&f, data, step); err != nil || !reflect.DeepEqual(ends, want) {
+					t.Fatalf("step %d: ends %v err %v", step, ends, err)
+				}
+			}
+		})
+	}
+}
+
+// redisOutcome is everything a connection to Redis gives back for one
+// input: the reply bytes, and whether Redis closed the connection.
+type redisOutcome struct {
+	reply  string
+	closed bool
+}
+
+// modelOutcome is what the parser says Redis does with in: each command
+// Parse frames is re-encoded cleanly and run on oracle (a connection that
+// never sees malformed input) to get its reply; a protocol error adds
+// Redis's error line and a close; an incomplete command leaves the
+// connection open and waiting.
+func modelOutcome(t *testing.T, oracle net.Conn, obr *bufio.Reader, in []byte) redisOutcome {
+	t.Helper()
+	var p CommandParser
+	var clean []byte
+	var out redisOutcome
+	var tail string
+	for len(in) > 0 {
+		n, args, _, err := p.Parse(in, nil)
+		if err != nil {
+			tail, out.closed = "-ERR "+err.Error()+"\r\n", true
+			break
+		}
+		if n == 0 {
+			break // Redis waits for the rest
+		}
+		in = in[n:]
+		if len(args) == 0 {
+			continue // no reply
+		}
+		clean = AppendArrayHeader(clean, len(args))
+		for _, a := range args {
+			clean = AppendBulk(clean, a)
+		}
+	}
+	const end = "$12\r\nend-of-batch\r\n"
+	clean = append(clean, "*2\r\n$4\r\nECHO\r\n$12\r\nend-of-batch\r\n"...)
+	if _, err := oracle.Write(clean); err != nil {
+		t.Fatal(err)
+	}
+	var data []byte
+	buf := make([]byte, 64<<10)
+	for !bytes.HasSuffix(data, []byte(end)) {
+		n, err := obr.Read(buf)
+		if err != nil {
+			t.Fatalf("oracle connection: %v after %q", err, data)
+		}
+		data = append(data, buf[:n]...)
+	}
+	out.reply = string(data[:len(data)-len(end)]) + tail
+	return out
+}
+
+// sendToRedis writes in to a fresh connection and reads what comes back:
+// until Redis closes when want says it will; otherwise until want's bytes
+// have come (or a generous deadline passed) and then a short quiet spell,
+// so that anything Redis sends beyond them, or a close, is seen too.
+func sendToRedis(t *testing.T, srv *redistest.Server, in []byte, want redisOutcome) redisOutcome {
+	t.Helper()
+	c, br := dial(t, srv)
+	go func() { _, _ = c.Write(in) }() // Redis may close before it read everything
+	var got redisOutcome
+	var data []byte
+	buf := make([]byte, 64<<10)
+	deadline := time.Now().Add(20 * time.Second)
+	quiet := false
+	for {
+		if !want.closed && len(data) >= len(want.reply) && !quiet {
+			deadline, quiet = time.Now().Add(300*time.Millisecond), true
+		}
+		_ = c.SetReadDeadline(deadline)
+		n, err := br.Read(buf)
+		data = append(data, buf[:n]...)
+		if err != nil {
+			var ne net.Error
+			got.closed = !(errors.As(err, &ne) && ne.Timeout())
+			break
+		}
+	}
+	got.reply = string(data)
+	return got
+}
+
+// TestParseByteExactMatchesRedis sends inputs at the edges of
+// networking.c's reading to redis-server and compares everything Redis
+// sends back, and whether it closes, with what CommandParser makes of the
+// same bytes (each command it frames re-encoded and run on a clean
+// connection). Only commands without side effects are used.
+func TestParseByteExactMatchesRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	oracle, obr := dial(t, srv)
+	big := strings.Repeat("b", 40000) // over PROTO_MBULK_BIG_ARG (32 KB): Redis's big-argument path
+	echo := func(s string) string { return "*2\r\n$4\r\nECHO\r\n$" + strconv.Itoa(len(s)) + "\r\n" + s + "\r\n" }
+	cases := []struct {
+		name string
+		in   string
+	}{
+		// Multibulk line ends: found by '\r', the next byte skipped unseen.
+		{"bulk header ends in \\r\\xea", "*2\r\n$4\r\xeaECHO\r\n$4\r\nfz:e\r\n"},
+		{"count ends in \\r\\xea", "*2\r\xea$4\r\nECHO\r\n$4\r\nfz:e\r\n"},
+		{"\\r\\r line ends", "*1\r\r$4\r\rPING\r\r"},
+		{"\\r then NUL", "*1\r\x00$4\r\x00PING\r\x00"},
+		{"\\r\\n after \\r", "*1\r\r\n$4\r\nPING\r\n"},
+		{"two bytes after a body unseen", "*2\r\n$4\r\nECHO\xff\xfe$4\r\nfz:e\xaa\xbb" + echo("next")},
+		{"big argument then two bytes unseen", "*2\r\n$4\r\nECHO\r\n$40000\r\n" + big + "XY" + echo("after")},
+		{"big argument last", "*2\r\n$4\r\nECHO\r\n$40000\r\n" + big + "\r\n"},
+		{"big argument partly sent", "*2\r\n$4\r\nECHO\r\n$40000\r\n" + big[:1000]},
+		// Counts.
+		{"zero and negative counts", "*0\r\n*-1\r\n*-2147483649\r\n" + echo("x")},
+		{"minus zero", "*-0\r\n"},
+		{"plus sign", "*+1\r\n$4\r\nPING\r\n"},
+		{"leading zero", "*01\r\n$4\r\nPING\r\n"},
+		{"count INT_MAX waits", "*2147483647\r\n$4\r\nPING\r\n"},
+		{"count INT_MAX+1", "*2147483648\r\n"},
+		{"count with space", "*1 \r\n$4\r\nPING\r\n"},
+		{"count lf only waits", "*1\n$4\nPING\n"},
+		{"count cut after \\r waits", "*1\r"},
+		// Bulk lengths.
+		{"bulk plus sign", "*1\r\n$+4\r\nPING\r\n"},
+		{"bulk leading zero", "*1\r\n$04\r\nPING\r\n"},
+		{"bulk trailing space", "*1\r\n$4 \r\nPING\r\n"},
+		{"bulk minus one", "*1\r\n$-1\r\n"},
+		{"bulk at proto-max-bulk-len waits", "*1\r\n$536870912\r\nxx"},
+		{"bulk over proto-max-bulk-len", "*1\r\n$536870913\r\n"},
+		{"not a bulk", "*2\r\n$4\r\nECHO\r\n:1\r\n"},
+		{"empty bulk header", "*1\r\n\r\n"},
+		{"NUL at a bulk header waits", "*1\r\n\x00$4\r\nPING\r\n"},
+		{"lf in place of the bulk header", "*1\r\n\n$4\r\nPING\r\n"},
+		// Inline.
+		{"inline lf only", "PING\nECHO a\n"},
+		{"inline \\r\\r\\n", "PING\r\r\n"},
+		{"inline \\r inside", "ECHO a\rb\r\n"},
+		{"blank lines", "\r\n\n \t\r\n\v\f\n" + "PING\r\n"},
+		{"dollar is inline", "$4\r\nPING\r\n"},
+		{"space then star is inline", " *1\r\n$4\r\nPING\r\n"},
+		{"quotes", "ECHO \"\\x41\\n\"\r\nECHO 'b\\'c'\r\nECHO \"a\"b\r\n"},
+		{"inline NUL waits", "ECHO a\x00b\n"},
+		{"inline then multibulk", "PING\r\n*1\r\n$4\r\nPING\r\n"},
+		{"empty name", "*1\r\n$0\r\n\r\n"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			want := modelOutcome(t, oracle, obr, []byte(tc.in))
+			got := sendToRedis(t, srv, []byte(tc.in), want)
+			if got != want {
+				t.Fatalf("input %q\n Redis: %q closed=%v\nParser: %q closed=%v", clipTo(tc.in, 200),
+					clipTo(got.reply, 300), got.closed, clipTo(want.reply, 300), want.closed)
+			}
+		})
+	}
+}
+
+func clipTo(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}

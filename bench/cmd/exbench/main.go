@@ -1,12 +1,14 @@
-// Command exbench measures exproxy against direct Redis in one run: it
-// builds the proxy, starts its own redis-server and exproxy on loopback,
-// pins them as a sidecar is deployed (redis-server on one CPU, exproxy and
+// Command exbench measures exproxy against direct Redis and against the
+// C proxies (twemproxy, and predixy when given) in one run: it builds the
+// proxy, starts its own redis-server and the proxies on loopback, pins
+// them as a sidecar is deployed (redis-server on one CPU, the proxies and
 // the load generators together on another), runs every workload
 // interleaved over several rounds and prints a table. See
 // docs/benchmarks.md.
 //
-//	go run ./bench/cmd/exbench            # full run (~6-8 minutes on 2 cores)
-//	go run ./bench/cmd/exbench --quick    # smoke run (about a minute)
+//	go run ./bench/cmd/exbench            # full run (~7 minutes on 2 cores)
+//	go run ./bench/cmd/exbench --quick    # smoke run (about 1-2 minutes)
+//	go run ./bench/cmd/exbench --busy     # also every passthrough row on a busy core
 package main
 
 import (
@@ -18,6 +20,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -32,6 +35,8 @@ func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 func main() {
+	// A busy-host spinner is this binary run again: it never returns.
+	fixture.MaybeSpin()
 	if err := run(); err != nil {
 		fmt.Fprintf(os.Stderr, "exbench: FAIL: %v\n", err)
 		os.Exit(1)
@@ -46,7 +51,13 @@ func run() error {
 		stub      = flag.Bool("stub-proxy", false, "no proxy: measure direct Redis twice (harness development only; the report says STUB)")
 		occDur    = flag.Duration("occ-duration", 1500*time.Millisecond, "length of one optimistic-locking run")
 		memConns  = flag.Int("mem-conns", 10000, "idle connections for the memory figure")
-		only      = flag.String("only", "", "comma-separated workload groups to run: passthrough,occ,memory, or single passthrough workloads such as p1-64B (default all)")
+		only      = flag.String("only", "", "comma-separated workload groups to run: passthrough,occ,rediscost,memory, or single passthrough workloads such as p1-64B (default all)")
+		busy      = flag.Bool("busy", false, "also run the passthrough workloads with a CPU-bound process on the proxies' CPU (a busy host)")
+		twemBin   = flag.String("twemproxy-bin", fixture.TwemproxyPath(), "twemproxy (nutcracker) binary measured beside exproxy; \"\" to leave it out")
+		predBin   = flag.String("predixy-bin", "", "predixy binary measured beside exproxy (predixy has no package: build it yourself)")
+		costRnds  = flag.Int("cost-rounds", 3, "rounds of the rediscost workloads (Redis's own CPU per call)")
+		costDur   = flag.Duration("cost-duration", 600*time.Millisecond, "length of one rediscost run")
+		luaBase   = flag.String("lua-baseline", "", "an exproxy binary whose Lua library rediscost measures beside this one's, interleaved (before/after of a Lua change)")
 		noPin     = flag.Bool("no-pin", false, "do not pin processes with taskset")
 		cpuRedis  = flag.String("cpu-redis", "0", "CPU list for redis-server (taskset -c)")
 		cpuLoad   = flag.String("cpu-load", "1", "CPU list for exproxy, redis-benchmark and this harness")
@@ -67,6 +78,12 @@ func run() error {
 		}
 		if !isSet("mem-conns") {
 			*memConns = 1000
+		}
+		if !isSet("cost-rounds") {
+			*costRnds = 1
+		}
+		if !isSet("cost-duration") {
+			*costDur = 300 * time.Millisecond
 		}
 	}
 	if *rounds < 1 {
@@ -124,20 +141,32 @@ func run() error {
 		// Go's profiler on the admin address; costs nothing until asked.
 		proxyArgs = append(multiFlag{"--admin-pprof"}, proxyArgs...)
 	}
+	for _, b := range []*string{twemBin, predBin, luaBase} {
+		if *b != "" {
+			if _, err := exec.LookPath(*b); err != nil {
+				return fmt.Errorf("%s: %w", *b, err)
+			}
+		}
+	}
+	if *costRnds < 1 {
+		return fmt.Errorf("--cost-rounds must be at least 1")
+	}
 	cfg := suite.Config{
-		Rounds: *rounds, Quick: *quick, OCCDuration: *occDur, MemConns: *memConns,
+		Rounds: *rounds, Quick: *quick, OCCDuration: *occDur, MemConns: *memConns, Busy: *busy,
 		ProxyBin: bin, ProxyArgs: proxyArgs, Stub: *stub,
+		TwemproxyBin: *twemBin, PredixyBin: *predBin,
+		CostRounds: *costRnds, CostDuration: *costDur, LuaBaseline: *luaBase,
 		Protocol: *resp, PerfDir: *perfDir,
 		Dir: dir, Log: os.Stderr, Out: os.Stdout,
 	}
 	if *only != "" {
+		valid := append(append([]string(nil), suite.Groups...), suite.PassWorkloads...)
 		for _, g := range strings.Split(*only, ",") {
-			switch g = strings.TrimSpace(g); g {
-			case "passthrough", "occ", "memory", "p1-64B", "p16-64B", "p1-1KB", "p1-16KB", "c1000", "idle1000":
-				cfg.Only = append(cfg.Only, g)
-			default:
-				return fmt.Errorf("--only: unknown group %q (passthrough, occ, memory, or one passthrough workload: p1-64B, p16-64B, p1-1KB, p1-16KB, c1000, idle1000)", g)
+			g = strings.TrimSpace(g)
+			if !slices.Contains(valid, g) {
+				return fmt.Errorf("--only: unknown group %q (one of %s)", g, strings.Join(valid, ", "))
 			}
+			cfg.Only = append(cfg.Only, g)
 		}
 	}
 	if pin {

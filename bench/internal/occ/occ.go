@@ -31,7 +31,9 @@ const (
 	Lua   Method = "lua"       // EVALSHA of a GET/SET script: one round trip, never retries
 )
 
-// NeedsProxy reports whether the method uses commands only exproxy provides.
+// NeedsProxy reports whether the method uses commands only exproxy
+// provides (or its Lua library, loaded into Redis and called with FCALL:
+// see Config.Func).
 func (m Method) NeedsProxy() bool { return m == ExVer || m == ExCAS }
 
 // Config is one measured run.
@@ -47,6 +49,11 @@ type Config struct {
 	// sampled at the start and end of the measured window only, so setup
 	// and verification are not counted.
 	CPU func() time.Duration
+	// Func, when set, names the library function of a versioned-string
+	// handler ("excas" -> "excas_<version>"): the EX commands are then
+	// sent as FCALL <function> 1 <key> <args...>, straight to a Redis
+	// that has the library loaded, with no proxy in between.
+	Func func(handler string) string
 }
 
 // Result is what one run measured.
@@ -128,7 +135,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	for i := range keys {
 		keys[i] = cfg.Prefix + ":" + strconv.Itoa(i)
 	}
-	if err := setup(ctx, rdb, cfg.Method, keys); err != nil {
+	if err := setup(ctx, rdb, exClient{rdb, cfg.Func}, cfg.Method, keys); err != nil {
 		return Result{}, fmt.Errorf("occ %s setup on %s: %w", cfg.Method, cfg.Addr, err)
 	}
 	// Open the whole pool before the clock starts, so dials are not
@@ -160,7 +167,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			wk := &worker{rdb: rdb, keys: keys, attempts: &attempts, cas: make([]casState, len(keys))}
+			wk := &worker{rdb: rdb, ex: exClient{rdb, cfg.Func}, keys: keys, attempts: &attempts, cas: make([]casState, len(keys))}
 			rng := rand.New(rand.NewPCG(uint64(w), uint64(start.UnixNano())))
 			for runCtx.Err() == nil && time.Now().Before(deadline) {
 				k := 0
@@ -211,14 +218,14 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if res.Commits == 0 {
 		return res, fmt.Errorf("occ %s on %s: no update committed in %v", cfg.Method, cfg.Addr, cfg.Duration)
 	}
-	if err := verify(ctx, rdb, cfg.Method, keys, perKey); err != nil {
+	if err := verify(ctx, rdb, exClient{rdb, cfg.Func}, cfg.Method, keys, perKey); err != nil {
 		return res, fmt.Errorf("occ %s on %s: %w", cfg.Method, cfg.Addr, err)
 	}
 	cleanup(ctx, rdb, keys)
 	return res, nil
 }
 
-func setup(ctx context.Context, rdb *redis.Client, m Method, keys []string) error {
+func setup(ctx context.Context, rdb *redis.Client, ex exClient, m Method, keys []string) error {
 	for _, k := range keys {
 		if err := rdb.Del(ctx, k).Err(); err != nil {
 			return err
@@ -226,7 +233,7 @@ func setup(ctx context.Context, rdb *redis.Client, m Method, keys []string) erro
 		switch m {
 		case ExVer, ExCAS:
 			// A created key has version 1; verify relies on that.
-			if err := rdb.Do(ctx, "EXSET", k, "0").Err(); err != nil {
+			if err := ex.do(ctx, "EXSET", k, "0").Err(); err != nil {
 				return fmt.Errorf("EXSET %s 0: %w", k, err)
 			}
 		default:
@@ -252,13 +259,13 @@ func cleanup(ctx context.Context, rdb *redis.Client, keys []string) {
 // verify checks every key holds exactly the number of increments committed
 // on it (and, for versioned strings, that each commit bumped the version
 // once).
-func verify(ctx context.Context, rdb *redis.Client, m Method, keys []string, perKey []atomic.Int64) error {
+func verify(ctx context.Context, rdb *redis.Client, ex exClient, m Method, keys []string, perKey []atomic.Int64) error {
 	var bad []string
 	for i, k := range keys {
 		want := perKey[i].Load()
 		switch m {
 		case ExVer, ExCAS:
-			val, ver, err := exget(ctx, rdb, k)
+			val, ver, err := exget(ctx, ex, k)
 			if err != nil {
 				return fmt.Errorf("verify %s: %w", k, err)
 			}
@@ -292,6 +299,7 @@ type casState struct {
 // worker is one client goroutine's state.
 type worker struct {
 	rdb      *redis.Client
+	ex       exClient
 	keys     []string
 	attempts *atomic.Int64
 	cas      []casState // EXCAS: last value/version seen per key
@@ -325,11 +333,11 @@ func (w *worker) increment(ctx context.Context, m Method, k int) error {
 	case ExVer:
 		for {
 			w.attempts.Add(1)
-			val, ver, err := exget(ctx, w.rdb, key)
+			val, ver, err := exget(ctx, w.ex, key)
 			if err != nil {
 				return err
 			}
-			err = w.rdb.Do(ctx, "EXSET", key, strconv.FormatInt(val+1, 10), "VER", ver).Err()
+			err = w.ex.do(ctx, "EXSET", key, strconv.FormatInt(val+1, 10), "VER", ver).Err()
 			if err == nil {
 				return nil
 			}
@@ -344,7 +352,7 @@ func (w *worker) increment(ctx context.Context, m Method, k int) error {
 			// that the client always knows a value/version to try (its
 			// own write, or what CAS_FAILED returned), so each attempt is
 			// one round trip.
-			val, ver, err := exget(ctx, w.rdb, key)
+			val, ver, err := exget(ctx, w.ex, key)
 			if err != nil {
 				return err
 			}
@@ -352,7 +360,7 @@ func (w *worker) increment(ctx context.Context, m Method, k int) error {
 		}
 		for {
 			w.attempts.Add(1)
-			reply, err := w.rdb.Do(ctx, "EXCAS", key, strconv.FormatInt(st.val+1, 10), st.ver).Result()
+			reply, err := w.ex.do(ctx, "EXCAS", key, strconv.FormatInt(st.val+1, 10), st.ver).Result()
 			if err != nil {
 				return fmt.Errorf("EXCAS: %w", err)
 			}
@@ -387,9 +395,23 @@ func (w *worker) increment(ctx context.Context, m Method, k int) error {
 	return fmt.Errorf("unknown method %q", m)
 }
 
+// exClient sends versioned-string commands: by name through exproxy, or
+// as FCALL of the library's function when fn is set.
+type exClient struct {
+	rdb *redis.Client
+	fn  func(handler string) string
+}
+
+func (c exClient) do(ctx context.Context, cmd, key string, args ...any) *redis.Cmd {
+	if c.fn == nil {
+		return c.rdb.Do(ctx, append([]any{cmd, key}, args...)...)
+	}
+	return c.rdb.Do(ctx, append([]any{"FCALL", c.fn(strings.ToLower(cmd)), 1, key}, args...)...)
+}
+
 // exget reads a versioned string as (integer value, version).
-func exget(ctx context.Context, rdb *redis.Client, key string) (int64, int64, error) {
-	reply, err := rdb.Do(ctx, "EXGET", key).Result()
+func exget(ctx context.Context, ex exClient, key string) (int64, int64, error) {
+	reply, err := ex.do(ctx, "EXGET", key).Result()
 	if err != nil {
 		return 0, 0, fmt.Errorf("EXGET: %w", err)
 	}

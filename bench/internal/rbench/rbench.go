@@ -24,6 +24,7 @@ type Config struct {
 	DataSize int    // -d
 	Requests int    // -n, per test
 	Keyspace int    // -r; 0 = one key
+	Password string // -a; "" = none
 }
 
 // Test is one line of the CSV output.
@@ -66,17 +67,27 @@ func (r Result) RPS() float64 {
 	return float64(r.Requests()) / secs
 }
 
-// Args returns the redis-benchmark arguments (without taskset) for logs and docs.
-func (c Config) Args() []string {
+// Args returns the redis-benchmark arguments (without taskset); the
+// password, if any, is masked, so the result can go to logs and docs.
+func (c Config) Args() []string { return c.args(true) }
+
+func (c Config) args(mask bool) []string {
 	host, port, _ := net.SplitHostPort(c.Addr)
-	a := []string{
-		"-h", host, "-p", port,
+	a := []string{"-h", host, "-p", port}
+	if c.Password != "" {
+		pw := c.Password
+		if mask {
+			pw = "PASSWORD"
+		}
+		a = append(a, "-a", pw)
+	}
+	a = append(a,
 		"-t", c.Tests,
 		"-c", strconv.Itoa(c.Clients),
 		"-P", strconv.Itoa(c.Pipeline),
 		"-d", strconv.Itoa(c.DataSize),
 		"-n", strconv.Itoa(c.Requests),
-	}
+	)
 	if c.Keyspace > 0 {
 		a = append(a, "-r", strconv.Itoa(c.Keyspace))
 	}
@@ -85,7 +96,7 @@ func (c Config) Args() []string {
 
 // Run executes redis-benchmark and parses its CSV.
 func Run(ctx context.Context, c Config) (Result, error) {
-	args := c.Args()
+	args := c.args(false)
 	name := "redis-benchmark"
 	if c.CPU != "" {
 		args = append([]string{"-c", c.CPU, name}, args...)

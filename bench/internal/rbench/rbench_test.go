@@ -2,6 +2,7 @@ package rbench
 
 import (
 	"math"
+	"strings"
 	"testing"
 )
 
@@ -37,5 +38,17 @@ func TestParseRejectsGarbage(t *testing.T) {
 		if _, err := Parse([]byte(in), 1); err == nil {
 			t.Errorf("Parse(%q) succeeded", in)
 		}
+	}
+}
+
+// The password reaches redis-benchmark but never the printed command line.
+func TestArgsMaskPassword(t *testing.T) {
+	c := Config{Addr: "127.0.0.1:7000", Tests: "get", Clients: 1, Pipeline: 1, DataSize: 3, Requests: 10, Password: "s3cret"}
+	shown := strings.Join(c.Args(), " ")
+	if strings.Contains(shown, "s3cret") || !strings.Contains(shown, "-a PASSWORD") {
+		t.Fatalf("Args() = %q", shown)
+	}
+	if used := strings.Join(c.args(false), " "); !strings.Contains(used, "-a s3cret") {
+		t.Fatalf("args(false) = %q", used)
 	}
 }

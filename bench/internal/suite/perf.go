@@ -6,13 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/exproxy/exproxy/bench/internal/rbench"
 )
 
 var errNoPprof = errors.New("no pprof endpoint")
@@ -119,15 +123,21 @@ func joinArgs(a []string) string {
 	return b.String()
 }
 
-// perfEvents are what perfStat counts: all syscalls, the ones a Go
-// network server makes (read/write on sockets, epoll, futex wake-ups for
-// parked threads, sysmon's nanosleep), context switches and CPU time.
+// perfEvents are what perfStat counts: all syscalls, the ones a network
+// server makes (socket reads and writes in each of their forms: Go uses
+// read/write and epoll_pwait, the C proxies also readv/writev,
+// recvfrom/sendto or epoll_wait; futex wake-ups for parked threads,
+// sysmon's nanosleep), context switches, migrations and CPU time. All are
+// software events and tracepoints: this VM has no hardware counters.
 var perfEvents = []string{
 	"raw_syscalls:sys_enter",
-	"syscalls:sys_enter_read", "syscalls:sys_enter_write",
-	"syscalls:sys_enter_epoll_pwait", "syscalls:sys_enter_futex",
+	"syscalls:sys_enter_read", "syscalls:sys_enter_readv",
+	"syscalls:sys_enter_recvfrom", "syscalls:sys_enter_recvmsg",
+	"syscalls:sys_enter_write", "syscalls:sys_enter_writev",
+	"syscalls:sys_enter_sendto", "syscalls:sys_enter_sendmsg",
+	"syscalls:sys_enter_epoll_wait", "syscalls:sys_enter_epoll_pwait", "syscalls:sys_enter_futex",
 	"syscalls:sys_enter_nanosleep", "syscalls:sys_enter_sched_yield",
-	"context-switches", "task-clock",
+	"context-switches", "cpu-migrations", "task-clock",
 }
 
 // perfStat counts perfEvents of pid while fn runs. At pipeline depth 1 a
@@ -173,7 +183,7 @@ func formatPerfStat(c map[string]float64, n int) string {
 	var b strings.Builder
 	for _, e := range perfEvents {
 		v, ok := c[e]
-		if !ok {
+		if !ok || (v == 0 && strings.HasPrefix(e, "syscalls:")) {
 			continue
 		}
 		name := strings.TrimPrefix(strings.TrimPrefix(e, "syscalls:sys_enter_"), "raw_syscalls:sys_enter")
@@ -188,4 +198,107 @@ func formatPerfStat(c map[string]float64, n int) string {
 		fmt.Fprintf(&b, "%s %.2f, ", name, v/float64(n))
 	}
 	return strings.TrimSuffix(b.String(), ", ")
+}
+
+// perfRow is perf stat's counts for one proxy under one workload.
+type perfRow struct {
+	side, workload string
+	counts         map[string]float64
+	requests       int
+}
+
+// per returns event e per request, NaN when perf did not count it.
+func (r perfRow) per(e string) float64 {
+	v, ok := r.counts[e]
+	if !ok || r.requests == 0 {
+		return math.NaN()
+	}
+	return v / float64(r.requests)
+}
+
+// profile runs extra p1-64B and p16-64B runs, not part of the figures
+// since counting and sampling cost CPU: perf stat of every proxy
+// (syscalls by kind, context switches, CPU per request), and for exproxy
+// a Go CPU profile (when it serves /debug/pprof on its admin port) and a
+// perf record, which also sees the kernel's share (syscalls, loopback
+// TCP).
+func (s *Suite) profile(ctx context.Context) error {
+	if err := os.MkdirAll(s.cfg.PerfDir, 0o755); err != nil {
+		return fmt.Errorf("profile dir: %w", err)
+	}
+	e := s.main
+	base := []passWorkload{
+		{name: "p1-64B", clients: 50, pipeline: 1, size: 64, requests: 100_000},
+		{name: "p16-64B", clients: 50, pipeline: 16, size: 64, requests: 1_000_000},
+	}
+	if s.cfg.Quick {
+		for i := range base {
+			base[i].requests /= 5
+		}
+	}
+	var errs []error
+	var stat strings.Builder
+	for _, sd := range e.sides()[1:] {
+		if sd.pid == 0 {
+			continue
+		}
+		for _, pw := range base {
+			var n int
+			c, err := perfStat(ctx, sd.pid, func() error {
+				r, err := rbench.Run(ctx, s.rbConfig(pw, sd.addr, ""))
+				n = r.Requests()
+				return err
+			})
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", sd.name, err))
+				break
+			}
+			s.perf = append(s.perf, perfRow{side: sd.name, workload: pw.name, counts: c, requests: n})
+			line := fmt.Sprintf("%s %s, per request (perf stat over %d requests): %s", sd.name, pw.name, n, formatPerfStat(c, n))
+			s.logf("%s", line)
+			stat.WriteString(line + "\n")
+		}
+	}
+	if stat.Len() > 0 {
+		path := filepath.Join(s.cfg.PerfDir, "perf-stat.txt")
+		if err := os.WriteFile(path, []byte(stat.String()), 0o644); err != nil {
+			errs = append(errs, fmt.Errorf("write %s: %w", path, err))
+		}
+	}
+	if e.exproc == nil {
+		return errors.Join(errs...)
+	}
+	w := base[0]
+	load := func() error {
+		_, err := s.passOnce(ctx, w, e, e.ex)
+		return err
+	}
+	if e.exproc.Admin != "" {
+		out := filepath.Join(s.cfg.PerfDir, "proxy.pprof")
+		top, err := pprofProfile(ctx, e.exproc.Admin, s.cfg.ProxyBin, out, load)
+		switch {
+		case errors.Is(err, errNoPprof):
+			s.logf("exproxy serves no /debug/pprof on its admin port %s; perf only", e.exproc.Admin)
+		case err != nil:
+			errs = append(errs, err)
+		default:
+			path := filepath.Join(s.cfg.PerfDir, "pprof-top.txt")
+			if err := os.WriteFile(path, top, 0o644); err != nil {
+				errs = append(errs, fmt.Errorf("write %s: %w", path, err))
+			}
+			s.logf("pprof CPU profile of exproxy during %s: %s (top: %s)", w.name, out, path)
+		}
+	}
+	data := filepath.Join(s.cfg.PerfDir, "perf.data")
+	report, err := perfRecord(ctx, e.ex.pid, data, load)
+	if err != nil {
+		errs = append(errs, err)
+	} else {
+		path := filepath.Join(s.cfg.PerfDir, "perf-report.txt")
+		if err := os.WriteFile(path, report, 0o644); err != nil {
+			errs = append(errs, fmt.Errorf("write %s: %w", path, err))
+		}
+		s.logf("perf profile of exproxy during %s: %s (report: %s)", w.name, data, path)
+	}
+	return errors.Join(errs...)
 }

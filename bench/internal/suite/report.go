@@ -2,12 +2,14 @@ package suite
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/exproxy/exproxy/bench/internal/occ"
+	"github.com/exproxy/exproxy/bench/internal/rcost"
 	"github.com/exproxy/exproxy/bench/internal/stats"
 )
 
@@ -22,58 +24,288 @@ func verdict(ok bool) string {
 
 func (s *Suite) report() {
 	out := s.cfg.Out
-	viaName := s.via.name
 	fmt.Fprintf(out, "\n")
 	if s.cfg.Stub {
-		fmt.Fprintf(out, "*** STUB RUN: no proxy; the \"stub\" column is a second DIRECT measurement, not exproxy. ***\n\n")
+		fmt.Fprintf(out, "*** STUB RUN: no exproxy; the \"stub\" side is a second DIRECT measurement, not exproxy. ***\n\n")
 	}
-	fmt.Fprintf(out, "exbench: %d rounds per workload, interleaved direct/%s (passthrough alternates which goes first); figures are median [min..max] over rounds.\n", s.cfg.Rounds, viaName)
-	fmt.Fprintf(out, "Pinning: redis-server cpu %q; exproxy and all load generators cpu %q.\n", s.cfg.CPURedis, s.cfg.CPULoad)
+	fmt.Fprintf(out, "exbench: %d rounds per workload; the sides of a passthrough round run in an order that rotates each round; figures are median [min..max] over rounds.\n", s.cfg.Rounds)
+	fmt.Fprintf(out, "Pinning: redis-server cpu %q; the proxies and all load generators cpu %q.\n", s.cfg.CPURedis, s.cfg.CPULoad)
+	s.reportSides(out)
 
 	if len(s.pass) > 0 {
-		fmt.Fprintf(out, "\nPASSTHROUGH (redis-benchmark -t set,get -r 100000; rps = SET+GET requests / their summed time)\n")
-		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-		fmt.Fprintf(tw, "workload\tdirect rps\t%s rps\t%s/direct\tproxy CPU µs/req\tredis CPU µs/req direct|%s\tGET p50 ms direct|%s\ttarget\n", viaName, viaName, viaName, viaName)
-		for _, r := range s.pass {
-			if len(r.ratios) == 0 {
-				fmt.Fprintf(tw, "%s\tERROR (below)\t\t\t\t\t\t\n", r.w.name)
-				continue
-			}
-			d := collect(r.direct, func(p passRun) float64 { return p.rps })
-			p := collect(r.proxy, func(p passRun) float64 { return p.rps })
-			ratio := stats.Summarize(r.ratios)
-			cpuS := stats.Summarize(collect(r.proxy, func(p passRun) float64 { return p.proxyUSReq }))
-			rd := stats.Summarize(collect(r.direct, func(p passRun) float64 { return p.redisUSReq }))
-			rp := stats.Summarize(collect(r.proxy, func(p passRun) float64 { return p.redisUSReq }))
-			ld := stats.Summarize(collect(r.direct, func(p passRun) float64 { return p.p50ms }))
-			lp := stats.Summarize(collect(r.proxy, func(p passRun) float64 { return p.p50ms }))
-			fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%s\t%s\t%.2f | %.2f\t%.3f | %.3f\t%s\n",
-				r.w.name, stats.Summarize(d).Median, stats.Summarize(p).Median,
-				ratio.Format("%.2f"), cpuS.Format("%.2f"), rd.Median, rp.Median, ld.Median, lp.Median,
-				s.passTarget(r, ratio, cpuS))
-			if r.err != "" {
-				fmt.Fprintf(tw, "%s\tERROR in a later round (below)\t\t\t\t\t\t\n", r.w.name)
-			}
+		s.reportPassthrough(out, false)
+		if s.cfg.Busy {
+			s.reportPassthrough(out, true)
 		}
-		tw.Flush()
+		s.reportTargets(out)
 		fmt.Fprintf(out, "workloads:\n")
 		for _, r := range s.pass {
-			fmt.Fprintf(out, "  %-9s %s: %s\n", r.w.name, r.w.desc, r.cmdline)
+			if !r.w.busy {
+				fmt.Fprintf(out, "  %-11s %s: %s\n", r.w.name, r.w.desc, r.cmdline)
+			}
+		}
+		if s.cfg.Busy {
+			fmt.Fprintf(out, "  busy: the same, each run with a CPU-bound process pinned to cpu %q at normal priority\n", s.cfg.CPULoad)
 		}
 	}
+	s.reportPerf(out)
+	s.reportOCC(out)
+	s.reportCost(out)
+	s.reportMemory(out)
 
+	if len(s.failed) > 0 {
+		fmt.Fprintf(out, "\nFAILURES (%d):\n", len(s.failed))
+		for _, f := range s.failed {
+			fmt.Fprintf(out, "  - %s\n", oneLine(f))
+		}
+	}
+	if s.lost {
+		fmt.Fprintf(out, "\n!!! LOST UPDATE: a final value did not equal the number of committed increments. The run FAILS. !!!\n")
+	}
+}
+
+func (s *Suite) reportSides(out io.Writer) {
+	if !s.cfg.wants("passthrough") && !s.cfg.wantsAnyWorkload() {
+		return
+	}
+	names := []string{"direct (Redis itself)", s.main.ex.name}
+	for _, sd := range s.main.cprox {
+		names = append(names, sd.name)
+	}
+	if s.cfg.TwemproxyBin == "" {
+		names = append(names, "twemproxy not measured (nutcracker not found: apt-get install nutcracker)")
+	}
+	if s.cfg.PredixyBin == "" {
+		names = append(names, "predixy not measured (give --predixy-bin)")
+	}
+	fmt.Fprintf(out, "Sides: %s.\n", strings.Join(names, "; "))
+}
+
+// passRow is one side's summary in a passthrough row.
+type passRow struct {
+	sd                     side
+	rps, ratio, cpu, ctx   stats.Summary
+	redis, p50             stats.Summary
+	bestRatio, bestCPU     bool
+	targetCPU, targetRatio float64 // best C proxy's medians; NaN without one
+}
+
+func summarizePass(r *passResult) []passRow {
+	rows := make([]passRow, len(r.sides))
+	for i, sd := range r.sides {
+		runs := r.runs[sd.name]
+		rows[i] = passRow{
+			sd:          sd,
+			rps:         stats.Summarize(collect(runs, func(p passRun) float64 { return p.rps })),
+			ratio:       stats.Summarize(r.ratios[sd.name]),
+			cpu:         stats.Summarize(collect(runs, func(p passRun) float64 { return p.cpuUSReq })),
+			ctx:         stats.Summarize(collect(runs, func(p passRun) float64 { return p.ctxPerReq })),
+			redis:       stats.Summarize(collect(runs, func(p passRun) float64 { return p.redisUSReq })),
+			p50:         stats.Summarize(collect(runs, func(p passRun) float64 { return p.p50ms })),
+			targetCPU:   math.NaN(),
+			targetRatio: math.NaN(),
+		}
+	}
+	bestR, bestC := -1, -1
+	minCPU, maxRatio := math.NaN(), math.NaN()
+	for i, row := range rows {
+		if row.sd.name == "direct" || !row.ratio.Valid() {
+			continue
+		}
+		if bestR < 0 || row.ratio.Median > rows[bestR].ratio.Median {
+			bestR = i
+		}
+		if row.cpu.Valid() && (bestC < 0 || row.cpu.Median < rows[bestC].cpu.Median) {
+			bestC = i
+		}
+		if row.sd.c {
+			if row.cpu.Valid() && (math.IsNaN(minCPU) || row.cpu.Median < minCPU) {
+				minCPU = row.cpu.Median
+			}
+			if math.IsNaN(maxRatio) || row.ratio.Median > maxRatio {
+				maxRatio = row.ratio.Median
+			}
+		}
+	}
+	if bestR >= 0 {
+		rows[bestR].bestRatio = true
+	}
+	if bestC >= 0 {
+		rows[bestC].bestCPU = true
+	}
+	for i := range rows {
+		rows[i].targetCPU, rows[i].targetRatio = minCPU, maxRatio
+	}
+	return rows
+}
+
+// target is issue 12's check for exproxy's row: CPU per request at or
+// below the best C proxy's, and ratio at or above it.
+func (row passRow) target() (cpuOK, ratioOK, ok bool) {
+	if math.IsNaN(row.targetRatio) || !row.ratio.Valid() {
+		return false, false, false
+	}
+	cpuOK = row.cpu.Valid() && !math.IsNaN(row.targetCPU) && row.cpu.Median <= row.targetCPU
+	ratioOK = row.ratio.Median >= row.targetRatio
+	return cpuOK, ratioOK, true
+}
+
+func (s *Suite) reportPassthrough(out io.Writer, busy bool) {
+	host := "quiet host"
+	if busy {
+		host = fmt.Sprintf("BUSY host (a CPU-bound process on cpu %q during every run)", s.cfg.CPULoad)
+	}
+	fmt.Fprintf(out, "\nPASSTHROUGH, %s (redis-benchmark -t set,get -r 100000; rps = SET+GET requests / their summed time; * = best proxy of the row)\n", host)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "workload\tside\trps\tratio to direct\tproxy CPU µs/req\tctx sw/req\tredis CPU µs/req\tGET p50 ms\tissue 12 target (exproxy vs best C proxy)\n")
+	for _, r := range s.pass {
+		if r.w.busy != busy {
+			continue
+		}
+		if len(r.runs["direct"]) == 0 {
+			fmt.Fprintf(tw, "%s\tERROR (below)\t\t\t\t\t\t\t\n", r.w.name)
+			continue
+		}
+		for i, row := range summarizePass(r) {
+			name := ""
+			if i == 0 {
+				name = r.w.name
+			}
+			ratio, cpuS, ctxS := "-", "-", "-"
+			if row.sd.name != "direct" {
+				ratio = row.ratio.Format("%.2f") + star(row.bestRatio)
+				cpuS = row.cpu.Format("%.2f") + star(row.bestCPU)
+				ctxS = fmt.Sprintf("%.2f", row.ctx.Median)
+				if !row.ctx.Valid() {
+					ctxS = "n/a"
+				}
+			}
+			target := ""
+			if row.sd.name == s.main.ex.name {
+				target = s.targetText(row)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%s\t%.2f\t%.3f\t%s\n", name, row.sd.name, row.rps.Median,
+				ratio, cpuS, ctxS, row.redis.Median, row.p50.Median, target)
+		}
+		if r.err != "" {
+			fmt.Fprintf(tw, "%s\tERROR in a round (below)\t\t\t\t\t\t\t\n", r.w.name)
+		}
+	}
+	tw.Flush()
+}
+
+func star(b bool) string {
+	if b {
+		return " *"
+	}
+	return ""
+}
+
+func (s *Suite) targetText(row passRow) string {
+	if s.cfg.Stub {
+		return "(stub: not comparable)"
+	}
+	cpuOK, ratioOK, ok := row.target()
+	if !ok {
+		return "n/a: no C proxy measured"
+	}
+	return fmt.Sprintf("CPU <= %.2f %s, ratio >= %.2f %s", row.targetCPU, verdict(cpuOK), row.targetRatio, verdict(ratioOK))
+}
+
+// reportTargets sums up issue 12's passthrough targets over the rows.
+func (s *Suite) reportTargets(out io.Writer) {
+	if s.cfg.Stub {
+		return
+	}
+	for _, busy := range []bool{false, true} {
+		var met, missed []string
+		for _, r := range s.pass {
+			if r.w.busy != busy || len(r.runs["direct"]) == 0 {
+				continue
+			}
+			for _, row := range summarizePass(r) {
+				if row.sd.name != s.main.ex.name {
+					continue
+				}
+				cpuOK, ratioOK, ok := row.target()
+				switch {
+				case !ok:
+				case cpuOK && ratioOK:
+					met = append(met, r.w.name)
+				default:
+					var what []string
+					if !cpuOK {
+						what = append(what, "CPU")
+					}
+					if !ratioOK {
+						what = append(what, "ratio")
+					}
+					missed = append(missed, r.w.name+" ("+strings.Join(what, ", ")+")")
+				}
+			}
+		}
+		if len(met)+len(missed) == 0 {
+			continue
+		}
+		host := "quiet host"
+		if busy {
+			host = "busy host"
+		}
+		fmt.Fprintf(out, "issue 12 passthrough targets, %s (exproxy's CPU/request <= and ratio >= the best C proxy's in the same run): met on %d of %d rows",
+			host, len(met), len(met)+len(missed))
+		if len(missed) > 0 {
+			fmt.Fprintf(out, "; MISSED: %s", strings.Join(missed, ", "))
+		}
+		fmt.Fprintln(out)
+	}
+}
+
+func (s *Suite) reportPerf(out io.Writer) {
+	if len(s.perf) == 0 {
+		return
+	}
+	fmt.Fprintf(out, "\nPERF STAT of each proxy (extra runs, not in the figures above; perf's counting adds to the CPU figure), per request\n")
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "proxy\tworkload\tsyscalls\treads\twrites\tepoll waits\tfutex\tctx switches\tcpu migrations\tµs CPU\n")
+	sum := func(r perfRow, events ...string) float64 {
+		t, any := 0.0, false
+		for _, e := range events {
+			if v := r.per(e); !math.IsNaN(v) {
+				t += v
+				any = true
+			}
+		}
+		if !any {
+			return math.NaN()
+		}
+		return t
+	}
+	for _, r := range s.perf {
+		fmt.Fprintf(tw, "%s\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.3f\t%.2f\n", r.side, r.workload,
+			r.per("raw_syscalls:sys_enter"),
+			sum(r, "syscalls:sys_enter_read", "syscalls:sys_enter_readv", "syscalls:sys_enter_recvfrom", "syscalls:sys_enter_recvmsg"),
+			sum(r, "syscalls:sys_enter_write", "syscalls:sys_enter_writev", "syscalls:sys_enter_sendto", "syscalls:sys_enter_sendmsg"),
+			sum(r, "syscalls:sys_enter_epoll_wait", "syscalls:sys_enter_epoll_pwait"),
+			r.per("syscalls:sys_enter_futex"), r.per("context-switches"), r.per("cpu-migrations"), r.per("task-clock")*1000)
+	}
+	tw.Flush()
+}
+
+func (s *Suite) reportOCC(out io.Writer) {
+	via := s.main.ex.name
 	for _, g := range s.occs {
 		fmt.Fprintf(out, "\nOPTIMISTIC LOCKING: 32 go-redis clients, read-modify-write +1 on %d key(s), %v per run\n", g.keys, s.cfg.OCCDuration)
 		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 		fmt.Fprintf(tw, "method\tpath\tcommits/s\tretries/commit\tRT/commit\tRT/attempt\tproxy CPU µs/RT\tp50\tp99\tno lost update\n")
 		for _, v := range g.variants {
+			path := occPath(v)
 			if why := g.skipped[v]; why != "" {
-				fmt.Fprintf(tw, "%s\t%s\tskipped: %s\t\t\t\t\t\t\t\n", v.method, v.side, why)
+				fmt.Fprintf(tw, "%s\t%s\tskipped: %s\t\t\t\t\t\t\t\n", v.method, path, oneLine(why))
 				continue
 			}
 			runs := g.runs[v]
 			if len(runs) == 0 {
-				fmt.Fprintf(tw, "%s\t%s\tERROR (below)\t\t\t\t\t\t\t\n", v.method, v.side)
+				fmt.Fprintf(tw, "%s\t%s\tERROR (below)\t\t\t\t\t\t\t\n", v.method, path)
 				continue
 			}
 			cps := stats.Summarize(collectO(runs, occ.Result.CommitsPerSec))
@@ -92,71 +324,145 @@ func (s *Suite) report() {
 			if g.errs[v] != "" {
 				check = "FAILED (below)"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t%s\t%v\t%v\t%s\n", v.method, v.side, cps.Format("%.0f"),
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t%s\t%v\t%v\t%s\n", v.method, path, cps.Format("%.0f"),
 				rpc.Median, rtc.Median, rta.Median, cpuRT, dur(p50.Median), dur(p99.Median), check)
 		}
 		tw.Flush()
-		if cv := stats.Summarize(g.casVsWatchDirect); cv.Valid() {
-			line := fmt.Sprintf("  excas(%s) / watch(direct): %s", viaName, cv.Format("%.2fx"))
-			if g.keys == 1 {
-				line += fmt.Sprintf("   target >= 3x on one key: %s", verdict(cv.Median >= 3))
+		casVia, casLib := occVariant{occ.ExCAS, via}, occVariant{occ.ExCAS, "direct"}
+		watchDirect, watchVia := occVariant{occ.Watch, "direct"}, occVariant{occ.Watch, via}
+		want := 1.5
+		if g.keys > 1 {
+			want = 1.0
+		}
+		lines := []struct {
+			a, b   occVariant
+			note   string
+			target bool
+		}{
+			{casVia, watchDirect, "", true},
+			{casLib, watchDirect, "the library without a proxy", false},
+			{casVia, casLib, "what the proxy costs", false},
+			{casVia, watchVia, "", false},
+		}
+		for _, l := range lines {
+			cv := stats.Summarize(g.ratios(l.a, l.b))
+			if !cv.Valid() {
+				continue
+			}
+			line := fmt.Sprintf("  %-40s %s", occLabel(l.a)+" / "+occLabel(l.b)+":", cv.Format("%.2fx"))
+			if l.target && !s.cfg.Stub {
+				line += fmt.Sprintf("   issue 12 target >= %.1fx: %s", want, verdict(cv.Median >= want))
+			}
+			if l.note != "" {
+				line += "   (" + l.note + ")"
 			}
 			fmt.Fprintln(out, line)
 		}
-		if cv := stats.Summarize(g.casVsWatchProxy); cv.Valid() {
-			fmt.Fprintf(out, "  excas(%s) / watch(%s):  %s\n", viaName, viaName, cv.Format("%.2fx"))
-		}
-	}
-
-	if m := s.mem; m != nil {
-		fmt.Fprintf(out, "\nMEMORY: %d idle connections (each sent one PING), VmRSS before/after\n", m.conns)
-		if m.err != "" {
-			fmt.Fprintf(out, "  ERROR: %s\n", oneLine(m.err))
-		}
-		if m.redisAfter > 0 {
-			fmt.Fprintf(out, "  redis-server (direct, for scale): %.1f KiB/conn (%d -> %d KiB)\n",
-				perConnKiB(m.redisBefore, m.redisAfter, m.conns), m.redisBefore>>10, m.redisAfter>>10)
-		}
-		if m.proxyAfter > 0 {
-			k := perConnKiB(m.proxyBefore, m.proxyAfter, m.conns)
-			fmt.Fprintf(out, "  exproxy (fresh process):          %.1f KiB/conn (%d -> %d KiB)   target <= 16 KiB: %s\n",
-				k, m.proxyBefore>>10, m.proxyAfter>>10, verdict(k <= 16))
-			if m.stackAfter > 0 {
-				fmt.Fprintf(out, "    of which Go stacks %.1f KiB/conn, Go heap in use %.1f KiB/conn (exproxy /metrics)\n",
-					perConnKiB(m.stackBefore, m.stackAfter, m.conns), perConnKiB(m.heapBefore, m.heapAfter, m.conns))
-			}
-		} else if s.cfg.Stub {
-			fmt.Fprintf(out, "  exproxy: skipped (stub run)\n")
-		}
-	}
-
-	if len(s.failed) > 0 {
-		fmt.Fprintf(out, "\nFAILURES (%d):\n", len(s.failed))
-		for _, f := range s.failed {
-			fmt.Fprintf(out, "  - %s\n", oneLine(f))
-		}
-	}
-	if s.lost {
-		fmt.Fprintf(out, "\n!!! LOST UPDATE: a final value did not equal the number of committed increments. The run FAILS. !!!\n")
 	}
 }
 
-func (s *Suite) passTarget(r *passResult, ratio, cpuS stats.Summary) string {
-	var parts []string
-	if r.w.target > 0 {
-		parts = append(parts, fmt.Sprintf(">= %.2fx %s", r.w.target, verdict(ratio.Median >= r.w.target)))
+// occPath names where a variant's commands went.
+func occPath(v occVariant) string {
+	if v.side == "direct" && v.method.NeedsProxy() {
+		return "direct/FCALL"
 	}
-	if r.w.cpuMax > 0 {
-		if cpuS.Valid() {
-			parts = append(parts, fmt.Sprintf("<= %.0f µs %s", r.w.cpuMax, verdict(cpuS.Median <= r.w.cpuMax)))
-		} else {
-			parts = append(parts, fmt.Sprintf("<= %.0f µs n/a", r.w.cpuMax))
+	return v.side
+}
+
+func occLabel(v occVariant) string { return fmt.Sprintf("%s(%s)", v.method, occPath(v)) }
+
+func (s *Suite) reportCost(out io.Writer) {
+	c := s.cost
+	if c == nil || len(c.runs) == 0 {
+		return
+	}
+	fmt.Fprintf(out, "\nREDIS CPU PER CALL, direct (no proxy): 50 clients each on its own key, pipeline 1, load from cpu %q; %d round(s) of %v\n",
+		s.cfg.CPULoad, s.cfg.CostRounds, s.cfg.CostDuration)
+	if len(c.libs) > 0 {
+		fmt.Fprintf(out, "library: %s\n", strings.Join(c.libs, "; "))
+	}
+	if c.skipped != "" {
+		fmt.Fprintf(out, "versioned-string rows skipped: %s\n", oneLine(c.skipped))
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "command\tcalls/s\tredis CPU µs/call\texec µs/call\tcommands inside, per call\n")
+	for _, op := range c.ops {
+		runs := c.runs[op.Name]
+		if len(runs) == 0 {
+			fmt.Fprintf(tw, "%s\tERROR (below)\t\t\t\n", op.Name)
+			continue
 		}
+		cps := stats.Summarize(collectC(runs, rcost.Result.CallsPerSec))
+		cpuS := stats.Summarize(collectC(runs, rcost.Result.CPUPerCall))
+		exec := stats.Summarize(collectC(runs, rcost.Result.ExecPerCall))
+		n, inner := runs[len(runs)-1].Inner()
+		innerS := "-"
+		if n > 0 {
+			innerS = fmt.Sprintf("%.2f: %s", n, inner)
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\n", op.Name, cps.Median, cpuS.Format("%.2f"), exec.Format("%.2f"), innerS)
 	}
-	if s.cfg.Stub && len(parts) > 0 {
-		return "(stub: not comparable)"
+	tw.Flush()
+	fmt.Fprintf(out, "  redis CPU = redis-server's CPU time over the run / calls (reading, parsing, replying included);\n")
+	fmt.Fprintf(out, "  exec = INFO commandstats usec_per_call of the command itself (for FCALL: the Lua and every redis.call in it);\n")
+	fmt.Fprintf(out, "  exec is wall-clock time: when Redis's core is shared it counts the time Redis was descheduled, so read the CPU column\n")
+	if len(c.loops) > 0 {
+		fmt.Fprintf(out, "\nLUA HANDLER CPU: each handler looped %d times inside one FCALL; Redis's CPU over the call / %d, least of the repetitions\n", c.loopN, c.loopN)
+		fmt.Fprintf(out, "(the handler's Lua and the commands it runs, without FCALL's dispatch, the network or a reply; steadier than per call, but compare libraries within one run)\n")
+		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(tw, "handler")
+		for _, l := range c.loopLabels {
+			fmt.Fprintf(tw, "\t%s µs", l)
+		}
+		if len(c.loopLabels) == 2 {
+			fmt.Fprintf(tw, "\t%s/%s", c.loopLabels[0], c.loopLabels[1])
+		}
+		fmt.Fprintln(tw)
+		for _, run := range rcost.LoopHandlers {
+			fmt.Fprintf(tw, "%s", run)
+			var v []float64
+			for _, l := range c.loopLabels {
+				d, ok := c.loops[l][run]
+				if !ok {
+					fmt.Fprintf(tw, "\t-")
+					continue
+				}
+				v = append(v, float64(d.Nanoseconds())/1000)
+				fmt.Fprintf(tw, "\t%.2f", v[len(v)-1])
+			}
+			if len(v) == 2 && v[1] > 0 {
+				fmt.Fprintf(tw, "\t%.2f", v[0]/v[1])
+			}
+			fmt.Fprintln(tw)
+		}
+		tw.Flush()
 	}
-	return strings.Join(parts, ", ")
+}
+
+func (s *Suite) reportMemory(out io.Writer) {
+	m := s.mem
+	if m == nil {
+		return
+	}
+	fmt.Fprintf(out, "\nMEMORY: %d idle connections (each sent one PING), VmRSS before/after\n", m.conns)
+	if m.err != "" {
+		fmt.Fprintf(out, "  ERROR: %s\n", oneLine(m.err))
+	}
+	if m.redisAfter > 0 {
+		fmt.Fprintf(out, "  redis-server (direct, for scale): %.1f KiB/conn (%d -> %d KiB)\n",
+			perConnKiB(m.redisBefore, m.redisAfter, m.conns), m.redisBefore>>10, m.redisAfter>>10)
+	}
+	if m.proxyAfter > 0 {
+		k := perConnKiB(m.proxyBefore, m.proxyAfter, m.conns)
+		fmt.Fprintf(out, "  exproxy (fresh process):          %.1f KiB/conn (%d -> %d KiB)   target <= 16 KiB: %s\n",
+			k, m.proxyBefore>>10, m.proxyAfter>>10, verdict(k <= 16))
+		if m.stackAfter > 0 {
+			fmt.Fprintf(out, "    of which Go stacks %.1f KiB/conn, Go heap in use %.1f KiB/conn (exproxy /metrics)\n",
+				perConnKiB(m.stackBefore, m.stackAfter, m.conns), perConnKiB(m.heapBefore, m.heapAfter, m.conns))
+		}
+	} else if s.cfg.Stub {
+		fmt.Fprintf(out, "  exproxy: skipped (stub run)\n")
+	}
 }
 
 func collect(runs []passRun, f func(passRun) float64) []float64 {
@@ -168,6 +474,14 @@ func collect(runs []passRun, f func(passRun) float64) []float64 {
 }
 
 func collectO(runs []occ.Result, f func(occ.Result) float64) []float64 {
+	v := make([]float64, len(runs))
+	for i, r := range runs {
+		v[i] = f(r)
+	}
+	return v
+}
+
+func collectC(runs []rcost.Result, f func(rcost.Result) float64) []float64 {
 	v := make([]float64, len(runs))
 	for i, r := range runs {
 		v[i] = f(r)

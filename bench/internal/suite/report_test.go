@@ -1,0 +1,69 @@
+package suite
+
+import (
+	"math"
+	"strings"
+	"testing"
+)
+
+func runs(rps, cpuUS float64) []passRun {
+	return []passRun{{rps: rps, cpuUSReq: cpuUS, ctxPerReq: 0.1}, {rps: rps, cpuUSReq: cpuUS, ctxPerReq: 0.1}}
+}
+
+// The best proxy of a row is marked per column, and exproxy's target is
+// the best C proxy's CPU and ratio, whichever C proxy that is.
+func TestSummarizePassTargets(t *testing.T) {
+	direct := side{name: "direct"}
+	ex := side{name: "exproxy", pid: 1}
+	twem := side{name: "twemproxy", pid: 2, c: true}
+	pred := side{name: "predixy", pid: 3, c: true}
+	r := &passResult{
+		sides: []side{direct, ex, twem, pred},
+		runs: map[string][]passRun{
+			"direct": runs(100, math.NaN()), "exproxy": runs(55, 9), "twemproxy": runs(50, 8), "predixy": runs(45, 7.5),
+		},
+		ratios: map[string][]float64{"exproxy": {0.55, 0.55}, "twemproxy": {0.5, 0.5}, "predixy": {0.45, 0.45}},
+	}
+	rows := summarizePass(r)
+	byName := map[string]passRow{}
+	for _, row := range rows {
+		byName[row.sd.name] = row
+	}
+	if !byName["exproxy"].bestRatio || byName["twemproxy"].bestRatio || !byName["predixy"].bestCPU || byName["exproxy"].bestCPU {
+		t.Fatalf("best marks wrong: %+v", rows)
+	}
+	exRow := byName["exproxy"]
+	if exRow.targetCPU != 7.5 || exRow.targetRatio != 0.5 {
+		t.Fatalf("targets %v %v, want predixy's CPU 7.5 and twemproxy's ratio 0.5", exRow.targetCPU, exRow.targetRatio)
+	}
+	cpuOK, ratioOK, ok := exRow.target()
+	if !ok || cpuOK || !ratioOK {
+		t.Fatalf("target() = %v %v %v, want CPU missed, ratio met", cpuOK, ratioOK, ok)
+	}
+	s := &Suite{main: &env{ex: ex}}
+	if got := s.targetText(exRow); !strings.Contains(got, "CPU <= 7.50 MISSED") || !strings.Contains(got, "ratio >= 0.50 met") {
+		t.Fatalf("targetText = %q", got)
+	}
+
+	// Without a C proxy there is nothing to compare with.
+	r.sides = []side{direct, ex}
+	for _, row := range summarizePass(r) {
+		if row.sd.name == "exproxy" {
+			if _, _, ok := row.target(); ok {
+				t.Fatal("target without a C proxy")
+			}
+			if got := s.targetText(row); !strings.Contains(got, "no C proxy") {
+				t.Fatalf("targetText = %q", got)
+			}
+		}
+	}
+}
+
+func TestOCCRatios(t *testing.T) {
+	a, b := occVariant{"excas", "exproxy"}, occVariant{"watch", "direct"}
+	g := &occGroup{rounds: []map[occVariant]float64{{a: 10, b: 5}, {a: 6}, {a: 9, b: 3}}}
+	got := g.ratios(a, b)
+	if len(got) != 2 || got[0] != 2 || got[1] != 3 {
+		t.Fatalf("ratios = %v, want [2 3] (a round missing one side is left out)", got)
+	}
+}
