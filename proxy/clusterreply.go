@@ -238,8 +238,10 @@ func (s *session) clusterErrorLocked(w *tagWaiter, data []byte) (bool, []byte) {
 		if w.tx {
 			return false, errMovedInMulti
 		}
-		if nd != nil {
-			nd.redirects.Add(1)
+		if nd != nil && rd.Ask {
+			nd.asks.Add(1)
+		} else if nd != nil {
+			nd.moved.Add(1)
 		}
 		if !rd.Ask {
 			v.kick()

@@ -50,10 +50,11 @@ type clusterNode struct {
 	num  int32
 	addr string
 
-	conns     atomic.Int64 // upstream connections open to it
-	commands  atomic.Int64 // commands (and parts of split commands) sent to it
-	errors    atomic.Int64 // failed dials and lost connections
-	redirects atomic.Int64 // MOVED/ASK replies it gave that the proxy followed
+	conns    atomic.Int64 // upstream connections open to it
+	commands atomic.Int64 // commands (and parts of split commands) sent to it
+	errors   atomic.Int64 // failed dials and lost connections
+	moved    atomic.Int64 // MOVED replies it gave that the proxy followed
+	asks     atomic.Int64 // ASK replies it gave that the proxy followed
 }
 
 // clusterState is one slot map, with what routing needs precomputed.
@@ -417,31 +418,65 @@ func (s *Server) ClusterReady() (ready bool, reason string) {
 
 // NodeStats are the counters of one node of a Redis Cluster upstream.
 type NodeStats struct {
-	Addr      string
-	Primary   bool  // serves slots in the current slot map
-	Conns     int64 // upstream connections open to it now
-	Commands  int64 // commands (and parts of split commands) sent to it
-	Errors    int64 // failed dials and lost connections
-	Redirects int64 // MOVED and ASK replies it gave, followed by the proxy
+	Addr     string
+	Primary  bool  // serves slots in the current slot map
+	Replica  bool  // a replica in the current slot map
+	Conns    int64 // upstream connections open to it now
+	Commands int64 // commands (and parts of split commands) sent to it
+	Errors   int64 // failed dials and lost connections
+	Moved    int64 // MOVED replies it gave, followed by the proxy
+	Asks     int64 // ASK replies it gave, followed by the proxy
 }
 
-// ClusterStats returns the counters of every node met (nil for a single
-// Redis) and how many times the slot map was read.
-func (s *Server) ClusterStats() (nodes []NodeStats, refreshes int64) {
+// ClusterStats are the counters of a Redis Cluster upstream.
+type ClusterStats struct {
+	// Nodes are the nodes of the current slot map, and former ones with
+	// connections still open: as many as the cluster has, whatever it had
+	// over time (a label set for metrics must stay bounded).
+	Nodes        []NodeStats
+	Refreshes    int64 // times the slot map was read
+	SlotsCovered int   // slots with a primary in the current slot map
+}
+
+// ClusterStats returns the counters of a Redis Cluster upstream; ok is
+// false for a single Redis.
+func (s *Server) ClusterStats() (cs ClusterStats, ok bool) {
 	v := s.cluster
 	if v == nil {
-		return nil, 0
+		return ClusterStats{}, false
 	}
+	cs.Refreshes = v.refreshes.Load()
 	st := v.state.Load()
+	replicas := map[string]bool{}
+	if st != nil {
+		for _, sh := range st.topo.Shards() {
+			for _, r := range sh.Replicas {
+				replicas[r.Addr] = true
+			}
+		}
+		for _, n := range st.slotNode {
+			if n != 0 {
+				cs.SlotsCovered++
+			}
+		}
+	}
 	for _, nd := range v.allNodes() {
 		ns := NodeStats{
 			Addr: nd.addr, Conns: nd.conns.Load(), Commands: nd.commands.Load(),
-			Errors: nd.errors.Load(), Redirects: nd.redirects.Load(),
+			Errors: nd.errors.Load(), Moved: nd.moved.Load(), Asks: nd.asks.Load(),
+			Replica: replicas[nd.addr],
 		}
 		if st != nil {
 			ns.Primary = slices.Contains(st.primaries, nd.num)
 		}
-		nodes = append(nodes, ns)
+		if ns.Primary || ns.Replica || ns.Conns > 0 {
+			cs.Nodes = append(cs.Nodes, ns)
+		}
+		delete(replicas, nd.addr)
 	}
-	return nodes, v.refreshes.Load()
+	// Replicas the proxy never sent to have no counters.
+	for addr := range replicas {
+		cs.Nodes = append(cs.Nodes, NodeStats{Addr: addr, Replica: true})
+	}
+	return cs, true
 }

@@ -179,7 +179,7 @@ func serve(ctx context.Context, restoreSignals func(), cfg *config.Config, log *
 
 	health := newHealth(srv.Stats, up, cfg.DialTimeout)
 	if up.Cluster {
-		health.clusterReady(srv.ClusterReady)
+		health.clusterReady(srv.ClusterReady, srv.ClusterStats)
 	}
 	defer health.close()
 	var admin *adminServer

@@ -104,12 +104,15 @@ func TestReshardUnderLoad(t *testing.T) {
 			t.Errorf("%s = %d, %d increments acknowledged", k, v, acked[i].Load())
 		}
 	}
-	nodes, refreshes := h.Srv.ClusterStats()
+	cs, _ := h.Srv.ClusterStats()
 	var redirects int64
-	for _, n := range nodes {
-		redirects += n.Redirects
+	for _, n := range cs.Nodes {
+		redirects += n.Moved + n.Asks
 	}
-	t.Logf("%d operations, %d redirections followed, %d slot map reads", ops.Load(), redirects, refreshes)
+	t.Logf("%d operations, %d redirections followed, %d slot map reads", ops.Load(), redirects, cs.Refreshes)
+	if cs.SlotsCovered != 16384 || len(cs.Nodes) != 6 {
+		t.Errorf("cluster stats: %d slots covered, %d nodes listed (%+v); want 16384 and 6", cs.SlotsCovered, len(cs.Nodes), cs.Nodes)
+	}
 	if redirects == 0 {
 		t.Error("no redirection was followed: the test moved nothing under the clients")
 	}
