@@ -24,10 +24,10 @@ RUN_LISTEN   ?= 127.0.0.1:6380
 RUN_UPSTREAM ?= 127.0.0.1:6379
 RUN_FLAGS    ?=
 
-.PHONY: help build run test deps bench fuzz lint docker clean
+.PHONY: help build run run-cluster test deps bench fuzz lint docker clean
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 build: ## build bin/exproxy (static, version from git)
 	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/exproxy
@@ -108,6 +108,50 @@ run: build ## run the proxy on 127.0.0.1:6380 in front of a local Redis (Ctrl-C 
 	esac; \
 	echo "exproxy on $(RUN_LISTEN): try  redis-cli -p $${listen##*:} ping"; \
 	./$(BIN) --listen $(RUN_LISTEN) --upstream $(RUN_UPSTREAM) --log-format console $(RUN_FLAGS) || status=$$?; \
+	exit $${status:-0}
+
+# run-cluster: six redis-servers (3 primaries, 3 replicas) with
+# cluster-enabled on the first free ports from RUN_CLUSTER_PORT (each port
+# and its bus port, +10000, must be free), joined by redis-cli --cluster
+# create, and the proxy in front; Ctrl-C stops them all and removes their
+# data directory.
+RUN_CLUSTER_PORT ?= 7000
+
+run-cluster: build ## run the proxy on 127.0.0.1:6380 in front of a local 3-primary/3-replica Redis Cluster (Ctrl-C stops all)
+	@$(need_redis)
+	@listen='$(RUN_LISTEN)'; dir=$$(mktemp -d); pids=(); ports=(); \
+	cleanup() { \
+		for pid in "$${pids[@]}"; do kill "$$pid" 2>/dev/null || true; done; \
+		for pid in "$${pids[@]}"; do wait "$$pid" 2>/dev/null || true; done; \
+		rm -rf "$$dir"; \
+	}; \
+	trap cleanup EXIT; \
+	free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$$1") 2>/dev/null; }; \
+	p=$(RUN_CLUSTER_PORT); \
+	while [ $${#ports[@]} -lt 6 ]; do \
+		[ $$p -lt 55535 ] || { echo "no free ports from $(RUN_CLUSTER_PORT)"; exit 1; }; \
+		if free $$p && free $$((p+10000)); then ports+=($$p); fi; p=$$((p+1)); \
+	done; \
+	echo "starting 6 cluster nodes on 127.0.0.1:$${ports[*]} (data in $$dir, stopped on exit)"; \
+	for p in "$${ports[@]}"; do \
+		redis-server --bind 127.0.0.1 --port $$p --cluster-enabled yes --cluster-config-file "$$dir/nodes-$$p.conf" \
+		  --save '' --appendonly no --dir "$$dir" --logfile "$$dir/redis-$$p.log" --daemonize no & pids+=($$!); \
+	done; \
+	for p in "$${ports[@]}"; do \
+		for i in $$(seq 100); do redis-cli -p $$p ping >/dev/null 2>&1 && break; sleep 0.1; done; \
+		redis-cli -p $$p ping >/dev/null 2>&1 || { echo "redis-server on $$p failed to start:"; cat "$$dir/redis-$$p.log"; exit 1; }; \
+	done; \
+	addrs=(); for p in "$${ports[@]}"; do addrs+=("127.0.0.1:$$p"); done; \
+	redis-cli --cluster create "$${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$$dir/create.log" 2>&1 || \
+		{ echo "redis-cli --cluster create failed:"; cat "$$dir/create.log"; exit 1; }; \
+	for i in $$(seq 200); do \
+		ok=1; for p in "$${ports[@]}"; do redis-cli -p $$p cluster info 2>/dev/null | grep -q 'cluster_state:ok' || ok=; done; \
+		[ -n "$$ok" ] && break; sleep 0.1; \
+	done; \
+	[ -n "$$ok" ] || { echo "the cluster did not reach cluster_state:ok"; exit 1; }; \
+	seeds=$$(IFS=,; echo "$${addrs[*]:0:3}"); \
+	echo "exproxy on $(RUN_LISTEN) in front of redis+cluster://$$seeds: try  redis-cli -p $${listen##*:} set foo bar"; \
+	./$(BIN) --listen $(RUN_LISTEN) --upstream "redis+cluster://$$seeds" --log-format console $(RUN_FLAGS) || status=$$?; \
 	exit $${status:-0}
 
 test: ## go vet + all tests with -race (installs redis-server and the client libraries first if missing and root)

@@ -192,7 +192,14 @@ func (s *session) streamCommand() bool {
 	if body > 0 && len(args) > 0 {
 		cmd = s.srv.table.lookup(args[0])
 	}
-	if s.conns.own == nil {
+	if s.cl != nil {
+		if ok, alive := s.streamOwnCluster(cmd, args); !ok {
+			if !alive {
+				return false
+			}
+			return s.discardStreamed() && s.send()
+		}
+	} else if s.conns.own == nil {
 		name := []byte("(a command too large to buffer)")
 		if moved, alive := s.moveToOwn(cmd, name); !moved {
 			if !alive {

@@ -53,7 +53,7 @@ func (s *Server) dialUpstream(ctx context.Context, key poolKey, cred *credential
 // dialSetUp dials and sends the setup key asks for, SELECT before AUTH
 // when selectFirst.
 func (s *Server) dialSetUp(ctx context.Context, key poolKey, cred *credentials, selectFirst bool) (net.Conn, error) {
-	c, err := s.dial(ctx)
+	c, err := s.dialNode(ctx, key.node)
 	if err != nil {
 		return nil, err
 	}
@@ -67,18 +67,32 @@ func (s *Server) dialSetUp(ctx context.Context, key poolKey, cred *credentials, 
 }
 
 func (s *Server) dial(ctx context.Context) (net.Conn, error) {
+	return s.dialAddr(ctx, s.opts.Upstream.Network, s.opts.Upstream.Addr)
+}
+
+// dialNode dials the upstream of a pool key's node: the one Redis, or a
+// node of the cluster.
+func (s *Server) dialNode(ctx context.Context, node int32) (net.Conn, error) {
+	if node == 0 {
+		return s.dial(ctx)
+	}
+	return s.dialAddr(ctx, "tcp", s.cluster.addr(node))
+}
+
+func (s *Server) dialAddr(ctx context.Context, network, addr string) (net.Conn, error) {
 	u := s.opts.Upstream
 	ctx, cancel := context.WithTimeout(ctx, s.opts.DialTimeout)
 	defer cancel()
 	d := net.Dialer{KeepAlive: 30 * time.Second}
-	conn, err := d.DialContext(ctx, u.Network, u.Addr)
+	conn, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, err
 	}
 	if u.TLS != nil {
 		cfg := u.TLS.Clone()
-		if cfg.ServerName == "" && u.Network == "tcp" {
-			host, _, _ := net.SplitHostPort(u.Addr)
+		if cfg.ServerName == "" && network == "tcp" {
+			// Each node of a cluster by its own name.
+			host, _, _ := net.SplitHostPort(addr)
 			cfg.ServerName = host
 		}
 		tc := tls.Client(conn, cfg)

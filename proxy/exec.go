@@ -81,7 +81,13 @@ func (r *replySide) fixExec(reply []byte) []byte {
 	}
 	if reload != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), reloadTimeout)
-		if err := reload.Reload(ctx); err != nil {
+		load := reload.Reload
+		if nr, ok := reload.(NodeReloader); ok && r.node != 0 {
+			// In front of a cluster: on the node EXEC ran on.
+			addr := r.s.srv.cluster.addr(r.node)
+			load = func(ctx context.Context) error { return nr.ReloadNode(ctx, addr) }
+		}
+		if err := load(ctx); err != nil {
 			r.s.log.Warn("reload after EXEC failed", zap.Error(err))
 		}
 		cancel()

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"crypto/tls"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -22,10 +23,23 @@ type Upstream struct {
 	Username string
 	Password string
 	DB       int
+	// Cluster: the upstream is a Redis Cluster, found through Seeds
+	// (host:port each; Addr is the first). The proxy reads the slot map
+	// from it and routes each command to the primary of its keys' slot
+	// (docs/cluster.md).
+	Cluster bool
+	Seeds   []string
 }
 
 // String names the upstream in errors and logs (never with credentials).
 func (u Upstream) String() string {
+	if u.Cluster {
+		scheme := "redis+cluster://"
+		if u.TLS != nil {
+			scheme = "rediss+cluster://"
+		}
+		return scheme + strings.Join(u.seeds(), ",")
+	}
 	if u.Network == "unix" {
 		return "unix:" + u.Addr
 	}
@@ -35,10 +49,38 @@ func (u Upstream) String() string {
 	return u.Addr
 }
 
+// seeds are the addresses a cluster is first asked about.
+func (u Upstream) seeds() []string {
+	if len(u.Seeds) > 0 {
+		return u.Seeds
+	}
+	return []string{u.Addr}
+}
+
+// ClusterOptions tune how the proxy follows a Redis Cluster upstream.
+// Zero values take the defaults noted.
+type ClusterOptions struct {
+	// RefreshInterval is how often the slot map is read again without a
+	// reason; default 5s.
+	RefreshInterval time.Duration
+	// MinRefreshInterval is the least time between two reads prompted by
+	// MOVED, ASK, CLUSTERDOWN or a lost node connection; default 100ms.
+	MinRefreshInterval time.Duration
+	// FailoverWait bounds how long a command for a slot without a
+	// reachable primary waits for the cluster to promote a replica before
+	// the client gets an error; default 5s.
+	FailoverWait time.Duration
+	// MaxRedirects bounds the MOVED/ASK redirections (and TRYAGAIN
+	// retries) one command follows; default 5.
+	MaxRedirects int
+}
+
 // Options configure a Server. Zero values take the defaults noted.
 type Options struct {
 	Listen   string // "127.0.0.1:6380", or a unix socket path (contains "/")
 	Upstream Upstream
+	// Cluster tunes a Redis Cluster upstream (Upstream.Cluster).
+	Cluster ClusterOptions
 
 	DialTimeout  time.Duration // connecting upstream; default 2s
 	WriteTimeout time.Duration // one write to a peer that does not drain; default 30s (0 in Options = default)

@@ -18,10 +18,28 @@ type poolKey struct {
 	cred  [32]byte // SHA-256 of the password Redis accepted for user
 	proto uint8    // 2 or 3
 	db    int32
+	// node is the Redis the connections go to: 0 for the one upstream; in
+	// front of a Redis Cluster, the number of a node (clusterview.go). A
+	// session's own key is node-independent (node 0); it reaches a node
+	// through that key at the node.
+	node int32
 }
 
 // anonymous is where every session starts.
 var anonymous = poolKey{proto: 2}
+
+// isAnon reports whether k is the anonymous key of its node: the pool
+// that keeps its ready connections whether or not a session uses it.
+func (k poolKey) isAnon() bool { return k.user == "" && k.db == 0 && k.proto == 2 }
+
+// anon is the anonymous key of k's node.
+func (k poolKey) anon() poolKey { return poolKey{proto: 2, node: k.node} }
+
+// at is k at a cluster node.
+func (k poolKey) at(node int32) poolKey {
+	k.node = node
+	return k
+}
 
 // credentials authenticate more connections of a pool. They are held in
 // memory only, for as long as the pool lives, and never logged. named
@@ -86,8 +104,12 @@ const (
 
 func newPools(srv *Server) *pools {
 	ps := &pools{srv: srv, byKey: map[poolKey]*pool{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
-	ps.byKey[anonymous] = &pool{key: anonymous, slots: make([]poolSlot, srv.opts.SharedConns)}
-	srv.stats.pools.Add(1)
+	if !srv.opts.Upstream.Cluster {
+		// A cluster's anonymous pools are those of its primaries, made
+		// as the slot map names them (clusterview.go).
+		ps.byKey[anonymous] = &pool{key: anonymous, slots: make([]poolSlot, srv.opts.SharedConns)}
+		srv.stats.pools.Add(1)
+	}
 	return ps
 }
 
@@ -255,10 +277,10 @@ func (ps *pools) privateNow(key poolKey) (c *upConn, setup bool) {
 	if c = ps.takeReadyLocked(ps.byKey[key]); c != nil {
 		return c, false
 	}
-	if key == anonymous {
+	if key.isAnon() {
 		return nil, false
 	}
-	if c = ps.takeReadyLocked(ps.byKey[anonymous]); c != nil {
+	if c = ps.takeReadyLocked(ps.byKey[key.anon()]); c != nil {
 		c.key = key
 		return c, true
 	}
@@ -478,7 +500,7 @@ func (ps *pools) shortPool() *pool {
 		if p.created != nil || p.revoked || len(p.ready) >= ps.srv.opts.ReadyConns {
 			continue
 		}
-		if p.sessions > 0 || p.key == anonymous {
+		if p.sessions > 0 || p.key.isAnon() {
 			return p
 		}
 	}
@@ -518,7 +540,7 @@ func (ps *pools) reap() {
 		}
 		now := time.Now()
 		for _, p := range ps.byKey {
-			if p.key != anonymous && p.created == nil && p.sessions == 0 && now.Sub(p.idle) >= poolIdle {
+			if (!p.key.isAnon() || !ps.srv.keepsAnon(p.key.node)) && p.created == nil && p.sessions == 0 && now.Sub(p.idle) >= poolIdle {
 				ps.dropLocked(p)
 				continue
 			}

@@ -48,6 +48,12 @@ type entry struct {
 
 	obs *observed // non-nil when an Observer wants this command
 
+	// dropReply: in front of a Redis Cluster, a command the proxy has
+	// answered already (a held MULTI's +OK, +QUEUED; clustertx.go) whose
+	// reply from Redis is dropped, though it counts in the transaction
+	// as Redis ran it.
+	dropReply bool
+
 	// What a command that changes the session needs when its reply says
 	// it took effect.
 	selectDB   int    // SELECT: the database; -1 when not a number
@@ -133,18 +139,26 @@ func (q *queue) full() bool {
 
 // push appends entries in order; it may exceed max by one batch.
 func (q *queue) push(es []entry) bool {
+	_, ok := q.pushSeq(es)
+	return ok
+}
+
+// pushSeq is push that also returns the sequence number of the first
+// entry pushed.
+func (q *queue) pushSeq(es []entry) (uint64, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
-		return false
+		return 0, false
 	}
+	first := q.seq
 	for i := range es {
 		es[i].seq = q.seq
 		q.seq++
 	}
 	q.in = append(q.in, es...)
 	q.n += len(es)
-	return true
+	return first, true
 }
 
 // head returns the oldest entry not yet popped, or nil.

@@ -67,10 +67,21 @@ type replySide struct {
 	event   *Event // reused for every observed reply; allocated on first use
 
 	// Resends after a lost Lua library (retry.go).
-	reorder  []*slot // replies held behind a resent command, in client order
-	failed   []entry // commands waiting to be resent, in client order
-	retrying bool    // the read loop is paused until they are resent
-	fence    uint64  // sequence number of the first command sent after the pause
+	reorder []*slot // replies held behind a resent command, in client order
+	failed  []entry // commands waiting to be resent, in client order
+	// failedNodes: in front of a Redis Cluster, the node each failed
+	// command ran on; resending counts resends on their way.
+	failedNodes []int32
+	resending   int
+	retrying    bool   // the read loop is paused until they are resent
+	fence       uint64 // sequence number of the first command sent after the pause
+
+	// A Redis Cluster upstream (clusterreply.go): replies held until
+	// their entries reach the head, pushes held while another reply is
+	// being delivered, and the node of the reply being delivered.
+	ready  []readyReply
+	pushes [][]byte
+	node   int32
 
 	// MULTI as Redis runs it (exec.go).
 	inMulti  bool
@@ -226,7 +237,7 @@ func (r *replySide) fastPath() bool {
 	if e == nil {
 		return true // unsolicited: a reply to nothing we know
 	}
-	if e.rw != nil || e.obs != nil || e.slot != nil || e.internal {
+	if e.rw != nil || e.obs != nil || e.slot != nil || e.internal || e.dropReply {
 		return false
 	}
 	if e.cmd != nil {
@@ -265,9 +276,11 @@ func (r *replySide) decide() {
 		return
 	}
 	r.e = e
-	if e.internal {
+	if e.internal || e.dropReply {
 		r.disp = dispDrop
-		return
+		if e.internal {
+			return
+		}
 	}
 	if e.cmd != nil && e.cmd.kind == kindExec && len(r.queuedRw) > 0 && kind == '*' {
 		r.disp, r.execFix = dispBuffer, true
@@ -539,6 +552,9 @@ func (r *replySide) observeWrite(e *entry, head []byte) {
 	}
 	ev := r.event
 	*ev = Event{Name: e.obs.writeName, Reply: head, Kind: r.kind, Sent: e.obs.sent, Done: time.Now(), Info: &r.info, Write: true, Keys: e.obs.writes}
+	if r.node != 0 {
+		ev.Node = r.s.srv.cluster.addr(r.node)
+	}
 	for _, o := range r.wobs {
 		o.Observe(ev)
 	}
@@ -559,6 +575,9 @@ func (r *replySide) observe(e *entry, head []byte) {
 		Done:   time.Now(),
 		Queued: e.obs.queued,
 		Info:   &r.info,
+	}
+	if r.node != 0 {
+		ev.Node = r.s.srv.cluster.addr(r.node)
 	}
 	if o, ok := e.rw.(Outcomer); ok && len(head) > 0 {
 		ev.Outcome = o.Outcome(head)

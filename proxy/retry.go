@@ -34,6 +34,9 @@ func (r *replySide) retryLater(e *entry) bool {
 	ne.attempts++
 	ne.resolved = true
 	r.failed = append(r.failed, ne)
+	if r.s.cl != nil {
+		r.failedNodes = append(r.failedNodes, r.node)
+	}
 	if !r.retrying {
 		r.retrying = true
 		r.fence = r.s.pause()
@@ -54,6 +57,11 @@ func (r *replySide) maybeResend() bool {
 	s := r.s
 	failed := r.failed
 	r.failed, r.retrying = nil, false
+	if s.cl != nil {
+		nodes := r.failedNodes
+		r.failedNodes = nil
+		return r.resendCluster(failed, nodes)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), reloadTimeout)
 	err := failed[0].rw.Reload(ctx)
 	cancel()

@@ -141,6 +141,9 @@ func (s *session) inlineToMultibulk(args [][]byte) ([]byte, [][]byte) {
 // dispatch puts one command on the connection it may run on, moving the
 // session first if it must, and routes it. false ends the read loop.
 func (s *session) dispatch(cmd *command, raw []byte, args [][]byte) bool {
+	if s.cl != nil {
+		return s.dispatchCluster(cmd, raw, args)
+	}
 	cs := &s.conns
 	switch p := placeOf(cmd, args); {
 	case p == placeQuit:

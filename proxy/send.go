@@ -36,12 +36,18 @@ func (cs *sessionConns) releaseAll(s *session) {
 		s.srv.pools.leave(cs.pool)
 		cs.pool = nil
 	}
+	if s.cl != nil {
+		s.cl.leaveAll()
+	}
 }
 
 // send pushes the batch's entries and writes its bytes upstream.
 func (s *session) send() bool {
 	if len(s.batch) == 0 {
 		return true
+	}
+	if s.cl != nil {
+		return s.sendCluster()
 	}
 	s.batchFailed = false
 	if s.loop != nil && s.q.full() {
@@ -220,7 +226,12 @@ func (s *session) giveBack() {
 	s.sendMu.Lock()
 	s.conns.own, s.conn = nil, nil
 	s.sendMu.Unlock()
-	s.srv.pools.release(c, s.conns.key)
+	key := s.conns.key
+	if c.node != 0 {
+		key = key.at(c.node)
+		c.setOrdered(false)
+	}
+	s.srv.pools.release(c, key)
 	s.srv.stats.unpinned.Add(1)
 }
 
@@ -248,6 +259,9 @@ func (s *session) emitIfIdle() {
 		return
 	}
 	if s.rs.emitHead() {
+		if s.cl != nil {
+			s.replayLocked()
+		}
 		s.flushLocked()
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,9 @@ type Server struct {
 	table table
 	pools *pools
 	loop  *eventLoop // reads the clients; nil: a goroutine per client
+	// cluster is the slot map of a Redis Cluster upstream; nil for a
+	// single Redis.
+	cluster *clusterView
 	// authRequired: Redis refuses commands before AUTH. Learned from a
 	// connection of the proxy's own at start, and kept current from what
 	// unauthenticated sessions are told; while it holds, an
@@ -59,6 +63,9 @@ type Server struct {
 
 // New checks opts and fills in defaults. It opens nothing.
 func New(opts Options) (*Server, error) {
+	if opts.Upstream.Cluster && opts.Upstream.Addr == "" && len(opts.Upstream.Seeds) > 0 {
+		opts.Upstream.Addr = opts.Upstream.Seeds[0]
+	}
 	if opts.Upstream.Addr == "" {
 		return nil, errors.New("proxy: no upstream address")
 	}
@@ -99,6 +106,27 @@ func New(opts Options) (*Server, error) {
 	if opts.SharedConns <= 0 {
 		opts.SharedConns = 1
 	}
+	if c := &opts.Cluster; opts.Upstream.Cluster {
+		// Sessions reach each node through their pool there; a
+		// connection of a session's own per node for its life is not
+		// offered (docs/cluster.md).
+		opts.Mode = SharedUpstream
+		if opts.Upstream.Network != "tcp" {
+			return nil, errors.New("proxy: a cluster upstream is reached over tcp")
+		}
+		if c.RefreshInterval <= 0 {
+			c.RefreshInterval = 5 * time.Second
+		}
+		if c.MinRefreshInterval <= 0 {
+			c.MinRefreshInterval = 100 * time.Millisecond
+		}
+		if c.FailoverWait <= 0 {
+			c.FailoverWait = 5 * time.Second
+		}
+		if c.MaxRedirects <= 0 {
+			c.MaxRedirects = 5
+		}
+	}
 	switch {
 	case opts.ReadyConns == 0:
 		opts.ReadyConns = 2
@@ -116,6 +144,9 @@ func New(opts Options) (*Server, error) {
 		if w, ok := o.(WriteWatcher); ok {
 			srv.writeWatchers = append(srv.writeWatchers, w)
 		}
+	}
+	if opts.Upstream.Cluster {
+		srv.cluster = newClusterView(srv)
 	}
 	srv.pools = newPools(srv)
 	if opts.ClientIO != GoroutinePerClient {
@@ -157,7 +188,9 @@ func (s *Server) Serve(l net.Listener) error {
 	s.ln = l
 	s.mu.Unlock()
 	s.learnAuthOnce()
-	if len(s.writeWatchers) > 0 {
+	if s.cluster != nil {
+		s.cluster.start() // reads the command table too
+	} else if len(s.writeWatchers) > 0 {
 		go s.loadCommands()
 	}
 	s.pools.start()
@@ -250,6 +283,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	wg.Wait()
 	s.pools.close()
+	if s.cluster != nil {
+		s.cluster.close()
+	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
@@ -311,6 +347,16 @@ func (s *Server) Stats() Stats {
 		SharedRetired:     s.stats.retired.Load(),
 		AuthRequired:      s.authRequired.Load(),
 	}
+}
+
+// keepsAnon reports whether the anonymous pool of a node is kept while
+// no session uses it: the one Redis's, and a cluster primary's.
+func (s *Server) keepsAnon(node int32) bool {
+	if node == 0 || s.cluster == nil {
+		return true
+	}
+	st := s.cluster.state.Load()
+	return st != nil && slices.Contains(st.primaries, node)
 }
 
 // dialFailed counts and logs a failed dial. A connection that Redis

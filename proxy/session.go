@@ -36,6 +36,7 @@ type session struct {
 	// read loop sends under it; so does a resend from the reply side.
 	sendMu  sync.Mutex
 	paused  bool       // the reply side is resending; send nothing new
+	holds   int        // cluster retries waiting to be sent: send nothing new
 	resumed *sync.Cond // on sendMu: paused ended
 	conn    *upConn    // where commands go now: shared or private; nil until chosen
 
@@ -58,8 +59,9 @@ type session struct {
 	readStart   uint64 // sequence number of the first command of the current read
 	tx          txState
 	conns       sessionConns
-	arena       arena        // what entries keep: resend copies, observed arguments
-	wscratch    writeScratch // watchWrites' room, reused
+	arena       arena           // what entries keep: resend copies, observed arguments
+	wscratch    writeScratch    // watchWrites' room, reused
+	cl          *sessionCluster // in front of a Redis Cluster; nil otherwise
 
 	// Under mu: the reply side.
 	mu       sync.Mutex
@@ -93,6 +95,9 @@ func newSession(srv *Server, client net.Conn, id uint64) *session {
 	s.rinfo = SessionInfo{ID: id, Addr: client.RemoteAddr().String()}
 	s.log = sessionLog{base: srv.log, id: id, addr: s.rinfo.Addr}
 	s.conns.key = anonymous
+	if srv.cluster != nil {
+		s.cl = newSessionCluster(s)
+	}
 	s.rs.init(s)
 	return s
 }
@@ -314,12 +319,12 @@ func (s *session) drain(ctx context.Context) {
 func (s *session) waitIdle() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.loop != nil && !s.ended && (s.rs.active || s.q.unpopped() > 0) {
+	if s.loop != nil && !s.ended && (s.rs.active || s.q.unpopped() > 0 || s.rs.resending > 0) {
 		s.mu.Unlock()
 		s.mayBlock()
 		s.mu.Lock()
 	}
-	for !s.ended && (s.rs.active || s.q.unpopped() > 0) {
+	for !s.ended && (s.rs.active || s.q.unpopped() > 0 || s.rs.resending > 0) {
 		s.waiting = true
 		s.idle.Wait()
 	}

@@ -66,6 +66,15 @@ type upConn struct {
 	// is reading or delivering).
 	emptySince atomic.Int64
 	done       chan struct{} // closed when the reader has ended
+
+	// node is the cluster node it goes to (poolKey.node); 0 for the one
+	// Redis. A cluster connection pairs replies with commands one by one,
+	// through tfifo (clusterreply.go) — unless ordered: a connection of a
+	// session's own that carries a RESP2 subscription, whose replies pair
+	// with the session's commands in order, as on one Redis.
+	node    int32
+	tfifo   []tagWaiter
+	ordered bool
 }
 
 // waiter is one session's run of commands in a shared connection's FIFO:
@@ -76,13 +85,16 @@ type waiter struct {
 }
 
 func newUpConn(srv *Server, conn net.Conn, key poolKey, shared bool) *upConn {
-	c := &upConn{srv: srv, conn: conn, key: key, shared: shared, done: make(chan struct{})}
+	c := &upConn{srv: srv, conn: conn, key: key, shared: shared, node: key.node, done: make(chan struct{})}
 	c.wdl.write = true
 	c.wfree = sync.NewCond(&c.mu)
 	if sc, ok := conn.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
 	}
 	srv.stats.upstreamConns.Add(1)
+	if nd := srv.clusterNode(c.node); nd != nil {
+		nd.conns.Add(1)
+	}
 	go c.readLoop()
 	return c
 }
@@ -358,6 +370,8 @@ func (c *upConn) readLoop() {
 	var f resp.Framer
 	f.Limits = replyLimits(c.srv.opts.Limits)
 	var local []waiter // FIFO entries taken from c.fifo, reader-owned
+	var tl []tagWaiter // likewise from c.tfifo, on a cluster connection
+	var tr tagRead     // the reply being read on a cluster connection
 	var held *session  // whose lock is held while its replies are delivered
 	release := func() {
 		if held != nil {
@@ -376,9 +390,10 @@ func (c *upConn) readLoop() {
 		rb.added(n)
 		c.mu.Lock()
 		owner := c.owner
+		tagged := c.node != 0 && !c.ordered
 		c.mu.Unlock()
 		for rb.r < rb.w {
-			if owner != nil {
+			if owner != nil && !tagged {
 				if owner != held {
 					release()
 					owner.mu.Lock()
@@ -400,6 +415,39 @@ func (c *upConn) readLoop() {
 			}
 			chunk := rb.b[rb.r : rb.r+m]
 			rb.r += m
+			if tagged {
+				s := tr.s
+				if !tr.on {
+					if len(tl) == 0 {
+						c.mu.Lock()
+						tl = append(tl, c.tfifo...)
+						clear(c.tfifo)
+						c.tfifo = c.tfifo[:0]
+						c.mu.Unlock()
+					}
+					s = tr.start(c, tl, owner, f.Kind())
+				}
+				if s == nil {
+					if done {
+						c.srv.log.Debug("upstream: dropping a reply nobody waits for")
+						tr.reset()
+					}
+					continue
+				}
+				if s != held {
+					release()
+					s.mu.Lock()
+					held = s
+				}
+				if done && !tr.push {
+					c.replies.Add(1)
+					c.owed.Add(-1)
+					tl[0] = tagWaiter{}
+					tl = tl[1:]
+				}
+				s.deliverTaggedLocked(&tr, chunk, done)
+				continue
+			}
 			if owner != nil {
 				owner.deliverLocked(chunk, done, f.Kind())
 				continue
@@ -444,7 +492,7 @@ func (c *upConn) readLoop() {
 		}
 		release()
 	}
-	c.lost(err, local)
+	c.lost(err, local, tl)
 }
 
 // read reads what Redis sent, waiting for it in Go's netpoller; the read
@@ -508,7 +556,7 @@ func (c *upConn) starvedFor() time.Duration {
 // by its own rules only when it sees the connection drop. A private
 // connection's owner is closed even with nothing in flight: the state
 // Redis kept for it is gone.
-func (c *upConn) lost(err error, local []waiter) {
+func (c *upConn) lost(err error, local []waiter, tl []tagWaiter) {
 	c.mu.Lock()
 	expected := c.dead && errors.Is(c.err, net.ErrClosed) // closed by the proxy
 	if !c.dead {
@@ -518,10 +566,29 @@ func (c *upConn) lost(err error, local []waiter) {
 	cause := c.err
 	local = append(local, c.fifo...)
 	c.fifo = nil
+	// A cluster connection's waiters count as those of a shared one: each
+	// of their sessions had a command in flight.
+	for _, w := range append(tl, c.tfifo...) {
+		if w.s != nil && !w.drop {
+			if k := len(local); k > 0 && local[k-1].s == w.s {
+				local[k-1].n++
+			} else {
+				local = append(local, waiter{s: w.s, n: 1})
+			}
+		}
+	}
+	c.tfifo = nil
 	owner := c.owner
 	c.wfree.Broadcast()
 	c.mu.Unlock()
 	c.srv.stats.upstreamConns.Add(-1)
+	if nd := c.srv.clusterNode(c.node); nd != nil {
+		nd.conns.Add(-1)
+		if !expected {
+			nd.errors.Add(1)
+			c.srv.cluster.kick()
+		}
+	}
 	if c.shared {
 		c.srv.pools.forgetShared(c)
 	}

@@ -28,6 +28,8 @@ type health struct {
 	// while the proxy drains.
 	serving atomic.Bool
 	stats   func() proxy.Stats
+	// cluster, in front of a Redis Cluster, gives its per-node counters.
+	cluster func() (proxy.ClusterStats, bool)
 	// ping checks the upstream on a connection of the proxy's own, never
 	// on a client's: a client must see in INFO and MONITOR only what it
 	// sent itself.
@@ -65,6 +67,21 @@ func newHealth(stats func() proxy.Stats, up proxy.Upstream, dialTimeout time.Dur
 		timeout:  dialTimeout + time.Second,
 		upstream: up.String(),
 		closeFn:  c.Close,
+	}
+}
+
+// clusterReady makes /readyz, in front of a Redis Cluster, ready when
+// the proxy has the slot map and every slot has a primary: the proxy's
+// own connection to one node says little about the others.
+func (h *health) clusterReady(ready func() (bool, string), stats func() (proxy.ClusterStats, bool)) {
+	h.cluster = stats
+	h.close()
+	h.closeFn = nil
+	h.ping = func(context.Context) error {
+		if ok, why := ready(); !ok {
+			return errors.New(why)
+		}
+		return nil
 	}
 }
 
@@ -179,12 +196,73 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// metricsHandler serves the proxy's counters, build info and the Go
+// clusterCollector exports the per-node counters of a Redis Cluster
+// upstream. Its node label takes only the nodes of the current slot map
+// (and former ones with connections open), so the series stay as many as
+// the cluster has nodes.
+type clusterCollector struct {
+	stats                                          func() (proxy.ClusterStats, bool)
+	nodes, covered, refreshes                      *prometheus.Desc
+	nodeConns, nodeCommands, nodeErrors, redirects *prometheus.Desc
+}
+
+func newClusterCollector(stats func() (proxy.ClusterStats, bool)) *clusterCollector {
+	node := []string{"node"}
+	return &clusterCollector{
+		stats:        stats,
+		nodes:        prometheus.NewDesc("exproxy_cluster_nodes", "Redis Cluster nodes in the slot map, by role (primary, replica).", []string{"role"}, nil),
+		covered:      prometheus.NewDesc("exproxy_cluster_slots_covered", "Hash slots with a primary in the slot map (16384 when the cluster is whole).", nil, nil),
+		refreshes:    prometheus.NewDesc("exproxy_cluster_slot_map_refreshes_total", "Times the Redis Cluster slot map was read.", nil, nil),
+		nodeConns:    prometheus.NewDesc("exproxy_cluster_node_upstream_connections", "Upstream connections open to a Redis Cluster node.", node, nil),
+		nodeCommands: prometheus.NewDesc("exproxy_cluster_node_commands_total", "Commands (and parts of split or fanned-out commands) sent to a Redis Cluster node.", node, nil),
+		nodeErrors:   prometheus.NewDesc("exproxy_cluster_node_errors_total", "Failed dials and lost connections to a Redis Cluster node.", node, nil),
+		redirects:    prometheus.NewDesc("exproxy_cluster_node_redirects_total", "MOVED and ASK redirections a Redis Cluster node gave that the proxy followed, by kind (moved, ask).", []string{"node", "kind"}, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.nodes, c.covered, c.refreshes, c.nodeConns, c.nodeCommands, c.nodeErrors, c.redirects} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
+	cs, ok := c.stats()
+	if !ok {
+		return
+	}
+	var primaries, replicas int
+	for _, n := range cs.Nodes {
+		switch {
+		case n.Primary:
+			primaries++
+		case n.Replica:
+			replicas++
+		}
+		ch <- prometheus.MustNewConstMetric(c.nodeConns, prometheus.GaugeValue, float64(n.Conns), n.Addr)
+		ch <- prometheus.MustNewConstMetric(c.nodeCommands, prometheus.CounterValue, float64(n.Commands), n.Addr)
+		ch <- prometheus.MustNewConstMetric(c.nodeErrors, prometheus.CounterValue, float64(n.Errors), n.Addr)
+		ch <- prometheus.MustNewConstMetric(c.redirects, prometheus.CounterValue, float64(n.Moved), n.Addr, "moved")
+		ch <- prometheus.MustNewConstMetric(c.redirects, prometheus.CounterValue, float64(n.Asks), n.Addr, "ask")
+	}
+	ch <- prometheus.MustNewConstMetric(c.nodes, prometheus.GaugeValue, float64(primaries), "primary")
+	ch <- prometheus.MustNewConstMetric(c.nodes, prometheus.GaugeValue, float64(replicas), "replica")
+	ch <- prometheus.MustNewConstMetric(c.covered, prometheus.GaugeValue, float64(cs.SlotsCovered))
+	ch <- prometheus.MustNewConstMetric(c.refreshes, prometheus.CounterValue, float64(cs.Refreshes))
+}
+
+// metricsHandler serves the proxy's counters (and, in front of a Redis
+// Cluster, its per-node ones: cluster may be nil), build info and the Go
 // runtime and process metrics from a registry of its own (not the global
 // one, so nothing an imported package registers leaks in).
-func metricsHandler(stats func() proxy.Stats, extra ...prometheus.Collector) http.Handler {
+func metricsHandler(stats func() proxy.Stats, cluster func() (proxy.ClusterStats, bool), extra ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(extra...)
+	if cluster != nil {
+		reg.MustRegister(newClusterCollector(cluster))
+	}
 	reg.MustRegister(
 		newStatsCollector(stats),
 		collectors.NewGoCollector(),
@@ -212,7 +290,7 @@ func adminMux(h *health, contention http.Handler, o adminOptions) http.Handler {
 	}
 	mux.HandleFunc("GET /healthz", h.healthz)
 	mux.HandleFunc("GET /readyz", h.readyz)
-	mux.Handle("GET /metrics", metricsHandler(h.stats, h.collectors...))
+	mux.Handle("GET /metrics", metricsHandler(h.stats, h.cluster, h.collectors...))
 	if contention == nil {
 		contention = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "contention tracking is off (contention.enabled: false)", http.StatusNotFound)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -439,5 +440,79 @@ func TestBinaryGoRedisLogsAreJSON(t *testing.T) {
 	}
 	if !sawGoRedis {
 		t.Errorf("no go-redis message in the log:\n%s", out)
+	}
+}
+
+// TestBinaryCluster runs the proxy in front of a password-protected Redis
+// Cluster (3 primaries): redis-cli, a plain client, uses keys of every
+// node through it; /readyz is ready once every slot has a primary and
+// /metrics has a row per node; SIGTERM stops it with status 0, and the
+// password is never logged.
+func TestBinaryCluster(t *testing.T) {
+	const password = "cluster-pw-never-logged"
+	c := redistest.StartCluster(t, redistest.WithShards(3, 0), redistest.WithAuth("", password))
+	listen, admin := freeAddr(t), freeAddr(t)
+	logFile := filepath.Join(t.TempDir(), "exproxy.log")
+	p := startProxy(t, admin, map[string]string{"EXPROXY_UPSTREAM_PASSWORD": password},
+		"--listen", listen, "--upstream", "redis+cluster://"+strings.Join(c.Addrs(), ","),
+		"--admin-listen", admin, "--log-file", logFile)
+
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + admin + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, body := get("/readyz")
+		if code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz never ready: %d %q", code, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	host, port, _ := net.SplitHostPort(listen)
+	cli := []string{"-h", host, "-p", port, "-a", password, "--no-auth-warning"}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"MSET", "a", "1", "b", "2", "c", "3", "d", "4"}, "OK"}, // a, b, c: one on each primary
+		{[]string{"MGET", "d", "c", "b", "a"}, "4\n3\n2\n1"},
+		{[]string{"DBSIZE"}, "4"},
+		{[]string{"SELECT", "1"}, "ERR SELECT is not allowed in cluster mode"},
+		{[]string{"EXSET", "x", "v"}, "OK"},
+		{[]string{"DEL", "a", "b", "c", "d", "x"}, "5"},
+	} {
+		if got := redisCLI(t, append(cli, tt.args...)...); got != tt.want {
+			t.Errorf("redis-cli %v = %q, want %q", tt.args, got, tt.want)
+		}
+	}
+	_, metrics := get("/metrics")
+	for _, want := range []string{
+		`exproxy_cluster_nodes{role="primary"} 3` + "\n",
+		"exproxy_cluster_slots_covered 16384\n",
+		`exproxy_cluster_node_commands_total{node="` + c.Addrs()[0] + `"}`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if code := p.stop(t, syscall.SIGTERM); code != 0 {
+		t.Errorf("exit status %d after SIGTERM\n%s", code, p.stderr.String())
+	}
+	log, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(log)+p.stderr.String(), password) {
+		t.Error("the log shows the password")
 	}
 }

@@ -137,6 +137,10 @@ func TestProxyOptionsMapping(t *testing.T) {
 	got := proxyOptions(cfg, up, nil)
 	want := proxy.Options{
 		Listen: cfg.Listen, Upstream: up, DialTimeout: 7, WriteTimeout: 8, MaxClients: 6,
+		Cluster: proxy.ClusterOptions{
+			RefreshInterval: cfg.Cluster.RefreshInterval, MinRefreshInterval: cfg.Cluster.MinRefreshInterval,
+			FailoverWait: cfg.Cluster.FailoverWait, MaxRedirects: cfg.Cluster.MaxRedirects,
+		},
 		Limits:     resp.Limits{MaxBulkLen: 1, MaxInlineLen: 2, MaxArgs: 3},
 		MaxPending: 4, ClientOutputLimit: 5, DrainTimeout: 9,
 		Mode: proxy.SharedUpstream, SharedConns: 1, ReadyConns: 2,
@@ -210,6 +214,9 @@ func TestMetrics(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+	if strings.Contains(body, "exproxy_cluster_") {
+		t.Errorf("/metrics of a single Redis upstream has cluster rows")
 	}
 
 	rec = httptest.NewRecorder()
@@ -308,10 +315,7 @@ func TestClusterUpstream(t *testing.T) {
 			t.Errorf("config output lacks %q:\n%s", want, out)
 		}
 	}
-	code, out, errOut = runIn(vars, "--admin-listen=")
-	if code != exitUsage || !strings.Contains(errOut, "exproxy: cluster upstream: not supported yet\n") || out != "" {
-		t.Errorf("serve: exit %d, stdout %q, stderr %q", code, out, errOut)
-	}
+	// Serving in front of a cluster: TestBinaryCluster.
 	if strings.Contains(out+errOut, "hunter") {
 		t.Errorf("a password is shown: %s%s", out, errOut)
 	}
@@ -391,4 +395,52 @@ func flagSet() *flag.FlagSet {
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	return fs
+}
+
+// In front of a Redis Cluster, /readyz says whether every slot has a
+// primary, and /metrics has a row per node of the slot map.
+func TestClusterAdmin(t *testing.T) {
+	ready, why := false, "2 slot ranges have no primary (first: 0-99)"
+	cs := proxy.ClusterStats{
+		Refreshes: 7, SlotsCovered: 16284,
+		Nodes: []proxy.NodeStats{
+			{Addr: "10.0.0.1:7000", Primary: true, Conns: 3, Commands: 100, Errors: 1, Moved: 4, Asks: 2},
+			{Addr: "10.0.0.2:7000", Primary: true, Conns: 2, Commands: 50},
+			{Addr: "10.0.0.3:7000", Replica: true},
+		},
+	}
+	h := &health{stats: func() proxy.Stats { return proxy.Stats{} }}
+	h.clusterReady(func() (bool, string) { return ready, why }, func() (proxy.ClusterStats, bool) { return cs, true })
+	h.timeout = time.Second
+	h.upstream = "redis+cluster://10.0.0.1:7000"
+	h.serving.Store(true)
+	mux := adminMux(h, nil, adminOptions{})
+	get := func(path string) (int, string) {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		return rec.Code, rec.Body.String()
+	}
+	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, why) {
+		t.Errorf("/readyz with slots uncovered: %d %q", code, body)
+	}
+	ready = true
+	if code, body := get("/readyz"); code != 200 || body != "ok\n" {
+		t.Errorf("/readyz with every slot covered: %d %q", code, body)
+	}
+	_, body := get("/metrics")
+	for _, want := range []string{
+		`exproxy_cluster_nodes{role="primary"} 2`, `exproxy_cluster_nodes{role="replica"} 1`,
+		"exproxy_cluster_slots_covered 16284", "exproxy_cluster_slot_map_refreshes_total 7",
+		`exproxy_cluster_node_upstream_connections{node="10.0.0.1:7000"} 3`,
+		`exproxy_cluster_node_commands_total{node="10.0.0.2:7000"} 50`,
+		`exproxy_cluster_node_errors_total{node="10.0.0.1:7000"} 1`,
+		`exproxy_cluster_node_redirects_total{kind="moved",node="10.0.0.1:7000"} 4`,
+		`exproxy_cluster_node_redirects_total{kind="ask",node="10.0.0.1:7000"} 2`,
+		`exproxy_cluster_node_upstream_connections{node="10.0.0.3:7000"} 0`,
+		"# TYPE exproxy_cluster_node_commands_total counter",
+	} {
+		if !strings.Contains(body, want+"\n") {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 }

@@ -86,6 +86,8 @@ func upstreamOptions(u config.Upstream) proxy.Upstream {
 		Username: u.Username,
 		Password: u.Password,
 		DB:       u.DB,
+		Cluster:  u.Cluster,
+		Seeds:    u.Seeds,
 	}
 }
 
@@ -126,6 +128,12 @@ func proxyOptions(cfg *config.Config, up proxy.Upstream, log *zap.Logger) proxy.
 			MaxInlineLen: int(cfg.Limits.InlineMaxLen),
 			MaxArgs:      cfg.Limits.MaxArgs,
 		},
+		Cluster: proxy.ClusterOptions{
+			RefreshInterval:    cfg.Cluster.RefreshInterval,
+			MinRefreshInterval: cfg.Cluster.MinRefreshInterval,
+			FailoverWait:       cfg.Cluster.FailoverWait,
+			MaxRedirects:       cfg.Cluster.MaxRedirects,
+		},
 		MaxPending:        cfg.Limits.MaxPending,
 		ClientOutputLimit: cfg.Limits.ClientOutputLimit,
 		Mode:              upstreamMode(cfg.UpstreamMode),
@@ -145,9 +153,6 @@ func serve(ctx context.Context, restoreSignals func(), cfg *config.Config, log *
 	cu, err := cfg.ResolveUpstream()
 	if err != nil {
 		return exitUsage, err
-	}
-	if cu.Cluster {
-		return exitUsage, errors.New("cluster upstream: not supported yet")
 	}
 	up := upstreamOptions(cu)
 	opts := proxyOptions(cfg, up, log)
@@ -177,6 +182,9 @@ func serve(ctx context.Context, restoreSignals func(), cfg *config.Config, log *
 	health.collectors = ext.collectors()
 	if cfg.Contention.Enabled && cfg.Contention.Attribution {
 		health.collectors = append(health.collectors, attributionReady(srv.CommandsLoaded))
+	}
+	if up.Cluster {
+		health.clusterReady(srv.ClusterReady, srv.ClusterStats)
 	}
 	defer health.close()
 	var admin *adminServer

@@ -429,7 +429,7 @@ func (s *session) exec(ev *proxy.Event) {
 			aev = &abortEvent{
 				msg: MsgAbort, at: ev.Done, keys: slices.Clone(keys), queued: slices.Clone(ev.Queued),
 				client: client, addr: s.info.Addr, db: s.info.DB, user: s.info.User,
-				watchDur: dur, timed: timed, attempt: attempt,
+				watchDur: dur, timed: timed, attempt: attempt, node: ev.Node,
 			}
 		}
 		if s.t.keys == nil {
@@ -515,7 +515,7 @@ func (s *session) refused(ev *proxy.Event, d *counts, kind int) {
 	if s.t.allowEvent() {
 		aev = &abortEvent{
 			msg: MsgStale, at: ev.Done, command: ev.Name, keys: []string{keys[0]},
-			client: client, addr: s.info.Addr, db: s.info.DB, user: s.info.User,
+			client: client, addr: s.info.Addr, db: s.info.DB, user: s.info.User, node: ev.Node,
 		}
 	}
 	if s.t.keys == nil {

@@ -510,7 +510,8 @@ type abortEvent struct {
 	user     string
 	watchDur time.Duration
 	timed    bool
-	attempt  int64 // 1 = first try, 2 = first retry, ...
+	attempt  int64  // 1 = first try, 2 = first retry, ...
+	node     string // the Redis Cluster node the command ran on; "" for one Redis
 
 	// The write it is attributed to (attribution on): blocker is its
 	// writer's label or OutsideLabel; by the write, when through this
@@ -530,6 +531,9 @@ func (e *abortEvent) write(log *zap.Logger) {
 		zap.String("addr", e.addr),
 		zap.Int("db", e.db),
 		zap.String("user", e.user),
+	}
+	if e.node != "" {
+		fields = append(fields, zap.String("node", e.node))
 	}
 	if e.command != "" {
 		fields = append(fields, zap.String("command", e.command))

@@ -18,6 +18,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 
 	"github.com/exproxy/exproxy/proxy"
@@ -53,6 +54,13 @@ type Extension struct {
 
 	loader    loader
 	startDone chan struct{} // for tests: closed when Start's goroutine ends
+
+	// In front of a Redis Cluster, a loader per primary (cluster.go);
+	// bg ends their background loads at Close.
+	nmu      sync.Mutex
+	nodes    map[string]*loader
+	bg       context.Context
+	bgCancel context.CancelFunc
 
 	info [2][]byte // COMMAND INFO entries of all ex commands, RESP2 and RESP3, concatenated
 	docs [2][]byte // COMMAND DOCS name/entry pairs, concatenated
@@ -93,7 +101,8 @@ func New(cfg Config, deps Deps) (*Extension, error) {
 	if err := deps.setDefaults(); err != nil {
 		return nil, err
 	}
-	e := &Extension{cfg: cfg, deps: deps, byName: make(map[string]*command)}
+	e := &Extension{cfg: cfg, deps: deps, byName: make(map[string]*command), nodes: map[string]*loader{}}
+	e.bg, e.bgCancel = context.WithCancel(context.Background())
 	if cfg.Scripts {
 		e.mode.Store(modeEVALSHA)
 	}

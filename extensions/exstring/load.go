@@ -34,6 +34,7 @@ type loadCall struct {
 // costs at most two loads, and no caller is answered by a stale one.
 type loader struct {
 	ext    *Extension
+	addr   string // a Redis Cluster node; "" for Deps.Upstream
 	client *redis.Client
 
 	mu       sync.Mutex
@@ -50,12 +51,25 @@ type loader struct {
 	beforeLoad func()
 }
 
-func (l *loader) init(e *Extension) {
+func (l *loader) init(e *Extension) { l.initAt(e, "") }
+
+// initAt prepares a loader for one node of a cluster (addr), or for the
+// upstream (addr ""), with the upstream's credentials and TLS.
+func (l *loader) initAt(e *Extension, addr string) {
 	u := e.deps.Upstream
+	network := u.Network
+	if addr != "" {
+		network = "tcp"
+	} else {
+		addr = u.Addr
+	}
 	l.ext = e
+	if addr != u.Addr || e.deps.Upstream.Cluster {
+		l.addr = addr
+	}
 	l.client = redis.NewClient(&redis.Options{
-		Network:         u.Network,
-		Addr:            u.Addr,
+		Network:         network,
+		Addr:            addr,
 		TLSConfig:       u.TLS,
 		Username:        u.Username,
 		Password:        u.Password,
@@ -73,50 +87,96 @@ func (l *loader) init(e *Extension) {
 // every 5 s, logging each failure) until it succeeds, ctx ends or the
 // extension is closed. It never blocks or fails the proxy: a command
 // arriving before the load triggers its own.
+//
+// In front of a Redis Cluster it loads nothing itself: the proxy names
+// the primaries (SetNodes), and the library is loaded on each.
 func (e *Extension) Start(ctx context.Context) {
 	done := e.startDone
-	go func() {
+	if e.deps.Upstream.Cluster {
 		if done != nil {
-			defer close(done)
+			close(done)
 		}
-		backoff := 100 * time.Millisecond
-		for {
-			err := e.Load(ctx)
-			if err == nil || ctx.Err() != nil || errors.Is(err, errClosed) {
-				return
-			}
-			e.deps.Logger.Warn("exstring: loading the Lua library failed; retrying",
-				zap.String("upstream", e.deps.Upstream.String()), zap.Duration("in", backoff), zap.Error(err))
-			t := time.NewTimer(backoff)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-			backoff = min(2*backoff, 5*time.Second)
+		return
+	}
+	go e.loader.keepLoading(ctx, done)
+}
+
+// keepLoading loads the library until it succeeds, ctx ends or the
+// extension is closed, backing off between attempts; done, if not nil,
+// is closed at the end.
+func (l *loader) keepLoading(ctx context.Context, done chan struct{}) {
+	e := l.ext
+	if done != nil {
+		defer close(done)
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		err := l.reload(ctx, false)
+		if err == nil || ctx.Err() != nil || errors.Is(err, errClosed) {
+			return
 		}
-	}()
+		e.deps.Logger.Warn("exstring: loading the Lua library failed; retrying",
+			zap.String("upstream", l.where()), zap.Duration("in", backoff), zap.Error(err))
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// where names the Redis a loader loads into, for logs and errors.
+func (l *loader) where() string {
+	if l.addr != "" {
+		return l.addr
+	}
+	return l.ext.deps.Upstream.String()
 }
 
 // Load loads the library now (FUNCTION LOAD, or SCRIPT LOAD in scripts
-// mode), waiting for a load that starts after this call.
-func (e *Extension) Load(ctx context.Context) error { return e.loader.reload(ctx, false) }
+// mode), waiting for a load that starts after this call; in front of a
+// cluster, on every primary the proxy has named.
+func (e *Extension) Load(ctx context.Context) error {
+	if e.deps.Upstream.Cluster {
+		return e.eachNode(func(l *loader) error { return l.reload(ctx, false) })
+	}
+	return e.loader.reload(ctx, false)
+}
 
 // Reload is proxy.ReplyHandler's Reload: called before a command is
 // resent because the library was missing. Unlike Load it answers at once
-// with the last error while a recent load failed.
-func (e *Extension) Reload(ctx context.Context) error { return e.loader.reload(ctx, true) }
+// with the last error while a recent load failed. In front of a cluster
+// the proxy calls ReloadNode instead.
+func (e *Extension) Reload(ctx context.Context) error {
+	if e.deps.Upstream.Cluster {
+		return e.eachNode(func(l *loader) error { return l.reload(ctx, true) })
+	}
+	return e.loader.reload(ctx, true)
+}
 
-// Close stops using the proxy's own connection to Redis.
+// Close stops using the proxy's own connections to Redis.
 func (e *Extension) Close() error {
-	e.loader.mu.Lock()
-	e.loader.closed = true
-	e.loader.mu.Unlock()
-	if err := e.loader.client.Close(); err != nil {
+	e.bgCancel()
+	errs := []error{e.loader.close()}
+	e.nmu.Lock()
+	for _, l := range e.nodes {
+		errs = append(errs, l.close())
+	}
+	e.nmu.Unlock()
+	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("exstring: close: %w", err)
 	}
 	return nil
+}
+
+func (l *loader) close() error {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	return l.client.Close()
 }
 
 // Mode reports how commands are sent: "fcall" or "evalsha".
@@ -134,6 +194,11 @@ func (e *Extension) switchToScripts(why string) {
 	if e.mode.Swap(modeEVALSHA) != modeEVALSHA {
 		e.deps.Logger.Warn("exstring: switching to SCRIPT LOAD/EVALSHA", zap.String("reason", why),
 			zap.String("upstream", e.deps.Upstream.String()))
+		if e.deps.Upstream.Cluster {
+			// The scripts must be on every node before EVALSHA reaches
+			// it.
+			go func() { _ = e.Load(e.bg) }()
+		}
 	}
 }
 
@@ -182,7 +247,7 @@ func (l *loader) run(c *loadCall) {
 			hook()
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*l.ext.deps.DialTimeout)
-		err := l.ext.load(ctx)
+		err := l.load(ctx)
 		cancel()
 		l.mu.Lock()
 		c.err = err
@@ -199,30 +264,32 @@ func (l *loader) run(c *loadCall) {
 }
 
 // load puts the library into Redis in the current mode.
-func (e *Extension) load(ctx context.Context) error {
+func (l *loader) load(ctx context.Context) error {
+	e := l.ext
 	// PING first: an unauthenticated FUNCTION LOAD of a large library is
 	// answered "Protocol error: unauthenticated bulk length", which hides
 	// the real problem (NOAUTH, a wrong password) from the operator.
-	if err := e.loader.client.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("exstring: connect to %s: %w", e.deps.Upstream, err)
+	if err := l.client.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("exstring: connect to %s: %w", l.where(), err)
 	}
 	if e.mode.Load() == modeFCALL {
-		err := e.loadFunctions(ctx)
+		err := l.loadFunctions(ctx)
 		if err == nil || !isUnknownCommand(err) {
 			return err
 		}
 		// Redis < 7 (or FUNCTION renamed away).
 		e.switchToScripts("FUNCTION is unknown to the server")
 	}
-	return e.loadScripts(ctx)
+	return l.loadScripts(ctx)
 }
 
-func (e *Extension) loadFunctions(ctx context.Context) error {
-	name, err := e.loader.client.FunctionLoad(ctx, Library()).Result()
+func (l *loader) loadFunctions(ctx context.Context) error {
+	e := l.ext
+	name, err := l.client.FunctionLoad(ctx, Library()).Result()
 	switch {
 	case err == nil:
 		e.deps.Logger.Info("exstring: loaded the Lua library", zap.String("library", name),
-			zap.String("upstream", e.deps.Upstream.String()))
+			zap.String("upstream", l.where()))
 		return nil
 	case strings.Contains(err.Error(), "already exists"):
 		// The version is in the library's name, so the same name means
@@ -230,13 +297,14 @@ func (e *Extension) loadFunctions(ctx context.Context) error {
 		return nil
 	case strings.HasPrefix(err.Error(), "NOPERM"):
 		return fmt.Errorf("exstring: FUNCTION LOAD on %s: the proxy's user needs +function (or set exstring scripts mode and grant +script): %w",
-			e.deps.Upstream, err)
+			l.where(), err)
 	}
-	return fmt.Errorf("exstring: FUNCTION LOAD on %s: %w", e.deps.Upstream, err)
+	return fmt.Errorf("exstring: FUNCTION LOAD on %s: %w", l.where(), err)
 }
 
-func (e *Extension) loadScripts(ctx context.Context) error {
-	pipe := e.loader.client.Pipeline()
+func (l *loader) loadScripts(ctx context.Context) error {
+	e := l.ext
+	pipe := l.client.Pipeline()
 	var cmds []*redis.StringCmd
 	var want []string
 	for _, c := range e.cmds {
@@ -246,17 +314,17 @@ func (e *Extension) loadScripts(ctx context.Context) error {
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("exstring: SCRIPT LOAD on %s: %w", e.deps.Upstream, err)
+		return fmt.Errorf("exstring: SCRIPT LOAD on %s: %w", l.where(), err)
 	}
 	for i, cmd := range cmds {
 		if sha := cmd.Val(); sha != want[i] {
 			// Cannot happen unless Redis hashes differently; EVALSHA
 			// would then never find the scripts.
-			return fmt.Errorf("exstring: SCRIPT LOAD on %s: got SHA %s, want %s", e.deps.Upstream, sha, want[i])
+			return fmt.Errorf("exstring: SCRIPT LOAD on %s: got SHA %s, want %s", l.where(), sha, want[i])
 		}
 	}
 	e.deps.Logger.Info("exstring: loaded the Lua scripts", zap.Int("scripts", len(cmds)),
-		zap.String("upstream", e.deps.Upstream.String()))
+		zap.String("upstream", l.where()))
 	return nil
 }
 

@@ -66,71 +66,85 @@ func (x *e2e) rawClient(t *testing.T, proto int) *proxytest.Conn {
 // semantics exhaustively; these prove the rewrite carries them unchanged.
 func TestProxySpecExamples(t *testing.T) {
 	x := startE2E(t, e2eConfig{})
-	arity := func(c string) string { return "-ERR wrong number of arguments for '" + c + "' command\r\n" }
-	const wrongType = "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
-	steps := []struct {
-		cmd   string
-		want  string
-		want3 string // when RESP3 differs
-	}{
-		{"EXSET a v1", "+OK\r\n", ""},
-		{"EXGET a", "*2\r\n$2\r\nv1\r\n:1\r\n", ""},
-		{"exset a v2 VER 1", "+OK\r\n", ""},
-		{"EXSET a v3 VER 1", "-ERR update version is stale\r\n", ""},
-		{"EXSET a v3 NX", "$-1\r\n", "_\r\n"},
-		{"EXSET a v3 WITHVERSION", ":3\r\n", ""},
-		{"EXGET a WITHFLAGS", "*3\r\n$2\r\nv3\r\n:3\r\n:0\r\n", ""},
-		{"EXGET nosuch", "$-1\r\n", "_\r\n"},
-		{"EXCAS a v4 3", "*3\r\n+OK\r\n+\r\n:4\r\n", ""},
-		{"EXCAS a v5 3", "*3\r\n+CAS_FAILED\r\n$2\r\nv4\r\n:4\r\n", ""},
-		{"EXCAS nosuch v 1", ":-1\r\n", ""},
-		{"EXCAS a v5 x", "-ERR version should be integer\r\n", ""},
-		{"EXCAD a 3", ":0\r\n", ""},
-		{"EXCAD a 4", ":1\r\n", ""},
-		{"EXCAD a 4", ":-1\r\n", ""},
-		{"EXINCRBY n 5", ":5\r\n", ""},
-		{"EXINCRBY n 1 WITHVERSION", "*2\r\n:6\r\n:2\r\n", ""},
-		{"EXINCRBY n 1 MAX 6", "-ERR increment or decrement would overflow\r\n", ""},
-		{"EXINCRBYFLOAT f 0.1", "$3\r\n0.1\r\n", ""},
-		{"EXINCRBYFLOAT f 0.2", "$3\r\n0.3\r\n", ""},
-		{"EXSETVER n 10", ":1\r\n", ""},
-		{"EXGET n", "*2\r\n$1\r\n6\r\n:10\r\n", ""},
-		{"EXSETVER nosuch abc", ":0\r\n", ""},
-		{"EXAPPEND s abc", ":1\r\n", ""},
-		{"EXPREPEND s x", ":2\r\n", ""},
-		{"EXGAE s EX 100", "*3\r\n$4\r\nxabc\r\n:2\r\n:0\r\n", ""},
-		{"TYPE s", "+exstrtype\r\n", ""},
-		{"GET s", wrongType, ""},
-		{"SET p hello", "+OK\r\n", ""},
-		{"TYPE p", "+string\r\n", ""},
-		{"type nosuch", "+none\r\n", ""},
-		{"TYPE", arity("type"), ""},
-		{"EXSET p v", wrongType, ""},
-		{"CAS p hello world", ":1\r\n", ""},
-		{"CAS p hello x", ":0\r\n", ""},
-		{"CAS s xabc y", wrongType, ""},
-		{"CAD p world", ":1\r\n", ""},
-		{"CAD p world", ":-1\r\n", ""},
-		{"EXSET k", arity("exset"), ""},
-		{"EXGET", arity("exget"), ""},
-		{"ExCaS", arity("excas"), ""},
-		{"EXSET k v EX 0", "-ERR syntax error\r\n", ""},
-		// Integers a double cannot hold arrive as integers (FixBigInts).
-		{"EXSET big v ABS 9007199254740992", "+OK\r\n", ""},
-		{"EXSET big v WITHVERSION", ":9007199254740993\r\n", ""},
-		{"EXGET big", "*2\r\n$1\r\nv\r\n:9007199254740993\r\n", ""},
-		{"EXCAS big w 1", "*3\r\n+CAS_FAILED\r\n$1\r\nv\r\n:9007199254740993\r\n", ""},
-		{"EXINCRBY bi 9223372036854775807 WITHVERSION", "*2\r\n:9223372036854775807\r\n:1\r\n", ""},
-		{"EXSET wrap v ABS 9223372036854775807", "+OK\r\n", ""},
-		{"EXSET wrap v WITHVERSION", ":-9223372036854775808\r\n", ""},
-	}
+	runSpecExamples(t, x.rawClient, func(t *testing.T) {
+		if err := proxytest.NewGoRedis(t, x.Redis.Addr, 2).FlushAll(ctxT(t)).Err(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func arity(c string) string { return "-ERR wrong number of arguments for '" + c + "' command\r\n" }
+
+const wrongType = "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
+
+// specStep is one command of the spec's examples and its exact reply.
+type specStep struct {
+	cmd   string
+	want  string
+	want3 string // when RESP3 differs
+}
+
+var specSteps = []specStep{
+	{"EXSET a v1", "+OK\r\n", ""},
+	{"EXGET a", "*2\r\n$2\r\nv1\r\n:1\r\n", ""},
+	{"exset a v2 VER 1", "+OK\r\n", ""},
+	{"EXSET a v3 VER 1", "-ERR update version is stale\r\n", ""},
+	{"EXSET a v3 NX", "$-1\r\n", "_\r\n"},
+	{"EXSET a v3 WITHVERSION", ":3\r\n", ""},
+	{"EXGET a WITHFLAGS", "*3\r\n$2\r\nv3\r\n:3\r\n:0\r\n", ""},
+	{"EXGET nosuch", "$-1\r\n", "_\r\n"},
+	{"EXCAS a v4 3", "*3\r\n+OK\r\n+\r\n:4\r\n", ""},
+	{"EXCAS a v5 3", "*3\r\n+CAS_FAILED\r\n$2\r\nv4\r\n:4\r\n", ""},
+	{"EXCAS nosuch v 1", ":-1\r\n", ""},
+	{"EXCAS a v5 x", "-ERR version should be integer\r\n", ""},
+	{"EXCAD a 3", ":0\r\n", ""},
+	{"EXCAD a 4", ":1\r\n", ""},
+	{"EXCAD a 4", ":-1\r\n", ""},
+	{"EXINCRBY n 5", ":5\r\n", ""},
+	{"EXINCRBY n 1 WITHVERSION", "*2\r\n:6\r\n:2\r\n", ""},
+	{"EXINCRBY n 1 MAX 6", "-ERR increment or decrement would overflow\r\n", ""},
+	{"EXINCRBYFLOAT f 0.1", "$3\r\n0.1\r\n", ""},
+	{"EXINCRBYFLOAT f 0.2", "$3\r\n0.3\r\n", ""},
+	{"EXSETVER n 10", ":1\r\n", ""},
+	{"EXGET n", "*2\r\n$1\r\n6\r\n:10\r\n", ""},
+	{"EXSETVER nosuch abc", ":0\r\n", ""},
+	{"EXAPPEND s abc", ":1\r\n", ""},
+	{"EXPREPEND s x", ":2\r\n", ""},
+	{"EXGAE s EX 100", "*3\r\n$4\r\nxabc\r\n:2\r\n:0\r\n", ""},
+	{"TYPE s", "+exstrtype\r\n", ""},
+	{"GET s", wrongType, ""},
+	{"SET p hello", "+OK\r\n", ""},
+	{"TYPE p", "+string\r\n", ""},
+	{"type nosuch", "+none\r\n", ""},
+	{"TYPE", arity("type"), ""},
+	{"EXSET p v", wrongType, ""},
+	{"CAS p hello world", ":1\r\n", ""},
+	{"CAS p hello x", ":0\r\n", ""},
+	{"CAS s xabc y", wrongType, ""},
+	{"CAD p world", ":1\r\n", ""},
+	{"CAD p world", ":-1\r\n", ""},
+	{"EXSET k", arity("exset"), ""},
+	{"EXGET", arity("exget"), ""},
+	{"ExCaS", arity("excas"), ""},
+	{"EXSET k v EX 0", "-ERR syntax error\r\n", ""},
+	// Integers a double cannot hold arrive as integers (FixBigInts).
+	{"EXSET big v ABS 9007199254740992", "+OK\r\n", ""},
+	{"EXSET big v WITHVERSION", ":9007199254740993\r\n", ""},
+	{"EXGET big", "*2\r\n$1\r\nv\r\n:9007199254740993\r\n", ""},
+	{"EXCAS big w 1", "*3\r\n+CAS_FAILED\r\n$1\r\nv\r\n:9007199254740993\r\n", ""},
+	{"EXINCRBY bi 9223372036854775807 WITHVERSION", "*2\r\n:9223372036854775807\r\n:1\r\n", ""},
+	{"EXSET wrap v ABS 9223372036854775807", "+OK\r\n", ""},
+	{"EXSET wrap v WITHVERSION", ":-9223372036854775808\r\n", ""},
+}
+
+// runSpecExamples sends the spec's examples through the proxy, in both
+// protocols, from an empty dataset (flush), checking every reply's bytes.
+func runSpecExamples(t *testing.T, raw func(*testing.T, int) *proxytest.Conn, flush func(*testing.T)) {
 	for _, proto := range []int{2, 3} {
 		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
-			if err := proxytest.NewGoRedis(t, x.Redis.Addr, 2).FlushAll(ctxT(t)).Err(); err != nil {
-				t.Fatal(err)
-			}
-			rc := x.rawClient(t, proto)
-			for _, s := range steps {
+			flush(t)
+			rc := raw(t, proto)
+			for _, s := range specSteps {
 				want := s.want
 				if proto == 3 && s.want3 != "" {
 					want = s.want3
