@@ -916,14 +916,6 @@ func (s *session) sendCluster() bool {
 	return ok && !revoked
 }
 
-// clusterNode returns the counters of node n (nil for the one Redis).
-func (s *Server) clusterNode(n int32) *clusterNode {
-	if s.cluster == nil || n == 0 {
-		return nil
-	}
-	return s.cluster.node(n)
-}
-
 // streamOwnCluster puts the session on a connection of its own at the
 // node of a command too large to buffer (by its first argument, the
 // first key of every command that has keys), with nothing else in
