@@ -146,3 +146,29 @@ func (s *session) sendCluster() bool {
 	}
 	return ok && !revoked
 }
+
+// queueTagged queues a session's commands for a cluster connection: one
+// waiter per reply, and the bytes. The entries are on the session's
+// queue already.
+func (c *upConn) queueTagged(ws []tagWaiter, data []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.dead {
+		return errConnDead
+	}
+	c.tfifo = append(c.tfifo, ws...)
+	c.owed.Add(int64(len(ws)))
+	c.out = append(c.out, data...)
+	return nil
+}
+
+// flush writes what is queued unless a writer is at it already.
+func (c *upConn) flush() {
+	c.mu.Lock()
+	if c.writing || c.dead || len(c.out) == 0 {
+		c.mu.Unlock()
+		return
+	}
+	c.writing = true
+	c.writeOutLocked()
+}

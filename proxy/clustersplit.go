@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"math/rand/v2"
+
 	"github.com/exproxy/exproxy/proxy/cluster"
 	"github.com/exproxy/exproxy/proxy/resp"
 )
@@ -111,4 +113,84 @@ func (s *session) routeParts(cmd *command, args [][]byte, f *fanout, appendPart 
 			fan: f, part: int32(i), wait: true,
 		})
 	}
+}
+
+// partDoneLocked keeps the reply of one part of a split or fanned-out
+// command; once every part is in, their merge is the command's reply.
+func (s *session) partDoneLocked(w *tagWaiter, data []byte) {
+	f := w.fan
+	if f.replies[w.part] == nil {
+		f.left--
+	}
+	f.replies[w.part] = data
+	if f.left > 0 {
+		return
+	}
+	merged := f.merge(s.rs.info.Proto)
+	f.replies = nil
+	kind := byte('-')
+	if len(merged) > 0 {
+		kind = merged[0]
+	}
+	s.rs.ready = append(s.rs.ready, readyReply{seq: w.seq, data: merged, kind: kind})
+}
+
+// fanout is a command sent to several nodes as parts (a multi-key
+// command split by slot, a whole-dataset command sent to every primary),
+// whose replies merge into the one the client gets.
+type fanout struct {
+	how     mergeHow
+	replies [][]byte // per part, once in
+	left    int      // parts not yet in
+	// MGET: for each part, the positions of its keys in the client's
+	// command.
+	keys  [][]int32
+	nkeys int
+	// SCAN: the index of the primary asked, and how many there are.
+	scanIdx, scanN int
+}
+
+type mergeHow uint8
+
+const (
+	mergeSum    mergeHow = iota // integers added (DEL, EXISTS, DBSIZE, ...)
+	mergeAllOK                  // one reply when all succeed, else the first error
+	mergeOneOK                  // the first success, else the first error
+	mergeMin                    // the least integer
+	mergeMax                    // the greatest integer
+	mergeAnd                    // integers, or arrays of them element-wise: logical AND
+	mergeOr                     // logical OR
+	mergeConcat                 // arrays joined (KEYS)
+	mergeByKey                  // arrays placed by key position (MGET)
+	mergeScan                   // one part: SCAN's cursor made the proxy's
+	mergeRandom                 // a random non-null reply (RANDOMKEY)
+)
+
+func (f *fanout) merge(proto int) []byte {
+	parts := f.replies
+	switch f.how {
+	case mergeSum:
+		return cluster.AggregateIntegers(parts, cluster.AggSum)
+	case mergeMin:
+		return cluster.AggregateIntegers(parts, cluster.AggMin)
+	case mergeMax:
+		return cluster.AggregateIntegers(parts, cluster.AggMax)
+	case mergeAnd:
+		return cluster.AggregateIntegers(parts, cluster.AggAnd)
+	case mergeOr:
+		return cluster.AggregateIntegers(parts, cluster.AggOr)
+	case mergeAllOK:
+		return cluster.AllSucceeded(parts)
+	case mergeOneOK:
+		return cluster.OneSucceeded(parts)
+	case mergeConcat:
+		return cluster.ConcatArrays(parts)
+	case mergeByKey:
+		return cluster.MergeByKey(parts, f.keys, f.nkeys)
+	case mergeScan:
+		return cluster.ScanReply(parts[0], f.scanIdx, f.scanN)
+	case mergeRandom:
+		return cluster.PickNonNull(parts, rand.IntN)
+	}
+	return resp.AppendError(nil, "ERR exproxy: no merge for this command")
 }
