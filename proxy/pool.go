@@ -17,7 +17,7 @@ type poolKey struct {
 	proto uint8    // 2 or 3
 	db    int32
 	// node is the Redis the connections go to: 0 for the one upstream; in
-	// front of a Redis Cluster, the number of a node (clusterview.go). A
+	// front of a Redis Cluster, the number of a node (clusternodes.go). A
 	// session's own key is node-independent (node 0); it reaches a node
 	// through that key at the node.
 	node int32
@@ -104,7 +104,7 @@ func newPools(srv *Server) *pools {
 	ps := &pools{srv: srv, byKey: map[poolKey]*pool{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	if !srv.opts.Upstream.Cluster {
 		// A cluster's anonymous pools are those of its primaries, made
-		// as the slot map names them (clusterview.go).
+		// as the slot map names them (clusterrefresh.go).
 		ps.byKey[anonymous] = &pool{key: anonymous, slots: make([]poolSlot, srv.opts.SharedConns)}
 		srv.stats.pools.Add(1)
 	}
