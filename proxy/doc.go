@@ -6,18 +6,41 @@
 //
 //	accept           server.go      Server.Serve accepts; a session per client (session.go)
 //	read and frame   clientread.go  the session's read loop; commands framed in place (resp)
-//	route            route.go       look the name up (table.go), decide where it may run
-//	                                (a shared connection, one of its own, another pool), rewrite
+//	route            route.go       process, dispatch, route: decide where it may run, rewrite
+//	                 placement.go   placeOf: a shared connection, one of its own, another pool
+//	                 repool.go      AUTH, SELECT, HELLO, RESET: move the session to another pool
+//	                 table.go       the command table the name is looked up in
 //	send upstream    send.go        the batch of one read, in one write, on the session's connection
-//	                 upstream.go    upConn: one writer at a time, one reader, a FIFO of sessions
-//	                 pool.go        shared connections per (user, protocol, database); ready ones
+//	                 upstream.go    upConn: one writer at a time, a FIFO of sessions
+//	                 pool.go        shared connections per (user, protocol, database); join, leave
+//	                 ready.go       ready connections per pool, dialled ahead by the filler
+//	                 retire.go      stuck shared connections retired, revoked and idle pools
 //	                 dial.go        dialling, TLS, the setup of a connection (AUTH, SELECT, HELLO)
-//	match reply      replies.go     the reader hands each reply to its session: take, decide,
-//	                                dispatch, complete
+//	match reply      upread.go      the connection's reader: frames replies, hands each to its
+//	                                session; a lost connection
+//	                 deliver.go     the session's side of that hand-off: deliverLocked, relaying
+//	                 replies.go     the reply side: take, decide, dispatch, complete
+//	                 observe.go     what replies teach: AUTH required, the extensions' observers
 //	                 connstate.go   CLIENT REPLY, pub/sub and MONITOR: how replies pair with commands
 //	                 retry.go       resend after a lost Lua library, replies held in order
 //	                 exec.go        EXEC's elements given to the handlers of rewritten commands
-//	write to client  output.go      one write that never waits; a bounded backlog for slow readers
+//	write to client  deliver.go     emitHead, flush: what is collected goes to the client
+//	                 output.go      one write that never waits; a bounded backlog for slow readers
+//
+// In front of a Redis Cluster, the same steps take these files too:
+//
+//	the slot map     clusterview.go     clusterView, clusterState: the slot map routing reads
+//	                 clusterrefresh.go  the refresh loop; an anonymous pool per primary
+//	                 clusternodes.go    the nodes met, their numbers and counters (ClusterStats)
+//	route            clusterroute.go    dispatchCluster, routeCluster: a command to its slot's node
+//	                 clusterconn.go     the session's connection at a node; failover waits
+//	                 clustersplit.go    multi-key commands split per slot, their replies merged
+//	                 clusterfanout.go   whole-dataset commands sent to every primary; SCAN
+//	                 clustertx.go       transactions, and AUTH/HELLO/RESET across nodes
+//	send upstream    clustersend.go     the batch per connection, tagged with sequence numbers
+//	match reply      clusterreply.go    replies put back in client order across connections
+//	                 clusterredirect.go MOVED and ASK followed, TRYAGAIN and CLUSTERDOWN retried
+//	                 clusterretry.go    resend after a lost Lua library, each to its node
 //
 // A session has one goroutine, its read loop. Its replies are handled by
 // whichever upstream connection's reader has them, under the session's

@@ -216,3 +216,19 @@ type Event struct {
 	// Cluster upstream); "" for a single Redis.
 	Node string
 }
+
+// NodesWatcher is a Rewriter that must know the primaries of a Redis
+// Cluster upstream (exstring loads its Lua library on each). SetNodes is
+// called with every primary's address when the proxy first reads the
+// slot map and whenever the set of primaries changes (a failover, a node
+// added); it must not block.
+type NodesWatcher interface {
+	SetNodes(primaries []string)
+}
+
+// NodeReloader is a ReplyHandler that can reload what its commands need
+// on one node of a Redis Cluster: the core calls ReloadNode, with the
+// address of the node that failed the command, instead of Reload.
+type NodeReloader interface {
+	ReloadNode(ctx context.Context, addr string) error
+}

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"sync"
 	"time"
-
-	"go.uber.org/zap"
 )
 
 // poolKey is what Redis sees on a connection: whom it is authenticated
@@ -19,7 +17,7 @@ type poolKey struct {
 	proto uint8    // 2 or 3
 	db    int32
 	// node is the Redis the connections go to: 0 for the one upstream; in
-	// front of a Redis Cluster, the number of a node (clusterview.go). A
+	// front of a Redis Cluster, the number of a node (clusternodes.go). A
 	// session's own key is node-independent (node 0); it reaches a node
 	// through that key at the node.
 	node int32
@@ -106,7 +104,7 @@ func newPools(srv *Server) *pools {
 	ps := &pools{srv: srv, byKey: map[poolKey]*pool{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	if !srv.opts.Upstream.Cluster {
 		// A cluster's anonymous pools are those of its primaries, made
-		// as the slot map names them (clusterview.go).
+		// as the slot map names them (clusterrefresh.go).
 		ps.byKey[anonymous] = &pool{key: anonymous, slots: make([]poolSlot, srv.opts.SharedConns)}
 		srv.stats.pools.Add(1)
 	}
@@ -119,52 +117,6 @@ func (ps *pools) start() {
 	go ps.fill()
 	go ps.reap()
 	go ps.watch()
-}
-
-// stuckAfter is how long a shared connection may owe replies without
-// delivering any before it is retired (upConn.retired).
-const stuckAfter = 100 * time.Millisecond
-
-// watch retires shared connections whose replies have stopped while
-// some are owed: Redis is running a long script or command for one of
-// their sessions, and the others' commands must not wait behind it.
-func (ps *pools) watch() {
-	t := time.NewTicker(stuckAfter)
-	defer t.Stop()
-	seen := map[*upConn]uint64{}
-	for {
-		select {
-		case <-t.C:
-		case <-ps.done:
-			return
-		}
-		ps.mu.Lock()
-		for _, p := range ps.byKey {
-			for i := range p.slots {
-				c := p.slots[i].c
-				if c == nil {
-					continue
-				}
-				n := c.replies.Load()
-				// Replies that stopped because the proxy's own reader
-				// was not scheduled (a loaded host) are no reason: only
-				// a reader that has been waiting on an empty socket for
-				// as long, with replies owed, says Redis is busy.
-				if last, ok := seen[c]; ok && last == n && c.owed.Load() > 0 && c.starvedFor() >= stuckAfter {
-					c.retired.Store(true)
-					p.slots[i].c = nil
-					ps.srv.stats.retired.Add(1)
-					delete(seen, c)
-					continue
-				}
-				seen[c] = n
-			}
-		}
-		if len(seen) > 256 {
-			clear(seen) // forget connections long gone
-		}
-		ps.mu.Unlock()
-	}
 }
 
 // join adds a session to the pool of key, creating it with its first
@@ -263,43 +215,6 @@ func (ps *pools) sharedNow(p *pool, id uint64) *upConn {
 	}
 	if c := p.slots[int(id%uint64(len(p.slots)))].c; c != nil && !c.isDead() {
 		return c
-	}
-	return nil
-}
-
-// privateNow is private without a dial: a ready connection of key's
-// pool, else an anonymous one that the session must set up for key first
-// (setup), else nil.
-func (ps *pools) privateNow(key poolKey) (c *upConn, setup bool) {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	defer ps.refill()
-	if c = ps.takeReadyLocked(ps.byKey[key]); c != nil {
-		return c, false
-	}
-	if key.isAnon() {
-		return nil, false
-	}
-	if c = ps.takeReadyLocked(ps.byKey[key.anon()]); c != nil {
-		c.key = key
-		return c, true
-	}
-	return nil, false
-}
-
-// takeReadyLocked takes a live ready connection of p; ps.mu is held.
-func (ps *pools) takeReadyLocked(p *pool) *upConn {
-	if p == nil || p.revoked {
-		return nil
-	}
-	for len(p.ready) > 0 {
-		c := p.ready[len(p.ready)-1]
-		p.ready[len(p.ready)-1] = nil
-		p.ready = p.ready[:len(p.ready)-1]
-		ps.srv.stats.readyConns.Add(-1)
-		if !c.isDead() {
-			return c
-		}
 	}
 	return nil
 }
@@ -431,133 +346,6 @@ func (ps *pools) release(c *upConn, key poolKey) {
 	}
 	ps.mu.Unlock()
 	c.close()
-}
-
-func (ps *pools) refill() {
-	select {
-	case ps.wake <- struct{}{}:
-	default:
-	}
-}
-
-// fill keeps ReadyConns ready connections in every pool that sessions
-// use (and in the anonymous one, which new sessions use), dialling one at
-// a time, each set up for its pool (AUTH, SELECT, HELLO 3) as it is
-// dialled; it backs off while Redis cannot be reached.
-func (ps *pools) fill() {
-	backoff := time.Duration(0)
-	for {
-		select {
-		case <-ps.wake:
-		case <-ps.done:
-			return
-		}
-		for {
-			p := ps.shortPool()
-			if p == nil {
-				break
-			}
-			conn, err := ps.srv.dialUpstream(context.Background(), p.key, p.cred)
-			var ref *refusal
-			if errors.As(err, &ref) {
-				ps.revoke(p, ref)
-				continue
-			}
-			if err != nil {
-				backoff = min(max(2*backoff, 50*time.Millisecond), 2*time.Second)
-				select {
-				case <-time.After(backoff):
-				case <-ps.done:
-					return
-				}
-				continue
-			}
-			backoff = 0
-			ps.srv.learnAuthOnce()
-			c := newUpConn(ps.srv, conn, p.key, false)
-			ps.mu.Lock()
-			if ps.closed || p.revoked || ps.byKey[p.key] != p {
-				ps.mu.Unlock()
-				c.close()
-				continue
-			}
-			p.ready = append(p.ready, c)
-			ps.srv.stats.readyConns.Add(1)
-			ps.mu.Unlock()
-		}
-	}
-}
-
-// shortPool is a pool in use that has fewer than ReadyConns ready
-// connections, or nil.
-func (ps *pools) shortPool() *pool {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	if ps.closed {
-		return nil
-	}
-	for _, p := range ps.byKey {
-		if p.created != nil || p.revoked || len(p.ready) >= ps.srv.opts.ReadyConns {
-			continue
-		}
-		if p.sessions > 0 || p.key.isAnon() {
-			return p
-		}
-	}
-	return nil
-}
-
-// revoke marks a pool whose credentials Redis refuses now (the user was
-// deleted or its password changed): its sessions are closed, as Redis
-// closed the connections of that user.
-func (ps *pools) revoke(p *pool, ref *refusal) {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	if p.revoked || p.key.user == "" {
-		return
-	}
-	p.revoked = true
-	ps.srv.log.Warn("upstream refuses a connection pool's credentials; closing its clients",
-		zap.String("user", p.key.user), zap.String("reply", trimLine(ref.reply)))
-}
-
-// reap closes pools that no session has used for poolIdle (but the
-// anonymous one), and forgets ready connections Redis has closed (its
-// idle timeout).
-func (ps *pools) reap() {
-	t := time.NewTicker(poolIdle / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-		case <-ps.done:
-			return
-		}
-		ps.mu.Lock()
-		if ps.closed {
-			ps.mu.Unlock()
-			return
-		}
-		now := time.Now()
-		for _, p := range ps.byKey {
-			if (!p.key.isAnon() || !ps.srv.keepsAnon(p.key.node)) && p.created == nil && p.sessions == 0 && now.Sub(p.idle) >= poolIdle {
-				ps.dropLocked(p)
-				continue
-			}
-			live := p.ready[:0]
-			for _, c := range p.ready {
-				if c.isDead() {
-					ps.srv.stats.readyConns.Add(-1)
-					continue
-				}
-				live = append(live, c)
-			}
-			clear(p.ready[len(live):])
-			p.ready = live
-		}
-		ps.mu.Unlock()
-		ps.refill()
-	}
 }
 
 // close closes every connection the pools hold; sessions have ended.

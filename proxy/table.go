@@ -34,7 +34,7 @@ type command struct {
 	rewriter Rewriter
 	observed bool // some Observer wants it
 	// own: a plain command that needs a connection of its own (it blocks,
-	// or leaves state there that cannot be shared); route.go's placeOf
+	// or leaves state there that cannot be shared); placement.go's placeOf
 	// decides for the other kinds. blockArg: it does only when a BLOCK
 	// argument says so (XREAD, XREADGROUP).
 	own      placement
