@@ -262,6 +262,12 @@ func (s *session) sendSideState(e *entry, cmd *command, args [][]byte) {
 		// command runs, which only the reply side knows; see resolve.
 		e.subArgs = int32(len(args) - 1)
 		s.kick = true
+		if cmd.kind == kindSubscribe && s.tx.inMulti {
+			// A subscription made by EXEC is confirmed inside EXEC's
+			// reply, where the reply side does not count it: the session
+			// keeps its connection, as for state the proxy does not follow.
+			s.conns.sticky = true
+		}
 	}
 }
 
