@@ -152,11 +152,7 @@ func (c *upConn) writeOutLocked() {
 		c.mu.Unlock()
 		err := c.write(out)
 		c.mu.Lock()
-		if cap(out) <= steadyBuf {
-			c.spare = out[:0]
-		} else {
-			c.spare = nil
-		}
+		c.keepSpare(out)
 		if err != nil {
 			c.failLocked(err)
 		}
@@ -207,14 +203,15 @@ func (c *upConn) flushNoWait() {
 			break
 		}
 		if n < len(out) {
-			// The rest goes first, then what was queued meanwhile.
-			rest := make([]byte, 0, len(out)-n+len(c.out))
-			c.out = append(append(rest, out[n:]...), c.out...)
+			// The rest goes first, then what was queued meanwhile; the
+			// rest moves to the front of its own array (no allocation),
+			// and the queued bytes' array becomes the spare.
+			queued := c.out
+			c.out = append(append(out[:0], out[n:]...), queued...)
+			c.keepSpare(queued)
 			break
 		}
-		if cap(out) <= steadyBuf {
-			c.spare = out[:0]
-		}
+		c.keepSpare(out)
 	}
 	if len(c.out) > 0 && !c.dead {
 		c.mu.Unlock()
@@ -227,6 +224,26 @@ func (c *upConn) flushNoWait() {
 	c.writing = false
 	c.wfree.Broadcast()
 	c.mu.Unlock()
+}
+
+// sharedSpareMax bounds the write buffer a shared connection keeps
+// between batches. The event loop gathers every session's commands for a
+// connection into one write per batch, so a shared connection's batch is
+// as large as its clients' commands together (50 clients' 16 KB SETs:
+// 800 KB); regrowing that from nothing for each batch cost more CPU than
+// the write itself (docs/benchmarks.md, p1-16KB). Shared connections are
+// few; a private one serves one client, whose batch is one read, and
+// keeps steadyBuf.
+const sharedSpareMax = 4 << 20
+
+// keepSpare keeps b's array for the next batch when it is of a size a
+// connection of its kind keeps; c.mu is held.
+func (c *upConn) keepSpare(b []byte) {
+	if cap(b) <= steadyBuf || (c.shared && cap(b) <= sharedSpareMax) {
+		c.spare = b[:0]
+		return
+	}
+	c.spare = nil
 }
 
 // writeNoWait writes what the socket takes now.
