@@ -27,6 +27,7 @@ import (
 
 	"github.com/exproxy/exproxy/bench/internal/fixture"
 	"github.com/exproxy/exproxy/bench/internal/suite"
+	"github.com/exproxy/exproxy/config"
 )
 
 type multiFlag []string
@@ -51,7 +52,10 @@ func run() error {
 		stub      = flag.Bool("stub-proxy", false, "no proxy: measure direct Redis twice (harness development only; the report says STUB)")
 		occDur    = flag.Duration("occ-duration", 1500*time.Millisecond, "length of one optimistic-locking run")
 		memConns  = flag.Int("mem-conns", 10000, "idle connections for the memory figure")
-		only      = flag.String("only", "", "comma-separated workload groups to run: passthrough,occ,rediscost,memory, or single passthrough workloads such as p1-64B (default all)")
+		slowLimit = flag.String("slow-limit", "32mb", "client-output-limit of the proxies in the slowreader workload")
+		slowValue = flag.String("slow-value", "8mb", "size of the value the slowreader clients GET")
+		slowRnds  = flag.Int("slow-rounds", 2, "rounds of the slowreader workload (a fresh proxy per case and round)")
+		only      = flag.String("only", "", "comma-separated workload groups to run: passthrough,occ,rediscost,memory,slowreader, or single passthrough workloads such as p1-64B (default all)")
 		busy      = flag.Bool("busy", false, "also run the passthrough workloads with a CPU-bound process on the proxies' CPU (a busy host)")
 		twemBin   = flag.String("twemproxy-bin", fixture.TwemproxyPath(), "twemproxy (nutcracker) binary measured beside exproxy; \"\" to leave it out")
 		predBin   = flag.String("predixy-bin", "", "predixy binary measured beside exproxy (predixy has no package: build it yourself)")
@@ -84,6 +88,9 @@ func run() error {
 		}
 		if !isSet("cost-duration") {
 			*costDur = 300 * time.Millisecond
+		}
+		if !isSet("slow-rounds") {
+			*slowRnds = 1
 		}
 	}
 	if *rounds < 1 {
@@ -167,8 +174,20 @@ func run() error {
 	if *costRnds < 1 {
 		return fmt.Errorf("--cost-rounds must be at least 1")
 	}
+	limit, err := config.ParseSize(*slowLimit)
+	if err != nil || limit < 1<<20 {
+		return fmt.Errorf("--slow-limit %q: want a size of at least 1mb (%v)", *slowLimit, err)
+	}
+	value, err := config.ParseSize(*slowValue)
+	if err != nil || value < 1<<20 {
+		return fmt.Errorf("--slow-value %q: want a size of at least 1mb (%v)", *slowValue, err)
+	}
+	if *slowRnds < 1 {
+		return fmt.Errorf("--slow-rounds must be at least 1")
+	}
 	cfg := suite.Config{
 		Rounds: *rounds, Quick: *quick, OCCDuration: *occDur, MemConns: *memConns, Busy: *busy,
+		SlowLimit: limit, SlowValue: value, SlowRounds: *slowRnds,
 		ProxyBin: bin, ProxyArgs: proxyArgs, Stub: *stub, Candidates: cands,
 		TwemproxyBin: *twemBin, PredixyBin: *predBin,
 		CostRounds: *costRnds, CostDuration: *costDur, LuaBaseline: *luaBase,

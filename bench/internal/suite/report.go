@@ -52,6 +52,7 @@ func (s *Suite) report() {
 	s.reportOCC(out)
 	s.reportCost(out)
 	s.reportMemory(out)
+	s.reportSlow(out)
 
 	if len(s.failed) > 0 {
 		fmt.Fprintf(out, "\nFAILURES (%d):\n", len(s.failed))
@@ -474,6 +475,56 @@ func (s *Suite) reportMemory(out io.Writer) {
 	}
 	if len(m.proxies) == 0 && s.cfg.Stub {
 		fmt.Fprintf(out, "  exproxy: skipped (stub run)\n")
+	}
+}
+
+func (s *Suite) reportSlow(out io.Writer) {
+	r := s.slow
+	if r == nil {
+		return
+	}
+	perClient := 1.25*float64(r.limit) + perClientSlack
+	fmt.Fprintf(out, "\nSLOW READERS: clients pipelining GETs of a %d MiB value; each proxy fresh, with --client-output-limit=%d MiB; %d round(s)\n",
+		r.value>>20, r.limit>>20, s.cfg.SlowRounds)
+	fmt.Fprintf(out, "  fast: reads at once; slow: %s; stalled: reads nothing until the proxy has cut it for passing the limit (its exproxy_output_limit_closed_total), then drains\n",
+		"256 KiB per read, 10 ms between reads")
+	fmt.Fprintf(out, "  peak = VmHWM - VmRSS before the clients; bound (issue 11) = clients x (1.25 x limit + %d MiB) = %.0f MiB per client\n",
+		perClientSlack>>20, perClient/(1<<20))
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "reader\tclients\tGETs each\tproxy\tpeak MiB\tpeak/client MiB\tpeak/limit per client\tafter MiB\tcomplete/cut\tbound MiB\n")
+	for _, c := range r.cases {
+		for _, cand := range s.cfg.candidates() {
+			runs := r.runs[c][cand.Name]
+			if len(runs) == 0 {
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\tERROR (below)\t\t\t\t\t\n", c.mode, c.clients, c.gets, cand.Name)
+				continue
+			}
+			mib := func(f func(slowRun) int64) stats.Summary {
+				v := make([]float64, len(runs))
+				for i, run := range runs {
+					v[i] = float64(f(run)) / (1 << 20)
+				}
+				return stats.Summarize(v)
+			}
+			peak := mib(func(x slowRun) int64 { return x.peak - x.base })
+			after := mib(func(x slowRun) int64 { return x.after - x.base })
+			last := runs[len(runs)-1].res
+			cut := fmt.Sprintf("%d/%d", last.Complete, last.Cut)
+			for _, run := range runs {
+				if run.stallTimeout {
+					cut += " (not all cut within 30 s)"
+					break
+				}
+			}
+			bound := float64(c.clients) * perClient / (1 << 20)
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%.1f\t%.2f\t%.0f\t%s\t%.0f %s\n",
+				c.mode, c.clients, c.gets, cand.Name, peak.Format("%.0f"), peak.Max/float64(c.clients),
+				peak.Max*(1<<20)/float64(c.clients)/float64(r.limit), after.Median, cut, bound, verdict(peak.Max <= bound))
+		}
+	}
+	tw.Flush()
+	for _, e := range r.errs {
+		fmt.Fprintf(out, "  ERROR: %s\n", oneLine(e))
 	}
 }
 

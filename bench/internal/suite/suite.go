@@ -22,6 +22,9 @@ type Config struct {
 	Quick       bool          // smoke run: fewer requests, shorter runs
 	OCCDuration time.Duration // per optimistic-locking run
 	MemConns    int           // idle connections for the memory figure
+	SlowLimit   int64         // client-output-limit the slow-reader proxies run with
+	SlowValue   int64         // size of the value the slow-reader clients GET
+	SlowRounds  int           // rounds of the slow-reader cases
 	Only        []string      // workload groups or single workloads; empty = all
 	Busy        bool          // also run the passthrough workloads on a busy host
 
@@ -67,7 +70,7 @@ func (c Config) candidates() []Candidate {
 
 // Groups are the workload groups --only takes besides single passthrough
 // workloads.
-var Groups = []string{"passthrough", "occ", "memory", "rediscost"}
+var Groups = []string{"passthrough", "occ", "memory", "slowreader", "rediscost"}
 
 func (c Config) wants(group string) bool {
 	if len(c.Only) == 0 {
@@ -147,6 +150,7 @@ type Suite struct {
 	pass   []*passResult
 	occs   []*occGroup
 	mem    *memResult
+	slow   *slowResult
 	cost   *costResult
 	perf   []perfRow
 	failed []string // workload errors; any makes the run fail
@@ -180,6 +184,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.wants("memory") {
 		s.runMemory(ctx)
+	}
+	if cfg.wants("slowreader") {
+		s.runSlowReaders(ctx)
 	}
 	if cfg.PerfDir != "" && ctx.Err() == nil {
 		if err := s.profile(ctx); err != nil {
