@@ -483,6 +483,10 @@ func (s *Suite) reportSlow(out io.Writer) {
 	if r == nil {
 		return
 	}
+	if s.cfg.Stub {
+		fmt.Fprintf(out, "\nSLOW READERS: skipped (stub run)\n")
+		return
+	}
 	perClient := 1.25*float64(r.limit) + perClientSlack
 	fmt.Fprintf(out, "\nSLOW READERS: clients pipelining GETs of a %d MiB value; each proxy fresh, with --client-output-limit=%d MiB; %d round(s)\n",
 		r.value>>20, r.limit>>20, s.cfg.SlowRounds)
