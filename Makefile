@@ -171,7 +171,8 @@ lint: ## gofmt and go vet
 # bench also measures twemproxy when nutcracker is installed
 # (apt-get install nutcracker), and predixy with BENCHFLAGS=--predixy-bin=PATH
 # (build it yourself: it has no package). BENCHFLAGS=--busy adds the
-# busy-host rows; see docs/benchmarks.md.
+# busy-host rows; BENCHFLAGS="--proxy-bin old=PATH,new=build" measures two
+# exproxy builds side by side; see docs/benchmarks.md.
 bench: ## benchmark exproxy and the C proxies against direct Redis (go run ./bench/cmd/exbench; BENCHFLAGS=--quick for a smoke run)
 	@$(need_redis)
 	@command -v nutcracker >/dev/null || [ -x /usr/sbin/nutcracker ] || \

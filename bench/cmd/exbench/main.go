@@ -27,6 +27,7 @@ import (
 
 	"github.com/exproxy/exproxy/bench/internal/fixture"
 	"github.com/exproxy/exproxy/bench/internal/suite"
+	"github.com/exproxy/exproxy/config"
 )
 
 type multiFlag []string
@@ -47,11 +48,14 @@ func run() error {
 	var (
 		rounds    = flag.Int("rounds", 5, "interleaved direct/proxy rounds per workload")
 		quick     = flag.Bool("quick", false, "smoke run: 2 rounds, 1/10 of the requests, 0.5s optimistic-locking runs, 1,000 connections for memory")
-		proxyBin  = flag.String("proxy-bin", "", "use this exproxy binary instead of building ./cmd/exproxy")
+		proxyBin  = flag.String("proxy-bin", "", "use this exproxy binary instead of building ./cmd/exproxy; or NAME=PATH,NAME=PATH,... to measure several exproxy builds side by side in the same rounds (a PATH of \"build\" builds ./cmd/exproxy), e.g. old=/tmp/exproxy-old,new=build")
 		stub      = flag.Bool("stub-proxy", false, "no proxy: measure direct Redis twice (harness development only; the report says STUB)")
 		occDur    = flag.Duration("occ-duration", 1500*time.Millisecond, "length of one optimistic-locking run")
 		memConns  = flag.Int("mem-conns", 10000, "idle connections for the memory figure")
-		only      = flag.String("only", "", "comma-separated workload groups to run: passthrough,occ,rediscost,memory, or single passthrough workloads such as p1-64B (default all)")
+		slowLimit = flag.String("slow-limit", "32mb", "client-output-limit of the proxies in the slowreader workload")
+		slowValue = flag.String("slow-value", "8mb", "size of the value the slowreader clients GET")
+		slowRnds  = flag.Int("slow-rounds", 2, "rounds of the slowreader workload (a fresh proxy per case and round)")
+		only      = flag.String("only", "", "comma-separated workload groups to run: passthrough,occ,rediscost,memory,slowreader, or single passthrough workloads such as p1-64B (default all)")
 		busy      = flag.Bool("busy", false, "also run the passthrough workloads with a CPU-bound process on the proxies' CPU (a busy host)")
 		twemBin   = flag.String("twemproxy-bin", fixture.TwemproxyPath(), "twemproxy (nutcracker) binary measured beside exproxy; \"\" to leave it out")
 		predBin   = flag.String("predixy-bin", "", "predixy binary measured beside exproxy (predixy has no package: build it yourself)")
@@ -84,6 +88,9 @@ func run() error {
 		}
 		if !isSet("cost-duration") {
 			*costDur = 300 * time.Millisecond
+		}
+		if !isSet("slow-rounds") {
+			*slowRnds = 1
 		}
 	}
 	if *rounds < 1 {
@@ -123,18 +130,34 @@ func run() error {
 		defer os.RemoveAll(dir)
 	}
 
-	bin := *proxyBin
-	if bin == "" && !*stub {
+	cands, err := parseCandidates(*proxyBin)
+	if err != nil {
+		return err
+	}
+	if *stub {
+		cands = nil
+	}
+	for i, c := range cands {
+		if c.Bin != "" {
+			if _, err := exec.LookPath(c.Bin); err != nil {
+				return fmt.Errorf("--proxy-bin %s: %w", c.Bin, err)
+			}
+			continue
+		}
 		root, err := moduleRoot()
 		if err != nil {
 			return err
 		}
-		bin = filepath.Join(dir, "exproxy")
-		fmt.Fprintf(os.Stderr, "exbench: go build -o %s ./cmd/exproxy\n", bin)
+		cands[i].Bin = filepath.Join(dir, "exproxy")
+		fmt.Fprintf(os.Stderr, "exbench: go build -o %s ./cmd/exproxy\n", cands[i].Bin)
 		// Built before pinning, so the compiler gets every CPU.
-		if err := fixture.BuildProxy(root, bin); err != nil {
+		if err := fixture.BuildProxy(root, cands[i].Bin); err != nil {
 			return fmt.Errorf("%w\n(use --stub-proxy to exercise the harness without a proxy)", err)
 		}
+	}
+	bin := ""
+	if len(cands) > 0 {
+		bin = cands[0].Bin
 	}
 
 	if *perfDir != "" {
@@ -151,9 +174,21 @@ func run() error {
 	if *costRnds < 1 {
 		return fmt.Errorf("--cost-rounds must be at least 1")
 	}
+	limit, err := config.ParseSize(*slowLimit)
+	if err != nil || limit < 1<<20 {
+		return fmt.Errorf("--slow-limit %q: want a size of at least 1mb (%v)", *slowLimit, err)
+	}
+	value, err := config.ParseSize(*slowValue)
+	if err != nil || value < 1<<20 {
+		return fmt.Errorf("--slow-value %q: want a size of at least 1mb (%v)", *slowValue, err)
+	}
+	if *slowRnds < 1 {
+		return fmt.Errorf("--slow-rounds must be at least 1")
+	}
 	cfg := suite.Config{
 		Rounds: *rounds, Quick: *quick, OCCDuration: *occDur, MemConns: *memConns, Busy: *busy,
-		ProxyBin: bin, ProxyArgs: proxyArgs, Stub: *stub,
+		SlowLimit: limit, SlowValue: value, SlowRounds: *slowRnds,
+		ProxyBin: bin, ProxyArgs: proxyArgs, Stub: *stub, Candidates: cands,
 		TwemproxyBin: *twemBin, PredixyBin: *predBin,
 		CostRounds: *costRnds, CostDuration: *costDur, LuaBaseline: *luaBase,
 		Protocol: *resp, PerfDir: *perfDir,
@@ -180,10 +215,45 @@ func run() error {
 	defer stop()
 	start := time.Now()
 	load0 := loadavg()
-	printMachine(bin, *stub)
+	printMachine(cands, *stub)
 	err = suite.Run(ctx, cfg)
 	fmt.Printf("\ntotal time %v; load average at start %s, at end %s\n", time.Since(start).Round(time.Second), load0, loadavg())
 	return err
+}
+
+// parseCandidates reads --proxy-bin: "" (build ./cmd/exproxy), one PATH,
+// or NAME=PATH,... for several exproxy builds measured side by side. A
+// candidate whose Bin is "" is built from the module.
+func parseCandidates(v string) ([]suite.Candidate, error) {
+	if !strings.Contains(v, "=") {
+		return []suite.Candidate{{Name: "exproxy", Bin: v}}, nil
+	}
+	var out []suite.Candidate
+	seen := map[string]bool{"direct": true, "twemproxy": true, "predixy": true, "stub": true}
+	for _, part := range strings.Split(v, ",") {
+		name, path, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || name == "" || path == "" {
+			return nil, fmt.Errorf("--proxy-bin: %q is not NAME=PATH", part)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("--proxy-bin: name %q used twice or reserved", name)
+		}
+		seen[name] = true
+		if path == "build" {
+			path = ""
+		}
+		out = append(out, suite.Candidate{Name: name, Bin: path})
+	}
+	built := 0
+	for _, c := range out {
+		if c.Bin == "" {
+			built++
+		}
+	}
+	if built > 1 {
+		return nil, fmt.Errorf("--proxy-bin: only one candidate can be \"build\"")
+	}
+	return out, nil
 }
 
 func isSet(name string) bool {
@@ -220,7 +290,7 @@ func loadavg() string {
 
 // printMachine writes what docs/benchmarks.md records about the machine, so
 // a pasted report is self-describing.
-func printMachine(bin string, stub bool) {
+func printMachine(cands []suite.Candidate, stub bool) {
 	model := "unknown"
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
@@ -247,8 +317,9 @@ func printMachine(bin string, stub bool) {
 	fmt.Printf("go:      %s; exproxy commit %s", runtime.Version(), commit)
 	if stub {
 		fmt.Printf(" (STUB: no proxy)")
-	} else {
-		fmt.Printf(" (%s)", bin)
+	}
+	for _, c := range cands {
+		fmt.Printf("; %s = %s", c.Name, c.Bin)
 	}
 	fmt.Println()
 	fmt.Printf("command: %s\n", strings.Join(os.Args, " "))

@@ -12,8 +12,15 @@ import (
 
 type memResult struct {
 	conns                   int
+	proxies                 []memProxy // one per exproxy candidate
+	redisBefore, redisAfter int64      // redis's own cost of the same connections, direct
+	err                     string
+}
+
+// memProxy is one exproxy candidate's idle-connection figure.
+type memProxy struct {
+	name                    string
 	proxyBefore, proxyAfter int64
-	redisBefore, redisAfter int64 // redis's own cost of the same connections, direct
 	// Go runtime figures of the proxy from its /metrics, when available.
 	stackBefore, stackAfter int64
 	heapBefore, heapAfter   int64
@@ -49,39 +56,53 @@ func (s *Suite) runMemory(ctx context.Context) {
 	if s.cfg.Stub {
 		return
 	}
-	settle() // let redis reap the closed connections
-	p, err := fixture.StartProxy(s.cfg.ProxyBin, s.cfg.Dir, s.cfg.CPULoad, redis.Addr, "", s.cfg.ProxyArgs)
+	for _, c := range s.cfg.candidates() {
+		settle() // let redis reap the closed connections
+		mp, err := s.memoryOf(ctx, c, m.conns)
+		if err != nil {
+			m.err = fmt.Sprintf("%s: %v", c.Name, err)
+			s.fail("memory (%s, %d conns): %v", c.Name, m.conns, err)
+			continue
+		}
+		m.proxies = append(m.proxies, mp)
+		s.logf("memory: %s RSS %d -> %d KiB with %d idle conns (%.1f KiB/conn); redis %d -> %d KiB (%.1f KiB/conn)",
+			c.Name, mp.proxyBefore>>10, mp.proxyAfter>>10, m.conns, perConnKiB(mp.proxyBefore, mp.proxyAfter, m.conns),
+			m.redisBefore>>10, m.redisAfter>>10, perConnKiB(m.redisBefore, m.redisAfter, m.conns))
+	}
+}
+
+// memoryOf starts a fresh proxy of candidate c, so heap grown by earlier
+// workloads does not hide or inflate the per-connection cost, and opens
+// conns idle connections to it.
+func (s *Suite) memoryOf(ctx context.Context, c Candidate, conns int) (memProxy, error) {
+	mp := memProxy{name: c.Name}
+	settle := func() { time.Sleep(time.Second) }
+	p, err := fixture.StartProxy(c.Bin, s.cfg.Dir, s.cfg.CPULoad, s.main.redis.Addr, "", s.cfg.ProxyArgs)
 	if err != nil {
-		m.err = err.Error()
-		s.fail("memory: start proxy: %v", err)
-		return
+		return mp, fmt.Errorf("start proxy: %w", err)
 	}
 	defer p.Stop()
 	settle()
 	pb, err := fixture.RSS(p.Pid)
-	sb, hb, merr := fixture.GoMemStats(p.Admin)
-	if err == nil {
-		var conns *idle.Conns
-		conns, err = idle.Open(ctx, p.Addr, m.conns, 64)
-		if err == nil {
-			settle()
-			var pa int64
-			pa, err = fixture.RSS(p.Pid)
-			m.proxyBefore, m.proxyAfter = pb, pa
-			if sa, ha, err2 := fixture.GoMemStats(p.Admin); merr == nil && err2 == nil {
-				m.stackBefore, m.stackAfter, m.heapBefore, m.heapAfter = sb, sa, hb, ha
-			}
-			conns.Close()
-		}
-	}
 	if err != nil {
-		m.err = fmt.Sprintf("proxy: %v", err)
-		s.fail("memory (proxy, %d conns): %v", m.conns, err)
-		return
+		return mp, err
 	}
-	s.logf("memory: proxy RSS %d -> %d KiB with %d idle conns (%.1f KiB/conn); redis %d -> %d KiB (%.1f KiB/conn)",
-		m.proxyBefore>>10, m.proxyAfter>>10, m.conns, perConnKiB(m.proxyBefore, m.proxyAfter, m.conns),
-		m.redisBefore>>10, m.redisAfter>>10, perConnKiB(m.redisBefore, m.redisAfter, m.conns))
+	sb, hb, merr := fixture.GoMemStats(p.Admin)
+	cs, err := idle.Open(ctx, p.Addr, conns, 64)
+	if err != nil {
+		return mp, err
+	}
+	defer cs.Close()
+	settle()
+	pa, err := fixture.RSS(p.Pid)
+	if err != nil {
+		return mp, err
+	}
+	mp.proxyBefore, mp.proxyAfter = pb, pa
+	if sa, ha, err2 := fixture.GoMemStats(p.Admin); merr == nil && err2 == nil {
+		mp.stackBefore, mp.stackAfter, mp.heapBefore, mp.heapAfter = sb, sa, hb, ha
+	}
+	return mp, nil
 }
 
 func perConnKiB(before, after int64, n int) float64 {

@@ -52,6 +52,7 @@ func (s *Suite) report() {
 	s.reportOCC(out)
 	s.reportCost(out)
 	s.reportMemory(out)
+	s.reportSlow(out)
 
 	if len(s.failed) > 0 {
 		fmt.Fprintf(out, "\nFAILURES (%d):\n", len(s.failed))
@@ -68,7 +69,10 @@ func (s *Suite) reportSides(out io.Writer) {
 	if !s.cfg.wants("passthrough") && !s.cfg.wantsAnyWorkload() {
 		return
 	}
-	names := []string{"direct (Redis itself)", s.main.ex.name}
+	names := []string{"direct (Redis itself)"}
+	for _, sd := range s.main.exs {
+		names = append(names, sd.name)
+	}
 	for _, sd := range s.main.cprox {
 		names = append(names, sd.name)
 	}
@@ -181,7 +185,7 @@ func (s *Suite) reportPassthrough(out io.Writer, busy bool) {
 				}
 			}
 			target := ""
-			if row.sd.name == s.main.ex.name {
+			if row.sd.ex {
 				target = s.targetText(row)
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%s\t%.2f\t%.3f\t%s\n", name, row.sd.name, row.rps.Median,
@@ -212,51 +216,54 @@ func (s *Suite) targetText(row passRow) string {
 	return fmt.Sprintf("CPU <= %.2f %s, ratio >= %.2f %s", row.targetCPU, verdict(cpuOK), row.targetRatio, verdict(ratioOK))
 }
 
-// reportTargets sums up issue 12's passthrough targets over the rows.
+// reportTargets sums up issue 12's passthrough targets over the rows,
+// for each exproxy candidate.
 func (s *Suite) reportTargets(out io.Writer) {
 	if s.cfg.Stub {
 		return
 	}
-	for _, busy := range []bool{false, true} {
-		var met, missed []string
-		for _, r := range s.pass {
-			if r.w.busy != busy || len(r.runs["direct"]) == 0 {
-				continue
-			}
-			for _, row := range summarizePass(r) {
-				if row.sd.name != s.main.ex.name {
+	for _, ex := range s.main.exs {
+		for _, busy := range []bool{false, true} {
+			var met, missed []string
+			for _, r := range s.pass {
+				if r.w.busy != busy || len(r.runs["direct"]) == 0 {
 					continue
 				}
-				cpuOK, ratioOK, ok := row.target()
-				switch {
-				case !ok:
-				case cpuOK && ratioOK:
-					met = append(met, r.w.name)
-				default:
-					var what []string
-					if !cpuOK {
-						what = append(what, "CPU")
+				for _, row := range summarizePass(r) {
+					if row.sd.name != ex.name {
+						continue
 					}
-					if !ratioOK {
-						what = append(what, "ratio")
+					cpuOK, ratioOK, ok := row.target()
+					switch {
+					case !ok:
+					case cpuOK && ratioOK:
+						met = append(met, r.w.name)
+					default:
+						var what []string
+						if !cpuOK {
+							what = append(what, "CPU")
+						}
+						if !ratioOK {
+							what = append(what, "ratio")
+						}
+						missed = append(missed, r.w.name+" ("+strings.Join(what, ", ")+")")
 					}
-					missed = append(missed, r.w.name+" ("+strings.Join(what, ", ")+")")
 				}
 			}
+			if len(met)+len(missed) == 0 {
+				continue
+			}
+			host := "quiet host"
+			if busy {
+				host = "busy host"
+			}
+			fmt.Fprintf(out, "issue 12 passthrough targets for %s, %s (CPU/request <= and ratio >= the best C proxy's in the same run): met on %d of %d rows",
+				ex.name, host, len(met), len(met)+len(missed))
+			if len(missed) > 0 {
+				fmt.Fprintf(out, "; MISSED: %s", strings.Join(missed, ", "))
+			}
+			fmt.Fprintln(out)
 		}
-		if len(met)+len(missed) == 0 {
-			continue
-		}
-		host := "quiet host"
-		if busy {
-			host = "busy host"
-		}
-		fmt.Fprintf(out, "issue 12 passthrough targets, %s (exproxy's CPU/request <= and ratio >= the best C proxy's in the same run): met on %d of %d rows",
-			host, len(met), len(met)+len(missed))
-		if len(missed) > 0 {
-			fmt.Fprintf(out, "; MISSED: %s", strings.Join(missed, ", "))
-		}
-		fmt.Fprintln(out)
 	}
 }
 
@@ -292,9 +299,12 @@ func (s *Suite) reportPerf(out io.Writer) {
 }
 
 func (s *Suite) reportOCC(out io.Writer) {
-	via := s.main.ex.name
 	for _, g := range s.occs {
-		fmt.Fprintf(out, "\nOPTIMISTIC LOCKING: 32 go-redis clients, read-modify-write +1 on %d key(s), %v per run\n", g.keys, s.cfg.OCCDuration)
+		host := ""
+		if g.busy {
+			host = fmt.Sprintf(", BUSY host (a CPU-bound process on cpu %q during every run)", s.cfg.CPULoad)
+		}
+		fmt.Fprintf(out, "\nOPTIMISTIC LOCKING: 32 go-redis clients, read-modify-write +1 on %d key(s), %v per run%s\n", g.keys, s.cfg.OCCDuration, host)
 		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 		fmt.Fprintf(tw, "method\tpath\tcommits/s\tretries/commit\tRT/commit\tRT/attempt\tproxy CPU µs/RT\tp50\tp99\tno lost update\n")
 		for _, v := range g.variants {
@@ -328,21 +338,23 @@ func (s *Suite) reportOCC(out io.Writer) {
 				rpc.Median, rtc.Median, rta.Median, cpuRT, dur(p50.Median), dur(p99.Median), check)
 		}
 		tw.Flush()
-		casVia, casLib := occVariant{occ.ExCAS, via}, occVariant{occ.ExCAS, "direct"}
-		watchDirect, watchVia := occVariant{occ.Watch, "direct"}, occVariant{occ.Watch, via}
+		casLib, watchDirect := occVariant{occ.ExCAS, "direct"}, occVariant{occ.Watch, "direct"}
 		want := 1.5
 		if g.keys > 1 {
 			want = 1.0
 		}
-		lines := []struct {
+		type ratioLine struct {
 			a, b   occVariant
 			note   string
 			target bool
-		}{
-			{casVia, watchDirect, "", true},
-			{casLib, watchDirect, "the library without a proxy", false},
-			{casVia, casLib, "what the proxy costs", false},
-			{casVia, watchVia, "", false},
+		}
+		lines := []ratioLine{{casLib, watchDirect, "the library without a proxy", false}}
+		for _, ex := range s.main.exs {
+			casVia, watchVia := occVariant{occ.ExCAS, ex.name}, occVariant{occ.Watch, ex.name}
+			lines = append(lines,
+				ratioLine{casVia, watchDirect, "", true},
+				ratioLine{casVia, casLib, "what the proxy costs", false},
+				ratioLine{casVia, watchVia, "", false})
 		}
 		for _, l := range lines {
 			cv := stats.Summarize(g.ratios(l.a, l.b))
@@ -452,16 +464,71 @@ func (s *Suite) reportMemory(out io.Writer) {
 		fmt.Fprintf(out, "  redis-server (direct, for scale): %.1f KiB/conn (%d -> %d KiB)\n",
 			perConnKiB(m.redisBefore, m.redisAfter, m.conns), m.redisBefore>>10, m.redisAfter>>10)
 	}
-	if m.proxyAfter > 0 {
-		k := perConnKiB(m.proxyBefore, m.proxyAfter, m.conns)
-		fmt.Fprintf(out, "  exproxy (fresh process):          %.1f KiB/conn (%d -> %d KiB)   target <= 16 KiB: %s\n",
-			k, m.proxyBefore>>10, m.proxyAfter>>10, verdict(k <= 16))
-		if m.stackAfter > 0 {
-			fmt.Fprintf(out, "    of which Go stacks %.1f KiB/conn, Go heap in use %.1f KiB/conn (exproxy /metrics)\n",
-				perConnKiB(m.stackBefore, m.stackAfter, m.conns), perConnKiB(m.heapBefore, m.heapAfter, m.conns))
+	for _, mp := range m.proxies {
+		k := perConnKiB(mp.proxyBefore, mp.proxyAfter, m.conns)
+		fmt.Fprintf(out, "  %-33s %.1f KiB/conn (%d -> %d KiB)   target <= 16 KiB: %s\n",
+			mp.name+" (fresh process):", k, mp.proxyBefore>>10, mp.proxyAfter>>10, verdict(k <= 16))
+		if mp.stackAfter > 0 {
+			fmt.Fprintf(out, "    of which Go stacks %.1f KiB/conn, Go heap in use %.1f KiB/conn (/metrics)\n",
+				perConnKiB(mp.stackBefore, mp.stackAfter, m.conns), perConnKiB(mp.heapBefore, mp.heapAfter, m.conns))
 		}
-	} else if s.cfg.Stub {
+	}
+	if len(m.proxies) == 0 && s.cfg.Stub {
 		fmt.Fprintf(out, "  exproxy: skipped (stub run)\n")
+	}
+}
+
+func (s *Suite) reportSlow(out io.Writer) {
+	r := s.slow
+	if r == nil {
+		return
+	}
+	if s.cfg.Stub {
+		fmt.Fprintf(out, "\nSLOW READERS: skipped (stub run)\n")
+		return
+	}
+	perClient := 1.25*float64(r.limit) + perClientSlack
+	fmt.Fprintf(out, "\nSLOW READERS: clients pipelining GETs of a %d MiB value; each proxy fresh, with --client-output-limit=%d MiB; %d round(s)\n",
+		r.value>>20, r.limit>>20, s.cfg.SlowRounds)
+	fmt.Fprintf(out, "  fast: reads at once; slow: %s; stalled: reads nothing until the proxy has cut it for passing the limit (its exproxy_output_limit_closed_total), then drains\n",
+		"256 KiB per read, 10 ms between reads")
+	fmt.Fprintf(out, "  peak = VmHWM - VmRSS before the clients; bound (issue 11) = clients x (1.25 x limit + %d MiB) = %.0f MiB per client\n",
+		perClientSlack>>20, perClient/(1<<20))
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "reader\tclients\tGETs each\tproxy\tpeak MiB\tpeak/client MiB\tpeak/limit per client\tafter MiB\tcomplete/cut\tbound MiB\n")
+	for _, c := range r.cases {
+		for _, cand := range s.cfg.candidates() {
+			runs := r.runs[c][cand.Name]
+			if len(runs) == 0 {
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\tERROR (below)\t\t\t\t\t\n", c.mode, c.clients, c.gets, cand.Name)
+				continue
+			}
+			mib := func(f func(slowRun) int64) stats.Summary {
+				v := make([]float64, len(runs))
+				for i, run := range runs {
+					v[i] = float64(f(run)) / (1 << 20)
+				}
+				return stats.Summarize(v)
+			}
+			peak := mib(func(x slowRun) int64 { return x.peak - x.base })
+			after := mib(func(x slowRun) int64 { return x.after - x.base })
+			last := runs[len(runs)-1].res
+			cut := fmt.Sprintf("%d/%d", last.Complete, last.Cut)
+			for _, run := range runs {
+				if run.stallTimeout {
+					cut += " (not all cut within 30 s)"
+					break
+				}
+			}
+			bound := float64(c.clients) * perClient / (1 << 20)
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%.1f\t%.2f\t%.0f\t%s\t%.0f %s\n",
+				c.mode, c.clients, c.gets, cand.Name, peak.Format("%.0f"), peak.Max/float64(c.clients),
+				peak.Max*(1<<20)/float64(c.clients)/float64(r.limit), after.Median, cut, bound, verdict(peak.Max <= bound))
+		}
+	}
+	tw.Flush()
+	for _, e := range r.errs {
+		fmt.Fprintf(out, "  ERROR: %s\n", oneLine(e))
 	}
 }
 

@@ -22,12 +22,19 @@ type Config struct {
 	Quick       bool          // smoke run: fewer requests, shorter runs
 	OCCDuration time.Duration // per optimistic-locking run
 	MemConns    int           // idle connections for the memory figure
+	SlowLimit   int64         // client-output-limit the slow-reader proxies run with
+	SlowValue   int64         // size of the value the slow-reader clients GET
+	SlowRounds  int           // rounds of the slow-reader cases
 	Only        []string      // workload groups or single workloads; empty = all
 	Busy        bool          // also run the passthrough workloads on a busy host
 
-	ProxyBin  string   // built exproxy binary
+	ProxyBin  string   // built exproxy binary (the first candidate's)
 	ProxyArgs []string // extra proxy flags
-	Stub      bool     // no proxy: the "proxy" side is a second direct measurement
+	// Candidates are the exproxy binaries measured side by side, each a
+	// side of its own in every round (an A/B of two builds); empty means
+	// one candidate, "exproxy", running ProxyBin.
+	Candidates []Candidate
+	Stub       bool // no proxy: the "proxy" side is a second direct measurement
 
 	TwemproxyBin string // nutcracker binary; "" = not measured
 	PredixyBin   string // predixy binary; "" = not measured
@@ -46,9 +53,24 @@ type Config struct {
 	Out io.Writer // final report
 }
 
+// Candidate is one exproxy binary measured as a side of its own.
+type Candidate struct {
+	Name string // side name in the report, e.g. "exproxy", "old", "new"
+	Bin  string
+}
+
+// candidates returns the exproxy binaries to measure: Candidates, or
+// ProxyBin as "exproxy".
+func (c Config) candidates() []Candidate {
+	if len(c.Candidates) > 0 {
+		return c.Candidates
+	}
+	return []Candidate{{Name: "exproxy", Bin: c.ProxyBin}}
+}
+
 // Groups are the workload groups --only takes besides single passthrough
 // workloads.
-var Groups = []string{"passthrough", "occ", "memory", "rediscost"}
+var Groups = []string{"passthrough", "occ", "memory", "slowreader", "rediscost"}
 
 func (c Config) wants(group string) bool {
 	if len(c.Only) == 0 {
@@ -83,6 +105,7 @@ type side struct {
 	addr string
 	pid  int  // the proxy's pid for CPU accounting; 0 for direct
 	c    bool // a C proxy: issue 12's yardstick
+	ex   bool // an exproxy candidate (or the stub standing in for one)
 }
 
 // env is one Redis and the proxies in front of it. The run has one for
@@ -92,15 +115,19 @@ type env struct {
 	password string
 	redis    *fixture.Process
 	direct   side
-	ex       side   // exproxy, or the stub's second direct side
+	ex       side   // the first exproxy candidate, or the stub's second direct side
+	exs      []side // every exproxy candidate (ex first)
 	cprox    []side // twemproxy, predixy: those that started
 	procs    []*fixture.Process
-	exproc   *fixture.Process // nil in a stub run
+	exproc   *fixture.Process   // the first candidate's process; nil in a stub run
+	exprocs  []*fixture.Process // every candidate's process
 }
 
 // sides lists what a passthrough round measures: direct first, then
-// exproxy, then the C proxies.
-func (e *env) sides() []side { return append([]side{e.direct, e.ex}, e.cprox...) }
+// the exproxy candidates, then the C proxies.
+func (e *env) sides() []side {
+	return append(append([]side{e.direct}, e.exs...), e.cprox...)
+}
 
 func (e *env) stop() {
 	if e == nil {
@@ -123,6 +150,7 @@ type Suite struct {
 	pass   []*passResult
 	occs   []*occGroup
 	mem    *memResult
+	slow   *slowResult
 	cost   *costResult
 	perf   []perfRow
 	failed []string // workload errors; any makes the run fail
@@ -157,13 +185,18 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.wants("memory") {
 		s.runMemory(ctx)
 	}
+	if cfg.wants("slowreader") {
+		s.runSlowReaders(ctx)
+	}
 	if cfg.PerfDir != "" && ctx.Err() == nil {
 		if err := s.profile(ctx); err != nil {
 			s.fail("perf profile: %v", err)
 		}
 	}
-	if p := s.main.exproc; p != nil && !p.Alive() {
-		s.fail("exproxy died during the run: %s", p.LogTail())
+	for i, p := range s.main.exprocs {
+		if !p.Alive() {
+			s.fail("%s died during the run: %s", s.main.exs[i].name, p.LogTail())
+		}
 	}
 	s.report()
 	if err := ctx.Err(); err != nil {
@@ -193,16 +226,20 @@ func (s *Suite) startEnv(password string, withC bool) (*env, error) {
 	e.procs = append(e.procs, e.redis)
 	e.direct = side{name: "direct", addr: e.redis.Addr}
 	if cfg.Stub {
-		e.ex = side{name: "stub", addr: e.redis.Addr}
+		e.ex = side{name: "stub", addr: e.redis.Addr, ex: true}
+		e.exs = []side{e.ex}
 	} else {
-		p, err := fixture.StartProxy(cfg.ProxyBin, cfg.Dir, cfg.CPULoad, e.redis.Addr, password, cfg.ProxyArgs)
-		if err != nil {
-			e.stop()
-			return nil, fmt.Errorf("start exproxy: %w", err)
+		for _, c := range cfg.candidates() {
+			p, err := fixture.StartProxy(c.Bin, cfg.Dir, cfg.CPULoad, e.redis.Addr, password, cfg.ProxyArgs)
+			if err != nil {
+				e.stop()
+				return nil, fmt.Errorf("start %s (%s): %w", c.Name, c.Bin, err)
+			}
+			e.procs = append(e.procs, p)
+			e.exprocs = append(e.exprocs, p)
+			e.exs = append(e.exs, side{name: c.Name, addr: p.Addr, pid: p.Pid, ex: true})
 		}
-		e.procs = append(e.procs, p)
-		e.exproc = p
-		e.ex = side{name: "exproxy", addr: p.Addr, pid: p.Pid}
+		e.exproc, e.ex = e.exprocs[0], e.exs[0]
 	}
 	if withC {
 		start := []struct {
