@@ -55,7 +55,7 @@ func run() error {
 		slowLimit = flag.String("slow-limit", "32mb", "client-output-limit of the proxies in the slowreader workload")
 		slowValue = flag.String("slow-value", "8mb", "size of the value the slowreader clients GET")
 		slowRnds  = flag.Int("slow-rounds", 2, "rounds of the slowreader workload (a fresh proxy per case and round)")
-		only      = flag.String("only", "", "comma-separated workload groups to run: passthrough,occ,rediscost,memory,slowreader, or single passthrough workloads such as p1-64B (default all)")
+		only      = flag.String("only", "", "comma-separated workload groups to run: passthrough,cluster,occ,rediscost,memory,slowreader, or single passthrough workloads such as p1-64B or p16-64B-cluster (default all; the cluster rows are left out of --quick)")
 		busy      = flag.Bool("busy", false, "also run the passthrough workloads with a CPU-bound process on the proxies' CPU (a busy host)")
 		twemBin   = flag.String("twemproxy-bin", fixture.TwemproxyPath(), "twemproxy (nutcracker) binary measured beside exproxy; \"\" to leave it out")
 		predBin   = flag.String("predixy-bin", "", "predixy binary measured beside exproxy (predixy has no package: build it yourself)")

@@ -25,6 +25,10 @@ type Config struct {
 	Requests int    // -n, per test
 	Keyspace int    // -r; 0 = one key
 	Password string // -a; "" = none
+	// Cluster runs redis-benchmark --cluster: Addr is one node of a Redis
+	// Cluster, each client connects to one primary and its keys carry a
+	// hash tag of that primary's slots.
+	Cluster bool
 }
 
 // Test is one line of the CSV output.
@@ -74,6 +78,9 @@ func (c Config) Args() []string { return c.args(true) }
 func (c Config) args(mask bool) []string {
 	host, port, _ := net.SplitHostPort(c.Addr)
 	a := []string{"-h", host, "-p", port}
+	if c.Cluster {
+		a = append(a, "--cluster")
+	}
 	if c.Password != "" {
 		pw := c.Password
 		if mask {
@@ -117,8 +124,13 @@ func Run(ctx context.Context, c Config) (Result, error) {
 
 // Parse reads redis-benchmark --csv output (Redis 7 format: header line
 // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",
-// "p95_latency_ms","p99_latency_ms","max_latency_ms").
+// "p95_latency_ms","p99_latency_ms","max_latency_ms"). Lines before the
+// header are skipped: with --cluster, redis-benchmark first prints the
+// primaries it found to stdout.
 func Parse(b []byte, requestsPerTest int) (Result, error) {
+	if i := bytes.Index(b, []byte(`"test",`)); i > 0 && b[i-1] == '\n' {
+		b = b[i:]
+	}
 	recs, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
 	if err != nil {
 		return Result{}, fmt.Errorf("parse csv: %w", err)

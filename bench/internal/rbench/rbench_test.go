@@ -33,6 +33,24 @@ func TestParse(t *testing.T) {
 	}
 }
 
+// With --cluster, redis-benchmark 7.0.15 lists the primaries on stdout
+// before the CSV.
+func TestParseCluster(t *testing.T) {
+	out := "Cluster has 3 master nodes:\n\nMaster 0: 3dd7eb0289b05d453bcc5ce66b74eed8c63b7eed 127.0.0.1:23103\n" +
+		"Master 1: 39db6d9c20e653efb2b7c7fab59a93f14fdba166 127.0.0.1:23102\n\n" + sample
+	r, err := Parse([]byte(out), 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Tests) != 2 || r.Tests[0].RPS != 88731.15 || r.Tests[1].Name != "GET" {
+		t.Fatalf("tests = %+v", r.Tests)
+	}
+	c := Config{Addr: "127.0.0.1:7000", Tests: "get", Clients: 1, Pipeline: 1, DataSize: 3, Requests: 10, Cluster: true}
+	if got := strings.Join(c.Args(), " "); !strings.HasPrefix(got, "-h 127.0.0.1 -p 7000 --cluster -t get") {
+		t.Fatalf("Args() = %q", got)
+	}
+}
+
 func TestParseRejectsGarbage(t *testing.T) {
 	for _, in := range []string{"", "Error: Connection refused\n", `"test","rps"` + "\n", `"test","rps"` + "\n" + `"SET","0.00"` + "\n"} {
 		if _, err := Parse([]byte(in), 1); err == nil {

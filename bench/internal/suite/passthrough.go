@@ -26,6 +26,10 @@ type passWorkload struct {
 	idle     int  // idle connections held open during the run
 	auth     bool // Redis requires a password; every client authenticates
 	busy     bool // a CPU-bound process competes for the proxies' core
+	// cluster: a 3-primary Redis Cluster upstream; the direct side is
+	// redis-benchmark --cluster against it, and no C proxy is measured
+	// (twemproxy shards by its own hash, it does not speak Redis Cluster).
+	cluster bool
 }
 
 func (w passWorkload) label() string {
@@ -36,7 +40,7 @@ func (w passWorkload) label() string {
 }
 
 // PassWorkloads are the single passthrough workloads --only accepts.
-var PassWorkloads = []string{"p1-64B", "p16-64B", "p1-1KB", "p1-16KB", "c1000", "idle1000", "p1-64B-auth"}
+var PassWorkloads = []string{"p1-64B", "p16-64B", "p1-1KB", "p1-16KB", "c1000", "idle1000", "p1-64B-auth", "p1-64B-cluster", "p16-64B-cluster"}
 
 func (s *Suite) passWorkloads() []passWorkload {
 	w := []passWorkload{
@@ -47,6 +51,8 @@ func (s *Suite) passWorkloads() []passWorkload {
 		{name: "c1000", desc: "GET/SET 64 B, 1000 clients, pipeline 1", clients: 1000, pipeline: 1, size: 64, requests: 100_000},
 		{name: "idle1000", desc: "GET/SET 64 B, 50 clients + 1000 idle conns", clients: 50, pipeline: 1, size: 64, requests: 100_000, idle: 1000},
 		{name: "p1-64B-auth", desc: "p1-64B against a Redis with requirepass; every client sends AUTH", clients: 50, pipeline: 1, size: 64, requests: 100_000, auth: true},
+		{name: "p1-64B-cluster", desc: "p1-64B against a 3-primary Redis Cluster; direct = redis-benchmark --cluster", clients: 50, pipeline: 1, size: 64, requests: 100_000, cluster: true},
+		{name: "p16-64B-cluster", desc: "p16-64B against a 3-primary Redis Cluster; direct = redis-benchmark --cluster", clients: 50, pipeline: 16, size: 64, requests: 1_000_000, cluster: true},
 	}
 	if s.cfg.Quick {
 		for i := range w {
@@ -55,7 +61,7 @@ func (s *Suite) passWorkloads() []passWorkload {
 	}
 	var picked []passWorkload
 	for _, x := range w {
-		if s.cfg.wants("passthrough") || s.cfg.wants(x.name) {
+		if s.cfg.wantsPass(x) {
 			picked = append(picked, x)
 		}
 	}
@@ -66,6 +72,19 @@ func (s *Suite) passWorkloads() []passWorkload {
 		}
 	}
 	return picked
+}
+
+// wantsPass reports whether the run includes w. The cluster rows start
+// three more redis-servers, so they run when named (or with the "cluster"
+// group) and in the full run, but not with --only passthrough or --quick.
+func (c Config) wantsPass(w passWorkload) bool {
+	if c.wants(w.name) {
+		return len(c.Only) > 0 || !w.cluster || !c.Quick
+	}
+	if w.cluster {
+		return c.wants("cluster")
+	}
+	return c.wants("passthrough")
 }
 
 type passRun struct {
@@ -88,6 +107,16 @@ type passResult struct {
 }
 
 func (s *Suite) envFor(w passWorkload) (*env, error) {
+	if w.cluster {
+		if s.cluster == nil {
+			e, err := s.startClusterEnv()
+			if err != nil {
+				return nil, err
+			}
+			s.cluster = e
+		}
+		return s.cluster, nil
+	}
 	if !w.auth {
 		return s.main, nil
 	}
@@ -147,8 +176,12 @@ func (s *Suite) runPassthrough(ctx context.Context) {
 			}
 			s.logf("%s", line.String())
 		}
-		cfg := s.rbConfig(w, "HOST:PORT", e.password)
+		cfg := s.rbConfig(w, "HOST:PORT", e.password, false)
 		r.cmdline = "redis-benchmark " + strings.Join(cfg.Args(), " ")
+		if w.cluster {
+			cfg.Cluster = true
+			r.cmdline = "direct: redis-benchmark " + strings.Join(cfg.Args(), " ") + "  (HOST:PORT = one primary); proxies: " + r.cmdline
+		}
 	}
 }
 
@@ -179,16 +212,33 @@ func (s *Suite) calibrate(ctx context.Context, w passWorkload, e *env) int {
 	}
 	n := int(rps*secs/2) / 1000 * 1000
 	n = max(probe.requests, min(n, w.requests))
+	if w.cluster && len(e.exs) > 0 {
+		// redis-benchmark --cluster adds a hash tag to its keys, so the
+		// probes filled other keys than the proxied runs GET: one
+		// unmeasured run through the proxy fills those.
+		if _, err := s.passOnce(ctx, probe, e, e.exs[0]); err != nil {
+			s.logf("%s: warm-up through %s failed: %v", w.label(), e.exs[0].name, err)
+		}
+	}
 	s.logf("%s: calibrated at %.0f rps direct: -n %d per test", w.label(), rps, n)
 	return n
 }
 
-func (s *Suite) rbConfig(w passWorkload, addr, password string) rbench.Config {
+// rbConfig is the redis-benchmark run of w against addr; cluster makes it
+// redis-benchmark --cluster (addr is then one primary of the cluster).
+func (s *Suite) rbConfig(w passWorkload, addr, password string, cluster bool) rbench.Config {
 	return rbench.Config{
 		Addr: addr, CPU: s.cfg.CPULoad, Tests: "set,get",
 		Clients: w.clients, Pipeline: w.pipeline, DataSize: w.size,
 		Requests: w.requests, Keyspace: 100_000, Password: password,
+		Cluster: cluster,
 	}
+}
+
+// clusterSide reports whether sd talks to the cluster nodes themselves
+// (direct, or the stub's second direct side) rather than to a proxy.
+func clusterSide(w passWorkload, sd side) bool {
+	return w.cluster && sd.pid == 0
 }
 
 // passOnce runs redis-benchmark once against one side and reads what the
@@ -212,9 +262,9 @@ func (s *Suite) passOnce(ctx context.Context, w passWorkload, e *env, sd side) (
 	// A hung proxy must not hang the run.
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	p0, r0, c0 := cpu(sd.pid), cpu(e.redis.Pid), ctxsw(sd.pid)
-	res, err := rbench.Run(rctx, s.rbConfig(w, sd.addr, e.password))
-	p1, r1, c1 := cpu(sd.pid), cpu(e.redis.Pid), ctxsw(sd.pid)
+	p0, r0, c0 := cpu(sd.pid), e.redisCPU(), ctxsw(sd.pid)
+	res, err := rbench.Run(rctx, s.rbConfig(w, sd.addr, e.password, clusterSide(w, sd)))
+	p1, r1, c1 := cpu(sd.pid), e.redisCPU(), ctxsw(sd.pid)
 	if err != nil {
 		return passRun{}, err
 	}

@@ -245,7 +245,7 @@ func (s *Suite) profile(ctx context.Context) error {
 		for _, pw := range base {
 			var n int
 			c, err := perfStat(ctx, sd.pid, func() error {
-				r, err := rbench.Run(ctx, s.rbConfig(pw, sd.addr, ""))
+				r, err := rbench.Run(ctx, s.rbConfig(pw, sd.addr, "", false))
 				n = r.Requests()
 				return err
 			})

@@ -66,7 +66,7 @@ func (s *Suite) report() {
 }
 
 func (s *Suite) reportSides(out io.Writer) {
-	if !s.cfg.wants("passthrough") && !s.cfg.wantsAnyWorkload() {
+	if len(s.pass) == 0 {
 		return
 	}
 	names := []string{"direct (Redis itself)"}
@@ -83,6 +83,12 @@ func (s *Suite) reportSides(out io.Writer) {
 		names = append(names, "predixy not measured (give --predixy-bin)")
 	}
 	fmt.Fprintf(out, "Sides: %s.\n", strings.Join(names, "; "))
+	for _, r := range s.pass {
+		if r.w.cluster {
+			fmt.Fprintf(out, "Cluster rows (-cluster): 3 primaries, no replicas; direct = redis-benchmark --cluster against them; exproxy with a redis+cluster:// upstream; no twemproxy (not a Redis Cluster proxy); redis CPU summed over the primaries.\n")
+			break
+		}
+	}
 }
 
 // passRow is one side's summary in a passthrough row.
@@ -185,7 +191,10 @@ func (s *Suite) reportPassthrough(out io.Writer, busy bool) {
 				}
 			}
 			target := ""
-			if row.sd.ex {
+			switch {
+			case row.sd.ex && r.w.cluster:
+				target = "n/a: no C cluster proxy measured"
+			case row.sd.ex:
 				target = s.targetText(row)
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%s\t%.2f\t%.3f\t%s\n", name, row.sd.name, row.rps.Median,

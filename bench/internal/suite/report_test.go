@@ -67,3 +67,39 @@ func TestOCCRatios(t *testing.T) {
 		t.Fatalf("ratios = %v, want [2 3] (a round missing one side is left out)", got)
 	}
 }
+
+// The cluster rows start three more redis-servers: they run when named,
+// with the cluster group and in the full run, never with --quick's
+// default set nor with --only passthrough.
+func TestClusterRowsSelection(t *testing.T) {
+	names := func(c Config) string {
+		var n []string
+		for _, w := range (&Suite{cfg: c}).passWorkloads() {
+			n = append(n, w.name)
+		}
+		return strings.Join(n, ",")
+	}
+	tests := []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{}, "p1-64B,p16-64B,p1-1KB,p1-16KB,c1000,idle1000,p1-64B-auth,p1-64B-cluster,p16-64B-cluster"},
+		{Config{Quick: true}, "p1-64B,p16-64B,p1-1KB,p1-16KB,c1000,idle1000,p1-64B-auth"},
+		{Config{Only: []string{"passthrough"}}, "p1-64B,p16-64B,p1-1KB,p1-16KB,c1000,idle1000,p1-64B-auth"},
+		{Config{Only: []string{"cluster"}, Quick: true}, "p1-64B-cluster,p16-64B-cluster"},
+		{Config{Only: []string{"p1-64B-cluster", "p16-64B-cluster"}}, "p1-64B-cluster,p16-64B-cluster"},
+		{Config{Only: []string{"p16-64B-cluster", "p1-64B"}, Quick: true}, "p1-64B,p16-64B-cluster"},
+		{Config{Only: []string{"occ"}}, ""},
+	}
+	for _, tt := range tests {
+		if got := names(tt.cfg); got != tt.want {
+			t.Errorf("Only %v Quick %v: workloads %q, want %q", tt.cfg.Only, tt.cfg.Quick, got, tt.want)
+		}
+	}
+	// The direct side of a cluster row is redis-benchmark --cluster; a
+	// proxy side is plain redis-benchmark against the proxy.
+	w := passWorkload{name: "p1-64B-cluster", cluster: true}
+	if !clusterSide(w, side{name: "direct"}) || clusterSide(w, side{name: "exproxy", pid: 7}) || clusterSide(passWorkload{}, side{name: "direct"}) {
+		t.Fatal("clusterSide")
+	}
+}

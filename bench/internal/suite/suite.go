@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/exproxy/exproxy/bench/internal/exlib"
@@ -70,7 +71,9 @@ func (c Config) candidates() []Candidate {
 
 // Groups are the workload groups --only takes besides single passthrough
 // workloads.
-var Groups = []string{"passthrough", "occ", "memory", "slowreader", "rediscost"}
+// "cluster" is the passthrough rows against a Redis Cluster, which
+// "passthrough" leaves out.
+var Groups = []string{"passthrough", "cluster", "occ", "memory", "slowreader", "rediscost"}
 
 func (c Config) wants(group string) bool {
 	if len(c.Only) == 0 {
@@ -78,20 +81,6 @@ func (c Config) wants(group string) bool {
 	}
 	for _, g := range c.Only {
 		if g == group {
-			return true
-		}
-	}
-	return false
-}
-
-// wantsAnyWorkload reports whether Only names single passthrough workloads.
-func (c Config) wantsAnyWorkload() bool {
-	for _, g := range c.Only {
-		isGroup := false
-		for _, x := range Groups {
-			isGroup = isGroup || g == x
-		}
-		if !isGroup {
 			return true
 		}
 	}
@@ -113,20 +102,32 @@ type side struct {
 // password (every client there authenticates).
 type env struct {
 	password string
-	redis    *fixture.Process
-	direct   side
-	ex       side   // the first exproxy candidate, or the stub's second direct side
-	exs      []side // every exproxy candidate (ex first)
-	cprox    []side // twemproxy, predixy: those that started
-	procs    []*fixture.Process
-	exproc   *fixture.Process   // the first candidate's process; nil in a stub run
-	exprocs  []*fixture.Process // every candidate's process
+	redis    *fixture.Process // the Redis, or the cluster primary the direct side names
+	// redisPids are the Redis processes whose CPU a run sums: the one
+	// Redis, or every primary of a cluster.
+	redisPids []int
+	direct    side
+	ex        side   // the first exproxy candidate, or the stub's second direct side
+	exs       []side // every exproxy candidate (ex first)
+	cprox     []side // twemproxy, predixy: those that started
+	procs     []*fixture.Process
+	exproc    *fixture.Process   // the first candidate's process; nil in a stub run
+	exprocs   []*fixture.Process // every candidate's process
 }
 
 // sides lists what a passthrough round measures: direct first, then
 // the exproxy candidates, then the C proxies.
 func (e *env) sides() []side {
 	return append(append([]side{e.direct}, e.exs...), e.cprox...)
+}
+
+// redisCPU is the CPU time of all of the env's Redis processes.
+func (e *env) redisCPU() time.Duration {
+	var d time.Duration
+	for _, pid := range e.redisPids {
+		d += cpu(pid)
+	}
+	return d
 }
 
 func (e *env) stop() {
@@ -140,9 +141,10 @@ func (e *env) stop() {
 
 // Suite holds the processes of a run and what was measured.
 type Suite struct {
-	cfg  Config
-	main *env
-	auth *env // started for the requirepass workload only
+	cfg     Config
+	main    *env
+	auth    *env // started for the requirepass workload only
+	cluster *env // a 3-primary cluster and exproxy in cluster mode; cluster rows only
 
 	lib    *exlib.Library // exproxy's Lua library, once loaded into main's Redis
 	libErr error
@@ -164,10 +166,15 @@ func Run(ctx context.Context, cfg Config) error {
 	defer func() {
 		s.main.stop()
 		s.auth.stop()
+		s.cluster.stop()
 	}()
-	wantPass := cfg.wants("passthrough") || cfg.wantsAnyWorkload()
+	wantPass, wantC := false, false
+	for _, w := range s.passWorkloads() {
+		wantPass = true
+		wantC = wantC || !w.cluster
+	}
 	var err error
-	s.main, err = s.startEnv("", wantPass)
+	s.main, err = s.startEnv("", wantC)
 	if err != nil {
 		return err
 	}
@@ -175,7 +182,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if wantPass {
 		s.runPassthrough(ctx)
 	}
-	s.auth.stop() // its processes must not idle beside the next workloads
+	// Their processes must not idle beside the next workloads.
+	s.auth.stop()
+	for i, p := range s.cluster.exprocsOrNil() {
+		if !p.Alive() {
+			s.fail("%s (cluster) died during the run: %s", s.cluster.exs[i].name, p.LogTail())
+		}
+	}
+	s.cluster.stop()
 	if cfg.wants("occ") {
 		s.runOCC(ctx)
 	}
@@ -224,6 +238,7 @@ func (s *Suite) startEnv(password string, withC bool) (*env, error) {
 		return nil, fmt.Errorf("start redis: %w", err)
 	}
 	e.procs = append(e.procs, e.redis)
+	e.redisPids = []int{e.redis.Pid}
 	e.direct = side{name: "direct", addr: e.redis.Addr}
 	if cfg.Stub {
 		e.ex = side{name: "stub", addr: e.redis.Addr, ex: true}
@@ -271,6 +286,51 @@ func (s *Suite) startEnv(password string, withC bool) (*env, error) {
 		s.logf("  %-9s pid %d on %s", sd.name, sd.pid, sd.addr)
 	}
 	return e, nil
+}
+
+// startClusterEnv starts a Redis Cluster of three primaries (pinned like
+// the single Redis) and every exproxy candidate in front of it with a
+// redis+cluster:// upstream naming all three. No C proxy: twemproxy does
+// not speak Redis Cluster (it shards by its own hash over plain Redises).
+func (s *Suite) startClusterEnv() (*env, error) {
+	cfg := s.cfg
+	c, err := fixture.StartCluster(cfg.Dir, cfg.CPURedis, 3)
+	if err != nil {
+		return nil, fmt.Errorf("start redis cluster: %w", err)
+	}
+	e := &env{redis: c.Nodes[0], redisPids: c.Pids()}
+	e.procs = append(e.procs, c.Nodes...)
+	e.direct = side{name: "direct", addr: e.redis.Addr}
+	upstream := "redis+cluster://" + strings.Join(c.Addrs(), ",")
+	if cfg.Stub {
+		e.ex = side{name: "stub", addr: e.redis.Addr, ex: true}
+		e.exs = []side{e.ex}
+	} else {
+		for _, cand := range cfg.candidates() {
+			p, err := fixture.StartProxy(cand.Bin, cfg.Dir, cfg.CPULoad, upstream, "", cfg.ProxyArgs)
+			if err != nil {
+				e.stop()
+				return nil, fmt.Errorf("start %s (%s) on %s: %w", cand.Name, cand.Bin, upstream, err)
+			}
+			e.procs = append(e.procs, p)
+			e.exprocs = append(e.exprocs, p)
+			e.exs = append(e.exs, side{name: cand.Name, addr: p.Addr, pid: p.Pid, ex: true})
+		}
+		e.exproc, e.ex = e.exprocs[0], e.exs[0]
+	}
+	s.logf("redis cluster: primaries %s (pids %v, cpu %q); proxies on cpu %q:", strings.Join(c.Addrs(), ", "), c.Pids(), cfg.CPURedis, cfg.CPULoad)
+	for _, sd := range e.exs {
+		s.logf("  %-9s pid %d on %s", sd.name, sd.pid, sd.addr)
+	}
+	return e, nil
+}
+
+// exprocsOrNil returns the env's exproxy processes; none for a nil env.
+func (e *env) exprocsOrNil() []*fixture.Process {
+	if e == nil {
+		return nil
+	}
+	return e.exprocs
 }
 
 // library returns exproxy's Lua library, loaded into the main Redis with
