@@ -20,6 +20,14 @@ func fanOutOf(cc *cluster.Command) (mergeHow, bool) {
 		return mergeConcat, true
 	case "randomkey":
 		return mergeRandom, true
+	case "function|list":
+		// No tips (Redis sends it to one node): the libraries of every
+		// primary, once each, as one Redis holding them all would list.
+		return mergeFunctionList, true
+	case "function|stats":
+		// response_policy:special: one node's engines, and the script
+		// running on any node.
+		return mergeFunctionStats, true
 	}
 	if cc.Request != cluster.RequestAllShards && cc.Request != cluster.RequestAllNodes {
 		return 0, false
