@@ -141,11 +141,18 @@ func AllSucceeded(parts [][]byte) []byte {
 }
 
 // OneSucceeded is the response_policy one_succeeded: the first reply
-// that is not an error, else the first error (SCRIPT KILL: the node that
-// ran the script answers OK, the others NOTBUSY).
+// that is not an error; else the first error other than NOTBUSY; else
+// the first error. SCRIPT KILL and FUNCTION KILL: the node that ran the
+// script answers OK (or UNKILLABLE, when the script wrote), the others
+// NOTBUSY, so the client hears about the script as from one Redis.
 func OneSucceeded(parts [][]byte) []byte {
 	for _, p := range parts {
 		if len(p) > 0 && p[0] != '-' && p[0] != '!' {
+			return p
+		}
+	}
+	for _, p := range parts {
+		if !bytes.HasPrefix(p, []byte("-NOTBUSY")) {
 			return p
 		}
 	}

@@ -419,3 +419,20 @@ func TestFunctionStatsRunningScript(t *testing.T) {
 		}
 	}
 }
+
+func TestOneSucceededKill(t *testing.T) {
+	notbusy := []byte("-NOTBUSY No scripts in execution right now.\r\n")
+	unkillable := []byte("-UNKILLABLE Sorry the script already executed write commands against the dataset.\r\n")
+	for _, tc := range []struct {
+		parts [][]byte
+		want  []byte
+	}{
+		{[][]byte{notbusy, []byte("+OK\r\n"), notbusy}, []byte("+OK\r\n")},
+		{[][]byte{notbusy, notbusy, unkillable}, unkillable},
+		{[][]byte{notbusy, notbusy}, notbusy},
+	} {
+		if got := OneSucceeded(tc.parts); !bytes.Equal(got, tc.want) {
+			t.Errorf("%q: %q, want %q", tc.parts, got, tc.want)
+		}
+	}
+}
