@@ -261,6 +261,9 @@ func mapPairs(b []byte) (typ byte, kv [][]byte, ok bool) {
 		if !ok || n < 0 {
 			return 0, nil, false
 		}
+		if n > int64(len(b)) {
+			return 0, nil, false
+		}
 		kv, ok = elements(b[i+1:], int(2*n))
 		return '%', kv, ok
 	}
@@ -459,6 +462,11 @@ func Elements(b []byte) (typ byte, elems [][]byte, ok bool) {
 // elements splits body, the elements of an aggregate, into its n
 // complete elements.
 func elements(body []byte, n int) (elems [][]byte, ok bool) {
+	if n < 0 || n > len(body) {
+		// Every element takes bytes (a count from a header is not
+		// trusted with an allocation); a doubled map count may wrap.
+		return nil, false
+	}
 	elems = make([][]byte, 0, n)
 	var f resp.Framer
 	f.Limits = resp.Limits{MaxBulkLen: 1 << 62, MaxInlineLen: 1 << 30, MaxArgs: 1<<31 - 1}

@@ -436,3 +436,40 @@ func TestOneSucceededKill(t *testing.T) {
 		}
 	}
 }
+
+// FuzzFunctionMerges: the FUNCTION LIST and STATS merges take any bytes
+// without panicking; a merged list is a well-formed array whose
+// libraries are elements of the parts, and a merged STATS keeps the
+// first part's shape.
+func FuzzFunctionMerges(f *testing.F) {
+	f.Add([]byte("*1\r\n%3\r\n$12\r\nlibrary_name\r\n$4\r\nlib1\r\n$6\r\nengine\r\n$3\r\nLUA\r\n$9\r\nfunctions\r\n*0\r\n"),
+		[]byte("*1\r\n*2\r\n$12\r\nlibrary_name\r\n$4\r\nlib2\r\n"))
+	f.Add([]byte("%2\r\n$14\r\nrunning_script\r\n_\r\n$7\r\nengines\r\n%0\r\n"),
+		[]byte("%2\r\n$14\r\nrunning_script\r\n%1\r\n$4\r\nname\r\n$1\r\nf\r\n$7\r\nengines\r\n%0\r\n"))
+	f.Add([]byte("%1\r\n$1\r\na"), []byte("-ERR x\r\n"))
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		if len(a) == 0 || len(b) == 0 {
+			return
+		}
+		parts := [][]byte{a, b}
+		if got := FunctionLibraries(parts); !bytes.Equal(got, a) && !bytes.Equal(got, b) {
+			_, libs, ok := Elements(got)
+			if !ok {
+				t.Fatalf("merged list %q of %q is not an array", got, parts)
+			}
+			for _, l := range libs {
+				if !bytes.Contains(a, l) && !bytes.Contains(b, l) {
+					t.Fatalf("library %q is in no part of %q", l, parts)
+				}
+			}
+		}
+		if got := FunctionStats(parts); !bytes.Equal(got, a) && !bytes.Equal(got, b) {
+			if got[0] != a[0] {
+				t.Fatalf("merged stats %q of %q changed the type", got, parts)
+			}
+			if _, _, ok := mapPairs(got); !ok {
+				t.Fatalf("merged stats %q of %q is malformed", got, parts)
+			}
+		}
+	})
+}
