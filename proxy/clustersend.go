@@ -20,6 +20,7 @@ type span struct {
 	part       int32
 	wait       bool // a reply pairs with it (not a RESP3 subscribe, nor on an ordered connection)
 	tx         bool
+	drop       bool // its reply is read and dropped (a setup command)
 }
 
 const arenaChunk = 16 << 10
@@ -83,7 +84,7 @@ func (s *session) sendCluster() bool {
 				}
 				o.ws = append(o.ws, tagWaiter{
 					s: s, seq: seq0 + uint64(sp.bi), data: cl.arena[a:len(cl.arena):len(cl.arena)],
-					fan: sp.fan, part: sp.part, slot: sp.slot, node: o.node, tx: sp.tx,
+					fan: sp.fan, part: sp.part, slot: sp.slot, node: o.node, tx: sp.tx, drop: sp.drop,
 				})
 			}
 			data := cl.arena[start:len(cl.arena):len(cl.arena)]

@@ -153,17 +153,19 @@ type fanout struct {
 type mergeHow uint8
 
 const (
-	mergeSum    mergeHow = iota // integers added (DEL, EXISTS, DBSIZE, ...)
-	mergeAllOK                  // one reply when all succeed, else the first error
-	mergeOneOK                  // the first success, else the first error
-	mergeMin                    // the least integer
-	mergeMax                    // the greatest integer
-	mergeAnd                    // integers, or arrays of them element-wise: logical AND
-	mergeOr                     // logical OR
-	mergeConcat                 // arrays joined (KEYS)
-	mergeByKey                  // arrays placed by key position (MGET)
-	mergeScan                   // one part: SCAN's cursor made the proxy's
-	mergeRandom                 // a random non-null reply (RANDOMKEY)
+	mergeSum           mergeHow = iota // integers added (DEL, EXISTS, DBSIZE, ...)
+	mergeAllOK                         // one reply when all succeed, else the first error
+	mergeOneOK                         // the first success, else the first error
+	mergeMin                           // the least integer
+	mergeMax                           // the greatest integer
+	mergeAnd                           // integers, or arrays of them element-wise: logical AND
+	mergeOr                            // logical OR
+	mergeConcat                        // arrays joined (KEYS)
+	mergeByKey                         // arrays placed by key position (MGET)
+	mergeScan                          // one part: SCAN's cursor made the proxy's
+	mergeRandom                        // a random non-null reply (RANDOMKEY)
+	mergeFunctionList                  // libraries of every node, once each by name
+	mergeFunctionStats                 // one node's engines, any node's running script
 )
 
 func (f *fanout) merge(proto int) []byte {
@@ -191,6 +193,10 @@ func (f *fanout) merge(proto int) []byte {
 		return cluster.ScanReply(parts[0], f.scanIdx, f.scanN)
 	case mergeRandom:
 		return cluster.PickNonNull(parts, rand.IntN)
+	case mergeFunctionList:
+		return cluster.FunctionLibraries(parts)
+	case mergeFunctionStats:
+		return cluster.FunctionStats(parts)
 	}
 	return resp.AppendError(nil, "ERR exproxy: no merge for this command")
 }

@@ -61,6 +61,36 @@ func (x *e2e) rawClient(t *testing.T, proto int) *proxytest.Conn {
 	return rc
 }
 
+// target is what the byte-exact cases need of a proxy with this
+// extension, in front of one Redis or of a Redis Cluster, so that the
+// same cases run on both (cluster_test.go).
+type target struct {
+	addr string
+	// raw is a raw connection to the proxy, in RESP3 after HELLO 3.
+	raw func(t *testing.T, proto int) *proxytest.Conn
+	// client is a go-redis client of the proxy.
+	client func(tb testing.TB, proto int, mods ...func(*redis.Options)) *redis.Client
+	// direct is a raw connection straight to the Redis that holds key.
+	direct func(t *testing.T, key string) *proxytest.Conn
+	// flushLibrary runs FUNCTION FLUSH on every Redis behind the proxy's
+	// back.
+	flushLibrary func(t *testing.T)
+}
+
+func (x *e2e) target() *target {
+	return &target{
+		addr:   x.Addr,
+		raw:    x.rawClient,
+		client: x.Client,
+		direct: func(t *testing.T, _ string) *proxytest.Conn { return x.DirectRaw(t) },
+		flushLibrary: func(t *testing.T) {
+			if err := proxytest.NewGoRedis(t, x.Redis.Addr, 2).FunctionFlush(ctxT(t)).Err(); err != nil {
+				t.Fatal(err)
+			}
+		},
+	}
+}
+
 // TestProxySpecExamples checks exact reply bytes through the proxy for the
 // spec's examples, in both protocols. The Lua engineer's tests cover the
 // semantics exhaustively; these prove the rewrite carries them unchanged.
@@ -158,9 +188,12 @@ func runSpecExamples(t *testing.T, raw func(*testing.T, int) *proxytest.Conn, fl
 }
 
 func TestProxyMultiExec(t *testing.T) {
-	x := startE2E(t, e2eConfig{})
+	runMultiExec(t, startE2E(t, e2eConfig{}).target())
+}
+
+func runMultiExec(t *testing.T, x *target) {
 	for _, proto := range []int{2, 3} {
-		rc := x.rawClient(t, proto)
+		rc := x.raw(t, proto)
 		for _, s := range []struct{ cmd, want string }{
 			{"MULTI", "+OK\r\n"},
 			{"EXSET m" + strconv.Itoa(proto) + " v", "+QUEUED\r\n"},
@@ -424,11 +457,14 @@ func TestProxyPasswordAndACL(t *testing.T) {
 // TestProxyCommandIntrospection asks through the proxy the way clients
 // that route by key do.
 func TestProxyCommandIntrospection(t *testing.T) {
-	x := startE2E(t, e2eConfig{})
+	runCommandIntrospection(t, startE2E(t, e2eConfig{}).target())
+}
+
+func runCommandIntrospection(t *testing.T, x *target) {
 	for _, proto := range []int{2, 3} {
 		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
 			ctx := ctxT(t)
-			rdb := x.Client(t, proto)
+			rdb := x.client(t, proto)
 			cmds, err := rdb.Command(ctx).Result()
 			if err != nil {
 				t.Fatalf("COMMAND: %v", err)
@@ -562,18 +598,7 @@ func cli(t *testing.T, addr string, args ...string) string {
 // loaded by hand with no proxy at all.
 func TestRedisCLI(t *testing.T) {
 	t.Run("through the proxy", func(t *testing.T) {
-		x := startE2E(t, e2eConfig{})
-		for _, s := range []struct{ cmd, want string }{
-			{"EXSET stock:42 10", "OK"},
-			{"EXGET stock:42", "10\n1"},
-			{"EXCAS stock:42 9 1", "OK\n\n2"},
-			{"EXCAS stock:42 8 1", "CAS_FAILED\n9\n2"},
-			{"TYPE stock:42", "exstrtype"},
-		} {
-			if got := cli(t, x.Addr, strings.Fields(s.cmd)...); got != s.want {
-				t.Errorf("redis-cli %s = %q, want %q", s.cmd, got, s.want)
-			}
-		}
+		runRedisCLI(t, startE2E(t, e2eConfig{}).target())
 	})
 	t.Run("without the proxy", func(t *testing.T) {
 		srv := redistest.Start(t)
@@ -598,14 +623,31 @@ func TestRedisCLI(t *testing.T) {
 	})
 }
 
+func runRedisCLI(t *testing.T, x *target) {
+	for _, s := range []struct{ cmd, want string }{
+		{"EXSET stock:42 10", "OK"},
+		{"EXGET stock:42", "10\n1"},
+		{"EXCAS stock:42 9 1", "OK\n\n2"},
+		{"EXCAS stock:42 8 1", "CAS_FAILED\n9\n2"},
+		{"TYPE stock:42", "exstrtype"},
+	} {
+		if got := cli(t, x.addr, strings.Fields(s.cmd)...); got != s.want {
+			t.Errorf("redis-cli %s = %q, want %q", s.cmd, got, s.want)
+		}
+	}
+}
+
 // TestProxyRetryMinimal is the smallest case of several retries in flight:
 // one write carrying EXSET, FUNCTION FLUSH, EXSET, EXGET, PING. Both ex
 // commands after the flush fail at Redis and must be resent, in order,
 // with PING's reply held behind them.
 func TestProxyRetryMinimal(t *testing.T) {
-	x := startE2E(t, e2eConfig{})
+	runRetryMinimal(t, startE2E(t, e2eConfig{}).target())
+}
+
+func runRetryMinimal(t *testing.T, x *target) {
 	for _, proto := range []int{2, 3} {
-		rc := x.rawClient(t, proto)
+		rc := x.raw(t, proto)
 		key := "min" + strconv.Itoa(proto)
 		cmds := [][]string{{"EXSET", key, "1"}, {"FUNCTION", "FLUSH"}, {"EXSET", key, "2"}, {"EXGET", key}, {"PING"}}
 		var b []byte
@@ -627,11 +669,13 @@ func TestProxyRetryMinimal(t *testing.T) {
 // error (they cannot be resent outside the transaction), and the next
 // attempt — a transaction too — succeeds.
 func TestProxyFlushInsideTransaction(t *testing.T) {
-	x := startE2E(t, e2eConfig{})
-	admin := proxytest.NewGoRedis(t, x.Redis.Addr, 2)
+	runFlushInsideTransaction(t, startE2E(t, e2eConfig{}).target())
+}
+
+func runFlushInsideTransaction(t *testing.T, x *target) {
 	for _, proto := range []int{2, 3} {
-		rc := x.rawClient(t, proto)
-		key := "tx" + strconv.Itoa(proto)
+		rc := x.raw(t, proto)
+		key := "{tx" + strconv.Itoa(proto) + "}" // the retried transaction's key is in its slot
 		nilReply := map[int]string{2: "$-1\r\n", 3: "_\r\n"}[proto]
 		if got := rc.Do("MULTI"); got != "+OK\r\n" {
 			t.Fatalf("MULTI: %q", got)
@@ -639,9 +683,7 @@ func TestProxyFlushInsideTransaction(t *testing.T) {
 		if got := rc.Do("EXSET", key, "v"); got != "+QUEUED\r\n" {
 			t.Fatalf("EXSET in MULTI: %q", got)
 		}
-		if err := admin.FunctionFlush(ctxT(t)).Err(); err != nil {
-			t.Fatal(err)
-		}
+		x.flushLibrary(t)
 		if got := rc.Do("EXEC"); got != "*1\r\n-ERR Function not found\r\n" {
 			t.Errorf("RESP%d EXEC after a flush = %q", proto, got)
 		}
@@ -688,17 +730,20 @@ const maxInt64 = "9223372036854775807"
 // integers beyond 2^53 only as strings, and its ReplyHandler turns them
 // back into the module's integer replies — in EXEC's elements too.
 func TestExecElementsGoThroughReplyHandlers(t *testing.T) {
-	x := startE2E(t, e2eConfig{})
+	runExecElements(t, startE2E(t, e2eConfig{}).target())
+}
+
+func runExecElements(t *testing.T, x *target) {
 	for _, proto := range []string{"2", "3"} {
-		c := x.ProxyRaw(t)
+		c := x.raw(t, 2)
 		if got := c.Do("HELLO", proto); got[0] != '%' && got[0] != '*' {
 			t.Fatalf("HELLO %s: %q", proto, got)
 		}
-		key := "big" + proto
+		key := "{big" + proto + "}" // one slot with the counter: one node of a cluster
 		steps := [][2]string{
 			{"MULTI", "+OK\r\n"},
 			{"EXSET " + key + " v ABS " + maxInt64 + " WITHVERSION", "+QUEUED\r\n"},
-			{"EXINCRBY n" + proto + " 0 DEF " + maxInt64, "+QUEUED\r\n"},
+			{"EXINCRBY " + key + "n 0 DEF " + maxInt64, "+QUEUED\r\n"},
 			{"EXGET " + key, "+QUEUED\r\n"},
 			{"EXEC", "*3\r\n:" + maxInt64 + "\r\n:" + maxInt64 + "\r\n*2\r\n$1\r\nv\r\n:" + maxInt64 + "\r\n"},
 		}
@@ -713,8 +758,11 @@ func TestExecElementsGoThroughReplyHandlers(t *testing.T) {
 // TestLongReplyIntegersExact: a reply longer than what Check sees (a long
 // value before the version) is buffered and fixed whole.
 func TestLongReplyIntegersExact(t *testing.T) {
-	x := startE2E(t, e2eConfig{})
-	c := x.ProxyRaw(t)
+	runLongReplyIntegers(t, startE2E(t, e2eConfig{}).target())
+}
+
+func runLongReplyIntegers(t *testing.T, x *target) {
+	c := x.raw(t, 2)
 	val := strings.Repeat("x", 1000)
 	if got := c.Do("EXSET", "k", val, "ABS", maxInt64); got != "+OK\r\n" {
 		t.Fatalf("EXSET = %q", got)
@@ -736,68 +784,74 @@ func TestProxySubscribedContext(t *testing.T) {
 		cfg  e2eConfig
 	}{{"fcall", e2eConfig{}}, {"evalsha", e2eConfig{ext: Config{Scripts: true}}}} {
 		t.Run(mode.name, func(t *testing.T) {
-			x := startE2E(t, mode.cfg)
-			d := x.DirectRaw(t)
-			d.Do("SUBSCRIBE", "ch")
-			refusal := d.Do("GET", "k")
-			if !strings.HasPrefix(refusal, "-ERR Can't execute 'get': ") {
-				t.Fatalf("Redis's own refusal: %q", refusal)
-			}
-			want := func(name string) string { return strings.Replace(refusal, "'get'", "'"+name+"'", 1) }
-
-			t.Run("RESP2", func(t *testing.T) {
-				rc := x.rawClient(t, 2)
-				if got := rc.Do("EXSET", "k", "v"); got != "+OK\r\n" {
-					t.Fatalf("EXSET before subscribing: %q", got)
-				}
-				if got := rc.Do("SUBSCRIBE", "ch"); got != "*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n" {
-					t.Fatalf("SUBSCRIBE: %q", got)
-				}
-				for _, cmd := range [][]string{
-					{"EXGET", "k"}, {"EXSET", "k", "w"}, {"exincrby", "n", "1"}, {"CAS", "k", "a", "b"},
-					{"TYPE", "k"}, {"EXGET"},
-				} {
-					if got := rc.Do(cmd...); got != want(strings.ToLower(cmd[0])) {
-						t.Errorf("%v in subscribed mode:\n got %q\nwant %q", cmd, got, want(strings.ToLower(cmd[0])))
-					}
-				}
-				if got := rc.Do("UNSUBSCRIBE"); got != "*3\r\n$11\r\nunsubscribe\r\n$2\r\nch\r\n:0\r\n" {
-					t.Fatalf("UNSUBSCRIBE: %q", got)
-				}
-				// Refused means not run: the value is still v.
-				if got := rc.Do("EXGET", "k"); got != "*2\r\n$1\r\nv\r\n:1\r\n" {
-					t.Fatalf("EXGET after unsubscribing: %q", got)
-				}
-			})
-			t.Run("RESP3", func(t *testing.T) {
-				rc := x.rawClient(t, 3)
-				if got := rc.Do("SUBSCRIBE", "ch3"); got != ">3\r\n$9\r\nsubscribe\r\n$3\r\nch3\r\n:1\r\n" {
-					t.Fatalf("SUBSCRIBE: %q", got)
-				}
-				for _, s := range []struct {
-					cmd  []string
-					want string
-				}{
-					{[]string{"EXSET", "k3", "v"}, "+OK\r\n"},
-					{[]string{"EXGET", "k3"}, "*2\r\n$1\r\nv\r\n:1\r\n"},
-					{[]string{"TYPE", "k3"}, "+exstrtype\r\n"},
-					{[]string{"EXGET"}, "-ERR wrong number of arguments for 'exget' command\r\n"},
-				} {
-					if got := rc.Do(s.cmd...); got != s.want {
-						t.Errorf("RESP3 subscribed %v = %q, want %q", s.cmd, got, s.want)
-					}
-				}
-			})
+			runSubscribedContext(t, startE2E(t, mode.cfg).target())
 		})
 	}
+}
+
+func runSubscribedContext(t *testing.T, x *target) {
+	d := x.direct(t, "k")
+	d.Do("SUBSCRIBE", "ch")
+	refusal := d.Do("GET", "k")
+	if !strings.HasPrefix(refusal, "-ERR Can't execute 'get': ") {
+		t.Fatalf("Redis's own refusal: %q", refusal)
+	}
+	want := func(name string) string { return strings.Replace(refusal, "'get'", "'"+name+"'", 1) }
+
+	t.Run("RESP2", func(t *testing.T) {
+		rc := x.raw(t, 2)
+		if got := rc.Do("EXSET", "k", "v"); got != "+OK\r\n" {
+			t.Fatalf("EXSET before subscribing: %q", got)
+		}
+		if got := rc.Do("SUBSCRIBE", "ch"); got != "*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n" {
+			t.Fatalf("SUBSCRIBE: %q", got)
+		}
+		for _, cmd := range [][]string{
+			{"EXGET", "k"}, {"EXSET", "k", "w"}, {"exincrby", "n", "1"}, {"CAS", "k", "a", "b"},
+			{"TYPE", "k"}, {"EXGET"},
+		} {
+			if got := rc.Do(cmd...); got != want(strings.ToLower(cmd[0])) {
+				t.Errorf("%v in subscribed mode:\n got %q\nwant %q", cmd, got, want(strings.ToLower(cmd[0])))
+			}
+		}
+		if got := rc.Do("UNSUBSCRIBE"); got != "*3\r\n$11\r\nunsubscribe\r\n$2\r\nch\r\n:0\r\n" {
+			t.Fatalf("UNSUBSCRIBE: %q", got)
+		}
+		// Refused means not run: the value is still v.
+		if got := rc.Do("EXGET", "k"); got != "*2\r\n$1\r\nv\r\n:1\r\n" {
+			t.Fatalf("EXGET after unsubscribing: %q", got)
+		}
+	})
+	t.Run("RESP3", func(t *testing.T) {
+		rc := x.raw(t, 3)
+		if got := rc.Do("SUBSCRIBE", "ch3"); got != ">3\r\n$9\r\nsubscribe\r\n$3\r\nch3\r\n:1\r\n" {
+			t.Fatalf("SUBSCRIBE: %q", got)
+		}
+		for _, s := range []struct {
+			cmd  []string
+			want string
+		}{
+			{[]string{"EXSET", "k3", "v"}, "+OK\r\n"},
+			{[]string{"EXGET", "k3"}, "*2\r\n$1\r\nv\r\n:1\r\n"},
+			{[]string{"TYPE", "k3"}, "+exstrtype\r\n"},
+			{[]string{"EXGET"}, "-ERR wrong number of arguments for 'exget' command\r\n"},
+		} {
+			if got := rc.Do(s.cmd...); got != s.want {
+				t.Errorf("RESP3 subscribed %v = %q, want %q", s.cmd, got, s.want)
+			}
+		}
+	})
 }
 
 // TestProxyLenientLineEnds: Redis ends a multibulk header line at its
 // '\r' and skips the byte after it unseen, so "*2\r\n$5\r\xeaEXGET..." is an
 // EXGET to Redis (with the module) and must be one through the proxy too.
 func TestProxyLenientLineEnds(t *testing.T) {
-	x := startE2E(t, e2eConfig{})
-	rc := x.rawClient(t, 2)
+	runLenientLineEnds(t, startE2E(t, e2eConfig{}).target())
+}
+
+func runLenientLineEnds(t *testing.T, x *target) {
+	rc := x.raw(t, 2)
 	if got := rc.Do("EXSET", "fz:e", "v"); got != "+OK\r\n" {
 		t.Fatalf("EXSET: %q", got)
 	}
@@ -808,7 +862,7 @@ func TestProxyLenientLineEnds(t *testing.T) {
 		"*2\r\r$5\r\rEXGET\r\r$4\r\rfz:e\r\r",
 		"*2\r\n$5\r\nEXGETxy$4\r\nfz:e\r\n",
 	} {
-		c := x.ProxyRaw(t)
+		c := x.raw(t, 2)
 		c.WriteString(in)
 		got := c.Read()
 		if got == want {

@@ -141,11 +141,18 @@ func AllSucceeded(parts [][]byte) []byte {
 }
 
 // OneSucceeded is the response_policy one_succeeded: the first reply
-// that is not an error, else the first error (SCRIPT KILL: the node that
-// ran the script answers OK, the others NOTBUSY).
+// that is not an error; else the first error other than NOTBUSY; else
+// the first error. SCRIPT KILL and FUNCTION KILL: the node that ran the
+// script answers OK (or UNKILLABLE, when the script wrote), the others
+// NOTBUSY, so the client hears about the script as from one Redis.
 func OneSucceeded(parts [][]byte) []byte {
 	for _, p := range parts {
 		if len(p) > 0 && p[0] != '-' && p[0] != '!' {
+			return p
+		}
+	}
+	for _, p := range parts {
+		if !bytes.HasPrefix(p, []byte("-NOTBUSY")) {
 			return p
 		}
 	}
@@ -153,6 +160,133 @@ func OneSucceeded(parts [][]byte) []byte {
 		return []byte("+OK\r\n")
 	}
 	return parts[0]
+}
+
+// FunctionLibraries merges FUNCTION LIST replies (an array of
+// libraries, each a map, or in RESP2 an array of field/value pairs) into
+// the list one Redis holding every node's libraries would give: each
+// library once by library_name, the first node's entry where several
+// have it, in part order. The nodes applied LIBRARYNAME and WITHCODE.
+func FunctionLibraries(parts [][]byte) []byte {
+	if e := firstError(parts); e != nil {
+		return e
+	}
+	if len(parts) == 0 {
+		return resp.AppendArrayHeader(nil, 0)
+	}
+	seen := make(map[string]bool)
+	var libs [][]byte
+	size := 16
+	for _, p := range parts {
+		_, elems, ok := Elements(p)
+		if !ok {
+			return p
+		}
+		for _, lib := range elems {
+			name, ok := field(lib, "library_name")
+			if !ok {
+				return p
+			}
+			if seen[string(name)] {
+				continue
+			}
+			seen[string(name)] = true
+			libs = append(libs, lib)
+			size += len(lib)
+		}
+	}
+	out := resp.AppendArrayHeader(make([]byte, 0, size), len(libs))
+	for _, lib := range libs {
+		out = append(out, lib...)
+	}
+	return out
+}
+
+// FunctionStats merges FUNCTION STATS replies: the first node's, with
+// running_script taken from a node that runs one (null when none does).
+// The engines' counts are the first node's: FUNCTION LOAD, DELETE,
+// FLUSH and RESTORE go to every primary, so the nodes hold the same
+// libraries.
+func FunctionStats(parts [][]byte) []byte {
+	if e := firstError(parts); e != nil {
+		return e
+	}
+	if len(parts) == 0 {
+		return []byte("*0\r\n")
+	}
+	var running []byte
+	for _, p := range parts {
+		v, ok := field(p, "running_script")
+		if !ok {
+			return p
+		}
+		if !isNull(v) {
+			running = v
+			break
+		}
+	}
+	if running == nil {
+		return parts[0]
+	}
+	typ, kv, ok := mapPairs(parts[0])
+	if !ok {
+		return parts[0]
+	}
+	count := len(kv)
+	if typ == '%' {
+		count /= 2 // a map's header counts pairs
+	}
+	out := append([]byte{typ}, strconv.Itoa(count)...)
+	out = append(out, '\r', '\n')
+	for i := 0; i+1 < len(kv); i += 2 {
+		out = append(out, kv[i]...)
+		if v, _ := bulkValue(kv[i]); string(v) == "running_script" {
+			out = append(out, running...)
+		} else {
+			out = append(out, kv[i+1]...)
+		}
+	}
+	return out
+}
+
+// mapPairs splits a map reply, or an array of alternate fields and values
+// (its RESP2 form), into fields and values alternately.
+func mapPairs(b []byte) (typ byte, kv [][]byte, ok bool) {
+	if len(b) > 0 && b[0] == '%' {
+		i := bytes.IndexByte(b, '\n')
+		if i < 3 || b[i-1] != '\r' {
+			return 0, nil, false
+		}
+		n, ok := resp.ParseInt(b[1 : i-1])
+		if !ok || n < 0 {
+			return 0, nil, false
+		}
+		if n > int64(len(b)) {
+			return 0, nil, false
+		}
+		kv, ok = elements(b[i+1:], int(2*n))
+		return '%', kv, ok
+	}
+	typ, kv, ok = Elements(b)
+	if !ok || len(kv)%2 != 0 {
+		return 0, nil, false
+	}
+	return typ, kv, true
+}
+
+// field returns the value of a map reply's (or a RESP2 pairs array's)
+// field.
+func field(b []byte, name string) ([]byte, bool) {
+	_, kv, ok := mapPairs(b)
+	if !ok {
+		return nil, false
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		if v, ok := bulkValue(kv[i]); ok && string(v) == name {
+			return kv[i+1], true
+		}
+	}
+	return nil, false
 }
 
 // ConcatArrays joins array (or set) replies into one, in part order
@@ -318,6 +452,21 @@ func Elements(b []byte) (typ byte, elems [][]byte, ok bool) {
 	if !ok {
 		return 0, nil, false
 	}
+	elems, ok = elements(body, n)
+	if !ok {
+		return 0, nil, false
+	}
+	return typ, elems, true
+}
+
+// elements splits body, the elements of an aggregate, into its n
+// complete elements.
+func elements(body []byte, n int) (elems [][]byte, ok bool) {
+	if n < 0 || n > len(body) {
+		// Every element takes bytes (a count from a header is not
+		// trusted with an allocation); a doubled map count may wrap.
+		return nil, false
+	}
 	elems = make([][]byte, 0, n)
 	var f resp.Framer
 	f.Limits = resp.Limits{MaxBulkLen: 1 << 62, MaxInlineLen: 1 << 30, MaxArgs: 1<<31 - 1}
@@ -325,13 +474,10 @@ func Elements(b []byte) (typ byte, elems [][]byte, ok bool) {
 		f.Reset()
 		m, done, err := f.Next(body)
 		if err != nil || !done {
-			return 0, nil, false
+			return nil, false
 		}
 		elems = append(elems, body[:m])
 		body = body[m:]
 	}
-	if len(elems) != n {
-		return 0, nil, false
-	}
-	return typ, elems, true
+	return elems, len(elems) == n
 }

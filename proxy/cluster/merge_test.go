@@ -321,3 +321,155 @@ func FuzzElements(f *testing.F) {
 		ScanReply(b, 0, 2)
 	})
 }
+
+// FUNCTION LIST of every primary merges into each library once, the
+// first node's entry, whatever the protocol and LIBRARYNAME/WITHCODE.
+func TestFunctionLibrariesRealReplies(t *testing.T) {
+	c := needCluster(t)
+	for _, proto := range []int{2, 3} {
+		t.Run("resp"+strconv.Itoa(proto), func(t *testing.T) {
+			var prims []*rawNode
+			for _, p := range c.Primaries(t) {
+				prims = append(prims, dialRaw(t, p.Addr, proto))
+			}
+			for i, p := range prims {
+				p.do("FUNCTION", "FLUSH")
+				p.do("FUNCTION", "LOAD", "#!lua name=mlshared\nredis.register_function('mlf', function() return 1 end)")
+				if i == len(prims)-1 {
+					p.do("FUNCTION", "LOAD", "#!lua name=mlone\nredis.register_function('mlg', function() return 2 end)")
+				}
+			}
+			t.Cleanup(func() {
+				for _, p := range prims {
+					p.do("FUNCTION", "FLUSH")
+				}
+			})
+			for _, args := range [][]string{
+				{"FUNCTION", "LIST"},
+				{"FUNCTION", "LIST", "WITHCODE"},
+				{"FUNCTION", "LIST", "LIBRARYNAME", "mlo*"},
+			} {
+				var parts [][]byte
+				for _, p := range prims {
+					parts = append(parts, p.do(args...))
+				}
+				got := FunctionLibraries(parts)
+				_, libs, ok := Elements(got)
+				if !ok {
+					t.Fatalf("%v: merged %q", args, got)
+				}
+				var names []string
+				for _, lib := range libs {
+					n, ok := field(lib, "library_name")
+					if !ok {
+						t.Fatalf("%v: library without a name: %q", args, lib)
+					}
+					v, _ := bulkValue(n)
+					names = append(names, string(v))
+					if proto == 3 && lib[0] != '%' {
+						t.Fatalf("%v: RESP3 library not a map: %q", args, lib)
+					}
+					if len(args) == 3 && !bytes.Contains(lib, []byte("register_function")) {
+						t.Fatalf("%v: no code in %q", args, lib)
+					}
+				}
+				want := "[mlshared mlone]"
+				if len(args) == 4 {
+					want = "[mlone]"
+				}
+				if fmt.Sprint(names) != want {
+					t.Fatalf("%v: libraries %v, want %s", args, names, want)
+				}
+				// The shared library is the first node's entry, byte for byte.
+				if len(args) != 4 {
+					_, first, _ := Elements(parts[0])
+					if !bytes.Equal(libs[0], first[0]) {
+						t.Fatalf("%v: %q is not the first node's %q", args, libs[0], first[0])
+					}
+				}
+			}
+			bad := prims[0].do("FUNCTION", "LIST", "NOSUCHARG")
+			if got := FunctionLibraries([][]byte{prims[1].do("FUNCTION", "LIST"), bad}); !bytes.Equal(got, bad) {
+				t.Fatalf("an error is the reply: %q", got)
+			}
+		})
+	}
+}
+
+func TestFunctionStatsRunningScript(t *testing.T) {
+	idle2 := []byte("*4\r\n$14\r\nrunning_script\r\n$-1\r\n$7\r\nengines\r\n*2\r\n$3\r\nLUA\r\n*4\r\n$15\r\nlibraries_count\r\n:1\r\n$15\r\nfunctions_count\r\n:1\r\n")
+	idle3 := []byte("%2\r\n$14\r\nrunning_script\r\n_\r\n$7\r\nengines\r\n%1\r\n$3\r\nLUA\r\n%2\r\n$15\r\nlibraries_count\r\n:1\r\n$15\r\nfunctions_count\r\n:1\r\n")
+	run2 := "*6\r\n$4\r\nname\r\n$1\r\nf\r\n$7\r\ncommand\r\n*1\r\n$5\r\nFCALL\r\n$11\r\nduration_ms\r\n:7\r\n"
+	run3 := "%3\r\n$4\r\nname\r\n$1\r\nf\r\n$7\r\ncommand\r\n*1\r\n$5\r\nFCALL\r\n$11\r\nduration_ms\r\n:7\r\n"
+	busy2 := bytes.Replace(idle2, []byte("$-1\r\n"), []byte(run2), 1)
+	busy3 := bytes.Replace(idle3, []byte("_\r\n"), []byte(run3), 1)
+	for _, tc := range []struct {
+		name  string
+		parts [][]byte
+		want  []byte
+	}{
+		{"resp2 idle", [][]byte{idle2, idle2}, idle2},
+		{"resp3 idle", [][]byte{idle3, idle3, idle3}, idle3},
+		{"resp2 busy second", [][]byte{idle2, busy2, idle2}, busy2},
+		{"resp3 busy last", [][]byte{idle3, idle3, busy3}, busy3},
+		{"error", [][]byte{idle2, []byte("-ERR x\r\n")}, []byte("-ERR x\r\n")},
+	} {
+		if got := FunctionStats(tc.parts); !bytes.Equal(got, tc.want) {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestOneSucceededKill(t *testing.T) {
+	notbusy := []byte("-NOTBUSY No scripts in execution right now.\r\n")
+	unkillable := []byte("-UNKILLABLE Sorry the script already executed write commands against the dataset.\r\n")
+	for _, tc := range []struct {
+		parts [][]byte
+		want  []byte
+	}{
+		{[][]byte{notbusy, []byte("+OK\r\n"), notbusy}, []byte("+OK\r\n")},
+		{[][]byte{notbusy, notbusy, unkillable}, unkillable},
+		{[][]byte{notbusy, notbusy}, notbusy},
+	} {
+		if got := OneSucceeded(tc.parts); !bytes.Equal(got, tc.want) {
+			t.Errorf("%q: %q, want %q", tc.parts, got, tc.want)
+		}
+	}
+}
+
+// FuzzFunctionMerges: the FUNCTION LIST and STATS merges take any bytes
+// without panicking; a merged list is a well-formed array whose
+// libraries are elements of the parts, and a merged STATS keeps the
+// first part's shape.
+func FuzzFunctionMerges(f *testing.F) {
+	f.Add([]byte("*1\r\n%3\r\n$12\r\nlibrary_name\r\n$4\r\nlib1\r\n$6\r\nengine\r\n$3\r\nLUA\r\n$9\r\nfunctions\r\n*0\r\n"),
+		[]byte("*1\r\n*2\r\n$12\r\nlibrary_name\r\n$4\r\nlib2\r\n"))
+	f.Add([]byte("%2\r\n$14\r\nrunning_script\r\n_\r\n$7\r\nengines\r\n%0\r\n"),
+		[]byte("%2\r\n$14\r\nrunning_script\r\n%1\r\n$4\r\nname\r\n$1\r\nf\r\n$7\r\nengines\r\n%0\r\n"))
+	f.Add([]byte("%1\r\n$1\r\na"), []byte("-ERR x\r\n"))
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		if len(a) == 0 || len(b) == 0 {
+			return
+		}
+		parts := [][]byte{a, b}
+		if got := FunctionLibraries(parts); !bytes.Equal(got, a) && !bytes.Equal(got, b) {
+			_, libs, ok := Elements(got)
+			if !ok {
+				t.Fatalf("merged list %q of %q is not an array", got, parts)
+			}
+			for _, l := range libs {
+				if !bytes.Contains(a, l) && !bytes.Contains(b, l) {
+					t.Fatalf("library %q is in no part of %q", l, parts)
+				}
+			}
+		}
+		if got := FunctionStats(parts); !bytes.Equal(got, a) && !bytes.Equal(got, b) {
+			if got[0] != a[0] {
+				t.Fatalf("merged stats %q of %q changed the type", got, parts)
+			}
+			if _, _, ok := mapPairs(got); !ok {
+				t.Fatalf("merged stats %q of %q is malformed", got, parts)
+			}
+		}
+	})
+}
