@@ -154,9 +154,11 @@ run-cluster: build ## run the proxy on 127.0.0.1:6380 in front of a local 3-prim
 	./$(BIN) --listen $(RUN_LISTEN) --upstream "redis+cluster://$$seeds" --log-format console $(RUN_FLAGS) || status=$$?; \
 	exit $${status:-0}
 
-test: ## go vet + all tests with -race (installs redis-server and the client libraries first if missing and root)
+test: ## gofmt check, go vet + all tests with -race (installs redis-server and the client libraries first if missing and root)
 	@$(need_redis)
 	@$(need_clients)
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test $(TESTFLAGS) ./...
 	@# The end-to-end suites again with sessions on shared upstream
