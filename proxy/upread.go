@@ -118,6 +118,16 @@ func (c *upConn) readLoop() {
 				c.mu.Unlock()
 			}
 			if len(local) == 0 {
+				if !c.shared {
+					// A connection no session has taken yet (a ready
+					// one) that Redis speaks on unasked was refused
+					// ("max number of clients reached") and is being
+					// closed: it is dead now, so no session takes it,
+					// and the one that dials next gets Redis's refusal
+					// as the reply to its command, as from Redis.
+					err = fmt.Errorf("unsolicited reply: %s", trimLine(chunk))
+					break
+				}
 				// Nothing comes unasked on a shared connection: whatever
 				// subscribes or tracks has a connection of its own.
 				if done {
