@@ -2,22 +2,6 @@ package resp
 
 import "bytes"
 
-// MaxFrameRuns bounds the memory a Framer spends on nesting. Open
-// aggregates are kept as runs of identical frames (same count still to
-// come, same kind), so depth itself costs nothing: Redis's reply to a Lua
-// table that contains itself nests about 8,000 "*1" arrays deep (the Lua
-// stack limit), which is one run, and "*1\r\n" repeated a million times
-// is one run too. Only nesting whose levels keep differing from the one
-// above grows the stack, by 16 bytes a run. Lua cannot nest deeper than
-// about 8,000 levels at all, so 65,536 runs (1 MB at most) is far above
-// anything Redis sends; beyond it the value is "nesting too deep".
-const MaxFrameRuns = 1 << 16
-
-// keepRuns is how much of the frame stack's overflow a Framer keeps
-// after a value ends: a one-off deep reply must not pin its stack for the
-// life of the connection.
-const keepRuns = 256
-
 // Framer walks RESP values without decoding them and reports where each
 // top-level value ends. It is resumable: feed it bytes as they arrive; bulk
 // bodies are counted off without needing them whole in memory. An attribute
@@ -66,15 +50,6 @@ type Framer struct {
 	// stack lives in the struct and only deeper nesting allocates.
 	stack [16]frame
 	more  []frame
-}
-
-// frame is a run of n open aggregates, each nested in the one before, with
-// the same number of elements still to come. Only the innermost one is
-// ever decremented: it then leaves the run (see complete).
-type frame struct {
-	left int64  // elements still to come; -1 for a streamed aggregate
-	n    uint32 // aggregates in the run, at least 1
-	attr bool   // attributes: when one ends, its parent still awaits the value
 }
 
 const (
@@ -440,70 +415,6 @@ func (f *Framer) maxBulk() int64 {
 	return f.Limits.MaxBulkLen
 }
 
-func (f *Framer) top() *frame {
-	d := f.runs - 1
-	if d < len(f.stack) {
-		return &f.stack[d]
-	}
-	return &f.more[d-len(f.stack)]
-}
-
-// tryPush is push's common case, small enough to inline: a new run in
-// the struct's stack, its count differing from the run around it. false
-// means push must run.
-func (f *Framer) tryPush(left int64, attr bool) bool {
-	r := f.runs
-	if r >= len(f.stack) || r > 0 && f.stack[r-1].left == left {
-		return false
-	}
-	f.stack[r] = frame{left: left, n: 1, attr: attr}
-	f.runs++
-	f.depth++
-	return true
-}
-
-// push opens an aggregate, inside the current one. Runs are capped at
-// MaxFrameRuns: a push that would exceed the cap fails even when it only
-// lengthens the innermost run, so that the one run complete may add when
-// it splits a run never goes beyond MaxFrameRuns+1.
-func (f *Framer) push(fr frame) error {
-	if f.runs >= MaxFrameRuns {
-		return errTooDeep
-	}
-	if f.runs > 0 {
-		if t := f.top(); t.left == fr.left && t.attr == fr.attr && t.n < 1<<32-1 {
-			t.n++
-			f.depth++
-			return nil
-		}
-	}
-	fr.n = 1
-	f.pushRun(fr)
-	f.depth++
-	return nil
-}
-
-// pushRun appends a run to the frame stack; the caller counts its depth.
-func (f *Framer) pushRun(fr frame) {
-	if f.runs < len(f.stack) {
-		f.stack[f.runs] = fr
-	} else if d := f.runs - len(f.stack); d < len(f.more) {
-		f.more[d] = fr
-	} else {
-		f.more = append(f.more, fr)
-	}
-	f.runs++
-}
-
-// pop closes the innermost open aggregate.
-func (f *Framer) pop() {
-	t := f.top()
-	if t.n--; t.n == 0 {
-		f.runs--
-	}
-	f.depth--
-}
-
 // Kind is the type byte of the current top-level value ('+', '-', ':', '$',
 // '*', '%', '~', '>', '_', ',', '#', '(', '=', '!'), skipping attributes;
 // 0 until known. After done it still describes the value just ended.
@@ -524,95 +435,4 @@ func quoteByte(c byte) string {
 		return "'" + string([]byte{c}) + "'"
 	}
 	return "'\\x" + string([]byte{hexdigits[c>>4], hexdigits[c&15]}) + "'"
-}
-
-// nextCommand is Next for Command mode: parseMultibulk's rules, resumable.
-// depth is 0 before the "*N" line and 1 after it; left counts a body and
-// the two bytes after it together, since Redis does not look at them.
-func (f *Framer) nextCommand(buf []byte, max int) (n int, done bool, err error) {
-	lim := f.Limits.orDefault()
-	pos := 0
-	for pos < len(buf) {
-		if f.state == stBody {
-			avail := int64(len(buf) - pos)
-			if avail < f.left {
-				f.left -= avail
-				return len(buf), false, nil
-			}
-			pos += int(f.left)
-			f.left, f.state = 0, stHeader
-			if f.complete() {
-				return pos, f.finish(), nil
-			}
-			continue
-		}
-		cr := f.findCR(buf, pos, max)
-		if cr < 0 || cr-pos > max {
-			if cr-pos > max || len(buf)-pos > max {
-				if f.depth == 0 {
-					return pos, false, f.fail(ErrTooBigMbulkCount)
-				}
-				return pos, false, f.fail(ErrTooBigBulkCount)
-			}
-			return pos, false, nil
-		}
-		if cr+2 > len(buf) {
-			return pos, false, nil
-		}
-		if f.depth == 0 {
-			f.kind = '*'
-			if buf[pos] != '*' {
-				return pos, false, f.fail(&ProtocolError{"expected '*', got " + quoteByte(buf[pos])})
-			}
-			ll, ok := ParseInt(buf[pos+1 : cr])
-			if err := lim.checkArgc(ll, ok); err != nil {
-				return pos, false, f.fail(err)
-			}
-			pos = cr + 2
-			if ll <= 0 {
-				return pos, f.finish(), nil
-			}
-			_ = f.push(frame{left: ll})
-			continue
-		}
-		if buf[pos] != '$' {
-			return pos, false, f.fail(expectedDollar(buf[pos]))
-		}
-		bl, ok := ParseInt(buf[pos+1 : cr])
-		if err := lim.checkBulkLen(bl, ok); err != nil {
-			return pos, false, f.fail(err)
-		}
-		pos = cr + 2
-		f.left, f.state = bl+2, stBody
-	}
-	return pos, false, nil
-}
-
-// findCR is the package's findCR for Command mode, resumable: it skips
-// the part of a partial line searched by the previous call.
-func (f *Framer) findCR(buf []byte, pos, max int) int {
-	from := pos
-	if pos == 0 && f.seen <= len(buf) {
-		from = f.seen
-	}
-	end := len(buf)
-	if end > pos+max+1 {
-		end = pos + max + 1
-	}
-	if !f.nul {
-		for i := from; i < end; i++ {
-			switch buf[i] {
-			case '\r':
-				f.seen, f.nul = 0, false
-				return i
-			case 0:
-				f.nul = true
-			}
-			if f.nul {
-				break
-			}
-		}
-	}
-	f.seen = end - pos
-	return -1
 }
