@@ -152,6 +152,7 @@ func (s *session) readFailed(err error) {
 	if s.draining.Load() {
 		return
 	}
+	s.peerClosed = errors.Is(err, io.EOF)
 	if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		s.log.Debug("client read", zap.Error(err))
 	}

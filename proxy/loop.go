@@ -297,7 +297,8 @@ func (s *session) onReadable() {
 }
 
 // readEnded finishes a session whose client will send nothing more: off
-// the loop, on a goroutine of its own (or the one it already has).
+// the loop: at once when nothing is left to do for it, else on a
+// goroutine of its own (or the one it already has).
 func (s *session) readEnded(err error) {
 	if err != nil {
 		s.readFailed(err)
@@ -305,7 +306,7 @@ func (s *session) readEnded(err error) {
 	s.readOver = true
 	if l := s.loop; l != nil {
 		l.detach(s)
-		go s.finishReading()
+		s.finishOnLoop()
 		return
 	}
 	s.finishReading()

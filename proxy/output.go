@@ -284,6 +284,14 @@ func (o *output) freeLocked() {
 	o.backlog, o.first, o.last, o.size = nil, 0, 0, 0
 }
 
+// waiting reports whether writes wait for a slow client, so that drain
+// would wait.
+func (o *output) waiting() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.slow
+}
+
 // drain waits until a slow client's backlog is written, or until
 // timeout. It is for shutdown and for closing after a final reply.
 func (o *output) drain(timeout time.Duration) {
