@@ -25,6 +25,10 @@ type Config struct {
 	Requests int    // -n, per test
 	Keyspace int    // -r; 0 = one key
 	Password string // -a; "" = none
+	// Reconnect is -k 0: redis-benchmark closes each client's connection
+	// after every reply and opens a new one for the next request, as an
+	// application without a connection pool does.
+	Reconnect bool
 	// Cluster runs redis-benchmark --cluster: Addr is one node of a Redis
 	// Cluster, each client connects to one primary and its keys carry a
 	// hash tag of that primary's slots.
@@ -97,6 +101,9 @@ func (c Config) args(mask bool) []string {
 	)
 	if c.Keyspace > 0 {
 		a = append(a, "-r", strconv.Itoa(c.Keyspace))
+	}
+	if c.Reconnect {
+		a = append(a, "-k", "0")
 	}
 	return append(a, "--csv")
 }

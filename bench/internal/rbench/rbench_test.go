@@ -70,3 +70,16 @@ func TestArgsMaskPassword(t *testing.T) {
 		t.Fatalf("args(false) = %q", used)
 	}
 }
+
+// Reconnect is -k 0, and only then: redis-benchmark's default is to keep
+// connections alive.
+func TestArgsReconnect(t *testing.T) {
+	c := Config{Addr: "127.0.0.1:7000", Tests: "set,get", Clients: 50, Pipeline: 1, DataSize: 64, Requests: 10, Keyspace: 100}
+	if got := strings.Join(c.Args(), " "); strings.Contains(got, "-k") {
+		t.Fatalf("Args() without Reconnect = %q", got)
+	}
+	c.Reconnect = true
+	if got := strings.Join(c.Args(), " "); !strings.HasSuffix(got, "-r 100 -k 0 --csv") {
+		t.Fatalf("Args() with Reconnect = %q", got)
+	}
+}

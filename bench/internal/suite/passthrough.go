@@ -26,10 +26,16 @@ type passWorkload struct {
 	idle     int  // idle connections held open during the run
 	auth     bool // Redis requires a password; every client authenticates
 	busy     bool // a CPU-bound process competes for the proxies' core
+	// reconnect: every request on a connection of its own (redis-benchmark
+	// -k 0), so a "request" of the row is connect + one command + close.
+	reconnect bool
 	// cluster: a 3-primary Redis Cluster upstream; the direct side is
 	// redis-benchmark --cluster against it, and no C proxy is measured
 	// (twemproxy shards by its own hash, it does not speak Redis Cluster).
 	cluster bool
+	// secs: how long calibrate makes a direct run (0 = 1.2 s; --quick
+	// takes a third).
+	secs float64
 }
 
 func (w passWorkload) label() string {
@@ -40,7 +46,7 @@ func (w passWorkload) label() string {
 }
 
 // PassWorkloads are the single passthrough workloads --only accepts.
-var PassWorkloads = []string{"p1-64B", "p16-64B", "p1-1KB", "p1-16KB", "c1000", "idle1000", "p1-64B-auth", "p1-64B-cluster", "p16-64B-cluster"}
+var PassWorkloads = []string{"p1-64B", "p16-64B", "p1-1KB", "p1-16KB", "c1000", "idle1000", "churn", "p1-64B-auth", "p1-64B-cluster", "p16-64B-cluster"}
 
 func (s *Suite) passWorkloads() []passWorkload {
 	w := []passWorkload{
@@ -50,6 +56,14 @@ func (s *Suite) passWorkloads() []passWorkload {
 		{name: "p1-16KB", desc: "GET/SET 16 KB, 50 clients, pipeline 1", clients: 50, pipeline: 1, size: 16384, requests: 50_000},
 		{name: "c1000", desc: "GET/SET 64 B, 1000 clients, pipeline 1", clients: 1000, pipeline: 1, size: 64, requests: 100_000},
 		{name: "idle1000", desc: "GET/SET 64 B, 50 clients + 1000 idle conns", clients: 50, pipeline: 1, size: 64, requests: 100_000, idle: 1000},
+		// Applications without a connection pool (PHP-FPM, scripts,
+		// serverless) pay the proxy's accept and session setup, and its
+		// upstream connection in pinned mode, once per command. A new
+		// connection is about 10x slower than a request on an open one,
+		// hence the smaller count; and the proxies, which keep their
+		// upstream connections, can outrun direct Redis here, so direct
+		// runs 3 s to give every side a few seconds.
+		{name: "churn", desc: "GET/SET 64 B, 50 clients, a new connection per request (redis-benchmark -k 0)", clients: 50, pipeline: 1, size: 64, requests: 30_000, reconnect: true, secs: 3},
 		{name: "p1-64B-auth", desc: "p1-64B against a Redis with requirepass; every client sends AUTH", clients: 50, pipeline: 1, size: 64, requests: 100_000, auth: true},
 		{name: "p1-64B-cluster", desc: "p1-64B against a 3-primary Redis Cluster; direct = redis-benchmark --cluster", clients: 50, pipeline: 1, size: 64, requests: 100_000, cluster: true},
 		{name: "p16-64B-cluster", desc: "p16-64B against a 3-primary Redis Cluster; direct = redis-benchmark --cluster", clients: 50, pipeline: 16, size: 64, requests: 1_000_000, cluster: true},
@@ -186,15 +200,18 @@ func (s *Suite) runPassthrough(ctx context.Context) {
 }
 
 // calibrate sizes a workload so one direct run takes about 1.2 seconds
-// (0.4 s with --quick): on a loaded shared machine a fixed request count
+// (0.4 s with --quick; w.secs and a third of it for churn): on a loaded shared machine a fixed request count
 // could stretch the run far past its budget, and on a quiet one a short
 // run is mostly connection setup. Every side of every round uses the same
 // count, so the ratios stay comparable. The warm-up run also fills the
 // keyspace, so GETs hit. A busy workload is calibrated busy.
 func (s *Suite) calibrate(ctx context.Context, w passWorkload, e *env) int {
 	secs := 1.2
+	if w.secs > 0 {
+		secs = w.secs
+	}
 	if s.cfg.Quick {
-		secs = 0.4
+		secs /= 3
 	}
 	probe := w
 	probe.requests = max(2000, w.requests/20)
@@ -231,7 +248,7 @@ func (s *Suite) rbConfig(w passWorkload, addr, password string, cluster bool) rb
 		Addr: addr, CPU: s.cfg.CPULoad, Tests: "set,get",
 		Clients: w.clients, Pipeline: w.pipeline, DataSize: w.size,
 		Requests: w.requests, Keyspace: 100_000, Password: password,
-		Cluster: cluster,
+		Cluster: cluster, Reconnect: w.reconnect,
 	}
 }
 

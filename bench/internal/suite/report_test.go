@@ -83,9 +83,9 @@ func TestClusterRowsSelection(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{Config{}, "p1-64B,p16-64B,p1-1KB,p1-16KB,c1000,idle1000,p1-64B-auth,p1-64B-cluster,p16-64B-cluster"},
-		{Config{Quick: true}, "p1-64B,p16-64B,p1-1KB,p1-16KB,c1000,idle1000,p1-64B-auth"},
-		{Config{Only: []string{"passthrough"}}, "p1-64B,p16-64B,p1-1KB,p1-16KB,c1000,idle1000,p1-64B-auth"},
+		{Config{}, "p1-64B,p16-64B,p1-1KB,p1-16KB,c1000,idle1000,churn,p1-64B-auth,p1-64B-cluster,p16-64B-cluster"},
+		{Config{Quick: true}, "p1-64B,p16-64B,p1-1KB,p1-16KB,c1000,idle1000,churn,p1-64B-auth"},
+		{Config{Only: []string{"passthrough"}}, "p1-64B,p16-64B,p1-1KB,p1-16KB,c1000,idle1000,churn,p1-64B-auth"},
 		{Config{Only: []string{"cluster"}, Quick: true}, "p1-64B-cluster,p16-64B-cluster"},
 		{Config{Only: []string{"p1-64B-cluster", "p16-64B-cluster"}}, "p1-64B-cluster,p16-64B-cluster"},
 		{Config{Only: []string{"p16-64B-cluster", "p1-64B"}, Quick: true}, "p1-64B,p16-64B-cluster"},
@@ -101,5 +101,49 @@ func TestClusterRowsSelection(t *testing.T) {
 	w := passWorkload{name: "p1-64B-cluster", cluster: true}
 	if !clusterSide(w, side{name: "direct"}) || clusterSide(w, side{name: "exproxy", pid: 7}) || clusterSide(passWorkload{}, side{name: "direct"}) {
 		t.Fatal("clusterSide")
+	}
+}
+
+// churn runs redis-benchmark -k 0 (and no other row does), is cut by
+// --quick, doubles with --busy, and its report says what its "request" is.
+func TestChurnRow(t *testing.T) {
+	s := &Suite{cfg: Config{Only: []string{"churn"}, Quick: true, Busy: true}}
+	ws := s.passWorkloads()
+	if len(ws) != 2 || ws[0].label() != "churn" || ws[1].label() != "churn/busy" {
+		t.Fatalf("workloads %+v, want churn and churn/busy", ws)
+	}
+	if ws[0].requests != 6000 || ws[0].secs != 3 || !ws[0].reconnect || ws[0].clients != 50 || ws[0].pipeline != 1 || ws[0].size != 64 {
+		t.Fatalf("churn workload %+v", ws[0])
+	}
+	if got := strings.Join(s.rbConfig(ws[0], "127.0.0.1:7000", "", false).Args(), " "); !strings.Contains(got, " -k 0 ") {
+		t.Fatalf("churn args %q lack -k 0", got)
+	}
+	for _, w := range (&Suite{}).passWorkloads() {
+		if got := strings.Join(s.rbConfig(w, "127.0.0.1:7000", "", false).Args(), " "); strings.Contains(got, "-k 0") != (w.name == "churn") {
+			t.Errorf("%s: args %q", w.name, got)
+		}
+	}
+
+	direct := side{name: "direct"}
+	ex := side{name: "exproxy", pid: 1, ex: true}
+	twem := side{name: "twemproxy", pid: 2, c: true}
+	res := func(w passWorkload) *passResult {
+		return &passResult{
+			w: w, sides: []side{direct, ex, twem},
+			runs:   map[string][]passRun{"direct": runs(12000, math.NaN()), "exproxy": runs(6000, 80), "twemproxy": runs(7000, 60)},
+			ratios: map[string][]float64{"exproxy": {0.5, 0.5}, "twemproxy": {0.58, 0.58}},
+		}
+	}
+	s.pass = []*passResult{res(ws[0]), res(ws[1])}
+	var quiet, busy strings.Builder
+	s.reportPassthrough(&quiet, false)
+	s.reportPassthrough(&busy, true)
+	for name, out := range map[string]string{"quiet": quiet.String(), "busy": busy.String()} {
+		if strings.Count(out, "churn  ") != 1 || !strings.Contains(out, "churn: every request is a connection of its own") {
+			t.Errorf("%s report lacks the churn row or its note:\n%s", name, out)
+		}
+		if !strings.Contains(out, "CPU <= 60.00 MISSED, ratio >= 0.58 MISSED") {
+			t.Errorf("%s report lacks exproxy's target against twemproxy:\n%s", name, out)
+		}
 	}
 }
