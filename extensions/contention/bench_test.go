@@ -3,6 +3,7 @@ package contention
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -230,5 +231,98 @@ func BenchmarkWatched(b *testing.B) {
 			s.Close()
 		}
 		_ = tr.Close()
+	}
+}
+
+// hotKeys are the keys of the versioned-string benchmarks, named as
+// redis-benchmark's key:__rand_int__ names them, and their order of use:
+// a stride through them, so that with many keys a session's next key is
+// never its last one (as with random keys from many clients).
+func hotKeys(n int) (keys []string, next func(i int) int) {
+	for i := range n {
+		keys = append(keys, fmt.Sprintf("key:%012d", i))
+	}
+	return keys, func(i int) int { return i * 7919 % n }
+}
+
+// versionedBench is a tracker with the default configuration (attribution
+// on, no per-conflict events) and one session named as a client of the
+// proxy, as the core opens it.
+func versionedBench(b *testing.B) (*Tracker, proxy.SessionObserver) {
+	b.Helper()
+	cfg := DefaultConfig()
+	cfg.Window = time.Hour
+	tr, err := New(cfg, Deps{Logger: jsonLogger(&proxytest.SyncBuffer{})})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = tr.Close() })
+	return tr, tr.Open(&proxy.SessionInfo{ID: 1, Addr: "10.0.0.1:5000", User: "default"})
+}
+
+// observeLoop delivers evs[next(i)] b.N times with Sent and Done set to
+// now, as the core does for each reply.
+func observeLoop(b *testing.B, s proxy.SessionObserver, evs []*proxy.Event, next func(int) int) {
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		e := evs[next(i)]
+		e.Sent = time.Now()
+		e.Done = e.Sent
+		s.Observe(e)
+	}
+}
+
+// BenchmarkRefused is the tracker's cost per refused versioned write, the
+// event behind every failed EXCAS: `EXCAS key v 99` answered CAS_FAILED,
+// on one key or on 1,000 (where the session's last key is never the
+// next). blame=client: every key was written by another session of the
+// proxy before, so the refusal is attributed at once; blame=none: no
+// write was seen, so the refusal waits for one (and, once 4,096 wait,
+// counts as unattributed) — the profile's case, keys created beforehand.
+func BenchmarkRefused(b *testing.B) {
+	for _, blame := range []string{"client", "none"} {
+		for _, n := range []int{1, 1000} {
+			b.Run(fmt.Sprintf("blame=%s/keys=%d", blame, n), func(b *testing.B) {
+				tr, s := versionedBench(b)
+				keys, next := hotKeys(n)
+				evs := make([]*proxy.Event, n)
+				for i, k := range keys {
+					evs[i] = evOut(proxy.Stale, "excas", casFail, k, "v", "99")
+				}
+				if blame == "client" {
+					w := tr.Open(&proxy.SessionInfo{ID: 2, Addr: "10.0.0.2:5000", Name: "writer"})
+					for _, k := range keys {
+						now := time.Now()
+						w.Observe(at(evOut(proxy.Committed, "excas", casOK, k, "v", "7"), now, now))
+					}
+				}
+				observeLoop(b, s, evs, next)
+			})
+		}
+	}
+}
+
+// BenchmarkCommitted is the tracker's cost per applied conditional
+// versioned write (`EXCAS key v 7` answered OK: a commit counted, and a
+// write recorded on the key for attribution), and per versioned read
+// (EXGET, which keeps its key tracked), on one key or on 1,000.
+func BenchmarkCommitted(b *testing.B) {
+	for _, op := range []string{"excas", "exget"} {
+		for _, n := range []int{1, 1000} {
+			b.Run(fmt.Sprintf("op=%s/keys=%d", op, n), func(b *testing.B) {
+				_, s := versionedBench(b)
+				keys, next := hotKeys(n)
+				evs := make([]*proxy.Event, n)
+				for i, k := range keys {
+					if op == "excas" {
+						evs[i] = evOut(proxy.Committed, "excas", casOK, k, "v", "7")
+					} else {
+						evs[i] = ev("exget", "*2\r\n$1\r\nv\r\n:7\r\n", k)
+					}
+				}
+				observeLoop(b, s, evs, next)
+			})
+		}
 	}
 }
