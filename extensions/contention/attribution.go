@@ -78,23 +78,48 @@ type pendingSet struct {
 	list []*conflict
 }
 
-// attribute finds the write that caused c and counts it, or leaves c
-// waiting for it. It takes ownership of c.
+// waiting recycles the conflicts that waited for their write: in a
+// workload whose conflicts are all caused outside the proxy, thousands
+// wait each second. A sync.Pool gives their memory back to the GC when
+// such a burst is over.
+var waiting = sync.Pool{New: func() any { return new(conflict) }}
+
+// maxRecycledKeys is the most keys a recycled conflict keeps room for: a
+// WATCH of many keys is rare, and its room is not worth holding on to.
+const maxRecycledKeys = 16
+
+// recycle returns a conflict that waited to the pool, without the
+// references it held.
+func recycle(c *conflict) {
+	if cap(c.keys) > maxRecycledKeys {
+		return
+	}
+	clear(c.keys)
+	clear(c.pats)
+	clear(c.ents)
+	*c = conflict{keys: c.keys[:0], pats: c.pats[:0], ents: c.ents[:0]}
+	waiting.Put(c)
+}
+
+// attribute finds the write that caused c and counts it, or leaves a
+// copy of c waiting for it. c and its slices may be the caller's own
+// (on the stack, or reused): attribute keeps none of them.
 func (t *Tracker) attribute(c *conflict) {
 	tracked := false
-	var best *blocker
+	var best blocker
+	found := false
 	for i, e := range c.ents {
 		if e == nil {
 			continue
 		}
 		tracked = true
-		if w, ok := e.lastWrite(c.db, c.after, c.before); ok && (best == nil || w.sent > best.w.sent) {
-			best = &blocker{w: w, key: c.keys[i], pat: c.pats[i]}
+		if w, ok := e.lastWrite(c.db, c.after, c.before); ok && (!found || w.sent > best.w.sent) {
+			best, found = blocker{w: w, key: c.keys[i], pat: c.pats[i]}, true
 		}
 	}
 	switch {
-	case best != nil:
-		t.blame(c, best)
+	case found:
+		t.blame(c, &best)
 	case !tracked:
 		t.blameUntracked(c)
 	default:
@@ -103,8 +128,6 @@ func (t *Tracker) attribute(c *conflict) {
 }
 
 func (t *Tracker) wait(c *conflict) {
-	// The conflict owns its slices: the session reuses its own.
-	c.keys, c.pats, c.ents = slices.Clone(c.keys), slices.Clone(c.pats), slices.Clone(c.ents)
 	p := &t.pend
 	p.mu.Lock()
 	if len(p.list) >= maxPending {
@@ -117,7 +140,13 @@ func (t *Tracker) wait(c *conflict) {
 			e.pending.Add(1)
 		}
 	}
-	p.list = append(p.list, c)
+	// The waiting conflict owns its slices: the session reuses its own.
+	w := waiting.Get().(*conflict)
+	*w = conflict{
+		sh: c.sh, kind: c.kind, victim: c.victim, db: c.db, after: c.after, before: c.before, at: c.at, due: c.due, ev: c.ev,
+		keys: append(w.keys, c.keys...), pats: append(w.pats, c.pats...), ents: append(w.ents, c.ents...),
+	}
+	p.list = append(p.list, w)
 	p.mu.Unlock()
 }
 
@@ -127,8 +156,9 @@ func (t *Tracker) wrote(e *keyEntry, w *writeRec) {
 	if e.pending.Load() == 0 {
 		return
 	}
-	var found []*conflict
-	var keyIdx []int
+	var foundBuf [8]*conflict
+	var keyIdxBuf [8]int
+	found, keyIdx := foundBuf[:0], keyIdxBuf[:0]
 	p := &t.pend
 	p.mu.Lock()
 	kept := p.list[:0]
@@ -147,6 +177,7 @@ func (t *Tracker) wrote(e *keyEntry, w *writeRec) {
 	for j, c := range found {
 		release(c)
 		t.blame(c, &blocker{w: *w, key: c.keys[keyIdx[j]], pat: c.pats[keyIdx[j]]})
+		recycle(c)
 	}
 }
 
@@ -170,6 +201,7 @@ func (t *Tracker) expire(now int64, all bool) {
 	for _, c := range done {
 		release(c)
 		t.blame(c, nil)
+		recycle(c)
 	}
 }
 
@@ -196,10 +228,12 @@ func (t *Tracker) blame(c *conflict, b *blocker) {
 	d := counts{Outside: 1}
 	label, command := OutsideLabel, ""
 	keys, pats := c.keys, c.pats
+	var bkey, bpat [1]string
 	if b != nil {
 		d = counts{Attributed: 1}
 		label, command = b.w.by.client, b.w.command
-		keys, pats = []string{b.key}, []string{b.pat}
+		bkey[0], bpat[0] = b.key, b.pat
+		keys, pats = bkey[:], bpat[:]
 	}
 	var caused counts
 	switch c.kind {
@@ -231,14 +265,15 @@ func (t *Tracker) blame(c *conflict, b *blocker) {
 	for _, k := range keys {
 		inv.addLink(k, command, c.kind)
 	}
-	w.invalidators.fix(inv)
+	w.invalidators.grew(inv)
 	sh.mu.Unlock()
 
 	if c.ev != nil {
 		ev := c.ev
 		ev.blocker = label
 		if b != nil {
-			ev.by = &b.w
+			by := b.w // the event's own: b is the caller's
+			ev.by = &by
 			ev.byKey = b.key
 			if c.at != 0 {
 				ev.byBefore = time.Duration(max(c.at-b.w.sent, 0))

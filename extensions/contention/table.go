@@ -1,7 +1,6 @@
 package contention
 
 import (
-	"container/heap"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -154,10 +153,15 @@ func (e *entry) addClient(c string) {
 // shard whose sessions touch many keys can use what quiet shards leave,
 // while the sum over the shards never exceeds the configured cap.
 type table struct {
-	max     int           // the reserve: entries held without borrowing
-	pool    *atomic.Int64 // shared spare capacity; nil = none
-	m       map[string]*entry
-	h       entryHeap
+	max  int           // the reserve: entries held without borrowing
+	pool *atomic.Int64 // shared spare capacity; nil = none
+	m    map[string]*entry
+	h    entryHeap
+	// last is the entry get returned last: an event touches the same
+	// key, pattern and client in apply and again in blame, and a hot
+	// workload repeats them, so most gets find it without a map lookup.
+	// It is nil after its entry was evicted.
+	last    *entry
 	other   counts
 	evicted int64
 }
@@ -184,38 +188,46 @@ func (t *table) borrow() bool {
 func (t *table) len() int { return len(t.m) }
 
 // get returns name's entry, admitting it (and evicting the least active
-// entry when the table is full) when absent. Call fix after changing its
-// weight.
+// entry when the table is full) when absent. Call grew after increasing
+// its weight.
 func (t *table) get(name, pattern string) *entry {
+	if e := t.last; e != nil && e.name == name {
+		return e
+	}
 	e := t.m[name]
 	if e == nil {
 		var weight int64
 		if len(t.m) >= t.max && !t.borrow() {
-			min := heap.Pop(&t.h).(*entry)
+			min := t.h.pop()
 			delete(t.m, min.name)
 			t.other.add(&min.counts)
 			t.evicted++
 			weight = min.weight
+			if min == t.last {
+				t.last = nil
+			}
 		}
 		e = &entry{name: name, pattern: pattern, weight: weight}
 		t.m[name] = e
-		heap.Push(&t.h, e)
+		t.h.push(e)
 	}
+	t.last = e
 	return e
 }
 
-// fix restores the heap after e's weight changed.
-func (t *table) fix(e *entry) { heap.Fix(&t.h, e.idx) }
+// grew restores the heap after e's weight increased: e can only move
+// down (away from the root), never up.
+func (t *table) grew(e *entry) { t.h.down(e.idx) }
 
 // blame applies d, an attribution count, to name's entry and links the
-// invalidator (when named) to it.
+// invalidator (when named) to it. The weight does not change, so the
+// heap stays as it is.
 func (t *table) blame(name, pattern string, d *counts, invalidator, command string, kind int) {
 	e := t.get(name, pattern)
 	e.counts.add(d)
 	if invalidator != "" {
 		e.addLink(invalidator, command, kind)
 	}
-	t.fix(e)
 }
 
 // update applies d (and the duration, when timed) to name's entry.
@@ -234,7 +246,7 @@ func (t *table) update(name, pattern string, d *counts, dur time.Duration, timed
 	} else {
 		e.weight++
 	}
-	heap.Fix(&t.h, e.idx)
+	t.grew(e)
 }
 
 // mergeInto adds t's entries to dst, which is unbounded: used to combine
@@ -300,25 +312,70 @@ func rank(m map[string]*entry, n int, minConflicts int64) []*entry {
 	return out
 }
 
+// entryHeap is a min-heap of entries by weight, each entry knowing its
+// index. It makes the same moves as container/heap, without the calls
+// through an interface, which showed in profiles of the hot path.
 type entryHeap []*entry
 
-func (h entryHeap) Len() int           { return len(h) }
-func (h entryHeap) Less(i, j int) bool { return h[i].weight < h[j].weight }
-func (h entryHeap) Swap(i, j int) {
+func (h entryHeap) less(i, j int) bool { return h[i].weight < h[j].weight }
+
+func (h entryHeap) swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
 	h[i].idx = i
 	h[j].idx = j
 }
-func (h *entryHeap) Push(x any) {
-	e := x.(*entry)
+
+// push adds e (heap.Push).
+func (h *entryHeap) push(e *entry) {
 	e.idx = len(*h)
 	*h = append(*h, e)
+	h.up(e.idx)
 }
-func (h *entryHeap) Pop() any {
+
+// pop removes and returns the entry of least weight (heap.Pop).
+func (h *entryHeap) pop() *entry {
 	old := *h
-	n := len(old)
-	e := old[n-1]
-	old[n-1] = nil
-	*h = old[:n-1]
+	n := len(old) - 1
+	old.swap(0, n)
+	old[:n].down(0)
+	e := old[n]
+	old[n] = nil
+	*h = old[:n]
 	return e
+}
+
+// up moves the entry at j towards the root while it is lighter than its
+// parent.
+func (h entryHeap) up(j int) {
+	for j > 0 {
+		i := (j - 1) / 2
+		if !h.less(j, i) {
+			break
+		}
+		h.swap(i, j)
+		j = i
+	}
+}
+
+// down moves the entry at i away from the root while a child is lighter,
+// and reports whether it moved.
+func (h entryHeap) down(i0 int) bool {
+	n := len(h)
+	i := i0
+	for {
+		j1 := 2*i + 1
+		if j1 >= n || j1 < 0 { // j1 < 0 after int overflow
+			break
+		}
+		j := j1 // left child
+		if j2 := j1 + 1; j2 < n && h.less(j2, j1) {
+			j = j2 // right child
+		}
+		if !h.less(j, i) {
+			break
+		}
+		h.swap(i, j)
+		i = j
+	}
+	return i > i0
 }
