@@ -88,17 +88,22 @@ var waiting = sync.Pool{New: func() any { return new(conflict) }}
 // WATCH of many keys is rare, and its room is not worth holding on to.
 const maxRecycledKeys = 16
 
-// recycle returns a conflict that waited to the pool, without the
-// references it held.
+// recycle returns a conflict that waited to the pool.
 func recycle(c *conflict) {
 	if cap(c.keys) > maxRecycledKeys {
 		return
 	}
+	c.reset()
+	waiting.Put(c)
+}
+
+// reset empties c but for the room of its slices, so that a pooled
+// conflict holds on to no key, entry or event.
+func (c *conflict) reset() {
 	clear(c.keys)
 	clear(c.pats)
 	clear(c.ents)
 	*c = conflict{keys: c.keys[:0], pats: c.pats[:0], ents: c.ents[:0]}
-	waiting.Put(c)
 }
 
 // attribute finds the write that caused c and counts it, or leaves a
@@ -144,7 +149,7 @@ func (t *Tracker) wait(c *conflict) {
 	w := waiting.Get().(*conflict)
 	*w = conflict{
 		sh: c.sh, kind: c.kind, victim: c.victim, db: c.db, after: c.after, before: c.before, at: c.at, due: c.due, ev: c.ev,
-		keys: append(w.keys, c.keys...), pats: append(w.pats, c.pats...), ents: append(w.ents, c.ents...),
+		keys: append(w.keys[:0], c.keys...), pats: append(w.pats[:0], c.pats...), ents: append(w.ents[:0], c.ents...),
 	}
 	p.list = append(p.list, w)
 	p.mu.Unlock()

@@ -160,7 +160,8 @@ type table struct {
 	// last is the entry get returned last: an event touches the same
 	// key, pattern and client in apply and again in blame, and a hot
 	// workload repeats them, so most gets find it without a map lookup.
-	// It is nil after its entry was evicted.
+	// Entries leave the table only in get, which then replaces last, so
+	// last is always in the table.
 	last    *entry
 	other   counts
 	evicted int64
@@ -203,9 +204,6 @@ func (t *table) get(name, pattern string) *entry {
 			t.other.add(&min.counts)
 			t.evicted++
 			weight = min.weight
-			if min == t.last {
-				t.last = nil
-			}
 		}
 		e = &entry{name: name, pattern: pattern, weight: weight}
 		t.m[name] = e
