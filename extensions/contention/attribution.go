@@ -230,41 +230,32 @@ func (t *Tracker) pendingCount() int {
 // of the victim's keys otherwise), on their patterns, on the victim and
 // on the invalidator. Then it writes c's per-conflict event, if sampled.
 func (t *Tracker) blame(c *conflict, b *blocker) {
-	d := counts{Outside: 1}
+	src := fromOutside
 	label, command := OutsideLabel, ""
 	keys, pats := c.keys, c.pats
 	var bkey, bpat [1]string
 	if b != nil {
-		d = counts{Attributed: 1}
+		src = fromClient
 		label, command = b.w.by.client, b.w.command
 		bkey[0], bpat[0] = b.key, b.pat
 		keys, pats = bkey[:], bpat[:]
 	}
-	var caused counts
-	switch c.kind {
-	case conflictAbort:
-		caused.Aborts = 1
-	case conflictStale:
-		caused.Stale = 1
-	default:
-		caused.CASFailed = 1
-	}
 	sh := c.sh
 	sh.mu.Lock()
 	w := sh.w
-	w.totals.add(&d)
+	w.totals.blamed(src)
 	w.events++
 	for i, k := range keys {
-		w.keys.blame(k, pats[i], &d, label, command, c.kind)
+		w.keys.blame(k, pats[i], src, label, command, c.kind)
 	}
 	for i, p := range pats {
 		if !containsBefore(pats, i, p) {
-			w.patterns.blame(p, "", &d, label, command, c.kind)
+			w.patterns.blame(p, "", src, label, command, c.kind)
 		}
 	}
-	w.clients.blame(c.victim, "", &d, label, command, c.kind)
+	w.clients.blame(c.victim, "", src, label, command, c.kind)
 	inv := w.invalidators.get(label, "")
-	inv.counts.add(&caused)
+	inv.counts.caused(c.kind)
 	inv.weight++
 	inv.addClient(c.victim)
 	for _, k := range keys {
@@ -290,21 +281,20 @@ func (t *Tracker) blame(c *conflict, b *blocker) {
 
 // blameUntracked counts a conflict on keys the set did not track.
 func (t *Tracker) blameUntracked(c *conflict) {
-	d := counts{Unattributed: 1}
 	sh := c.sh
 	sh.mu.Lock()
 	w := sh.w
-	w.totals.add(&d)
+	w.totals.blamed(untracked)
 	w.events++
 	for i, k := range c.keys {
-		w.keys.blame(k, c.pats[i], &d, "", "", c.kind)
+		w.keys.blame(k, c.pats[i], untracked, "", "", c.kind)
 	}
 	for i, p := range c.pats {
 		if !containsBefore(c.pats, i, p) {
-			w.patterns.blame(p, "", &d, "", "", c.kind)
+			w.patterns.blame(p, "", untracked, "", "", c.kind)
 		}
 	}
-	w.clients.blame(c.victim, "", &d, "", "", c.kind)
+	w.clients.blame(c.victim, "", untracked, "", "", c.kind)
 	sh.mu.Unlock()
 	if c.ev != nil {
 		t.emit(*c.ev)

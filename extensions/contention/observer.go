@@ -222,7 +222,7 @@ func (s *session) writeRec(ev *proxy.Event) writeRec {
 // from the set. (An entry swept just after the check gets a write nobody
 // reads, as it would from the set.)
 func (s *session) cached(key []byte) *keyEntry {
-	if e := s.last; e != nil && e.key == string(key) && !e.dropped.Load() {
+	if e := s.last; e != nil && sameKey(e.key, key) && !e.dropped.Load() {
 		return e
 	}
 	e := s.t.keys.lookup(key)

@@ -57,6 +57,42 @@ func (c *counts) add(d *counts) {
 	}
 }
 
+// source is where the write behind a conflict came from: the counter
+// blame adds one to. (A conflict's delta has one field; adding a whole
+// counts for it, on every table, showed in profiles.)
+type source int
+
+const (
+	fromClient  source = iota // Attributed: a client of this proxy
+	fromOutside               // Outside
+	untracked                 // Unattributed: the key was not tracked
+)
+
+// blamed counts one conflict whose write came from src.
+func (c *counts) blamed(src source) {
+	switch src {
+	case fromClient:
+		c.Attributed++
+	case fromOutside:
+		c.Outside++
+	default:
+		c.Unattributed++
+	}
+}
+
+// caused counts, on an invalidator's entry, one conflict of kind that its
+// write caused.
+func (c *counts) caused(kind int) {
+	switch kind {
+	case conflictAbort:
+		c.Aborts++
+	case conflictStale:
+		c.Stale++
+	default:
+		c.CASFailed++
+	}
+}
+
 // conflicts is what makes a key hot.
 func (c *counts) conflicts() int64 { return c.Aborts + c.ExecAborts + c.Stale + c.CASFailed }
 
@@ -70,6 +106,15 @@ func (c *counts) attempts() int64 {
 func (c *counts) activity() int64 {
 	return c.Transactions + c.ExecErrors + c.GivenUp + c.Stale + c.CASFailed + c.ChainsGivenUp +
 		c.VersionedCommits + c.CASCommits
+}
+
+// weightOf is what an entry's weight grows by when d is applied to it:
+// d's activity, and 1 for a delta without any.
+func weightOf(d *counts) int64 {
+	if a := d.activity(); a > 0 {
+		return a
+	}
+	return 1
 }
 
 // maxClientNames bounds the client names remembered per key or pattern.
@@ -104,6 +149,7 @@ const maxLinks = 8
 // kind: aborts, stale, failed CAS/CAD.
 type link struct {
 	name, command string
+	tail          uint64 // nameTail(name)
 	n             [3]int64
 }
 
@@ -112,8 +158,9 @@ func (e *entry) addLink(name, command string, kind int) {
 }
 
 func (e *entry) addLinkN(name, command string, kind int, n int64) {
+	tail := nameTail(name)
 	for i := range e.links {
-		if l := &e.links[i]; l.name == name && l.command == command {
+		if l := &e.links[i]; l.tail == tail && l.name == name && l.command == command {
 			l.n[kind] += n
 			return
 		}
@@ -122,9 +169,39 @@ func (e *entry) addLinkN(name, command string, kind int, n int64) {
 		e.moreLinks = true
 		return
 	}
-	l := link{name: name, command: command}
+	l := link{name: name, command: command, tail: tail}
 	l.n[kind] = n
 	e.links = append(e.links, l)
+}
+
+// nameTail is the last 8 bytes of s (all of a shorter s) as a number. A
+// link compares it before the name: an invalidator's links are keys, and
+// keys of one pattern share their length and prefix and differ near the
+// end, so most links that do not match are passed over without loading
+// their name.
+func nameTail(s string) uint64 {
+	if len(s) >= 8 {
+		s = s[len(s)-8:]
+		return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+			uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+	}
+	var t uint64
+	for i := 0; i < len(s); i++ {
+		t = t<<8 | uint64(s[i])
+	}
+	return t
+}
+
+// sameString is a == b, but rejects most unequal strings of one length
+// without calling memequal: keys of one pattern share their length and
+// prefix and differ near the end.
+func sameString(a, b string) bool {
+	return len(a) == len(b) && (len(a) == 0 || a[len(a)-1] == b[len(a)-1]) && a == b
+}
+
+// sameKey is sameString for a key as the proxy hands it over.
+func sameKey(s string, b []byte) bool {
+	return len(s) == len(b) && (len(s) == 0 || s[len(s)-1] == b[len(s)-1]) && s == string(b) // compared in place
 }
 
 func (e *entry) addClient(c string) {
@@ -192,7 +269,7 @@ func (t *table) len() int { return len(t.m) }
 // entry when the table is full) when absent. Call grew after increasing
 // its weight.
 func (t *table) get(name, pattern string) *entry {
-	if e := t.last; e != nil && e.name == name {
+	if e := t.last; e != nil && sameString(e.name, name) {
 		return e
 	}
 	e := t.m[name]
@@ -217,19 +294,20 @@ func (t *table) get(name, pattern string) *entry {
 // down (away from the root), never up.
 func (t *table) grew(e *entry) { t.h.down(e.idx) }
 
-// blame applies d, an attribution count, to name's entry and links the
+// blame counts one conflict from src on name's entry and links the
 // invalidator (when named) to it. The weight does not change, so the
 // heap stays as it is.
-func (t *table) blame(name, pattern string, d *counts, invalidator, command string, kind int) {
+func (t *table) blame(name, pattern string, src source, invalidator, command string, kind int) {
 	e := t.get(name, pattern)
-	e.counts.add(d)
+	e.counts.blamed(src)
 	if invalidator != "" {
 		e.addLink(invalidator, command, kind)
 	}
 }
 
-// update applies d (and the duration, when timed) to name's entry.
-func (t *table) update(name, pattern string, d *counts, dur time.Duration, timed bool, client string) {
+// update applies d (and the duration, when timed) to name's entry, whose
+// weight grows by weight: d's activity, at least 1 (see weightOf).
+func (t *table) update(name, pattern string, d *counts, weight int64, dur time.Duration, timed bool, client string) {
 	e := t.get(name, pattern)
 	e.counts.add(d)
 	if timed {
@@ -239,11 +317,7 @@ func (t *table) update(name, pattern string, d *counts, dur time.Duration, timed
 		e.hist.add(dur)
 	}
 	e.addClient(client)
-	if a := d.activity(); a > 0 {
-		e.weight += a
-	} else {
-		e.weight++
-	}
+	e.weight += weight
 	t.grew(e)
 }
 

@@ -120,7 +120,8 @@ func TestTableMatchesReference(t *testing.T) {
 			tabs[i] = newTable(4, &pool)
 			refs[i] = &refTable{max: 4, pool: &refPool, m: map[string]*entry{}}
 		}
-		deltas := []counts{{Stale: 1}, {CASFailed: 1}, {Transactions: 1, Aborts: 1}, {Attributed: 1}, {Outside: 1}, {GivenUp: 2}}
+		deltas := []counts{{Stale: 1}, {CASFailed: 1}, {Transactions: 1, Aborts: 1}, {VersionedCommits: 1}, {GivenUp: 2}, {ExecErrors: 1}, {}}
+		sources := []counts{fromClient: {Attributed: 1}, fromOutside: {Outside: 1}, untracked: {Unattributed: 1}}
 		names := 12
 		if seed%2 == 0 {
 			names = 3 // a hot set that fits: no eviction, the cache mostly hits
@@ -134,17 +135,23 @@ func TestTableMatchesReference(t *testing.T) {
 			client := "c" + strconv.Itoa(rng.IntN(3))
 			switch op := rng.IntN(3); op {
 			case 0:
-				tab.update(name, pat, &d, 0, false, client)
+				tab.update(name, pat, &d, weightOf(&d), 0, false, client)
 				ref.update(name, pat, &d, client)
 			case 1:
-				inv, cmd, kind := "w"+strconv.Itoa(rng.IntN(3)), "set", rng.IntN(3)
-				tab.blame(name, pat, &d, inv, cmd, kind)
-				ref.blame(name, pat, &d, inv, cmd, kind)
-			default: // an invalidator's entry, as blame weighs it
+				inv, cmd, kind, src := "w"+strconv.Itoa(rng.IntN(3)), "set", rng.IntN(3), source(rng.IntN(3))
+				if src == untracked {
+					inv, cmd = "", ""
+				}
+				tab.blame(name, pat, src, inv, cmd, kind)
+				ref.blame(name, pat, &sources[src], inv, cmd, kind)
+			default: // an invalidator's entry, as blame counts and weighs it
+				kind := rng.IntN(3)
 				e := tab.get(name, "")
+				e.counts.caused(kind)
 				e.weight++
 				tab.grew(e)
 				r := ref.get(name, "")
+				r.counts.add(&[]counts{conflictAbort: {Aborts: 1}, conflictStale: {Stale: 1}, conflictCAS: {CASFailed: 1}}[kind])
 				r.weight++
 				heap.Fix(&ref.h, r.idx)
 			}
@@ -173,13 +180,13 @@ func TestTableMatchesReference(t *testing.T) {
 func TestTableEvictsCachedEntry(t *testing.T) {
 	tab := newTable(1, nil)
 	stale := counts{Stale: 1}
-	tab.update("a", "", &stale, 0, false, "c")
+	tab.update("a", "", &stale, 1, 0, false, "c")
 	a := tab.last
-	tab.update("b", "", &stale, 0, false, "c") // evicts a
+	tab.update("b", "", &stale, 1, 0, false, "c") // evicts a
 	if tab.m["a"] != nil || tab.other.Stale != 1 || tab.evicted != 1 {
 		t.Fatalf("a not evicted: other %+v, evicted %d", tab.other, tab.evicted)
 	}
-	tab.update("a", "", &stale, 0, false, "c") // evicts b; a starts at b's weight (2), plus one
+	tab.update("a", "", &stale, 1, 0, false, "c") // evicts b; a starts at b's weight (2), plus one
 	if e := tab.m["a"]; e == nil || e == a || e.Stale != 1 || e.weight != 3 || tab.last != e {
 		t.Fatalf("a readmitted as %+v (old %p), last %p", e, a, tab.last)
 	}
