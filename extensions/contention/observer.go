@@ -233,9 +233,11 @@ func (s *session) cached(key []byte) *keyEntry {
 }
 
 // acquire is keySet.acquire for a versioned command (no watcher), through
-// the session's cache.
+// the session's cache. It does not ask the set's filter first, as cached
+// does: a versioned command's key is usually in the set, and the filter
+// would only add a cache miss.
 func (s *session) acquire(key []byte, now int64) *keyEntry {
-	if e := s.cached(key); e != nil {
+	if e := s.last; e != nil && sameKey(e.key, key) && !e.dropped.Load() {
 		e.lastUse.Store(now)
 		return e
 	}

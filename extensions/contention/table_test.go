@@ -309,3 +309,35 @@ func TestConflictReset(t *testing.T) {
 		t.Fatalf("reset kept references: %q %q %v", keys, pats, ents)
 	}
 }
+
+// TestPendingBounded: at most maxPending conflicts wait for their write;
+// one more counts as unattributed at once, without waiting, and a place
+// freed by a write that came is taken by the next conflict.
+func TestPendingBounded(t *testing.T) {
+	tr, _, clk := newTestTracker(t, func(c *Config) { c.AttributionMaxKeys = 2 * maxPending })
+	t0 := clk.now()
+	victim := tr.Open(&proxy.SessionInfo{ID: 1, Addr: "10.0.0.1:1", Name: "victim"})
+	writer := tr.Open(&proxy.SessionInfo{ID: 2, Addr: "10.0.0.2:1", Name: "writer"})
+	refuse := func(key string) {
+		victim.Observe(at(evOut(proxy.Stale, "excas", casFail, key, "v", "9"), t0, t0.Add(time.Millisecond)))
+	}
+	for i := range maxPending {
+		refuse("k:" + strconv.Itoa(i))
+	}
+	if n := tr.pendingCount(); n != maxPending {
+		t.Fatalf("%d conflicts wait, want %d", n, maxPending)
+	}
+	refuse("over:1")
+	if cur, _ := tr.snapshot(1); tr.pendingCount() != maxPending || cur.Totals.Unattributed != 1 {
+		t.Fatalf("%d wait, totals %+v: the one past the bound should be unattributed", tr.pendingCount(), cur.Totals)
+	}
+	writer.Observe(writeEv("set", t0, t0.Add(2*time.Millisecond), "k:7"))
+	if n := tr.pendingCount(); n != maxPending-1 {
+		t.Fatalf("%d wait after a write came", n)
+	}
+	refuse("over:2")
+	cur, _ := tr.snapshot(1)
+	if tr.pendingCount() != maxPending || cur.Totals.Unattributed != 1 || cur.Totals.Attributed != 1 {
+		t.Fatalf("%d wait, totals %+v: the freed place should have been taken", tr.pendingCount(), cur.Totals)
+	}
+}
