@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -304,6 +306,56 @@ func BenchmarkRefused(b *testing.B) {
 				observeLoop(b, s, evs, next)
 			})
 		}
+	}
+}
+
+// BenchmarkRefusedParallel is BenchmarkRefused/keys=1000 from 32
+// sessions at once, one goroutine each (at GOMAXPROCS 1 or 2), as in the
+// profile (32 redis-benchmark clients): the
+// sessions share the tracker's shards, its attribution set and its list
+// of waiting conflicts.
+func BenchmarkRefusedParallel(b *testing.B) {
+	for _, blame := range []string{"client", "none"} {
+		b.Run("blame="+blame+"/keys=1000/sessions=32", func(b *testing.B) {
+			tr, _ := versionedBench(b)
+			keys, next := hotKeys(1000)
+			if blame == "client" {
+				w := tr.Open(&proxy.SessionInfo{ID: 2, Addr: "10.0.0.2:5000", Name: "writer"})
+				for _, k := range keys {
+					now := time.Now()
+					w.Observe(at(evOut(proxy.Committed, "excas", casOK, k, "v", "7"), now, now))
+				}
+			}
+			// Each goroutine its own session and events, made beforehand.
+			type client struct {
+				s   proxy.SessionObserver
+				evs []*proxy.Event
+			}
+			const sessions = 32
+			var clients [sessions]client
+			for n := range clients {
+				c := &clients[n]
+				c.s = tr.Open(&proxy.SessionInfo{ID: uint64(100 + n), Addr: "10.0.0.1:" + strconv.Itoa(5000+n), User: "default"})
+				for _, k := range keys {
+					c.evs = append(c.evs, evOut(proxy.Stale, "excas", casFail, k, "v", "99"))
+				}
+			}
+			var id atomic.Int64
+			b.SetParallelism(sessions / runtime.GOMAXPROCS(0))
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				n := int(id.Add(1)-1) % sessions
+				c := &clients[n]
+				now := time.Now()
+				for i := n * 131; pb.Next(); i++ {
+					e := c.evs[next(i%len(keys))]
+					now = now.Add(time.Microsecond)
+					e.Sent, e.Done = now, now
+					c.s.Observe(e)
+				}
+			})
+		})
 	}
 }
 
