@@ -149,8 +149,20 @@ const maxLinks = 8
 // kind: aborts, stale, failed CAS/CAD.
 type link struct {
 	name, command string
-	tail          uint64 // nameTail(name)
+	last          byte // name's last byte (lastByte)
 	n             [3]int64
+}
+
+// lastByte is s's last byte, 0 for "". A link compares its name's length
+// and last byte before the name: an invalidator's links are keys, and
+// keys of one pattern share their length and prefix and differ near the
+// end, so most links that do not match are passed over without loading
+// their name.
+func lastByte(s string) byte {
+	if s == "" {
+		return 0
+	}
+	return s[len(s)-1]
 }
 
 func (e *entry) addLink(name, command string, kind int) {
@@ -158,9 +170,9 @@ func (e *entry) addLink(name, command string, kind int) {
 }
 
 func (e *entry) addLinkN(name, command string, kind int, n int64) {
-	tail := nameTail(name)
+	last := lastByte(name)
 	for i := range e.links {
-		if l := &e.links[i]; l.tail == tail && l.name == name && l.command == command {
+		if l := &e.links[i]; len(l.name) == len(name) && l.last == last && l.name == name && l.command == command {
 			l.n[kind] += n
 			return
 		}
@@ -169,27 +181,9 @@ func (e *entry) addLinkN(name, command string, kind int, n int64) {
 		e.moreLinks = true
 		return
 	}
-	l := link{name: name, command: command, tail: tail}
+	l := link{name: name, command: command, last: last}
 	l.n[kind] = n
 	e.links = append(e.links, l)
-}
-
-// nameTail is the last 8 bytes of s (all of a shorter s) as a number. A
-// link compares it before the name: an invalidator's links are keys, and
-// keys of one pattern share their length and prefix and differ near the
-// end, so most links that do not match are passed over without loading
-// their name.
-func nameTail(s string) uint64 {
-	if len(s) >= 8 {
-		s = s[len(s)-8:]
-		return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
-			uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
-	}
-	var t uint64
-	for i := 0; i < len(s); i++ {
-		t = t<<8 | uint64(s[i])
-	}
-	return t
 }
 
 // sameString is a == b, but rejects most unequal strings of one length
