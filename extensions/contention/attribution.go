@@ -3,6 +3,7 @@ package contention
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -76,25 +77,59 @@ type blocker struct {
 type pendingSet struct {
 	mu   sync.Mutex
 	list []*conflict
+	// n is len(list), stored under mu: a conflict finds the list full
+	// without taking the lock every session shares (in a workload whose
+	// conflicts are caused outside the proxy, most of them find it full).
+	n atomic.Int32
 }
 
-// attribute finds the write that caused c and counts it, or leaves c
-// waiting for it. It takes ownership of c.
+// waiting recycles the conflicts that waited for their write: in a
+// workload whose conflicts are all caused outside the proxy, thousands
+// wait each second. A sync.Pool gives their memory back to the GC when
+// such a burst is over.
+var waiting = sync.Pool{New: func() any { return new(conflict) }}
+
+// maxRecycledKeys is the most keys a recycled conflict keeps room for: a
+// WATCH of many keys is rare, and its room is not worth holding on to.
+const maxRecycledKeys = 16
+
+// recycle returns a conflict that waited to the pool.
+func recycle(c *conflict) {
+	if cap(c.keys) > maxRecycledKeys {
+		return
+	}
+	c.reset()
+	waiting.Put(c)
+}
+
+// reset empties c but for the room of its slices, so that a pooled
+// conflict holds on to no key, entry or event.
+func (c *conflict) reset() {
+	clear(c.keys)
+	clear(c.pats)
+	clear(c.ents)
+	*c = conflict{keys: c.keys[:0], pats: c.pats[:0], ents: c.ents[:0]}
+}
+
+// attribute finds the write that caused c and counts it, or leaves a
+// copy of c waiting for it. c and its slices may be the caller's own
+// (on the stack, or reused): attribute keeps none of them.
 func (t *Tracker) attribute(c *conflict) {
 	tracked := false
-	var best *blocker
+	var best blocker
+	found := false
 	for i, e := range c.ents {
 		if e == nil {
 			continue
 		}
 		tracked = true
-		if w, ok := e.lastWrite(c.db, c.after, c.before); ok && (best == nil || w.sent > best.w.sent) {
-			best = &blocker{w: w, key: c.keys[i], pat: c.pats[i]}
+		if w, ok := e.lastWrite(c.db, c.after, c.before); ok && (!found || w.sent > best.w.sent) {
+			best, found = blocker{w: w, key: c.keys[i], pat: c.pats[i]}, true
 		}
 	}
 	switch {
-	case best != nil:
-		t.blame(c, best)
+	case found:
+		t.blame(c, &best)
 	case !tracked:
 		t.blameUntracked(c)
 	default:
@@ -103,9 +138,11 @@ func (t *Tracker) attribute(c *conflict) {
 }
 
 func (t *Tracker) wait(c *conflict) {
-	// The conflict owns its slices: the session reuses its own.
-	c.keys, c.pats, c.ents = slices.Clone(c.keys), slices.Clone(c.pats), slices.Clone(c.ents)
 	p := &t.pend
+	if p.n.Load() >= maxPending {
+		t.blameUntracked(c)
+		return
+	}
 	p.mu.Lock()
 	if len(p.list) >= maxPending {
 		p.mu.Unlock()
@@ -117,7 +154,14 @@ func (t *Tracker) wait(c *conflict) {
 			e.pending.Add(1)
 		}
 	}
-	p.list = append(p.list, c)
+	// The waiting conflict owns its slices: the session reuses its own.
+	w := waiting.Get().(*conflict)
+	*w = conflict{
+		sh: c.sh, kind: c.kind, victim: c.victim, db: c.db, after: c.after, before: c.before, at: c.at, due: c.due, ev: c.ev,
+		keys: append(w.keys[:0], c.keys...), pats: append(w.pats[:0], c.pats...), ents: append(w.ents[:0], c.ents...),
+	}
+	p.list = append(p.list, w)
+	p.n.Store(int32(len(p.list)))
 	p.mu.Unlock()
 }
 
@@ -127,8 +171,9 @@ func (t *Tracker) wrote(e *keyEntry, w *writeRec) {
 	if e.pending.Load() == 0 {
 		return
 	}
-	var found []*conflict
-	var keyIdx []int
+	var foundBuf [8]*conflict
+	var keyIdxBuf [8]int
+	found, keyIdx := foundBuf[:0], keyIdxBuf[:0]
 	p := &t.pend
 	p.mu.Lock()
 	kept := p.list[:0]
@@ -143,10 +188,12 @@ func (t *Tracker) wrote(e *keyEntry, w *writeRec) {
 	}
 	clear(p.list[len(kept):])
 	p.list = kept
+	p.n.Store(int32(len(kept)))
 	p.mu.Unlock()
 	for j, c := range found {
 		release(c)
 		t.blame(c, &blocker{w: *w, key: c.keys[keyIdx[j]], pat: c.pats[keyIdx[j]]})
+		recycle(c)
 	}
 }
 
@@ -166,10 +213,12 @@ func (t *Tracker) expire(now int64, all bool) {
 	}
 	clear(p.list[len(kept):])
 	p.list = kept
+	p.n.Store(int32(len(kept)))
 	p.mu.Unlock()
 	for _, c := range done {
 		release(c)
 		t.blame(c, nil)
+		recycle(c)
 	}
 }
 
@@ -193,52 +242,46 @@ func (t *Tracker) pendingCount() int {
 // of the victim's keys otherwise), on their patterns, on the victim and
 // on the invalidator. Then it writes c's per-conflict event, if sampled.
 func (t *Tracker) blame(c *conflict, b *blocker) {
-	d := counts{Outside: 1}
+	src := fromOutside
 	label, command := OutsideLabel, ""
 	keys, pats := c.keys, c.pats
+	var bkey, bpat [1]string
 	if b != nil {
-		d = counts{Attributed: 1}
+		src = fromClient
 		label, command = b.w.by.client, b.w.command
-		keys, pats = []string{b.key}, []string{b.pat}
-	}
-	var caused counts
-	switch c.kind {
-	case conflictAbort:
-		caused.Aborts = 1
-	case conflictStale:
-		caused.Stale = 1
-	default:
-		caused.CASFailed = 1
+		bkey[0], bpat[0] = b.key, b.pat
+		keys, pats = bkey[:], bpat[:]
 	}
 	sh := c.sh
 	sh.mu.Lock()
 	w := sh.w
-	w.totals.add(&d)
+	w.totals.blamed(src)
 	w.events++
 	for i, k := range keys {
-		w.keys.blame(k, pats[i], &d, label, command, c.kind)
+		w.keys.blame(k, pats[i], src, label, command, c.kind)
 	}
 	for i, p := range pats {
 		if !containsBefore(pats, i, p) {
-			w.patterns.blame(p, "", &d, label, command, c.kind)
+			w.patterns.blame(p, "", src, label, command, c.kind)
 		}
 	}
-	w.clients.blame(c.victim, "", &d, label, command, c.kind)
+	w.clients.blame(c.victim, "", src, label, command, c.kind)
 	inv := w.invalidators.get(label, "")
-	inv.counts.add(&caused)
+	inv.counts.caused(c.kind)
 	inv.weight++
 	inv.addClient(c.victim)
 	for _, k := range keys {
 		inv.addLink(k, command, c.kind)
 	}
-	w.invalidators.fix(inv)
+	w.invalidators.grew(inv)
 	sh.mu.Unlock()
 
 	if c.ev != nil {
 		ev := c.ev
 		ev.blocker = label
 		if b != nil {
-			ev.by = &b.w
+			by := b.w // the event's own: b is the caller's
+			ev.by = &by
 			ev.byKey = b.key
 			if c.at != 0 {
 				ev.byBefore = time.Duration(max(c.at-b.w.sent, 0))
@@ -250,21 +293,20 @@ func (t *Tracker) blame(c *conflict, b *blocker) {
 
 // blameUntracked counts a conflict on keys the set did not track.
 func (t *Tracker) blameUntracked(c *conflict) {
-	d := counts{Unattributed: 1}
 	sh := c.sh
 	sh.mu.Lock()
 	w := sh.w
-	w.totals.add(&d)
+	w.totals.blamed(untracked)
 	w.events++
 	for i, k := range c.keys {
-		w.keys.blame(k, c.pats[i], &d, "", "", c.kind)
+		w.keys.blame(k, c.pats[i], untracked, "", "", c.kind)
 	}
 	for i, p := range c.pats {
 		if !containsBefore(c.pats, i, p) {
-			w.patterns.blame(p, "", &d, "", "", c.kind)
+			w.patterns.blame(p, "", untracked, "", "", c.kind)
 		}
 	}
-	w.clients.blame(c.victim, "", &d, "", "", c.kind)
+	w.clients.blame(c.victim, "", untracked, "", "", c.kind)
 	sh.mu.Unlock()
 	if c.ev != nil {
 		t.emit(*c.ev)

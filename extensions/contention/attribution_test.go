@@ -313,6 +313,48 @@ func TestWatchedAllocs(t *testing.T) {
 	}
 }
 
+// TestVersionedAllocs: on the proxy's hot path — a refused versioned
+// write attributed to the write before it, a committed one, EXGET, an
+// unconditional EXSET and the core's report of a write to a tracked key —
+// the tracker allocates nothing once the keys are in its tables, for a
+// short key and for one longer than Go converts on the stack, each event
+// on another key than the one before.
+func TestVersionedAllocs(t *testing.T) {
+	tr, _, clk := newTestTracker(t, nil)
+	t0 := clk.now()
+	victim := tr.Open(&proxy.SessionInfo{ID: 1, Addr: "10.0.0.1:1", Name: "victim"})
+	writer := tr.Open(&proxy.SessionInfo{ID: 2, Addr: "10.0.0.2:1", Name: "writer"})
+	keys := []string{"acct:1", "tenant:7f3c9a2e-4b1d-4c8e-9f0a-1b2c3d4e5f60:balance"}
+	var evs []*proxy.Event
+	for _, k := range keys {
+		writer.Observe(at(evOut(proxy.Committed, "excas", casOK, k, "v", "7"), t0, t0))
+		evs = append(evs,
+			evOut(proxy.Stale, "excas", casFail, k, "v", "99"),
+			evOut(proxy.Committed, "excas", casOK, k, "v", "8"),
+			ev("exget", "*2\r\n$1\r\nv\r\n:8\r\n", k),
+			evOut(proxy.Committed, "exset", okR, k, "v"),
+		)
+	}
+	for _, e := range evs {
+		at(e, t0.Add(time.Millisecond), t0.Add(2*time.Millisecond))
+	}
+	writes := []*proxy.Event{writeEv("set", t0, t0, keys[0]), writeEv("set", t0, t0, keys[1])}
+	for _, e := range evs { // every entry admitted to the tables first
+		victim.Observe(e)
+	}
+	for i, e := range evs {
+		if n := testing.AllocsPerRun(200, func() {
+			victim.Observe(e)
+			writer.Observe(writes[(i+1)%2])
+		}); n != 0 {
+			t.Errorf("%s %s (%v): %v allocations", e.Name, e.Args[0], e.Outcome, n)
+		}
+	}
+	if n := tr.pendingCount(); n != 0 {
+		t.Errorf("%d refusals wait: they should have found the write before them", n)
+	}
+}
+
 // TestConcurrentAttribution: many victims and writers at once, with
 // Flush, maintenance and scrapes beside them (meaningful under -race).
 func TestConcurrentAttribution(t *testing.T) {

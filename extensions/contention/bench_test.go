@@ -3,7 +3,10 @@ package contention
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -74,6 +77,7 @@ func BenchmarkProxyTracking(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
+			defer reportCPU(b)()
 			b.RunParallel(func(pb *testing.PB) {
 				cl := newClient(b, p.Addr, 2, "bench")
 				defer cl.Close()
@@ -230,5 +234,166 @@ func BenchmarkWatched(b *testing.B) {
 			s.Close()
 		}
 		_ = tr.Close()
+	}
+}
+
+// hotKeys are the keys of the versioned-string benchmarks, named as
+// redis-benchmark's key:__rand_int__ names them, and their order of use:
+// a stride through them, so that with many keys a session's next key is
+// never its last one (as with random keys from many clients).
+func hotKeys(n int) (keys []string, next func(i int) int) {
+	for i := range n {
+		keys = append(keys, fmt.Sprintf("key:%012d", i))
+	}
+	return keys, func(i int) int { return i * 7919 % n }
+}
+
+// versionedBench is a tracker with the default configuration (attribution
+// on, no per-conflict events) and one session named as a client of the
+// proxy, as the core opens it.
+func versionedBench(b *testing.B) (*Tracker, proxy.SessionObserver) {
+	b.Helper()
+	cfg := DefaultConfig()
+	cfg.Window = time.Hour
+	tr, err := New(cfg, Deps{Logger: jsonLogger(&proxytest.SyncBuffer{})})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = tr.Close() })
+	return tr, tr.Open(&proxy.SessionInfo{ID: 1, Addr: "10.0.0.1:5000", User: "default"})
+}
+
+// observeLoop delivers evs[next(i)] b.N times, with Sent and Done set as
+// the core sets them: from a clock that moves 1µs per event, so that the
+// clock reads are not counted as the tracker's cost.
+func observeLoop(b *testing.B, s proxy.SessionObserver, evs []*proxy.Event, next func(int) int) {
+	now := time.Now()
+	b.ReportAllocs()
+	b.ResetTimer()
+	defer reportCPU(b)()
+	for i := 0; i < b.N; i++ {
+		e := evs[next(i)]
+		now = now.Add(time.Microsecond)
+		e.Sent, e.Done = now, now
+		s.Observe(e)
+	}
+}
+
+// reportCPU starts counting the process's CPU time; the function it
+// returns reports it per operation as cpu-ns/op. On a shared host ns/op
+// also counts the time other work held the cores; cpu-ns/op does not.
+func reportCPU(b *testing.B) func() {
+	c0, ok := cpuTime()
+	return func() {
+		if c1, ok1 := cpuTime(); ok && ok1 && b.N > 0 {
+			b.ReportMetric(float64(c1-c0)/float64(b.N), "cpu-ns/op")
+		}
+	}
+}
+
+// BenchmarkRefused is the tracker's cost per refused versioned write, the
+// event behind every failed EXCAS: `EXCAS key v 99` answered CAS_FAILED,
+// on one key or on 1,000 (where the session's last key is never the
+// next). blame=client: every key was written by another session of the
+// proxy before, so the refusal is attributed at once; blame=none: no
+// write was seen (the keys were created beforehand, as in the profile),
+// so the refusal waits for one — and as refusals come faster than their
+// grace ends, the 4,096 conflicts that may wait are soon waiting and the
+// rest count as unattributed at once, which is what most events cost.
+func BenchmarkRefused(b *testing.B) {
+	for _, blame := range []string{"client", "none"} {
+		for _, n := range []int{1, 1000} {
+			b.Run(fmt.Sprintf("blame=%s/keys=%d", blame, n), func(b *testing.B) {
+				tr, s := versionedBench(b)
+				keys, next := hotKeys(n)
+				evs := make([]*proxy.Event, n)
+				for i, k := range keys {
+					evs[i] = evOut(proxy.Stale, "excas", casFail, k, "v", "99")
+				}
+				if blame == "client" {
+					w := tr.Open(&proxy.SessionInfo{ID: 2, Addr: "10.0.0.2:5000", Name: "writer"})
+					for _, k := range keys {
+						now := time.Now()
+						w.Observe(at(evOut(proxy.Committed, "excas", casOK, k, "v", "7"), now, now))
+					}
+				}
+				observeLoop(b, s, evs, next)
+			})
+		}
+	}
+}
+
+// BenchmarkRefusedParallel is BenchmarkRefused/keys=1000 from 32
+// sessions at once, one goroutine each (at GOMAXPROCS 1 or 2), as in the
+// profile (32 redis-benchmark clients): the
+// sessions share the tracker's shards, its attribution set and its list
+// of waiting conflicts.
+func BenchmarkRefusedParallel(b *testing.B) {
+	for _, blame := range []string{"client", "none"} {
+		b.Run("blame="+blame+"/keys=1000/sessions=32", func(b *testing.B) {
+			tr, _ := versionedBench(b)
+			keys, next := hotKeys(1000)
+			if blame == "client" {
+				w := tr.Open(&proxy.SessionInfo{ID: 2, Addr: "10.0.0.2:5000", Name: "writer"})
+				for _, k := range keys {
+					now := time.Now()
+					w.Observe(at(evOut(proxy.Committed, "excas", casOK, k, "v", "7"), now, now))
+				}
+			}
+			// Each goroutine its own session and events, made beforehand.
+			type client struct {
+				s   proxy.SessionObserver
+				evs []*proxy.Event
+			}
+			const sessions = 32
+			var clients [sessions]client
+			for n := range clients {
+				c := &clients[n]
+				c.s = tr.Open(&proxy.SessionInfo{ID: uint64(100 + n), Addr: "10.0.0.1:" + strconv.Itoa(5000+n), User: "default"})
+				for _, k := range keys {
+					c.evs = append(c.evs, evOut(proxy.Stale, "excas", casFail, k, "v", "99"))
+				}
+			}
+			var id atomic.Int64
+			b.SetParallelism(sessions / runtime.GOMAXPROCS(0))
+			b.ReportAllocs()
+			b.ResetTimer()
+			defer reportCPU(b)()
+			b.RunParallel(func(pb *testing.PB) {
+				n := int(id.Add(1)-1) % sessions
+				c := &clients[n]
+				now := time.Now()
+				for i := n * 131; pb.Next(); i++ {
+					e := c.evs[next(i%len(keys))]
+					now = now.Add(time.Microsecond)
+					e.Sent, e.Done = now, now
+					c.s.Observe(e)
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkCommitted is the tracker's cost per applied conditional
+// versioned write (`EXCAS key v 7` answered OK: a commit counted, and a
+// write recorded on the key for attribution), and per versioned read
+// (EXGET, which keeps its key tracked), on one key or on 1,000.
+func BenchmarkCommitted(b *testing.B) {
+	for _, op := range []string{"excas", "exget"} {
+		for _, n := range []int{1, 1000} {
+			b.Run(fmt.Sprintf("op=%s/keys=%d", op, n), func(b *testing.B) {
+				_, s := versionedBench(b)
+				keys, next := hotKeys(n)
+				evs := make([]*proxy.Event, n)
+				for i, k := range keys {
+					if op == "excas" {
+						evs[i] = evOut(proxy.Committed, "excas", casOK, k, "v", "7")
+					} else {
+						evs[i] = ev("exget", "*2\r\n$1\r\nv\r\n:7\r\n", k)
+					}
+				}
+				observeLoop(b, s, evs, next)
+			})
+		}
 	}
 }

@@ -28,8 +28,9 @@ type session struct {
 	moreWatch  bool        // keys beyond maxWatchKeys were watched
 	watchStart time.Time
 	inMulti    bool
-	pats       []string  // scratch: the patterns of the keys being counted
-	one        [1]string // scratch: a single key
+	pats       []string     // scratch: the patterns of the keys being counted
+	one        [1]string    // scratch: a single key
+	oneEnt     [1]*keyEntry // scratch: its attribution entry
 
 	// Writes to tracked keys queued in MULTI: they happen when EXEC
 	// commits, and not at all when it aborts, so they are recorded then.
@@ -221,7 +222,7 @@ func (s *session) writeRec(ev *proxy.Event) writeRec {
 // from the set. (An entry swept just after the check gets a write nobody
 // reads, as it would from the set.)
 func (s *session) cached(key []byte) *keyEntry {
-	if e := s.last; e != nil && e.key == string(key) && !e.dropped.Load() {
+	if e := s.last; e != nil && sameKey(e.key, key) && !e.dropped.Load() {
 		return e
 	}
 	e := s.t.keys.lookup(key)
@@ -232,9 +233,11 @@ func (s *session) cached(key []byte) *keyEntry {
 }
 
 // acquire is keySet.acquire for a versioned command (no watcher), through
-// the session's cache.
+// the session's cache. It does not ask the set's filter first, as cached
+// does: a versioned command's key is usually in the set, and the filter
+// would only add a cache miss.
 func (s *session) acquire(key []byte, now int64) *keyEntry {
-	if e := s.cached(key); e != nil {
+	if e := s.last; e != nil && sameKey(e.key, key) && !e.dropped.Load() {
 		e.lastUse.Store(now)
 		return e
 	}
@@ -296,11 +299,13 @@ func (s *session) db() int {
 }
 
 // refused counts a stale versioned write or a failed CAS/CAD on its key,
-// and attributes it to the last write to that key.
+// and attributes it to the last write to that key. It allocates nothing
+// but the per-conflict event, when one is written.
 func (s *session) refused(ev *proxy.Event, d *counts, kind int) {
+	done := s.doneAt(ev)
 	var e *keyEntry
 	if s.t.keys != nil {
-		e = s.acquire(ev.Args[0], s.doneAt(ev))
+		e = s.acquire(ev.Args[0], done)
 	}
 	keys := s.oneKey(ev.Args[0], e)
 	client := s.client()
@@ -319,11 +324,14 @@ func (s *session) refused(ev *proxy.Event, d *counts, kind int) {
 		}
 		return
 	}
-	done := s.doneAt(ev)
+	s.oneEnt[0] = e
+	// attribute keeps none of the conflict's memory (a conflict that
+	// waits is copied), so it stays on the stack and in the session.
 	s.t.attribute(&conflict{
-		sh: s.sh, kind: kind, victim: client, keys: keys, pats: pats, ents: []*keyEntry{e}, db: s.db(),
+		sh: s.sh, kind: kind, victim: client, keys: keys, pats: pats, ents: s.oneEnt[:], db: s.db(),
 		before: done, at: unixNano(ev.Sent), due: done + int64(attributionGrace), ev: aev,
 	})
+	s.oneEnt[0] = nil
 }
 
 // doneAt is when ev's reply came, in Unix ns (now when the core did not

@@ -1,7 +1,6 @@
 package contention
 
 import (
-	"container/heap"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -58,6 +57,42 @@ func (c *counts) add(d *counts) {
 	}
 }
 
+// source is where the write behind a conflict came from: the counter
+// blame adds one to. (A conflict's delta has one field; adding a whole
+// counts for it, on every table, showed in profiles.)
+type source int
+
+const (
+	fromClient  source = iota // Attributed: a client of this proxy
+	fromOutside               // Outside
+	untracked                 // Unattributed: the key was not tracked
+)
+
+// blamed counts one conflict whose write came from src.
+func (c *counts) blamed(src source) {
+	switch src {
+	case fromClient:
+		c.Attributed++
+	case fromOutside:
+		c.Outside++
+	default:
+		c.Unattributed++
+	}
+}
+
+// caused counts, on an invalidator's entry, one conflict of kind that its
+// write caused.
+func (c *counts) caused(kind int) {
+	switch kind {
+	case conflictAbort:
+		c.Aborts++
+	case conflictStale:
+		c.Stale++
+	default:
+		c.CASFailed++
+	}
+}
+
 // conflicts is what makes a key hot.
 func (c *counts) conflicts() int64 { return c.Aborts + c.ExecAborts + c.Stale + c.CASFailed }
 
@@ -71,6 +106,15 @@ func (c *counts) attempts() int64 {
 func (c *counts) activity() int64 {
 	return c.Transactions + c.ExecErrors + c.GivenUp + c.Stale + c.CASFailed + c.ChainsGivenUp +
 		c.VersionedCommits + c.CASCommits
+}
+
+// weightOf is what an entry's weight grows by when d is applied to it:
+// d's activity, and 1 for a delta without any.
+func weightOf(d *counts) int64 {
+	if a := d.activity(); a > 0 {
+		return a
+	}
+	return 1
 }
 
 // maxClientNames bounds the client names remembered per key or pattern.
@@ -105,7 +149,20 @@ const maxLinks = 8
 // kind: aborts, stale, failed CAS/CAD.
 type link struct {
 	name, command string
+	last          byte // name's last byte (lastByte)
 	n             [3]int64
+}
+
+// lastByte is s's last byte, 0 for "". A link compares its name's length
+// and last byte before the name: an invalidator's links are keys, and
+// keys of one pattern share their length and prefix and differ near the
+// end, so most links that do not match are passed over without loading
+// their name.
+func lastByte(s string) byte {
+	if s == "" {
+		return 0
+	}
+	return s[len(s)-1]
 }
 
 func (e *entry) addLink(name, command string, kind int) {
@@ -113,8 +170,9 @@ func (e *entry) addLink(name, command string, kind int) {
 }
 
 func (e *entry) addLinkN(name, command string, kind int, n int64) {
+	last := lastByte(name)
 	for i := range e.links {
-		if l := &e.links[i]; l.name == name && l.command == command {
+		if l := &e.links[i]; len(l.name) == len(name) && l.last == last && l.name == name && l.command == command {
 			l.n[kind] += n
 			return
 		}
@@ -123,9 +181,21 @@ func (e *entry) addLinkN(name, command string, kind int, n int64) {
 		e.moreLinks = true
 		return
 	}
-	l := link{name: name, command: command}
+	l := link{name: name, command: command, last: last}
 	l.n[kind] = n
 	e.links = append(e.links, l)
+}
+
+// sameString is a == b, but rejects most unequal strings of one length
+// without calling memequal: keys of one pattern share their length and
+// prefix and differ near the end.
+func sameString(a, b string) bool {
+	return len(a) == len(b) && (len(a) == 0 || a[len(a)-1] == b[len(a)-1]) && a == b
+}
+
+// sameKey is sameString for a key as the proxy hands it over.
+func sameKey(s string, b []byte) bool {
+	return len(s) == len(b) && (len(s) == 0 || s[len(s)-1] == b[len(s)-1]) && s == string(b) // compared in place
 }
 
 func (e *entry) addClient(c string) {
@@ -154,10 +224,16 @@ func (e *entry) addClient(c string) {
 // shard whose sessions touch many keys can use what quiet shards leave,
 // while the sum over the shards never exceeds the configured cap.
 type table struct {
-	max     int           // the reserve: entries held without borrowing
-	pool    *atomic.Int64 // shared spare capacity; nil = none
-	m       map[string]*entry
-	h       entryHeap
+	max  int           // the reserve: entries held without borrowing
+	pool *atomic.Int64 // shared spare capacity; nil = none
+	m    map[string]*entry
+	h    entryHeap
+	// last is the entry get returned last: an event touches the same
+	// key, pattern and client in apply and again in blame, and a hot
+	// workload repeats them, so most gets find it without a map lookup.
+	// Entries leave the table only in get, which then replaces last, so
+	// last is always in the table.
+	last    *entry
 	other   counts
 	evicted int64
 }
@@ -184,14 +260,17 @@ func (t *table) borrow() bool {
 func (t *table) len() int { return len(t.m) }
 
 // get returns name's entry, admitting it (and evicting the least active
-// entry when the table is full) when absent. Call fix after changing its
-// weight.
+// entry when the table is full) when absent. Call grew after increasing
+// its weight.
 func (t *table) get(name, pattern string) *entry {
+	if e := t.last; e != nil && sameString(e.name, name) {
+		return e
+	}
 	e := t.m[name]
 	if e == nil {
 		var weight int64
 		if len(t.m) >= t.max && !t.borrow() {
-			min := heap.Pop(&t.h).(*entry)
+			min := t.h.pop()
 			delete(t.m, min.name)
 			t.other.add(&min.counts)
 			t.evicted++
@@ -199,27 +278,30 @@ func (t *table) get(name, pattern string) *entry {
 		}
 		e = &entry{name: name, pattern: pattern, weight: weight}
 		t.m[name] = e
-		heap.Push(&t.h, e)
+		t.h.push(e)
 	}
+	t.last = e
 	return e
 }
 
-// fix restores the heap after e's weight changed.
-func (t *table) fix(e *entry) { heap.Fix(&t.h, e.idx) }
+// grew restores the heap after e's weight increased: e can only move
+// down (away from the root), never up.
+func (t *table) grew(e *entry) { t.h.down(e.idx) }
 
-// blame applies d, an attribution count, to name's entry and links the
-// invalidator (when named) to it.
-func (t *table) blame(name, pattern string, d *counts, invalidator, command string, kind int) {
+// blame counts one conflict from src on name's entry and links the
+// invalidator (when named) to it. The weight does not change, so the
+// heap stays as it is.
+func (t *table) blame(name, pattern string, src source, invalidator, command string, kind int) {
 	e := t.get(name, pattern)
-	e.counts.add(d)
+	e.counts.blamed(src)
 	if invalidator != "" {
 		e.addLink(invalidator, command, kind)
 	}
-	t.fix(e)
 }
 
-// update applies d (and the duration, when timed) to name's entry.
-func (t *table) update(name, pattern string, d *counts, dur time.Duration, timed bool, client string) {
+// update applies d (and the duration, when timed) to name's entry, whose
+// weight grows by weight: d's activity, at least 1 (see weightOf).
+func (t *table) update(name, pattern string, d *counts, weight int64, dur time.Duration, timed bool, client string) {
 	e := t.get(name, pattern)
 	e.counts.add(d)
 	if timed {
@@ -229,12 +311,8 @@ func (t *table) update(name, pattern string, d *counts, dur time.Duration, timed
 		e.hist.add(dur)
 	}
 	e.addClient(client)
-	if a := d.activity(); a > 0 {
-		e.weight += a
-	} else {
-		e.weight++
-	}
-	heap.Fix(&t.h, e.idx)
+	e.weight += weight
+	t.grew(e)
 }
 
 // mergeInto adds t's entries to dst, which is unbounded: used to combine
@@ -300,25 +378,70 @@ func rank(m map[string]*entry, n int, minConflicts int64) []*entry {
 	return out
 }
 
+// entryHeap is a min-heap of entries by weight, each entry knowing its
+// index. It makes the same moves as container/heap, without the calls
+// through an interface, which showed in profiles of the hot path.
 type entryHeap []*entry
 
-func (h entryHeap) Len() int           { return len(h) }
-func (h entryHeap) Less(i, j int) bool { return h[i].weight < h[j].weight }
-func (h entryHeap) Swap(i, j int) {
+func (h entryHeap) less(i, j int) bool { return h[i].weight < h[j].weight }
+
+func (h entryHeap) swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
 	h[i].idx = i
 	h[j].idx = j
 }
-func (h *entryHeap) Push(x any) {
-	e := x.(*entry)
+
+// push adds e (heap.Push).
+func (h *entryHeap) push(e *entry) {
 	e.idx = len(*h)
 	*h = append(*h, e)
+	h.up(e.idx)
 }
-func (h *entryHeap) Pop() any {
+
+// pop removes and returns the entry of least weight (heap.Pop).
+func (h *entryHeap) pop() *entry {
 	old := *h
-	n := len(old)
-	e := old[n-1]
-	old[n-1] = nil
-	*h = old[:n-1]
+	n := len(old) - 1
+	old.swap(0, n)
+	old[:n].down(0)
+	e := old[n]
+	old[n] = nil
+	*h = old[:n]
 	return e
+}
+
+// up moves the entry at j towards the root while it is lighter than its
+// parent.
+func (h entryHeap) up(j int) {
+	for j > 0 {
+		i := (j - 1) / 2
+		if !h.less(j, i) {
+			break
+		}
+		h.swap(i, j)
+		j = i
+	}
+}
+
+// down moves the entry at i away from the root while a child is lighter,
+// and reports whether it moved.
+func (h entryHeap) down(i0 int) bool {
+	n := len(h)
+	i := i0
+	for {
+		j1 := 2*i + 1
+		if j1 >= n || j1 < 0 { // j1 < 0 after int overflow
+			break
+		}
+		j := j1 // left child
+		if j2 := j1 + 1; j2 < n && h.less(j2, j1) {
+			j = j2 // right child
+		}
+		if !h.less(j, i) {
+			break
+		}
+		h.swap(i, j)
+		i = j
+	}
+	return i > i0
 }

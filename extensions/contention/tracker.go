@@ -438,15 +438,16 @@ func (t *Tracker) apply(sh *shard, d *counts, keys, pats []string, dur time.Dura
 	if timed {
 		w.hist.add(dur)
 	}
+	weight := weightOf(d)
 	for i, k := range keys {
-		w.keys.update(k, pats[i], d, dur, timed, client)
+		w.keys.update(k, pats[i], d, weight, dur, timed, client)
 	}
 	for i, p := range pats {
 		if !containsBefore(pats, i, p) {
-			w.patterns.update(p, "", d, dur, timed, client)
+			w.patterns.update(p, "", d, weight, dur, timed, client)
 		}
 	}
-	w.clients.update(client, "", d, dur, timed, "")
+	w.clients.update(client, "", d, weight, dur, timed, "")
 	sh.mu.Unlock()
 }
 
