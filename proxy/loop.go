@@ -44,6 +44,7 @@ type eventLoop struct {
 	runner atomic.Pointer[runner]
 	events []syscall.EpollEvent
 	n, i   int
+	takeFn func(fd uintptr) bool // take, bound once
 	dirty  []*upConn
 
 	stopping atomic.Bool
@@ -74,6 +75,7 @@ func newEventLoop(srv *Server) (*eventLoop, error) {
 		events:   make([]syscall.EpollEvent, 256),
 		stopped:  make(chan struct{}),
 	}
+	l.takeFn = l.take
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(l.wake)}
 	if err := syscall.EpollCtl(ep, syscall.EPOLL_CTL_ADD, l.wake, &ev); err != nil {
 		l.closeFDs()
@@ -207,22 +209,27 @@ func (l *eventLoop) run(me *runner) {
 // wait parks the runner in Go's netpoller until the epoll set has events,
 // then takes them without blocking.
 func (l *eventLoop) wait() bool {
-	err := l.poll.Read(func(fd uintptr) bool {
-		for {
-			r, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_WAIT, fd,
-				uintptr(unsafe.Pointer(&l.events[0])), uintptr(len(l.events)), 0, 0, 0)
-			switch {
-			case errno == syscall.EINTR:
-				continue
-			case errno != 0:
-				l.n, l.i = 0, 0
-				return true
-			}
-			l.n, l.i = int(r), 0
-			return r > 0
-		}
-	})
+	err := l.poll.Read(l.takeFn)
 	return err == nil || !errors.Is(err, os.ErrClosed)
+}
+
+// take is wait's callback (bound once in takeFn: a closure made per wait
+// would be an allocation per wait): the events ready now, false when
+// there are none yet.
+func (l *eventLoop) take(fd uintptr) bool {
+	for {
+		r, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_WAIT, fd,
+			uintptr(unsafe.Pointer(&l.events[0])), uintptr(len(l.events)), 0, 0, 0)
+		switch {
+		case errno == syscall.EINTR:
+			continue
+		case errno != 0:
+			l.n, l.i = 0, 0
+			return true
+		}
+		l.n, l.i = int(r), 0
+		return r > 0
+	}
 }
 
 // stop makes the runner let go of every session (Shutdown drains them on

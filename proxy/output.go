@@ -42,6 +42,7 @@ var chunkPool = sync.Pool{New: func() any { return new([chunkSize]byte) }}
 type output struct {
 	conn         net.Conn
 	raw          syscall.RawConn // for writes that must not wait; nil if conn has none
+	rw           rawWriter       // on raw, for flush (the reply side's one driver)
 	buf          []byte
 	limit        int64
 	writeTimeout time.Duration // a slow client that takes nothing for this long is closed
@@ -66,6 +67,7 @@ func newOutput(conn net.Conn, limit int64, writeTimeout time.Duration) *output {
 	if sc, ok := conn.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			o.raw = rc
+			o.rw.init(rc)
 		}
 	}
 	return o
@@ -159,7 +161,7 @@ func (o *output) writeNoWait(b []byte) (int, error) {
 		}
 		return n, err
 	}
-	return writeNoWait(o.raw, b)
+	return o.rw.writeNoWait(b)
 }
 
 // goSlow starts the background flusher with rest, the bytes a write

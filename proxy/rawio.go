@@ -35,26 +35,45 @@ func rawWrite(fd int, b []byte) (int, syscall.Errno) {
 	return int(n), 0
 }
 
-// writeNoWait writes to a non-blocking socket what it takes now, never
-// waiting for it to take more.
-func writeNoWait(raw syscall.RawConn, b []byte) (int, error) {
-	var n int
-	var werr error
-	err := raw.Write(func(fd uintptr) bool {
-		for {
-			m, e := rawWrite(int(fd), b)
-			if e == syscall.EINTR {
-				continue
-			}
-			if m > 0 {
-				n = m
-			}
-			if e != 0 && e != syscall.EAGAIN {
-				werr = os.NewSyscallError("write", e)
-			}
-			return true
+// rawWriter writes to a non-blocking socket what it takes now, never
+// waiting for it to take more. Its callback for RawConn.Write is bound
+// once: a closure made per call would be an allocation per write, that
+// is, per reply. A connection has one writer at a time (its users see to
+// that), so one rawWriter serves it.
+type rawWriter struct {
+	raw syscall.RawConn
+	fn  func(fd uintptr) bool
+	b   []byte
+	n   int
+	err error
+}
+
+func (w *rawWriter) init(raw syscall.RawConn) {
+	w.raw = raw
+	w.fn = w.write
+}
+
+func (w *rawWriter) write(fd uintptr) bool {
+	for {
+		m, e := rawWrite(int(fd), w.b)
+		if e == syscall.EINTR {
+			continue
 		}
-	})
+		if m > 0 {
+			w.n = m
+		}
+		if e != 0 && e != syscall.EAGAIN {
+			w.err = os.NewSyscallError("write", e)
+		}
+		return true
+	}
+}
+
+func (w *rawWriter) writeNoWait(b []byte) (int, error) {
+	w.b, w.n, w.err = b, 0, nil
+	err := w.raw.Write(w.fn)
+	n, werr := w.n, w.err
+	w.b, w.err = nil, nil
 	if err == nil {
 		err = werr
 	}

@@ -27,10 +27,12 @@ func (c *upConn) readLoop() {
 	}
 	var f resp.Framer
 	f.Limits = replyLimits(c.srv.opts.Limits)
-	var local []waiter // FIFO entries taken from c.fifo, reader-owned
-	var tl []tagWaiter // likewise from c.tfifo, on a cluster connection
-	var tr tagRead     // the reply being read on a cluster connection
-	var held *session  // whose lock is held while its replies are delivered
+	var local []waiter    // FIFO entries taken from c.fifo, reader-owned
+	var localBuf []waiter // local's array: refilled from its start, no allocation once grown
+	var tl []tagWaiter    // likewise from c.tfifo, on a cluster connection
+	var tlBuf []tagWaiter // tl's array, as localBuf
+	var tr tagRead        // the reply being read on a cluster connection
+	var held *session     // whose lock is held while its replies are delivered
 	release := func() {
 		if held != nil {
 			held.flushLocked()
@@ -78,7 +80,8 @@ func (c *upConn) readLoop() {
 				if !tr.on {
 					if len(tl) == 0 {
 						c.mu.Lock()
-						tl = append(tl, c.tfifo...)
+						tl = append(tlBuf[:0], c.tfifo...)
+						tlBuf = tl[:0]
 						clear(c.tfifo)
 						c.tfifo = c.tfifo[:0]
 						c.mu.Unlock()
@@ -112,7 +115,8 @@ func (c *upConn) readLoop() {
 			}
 			if len(local) == 0 {
 				c.mu.Lock()
-				local = append(local, c.fifo...)
+				local = append(localBuf[:0], c.fifo...)
+				localBuf = local[:0]
 				clear(c.fifo)
 				c.fifo = c.fifo[:0]
 				c.mu.Unlock()
@@ -174,27 +178,51 @@ func (c *upConn) read(b []byte) (n int, err error) {
 		c.emptySince.Store(0)
 		return n, err
 	}
-	rerr := c.raw.Read(func(fd uintptr) bool {
-		for {
-			m, e := rawRead(int(fd), b)
-			switch e {
-			case 0:
-				n = m
-				if m == 0 {
-					err = io.EOF
-				}
-				c.emptySince.Store(0)
-				return true
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				c.markEmpty()
-				return false
+	return c.rr.read(b)
+}
+
+// rawReader is the reader goroutine's raw read, its RawConn.Read
+// callback bound once (a closure per read would allocate per read).
+type rawReader struct {
+	c   *upConn
+	fn  func(fd uintptr) bool
+	b   []byte
+	n   int
+	err error
+}
+
+func (r *rawReader) init(c *upConn) {
+	r.c = c
+	r.fn = r.readNow
+}
+
+func (r *rawReader) readNow(fd uintptr) bool {
+	for {
+		m, e := rawRead(int(fd), r.b)
+		switch e {
+		case 0:
+			r.n = m
+			if m == 0 {
+				r.err = io.EOF
 			}
-			err = os.NewSyscallError("read", e)
+			r.c.emptySince.Store(0)
 			return true
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			r.c.markEmpty()
+			return false
 		}
-	})
+		r.err = os.NewSyscallError("read", e)
+		return true
+	}
+}
+
+func (r *rawReader) read(b []byte) (int, error) {
+	r.b, r.n, r.err = b, 0, nil
+	rerr := r.c.raw.Read(r.fn)
+	n, err := r.n, r.err
+	r.b, r.err = nil, nil
 	if err == nil {
 		err = rerr
 	}

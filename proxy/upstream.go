@@ -43,6 +43,8 @@ type upConn struct {
 	// raw writes without waiting, for the event loop; nil where the
 	// connection has no file of its own (TLS).
 	raw syscall.RawConn
+	rw  rawWriter // on raw, for whoever holds writing
+	rr  rawReader // on raw, for the reader goroutine
 	// dirty: queued by the event loop's sessions in its current batch;
 	// the loop's runner owns it.
 	dirty bool
@@ -82,7 +84,10 @@ func newUpConn(srv *Server, conn net.Conn, key poolKey, shared bool) *upConn {
 	c.wdl.write = true
 	c.wfree = sync.NewCond(&c.mu)
 	if sc, ok := conn.(syscall.Conn); ok {
-		c.raw, _ = sc.SyscallConn()
+		if c.raw, _ = sc.SyscallConn(); c.raw != nil {
+			c.rw.init(c.raw)
+			c.rr.init(c)
+		}
 	}
 	srv.stats.upstreamConns.Add(1)
 	if nd := srv.clusterNode(c.node); nd != nil {
@@ -247,7 +252,7 @@ func (c *upConn) keepSpare(b []byte) {
 }
 
 // writeNoWait writes what the socket takes now.
-func (c *upConn) writeNoWait(b []byte) (int, error) { return writeNoWait(c.raw, b) }
+func (c *upConn) writeNoWait(b []byte) (int, error) { return c.rw.writeNoWait(b) }
 
 // write writes b; a Redis that stops reading (it never should) cannot
 // hang the writer past WriteTimeout.
