@@ -26,6 +26,8 @@
 //	                 exec.go        EXEC's elements given to the handlers of rewritten commands
 //	write to client  deliver.go     emitHead, flush: what is collected goes to the client
 //	                 output.go      one write that never waits; a bounded backlog for slow readers
+//	end              sessionend.go  the client sends no more: the reply side ends, the client is
+//	                                closed (on the event loop when nothing is left), connections go
 //
 // In front of a Redis Cluster, the same steps take these files too:
 //
