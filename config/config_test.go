@@ -113,7 +113,7 @@ func TestEverySettingFromEverySource(t *testing.T) {
 		"log.level": "debug", "log.format": "console", "log.file": "stdout", "instance-name": "sidecar-7",
 		"admin.listen": "", "contention.enabled": "false", "contention.window": "12s",
 		"contention.top": "13", "admin.pprof": "true",
-		"admin.token": "0123456789abcdef-token", "admin.allow-unauthenticated": "true", "exstring.enabled": "false", "exstring.scripts": "true",
+		"admin.token": "0123456789abcdef-token", "admin.allow-unauthenticated": "true", "exstring.enabled": "false", "exstring.scripts": "true", "exstring.answer-stale": "false",
 		"contention.max-keys": "16", "contention.max-patterns": "17", "contention.max-clients": "18", "contention.threshold": "14", "contention.abort-events": "true",
 		"contention.abort-sample-rate": "0.5", "contention.abort-rate-limit": "15",
 		"contention.attribution": "false", "contention.attribution-max-keys": "19", "contention.attribution-ttl": "21s", "contention.metrics-patterns": "22",

@@ -235,6 +235,8 @@ func buildSettings() []Setting {
 	row("exstring.enabled", "exstring", "bool", "add the versioned-string commands (EXSET, EXCAS, ..., CAS, CAD); false makes the proxy a pure passthrough", bset, bget)
 	bset, bget = boolean(func(c *Config) *bool { return &c.Exstring.Scripts })
 	row("exstring.scripts", "exstring-scripts", "bool", "call the Lua with EVALSHA even where Redis has functions (for ACLs that allow +evalsha but not +fcall)", bset, bget)
+	bset, bget = boolean(func(c *Config) *bool { return &c.Exstring.AnswerStale })
+	row("exstring.answer-stale", "exstring-answer-stale", "bool", "answer in the proxy, from the first one's reply, the EXCAS with the same key and expected version sent to Redis in one write (Redis could only refuse them as stale); false sends each", bset, bget)
 
 	bset, bget = boolean(func(c *Config) *bool { return &c.Contention.Enabled })
 	row("contention.enabled", "contention", "bool", "track WATCH/EXEC aborts and stale versioned writes", bset, bget)

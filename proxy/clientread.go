@@ -240,6 +240,7 @@ func (s *session) streamCommand() bool {
 	err = own.sendHeld(s, s.batch, n, s.upbuf)
 	s.sendMu.Unlock()
 	s.batch, s.upbuf = s.batch[:0], s.upbuf[:0]
+	s.clearCands()
 	if err != nil {
 		return false
 	}

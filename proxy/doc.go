@@ -12,6 +12,8 @@
 //	                 table.go       the command table the name is looked up in
 //	send upstream    send.go        the batch of one read, in one write, on the session's connection
 //	                 upstream.go    upConn: one writer at a time, a FIFO of sessions
+//	                 follow.go      a group's followers (EXCAS with one key and version)
+//	                                left out of the write, answered from the leader's reply
 //	                 pool.go        shared connections per (user, protocol, database); join, leave
 //	                 ready.go       ready connections per pool, dialled ahead by the filler
 //	                 retire.go      stuck shared connections retired, revoked and idle pools

@@ -54,6 +54,33 @@ type Rewrite struct {
 	Local []byte
 	// Reply, when non-nil, sees the reply before the client does.
 	Reply ReplyHandler
+	// Group, when non-zero, offers the command to be answered from the
+	// reply of an earlier command of its group instead of being sent
+	// (Follower). It is a set of argument positions (bit i for args[i],
+	// i >= 1) whose values together name the group: for EXCAS the key
+	// and the expected version. Reply must be a Follower.
+	Group uint16
+}
+
+// Follower is a ReplyHandler whose command, run right after an earlier
+// command of its group (Rewrite.Group), can only be refused: two EXCAS
+// with the same key and expected version cannot both commit. When
+// commands of one group from any sessions reach a shared upstream
+// connection in the same write, the core sends the first (the leader)
+// and answers each of the others (its followers) from the leader's reply
+// instead of sending them: Redis would refuse them anyway, at the cost
+// of a script run each. The answer is the reply Redis gives a follower
+// that runs right after the leader - a valid order, since all of them
+// were in flight at once, and none had been written to Redis when the
+// next joined (docs/exstring.md, "Doomed EXCAS answered in the proxy").
+type Follower interface {
+	ReplyHandler
+	// Follow appends to dst the reply, in the upstream's protocol, that
+	// Redis would give a follower run right after its leader, from the
+	// leader's complete reply (whatever it is: errors too) and the
+	// leader's arguments (after the name, as the client sent them). It is
+	// called on an upstream connection's reader and must not block.
+	Follow(dst, leaderReply []byte, leaderArgs [][]byte) []byte
 }
 
 // ReplyAction is what a ReplyHandler wants done with a reply.

@@ -144,6 +144,7 @@ func (s *session) route(cmd *command, raw []byte, args [][]byte, argc int, parti
 				e.rw = rw.Reply
 				if rw.Prefix != nil {
 					skip = resp.NameEnd(raw)
+					start := len(s.upbuf)
 					s.upbuf = appendRewrite(s.upbuf, rw, argc)
 					if !partial {
 						s.upbuf = append(s.upbuf, raw[skip:]...)
@@ -153,6 +154,9 @@ func (s *session) route(cmd *command, raw []byte, args [][]byte, argc int, parti
 						// (FCALL unknown: EVALSHA instead).
 						if e.rw != nil && len(raw) <= maxResend {
 							e.resend = s.arena.copyBytes(raw)
+						}
+						if rw.Group != 0 {
+							s.offerGroup(rw, args, start, e.resend)
 						}
 					}
 					rewritten = true

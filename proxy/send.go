@@ -79,6 +79,7 @@ func (s *session) send() bool {
 	err := s.sendLocked(n)
 	s.sendMu.Unlock()
 	s.batch = s.batch[:0]
+	s.clearCands()
 	if cap(s.upbuf) > steadyBuf {
 		s.upbuf = nil
 	} else {
@@ -187,6 +188,7 @@ func (s *session) takeOwn(why []byte) error {
 		}
 	}
 	c.setOwner(s)
+	s.clearCands() // a connection of its own: no other session's commands to group with
 	if setup {
 		data, n := setupCommands(nil, s.conns.key, s.conns.cred, !s.srv.authRequired.Load())
 		es := make([]entry, n, n+len(s.batch))
@@ -289,6 +291,7 @@ func (s *session) failBatch(err error) {
 		}
 	}
 	s.upbuf = s.upbuf[:0]
+	s.clearCands()
 	s.hasLocal = true
 	s.batchFailed = true
 	// Session state changed by these commands never reached Redis.

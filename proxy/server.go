@@ -57,7 +57,7 @@ type Server struct {
 		outputLimitClosed, lostCommands          atomic.Int64
 		upstreamConns, sharedConns, readyConns   atomic.Int64
 		pools, pinned, unpinned, handoffs        atomic.Int64
-		retired                                  atomic.Int64
+		retired, answeredByLeader                atomic.Int64
 	}
 }
 
@@ -323,7 +323,11 @@ type Stats struct {
 	// replies stopped while owed (a long script): new commands went to a
 	// fresh connection.
 	SharedRetired int64
-	AuthRequired  bool // Redis requires AUTH, as far as the proxy knows
+	// AnsweredByLeader counts commands answered from the reply of an
+	// earlier command of their group instead of being sent (Follower:
+	// an EXCAS that could only be refused as stale).
+	AnsweredByLeader int64
+	AuthRequired     bool // Redis requires AUTH, as far as the proxy knows
 }
 
 // Stats returns a snapshot of the counters.
@@ -345,6 +349,7 @@ func (s *Server) Stats() Stats {
 		SessionsShared:    s.stats.unpinned.Load(),
 		LoopHandoffs:      s.stats.handoffs.Load(),
 		SharedRetired:     s.stats.retired.Load(),
+		AnsweredByLeader:  s.stats.answeredByLeader.Load(),
 		AuthRequired:      s.authRequired.Load(),
 	}
 }

@@ -27,12 +27,13 @@ func (c *upConn) readLoop() {
 	}
 	var f resp.Framer
 	f.Limits = replyLimits(c.srv.opts.Limits)
-	var local []waiter    // FIFO entries taken from c.fifo, reader-owned
-	var localBuf []waiter // local's array: refilled from its start, no allocation once grown
-	var tl []tagWaiter    // likewise from c.tfifo, on a cluster connection
-	var tlBuf []tagWaiter // tl's array, as localBuf
-	var tr tagRead        // the reply being read on a cluster connection
-	var held *session     // whose lock is held while its replies are delivered
+	var local []waiter     // FIFO entries taken from c.fifo, reader-owned
+	var localBuf []waiter  // local's array: refilled from its start, no allocation once grown
+	var tl []tagWaiter     // likewise from c.tfifo, on a cluster connection
+	var tlBuf []tagWaiter  // tl's array, as localBuf
+	var tr tagRead         // the reply being read on a cluster connection
+	var fa followerAnswers // groups' followers, answered in their turn
+	var held *session      // whose lock is held while its replies are delivered
 	release := func() {
 		if held != nil {
 			held.flushLocked()
@@ -147,12 +148,43 @@ func (c *upConn) readLoop() {
 			}
 			push := f.Kind() == '>'
 			s.deliverLocked(chunk, done, f.Kind())
+			g := local[0].grp
+			if g != nil && !push {
+				fa.keep(g, chunk)
+			}
 			if done && !push {
 				c.replies.Add(1)
 				c.owed.Add(-1)
 				local[0].n--
 				if local[0].n == 0 {
-					local[0].s = nil
+					local[0] = waiter{}
+					local = local[1:]
+					if g != nil {
+						fa.leaderDone(g)
+					}
+				}
+				// A follower's turn comes right after the reply before it.
+				for fa.owed > 0 {
+					if len(local) == 0 {
+						c.mu.Lock()
+						local = append(localBuf[:0], c.fifo...)
+						localBuf = local[:0]
+						clear(c.fifo)
+						c.fifo = c.fifo[:0]
+						c.mu.Unlock()
+					}
+					if len(local) == 0 || !local[0].follows {
+						break
+					}
+					fs := local[0].s
+					if fs != held {
+						release()
+						fs.mu.Lock()
+						held = fs
+					}
+					answer := fa.answer(local[0].grp)
+					fs.deliverLocked(answer, true, answer[0])
+					local[0] = waiter{}
 					local = local[1:]
 				}
 			}

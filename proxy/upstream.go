@@ -70,13 +70,24 @@ type upConn struct {
 	node    int32
 	tfifo   []tagWaiter
 	ordered bool
+
+	// groups are the groups whose leader is in out, unwritten
+	// (follow.go); shared connections only. pos counts the commands
+	// queued on it, where each runs in its stream.
+	groups []*group
+	pos    uint64
 }
 
 // waiter is one session's run of commands in a shared connection's FIFO:
-// the next n replies are its.
+// the next n replies are its. A waiter with grp is one command of a
+// group (follow.go): its leader, whose reply its followers are answered
+// from, or, with follows, a follower, answered in its turn without a
+// reply from Redis.
 type waiter struct {
-	s *session
-	n int
+	s       *session
+	n       int
+	grp     *group
+	follows bool
 }
 
 func newUpConn(srv *Server, conn net.Conn, key poolKey, shared bool) *upConn {
@@ -154,6 +165,7 @@ func (c *upConn) writeOutLocked() {
 	for len(c.out) > 0 && !c.dead {
 		out := c.out
 		c.out = c.spare[:0]
+		c.endGroupsLocked()
 		c.mu.Unlock()
 		err := c.write(out)
 		c.mu.Lock()
@@ -176,6 +188,9 @@ func (c *upConn) writeOutLocked() {
 func (c *upConn) queue(s *session, batch []entry, n int, data []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if len(s.cands) > 0 && c.shared && c.owner == nil {
+		return c.queueGroupedLocked(s, batch, data)
+	}
 	if err := c.queueLocked(s, batch, n); err != nil {
 		return err
 	}
@@ -197,6 +212,7 @@ func (c *upConn) flushNoWait() {
 	for c.raw != nil && len(c.out) > 0 && !c.dead {
 		out := c.out
 		c.out = c.spare[:0]
+		c.endGroupsLocked()
 		c.mu.Unlock()
 		// A deadline a blocking write set earlier would fail this one
 		// once it expired, though this one never waits.
@@ -304,11 +320,9 @@ func (c *upConn) queueLocked(s *session, batch []entry, n int) error {
 		return nil
 	}
 	c.owed.Add(int64(n))
-	if k := len(c.fifo); k > 0 && c.fifo[k-1].s == s {
-		c.fifo[k-1].n += n
-	} else {
-		c.fifo = append(c.fifo, waiter{s: s, n: n})
-	}
+	c.pos += uint64(n)
+	s.upConn, s.upPos = c, c.pos
+	c.pushRun(s, n)
 	return nil
 }
 

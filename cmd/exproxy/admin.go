@@ -148,6 +148,7 @@ var statsMetrics = []struct {
 	{"exproxy_sessions_shared_again_total", "Times a client gave its own upstream connection back and shared again (upstream-mode shared).", prometheus.CounterValue, func(s proxy.Stats) int64 { return s.SessionsShared }},
 	{"exproxy_loop_handoffs_total", "Times a client read by the event loop had to wait (its replies before a move, a dial, ...) and was served apart while a new goroutine ran the loop.", prometheus.CounterValue, func(s proxy.Stats) int64 { return s.LoopHandoffs }},
 	{"exproxy_shared_upstream_retired_total", "Shared upstream connections retired because their replies stopped while owed (a long script); new commands went to a fresh connection.", prometheus.CounterValue, func(s proxy.Stats) int64 { return s.SharedRetired }},
+	{"exproxy_answered_by_leader_total", "Versioned writes answered from the reply of an earlier one with the same key and expected version, sent in the same write to Redis, instead of being sent: EXCAS that Redis could only have refused as stale.", prometheus.CounterValue, func(s proxy.Stats) int64 { return s.AnsweredByLeader }},
 	{"exproxy_upstream_auth_required", "1 when Redis requires AUTH (as far as the proxy knows): unauthenticated clients are then held to Redis's pre-AUTH limits.", prometheus.GaugeValue, func(s proxy.Stats) int64 {
 		if s.AuthRequired {
 			return 1

@@ -85,6 +85,7 @@ type command struct {
 	inner  []byte    // replacement for an ACL refusal inside the Lua
 	bigInt bool      // replies may hold integers Lua sent as bulk strings (FixBigInts)
 	write  int       // what its replies say about a write (outcome.go)
+	groups bool      // EXCAS, when cfg.AnswerStale: offered for a group (follow.go)
 	info   [2][]byte // COMMAND INFO entry per protocol
 	docs   [2][]byte // COMMAND DOCS name + entry per protocol
 }
@@ -121,6 +122,7 @@ func New(cfg Config, deps Deps) (*Extension, error) {
 			c.inner = innerNopermReply(name)
 			c.bigInt = len(intPositions[Handler(lua)]) > 0
 		}
+		c.groups = name == "excas" && cfg.AnswerStale
 		e.cmds = append(e.cmds, c)
 		e.byName[name] = c
 	}
@@ -216,7 +218,11 @@ func (e *Extension) Rewrite(args [][]byte, argc int, s *proxy.SessionInfo) (prox
 	if argc < 2 {
 		nk = 0
 	}
-	return proxy.Rewrite{Prefix: c.prefix[e.mode.Load()][nk], PrefixArgs: 3, Reply: c}, true
+	rw := proxy.Rewrite{Prefix: c.prefix[e.mode.Load()][nk], PrefixArgs: 3, Reply: c}
+	if c.groups {
+		rw.Group = groupOf(args, argc)
+	}
+	return rw, true
 }
 
 // Transform restores integers beyond 2^53 in a reply too long for Check

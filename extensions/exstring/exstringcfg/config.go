@@ -20,11 +20,16 @@ type Config struct {
 	// Without it the proxy uses FCALL and switches to EVALSHA by itself on
 	// a Redis that does not know FUNCTION.
 	Scripts bool `yaml:"scripts"`
+	// AnswerStale lets the proxy answer, from the reply of the first, the
+	// EXCAS commands with the same key and expected version that it sends
+	// to Redis in one write: Redis could only refuse them as stale.
+	// Without it each is sent and run.
+	AnswerStale bool `yaml:"answer-stale"`
 }
 
 // Default returns the defaults: the commands on, FCALL where Redis has
-// functions.
-func Default() Config { return Config{Enabled: true} }
+// functions, stale EXCAS answered in the proxy.
+func Default() Config { return Config{Enabled: true, AnswerStale: true} }
 
 // Validate reports settings that cannot work. Every combination of the
 // two switches can, so it returns nil; it is here so that each extension's

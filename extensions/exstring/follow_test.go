@@ -1,0 +1,255 @@
+package exstring
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/exproxy/exproxy/internal/proxytest"
+	"github.com/exproxy/exproxy/internal/redistest"
+	"github.com/exproxy/exproxy/proxy"
+)
+
+func TestGroupOf(t *testing.T) {
+	args := func(s ...string) [][]byte {
+		out := make([][]byte, len(s))
+		for i := range s {
+			out[i] = []byte(s[i])
+		}
+		return out
+	}
+	tests := []struct {
+		args []string
+		want uint16
+	}{
+		{[]string{"EXCAS", "k", "v", "0"}, groupArgs},
+		{[]string{"EXCAS", "k", "v", "17"}, groupArgs},
+		{[]string{"EXCAS", "k", "v", "999999999999999999"}, groupArgs},
+		{[]string{"EXCAS", "k", "v", "1000000000000000000"}, 0}, // 19 digits: range checks in the Lua
+		{[]string{"EXCAS", "k", "v", "01"}, 0},                  // not a version the Lua parses
+		{[]string{"EXCAS", "k", "v", "-1"}, 0},                  // a syntax error in the Lua
+		{[]string{"EXCAS", "k", "v", "1x"}, 0},
+		{[]string{"EXCAS", "k", "v", ""}, 0},
+		{[]string{"EXCAS", "k", "v", "1", "EX", "10"}, 0}, // options: not grouped
+		{[]string{"EXCAS", "k", "v"}, 0},
+	}
+	for _, tt := range tests {
+		if got := groupOf(args(tt.args...), len(tt.args)); got != tt.want {
+			t.Errorf("groupOf(%q) = %b, want %b", tt.args, got, tt.want)
+		}
+	}
+	if got := groupOf(args("EXCAS", "k", "v"), 4); got != 0 {
+		t.Errorf("groupOf of a command cut short = %b, want 0", got)
+	}
+}
+
+func TestFollow(t *testing.T) {
+	c := &command{name: "excas"}
+	lead := [][]byte{[]byte("k"), []byte("new"), []byte("7")}
+	tests := []struct{ leader, want string }{
+		{"*3\r\n+OK\r\n+\r\n:8\r\n", "*3\r\n+CAS_FAILED\r\n$3\r\nnew\r\n:8\r\n"},
+		{"*3\r\n+OK\r\n+\r\n$19\r\n9007199254740993000\r\n", "*3\r\n+CAS_FAILED\r\n$3\r\nnew\r\n$19\r\n9007199254740993000\r\n"},
+		{"*3\r\n+CAS_FAILED\r\n$3\r\nold\r\n:9\r\n", "*3\r\n+CAS_FAILED\r\n$3\r\nold\r\n:9\r\n"},
+		{":-1\r\n", ":-1\r\n"},
+		{"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n", "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"},
+		{"-ERR Function not found\r\n", "-ERR Function not found\r\n"},
+	}
+	for _, tt := range tests {
+		if got := string(c.Follow([]byte("keep"), []byte(tt.leader), lead)); got != "keep"+tt.want {
+			t.Errorf("Follow(%q) = %q, want %q", tt.leader, got, "keep"+tt.want)
+		}
+	}
+}
+
+// followPair is one Redis with two proxies in front of it, sharing
+// upstream connections (where grouping happens): one answers stale EXCAS
+// itself, the other sends every command.
+type followPair struct {
+	redis         *redistest.Server
+	grouped, each *proxytest.Harness
+}
+
+func startFollowPair(t *testing.T, preload bool) *followPair {
+	t.Helper()
+	srv := redistest.Start(t)
+	start := func(answer bool) *proxytest.Harness {
+		deps := Deps{Upstream: proxy.Upstream{Addr: srv.Addr}}
+		deps.Logger, _ = proxytest.NewLogger(t, zapcore.InfoLevel)
+		ext := newExt(t, Config{Enabled: true, AnswerStale: answer}, deps)
+		if preload {
+			if err := ext.Load(ctxT(t)); err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+		}
+		return proxytest.StartFor(t, srv, proxytest.WithRewriters(ext),
+			proxytest.WithOptions(func(o *proxy.Options) { o.Mode = proxy.SharedUpstream }))
+	}
+	return &followPair{redis: srv, grouped: start(true), each: start(false)}
+}
+
+// fcalls is how many FCALLs Redis has run.
+func fcalls(t *testing.T, h *proxytest.Harness) int {
+	t.Helper()
+	info := h.DirectRaw(t).Do("INFO", "commandstats")
+	i := strings.Index(info, "cmdstat_fcall:calls=")
+	if i < 0 {
+		return 0
+	}
+	rest := info[i+len("cmdstat_fcall:calls="):]
+	n, err := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+	if err != nil {
+		t.Fatalf("commandstats: %q", info)
+	}
+	return n
+}
+
+// TestFollowersAnswerAsRedisWould runs each pipeline, written at once,
+// through the proxy that groups stale EXCAS and through the one that
+// sends each, from the same state of Redis: the replies must be the same
+// bytes, and so must the keys afterwards. It also checks that the
+// grouping took place where it should (fewer FCALLs, the counter).
+func TestFollowersAnswerAsRedisWould(t *testing.T) {
+	const big = "9007199254740993" // beyond 2^53: the Lua hands it back as a bulk string
+	tests := []struct {
+		name     string
+		setup    [][]string
+		pipeline [][]string
+		answered int // followers answered by the proxy
+		flush    bool
+	}{
+		{"the leader commits", [][]string{{"EXSET", "k", "v0"}},
+			[][]string{{"EXCAS", "k", "a", "1"}, {"EXCAS", "k", "b", "1"}, {"EXCAS", "k", "c", "1"}}, 2, false},
+		{"the leader is stale", [][]string{{"EXSET", "k", "v0"}, {"EXSET", "k", "v1"}},
+			[][]string{{"EXCAS", "k", "a", "1"}, {"EXCAS", "k", "b", "1"}, {"EXCAS", "k", "c", "1"}}, 2, false},
+		{"no such key", nil,
+			[][]string{{"EXCAS", "k", "a", "1"}, {"EXCAS", "k", "b", "1"}}, 1, false},
+		{"wrong type", [][]string{{"RPUSH", "k", "x"}},
+			[][]string{{"EXCAS", "k", "a", "1"}, {"EXCAS", "k", "b", "1"}}, 1, false},
+		{"groups among other commands", [][]string{{"EXSET", "k", "v0"}, {"EXSET", "j", "w0"}},
+			[][]string{{"EXCAS", "k", "a", "1"}, {"EXCAS", "k", "b", "1"}, {"EXCAS", "j", "x", "1"}, {"EXCAS", "j", "y", "1"},
+				{"GET", "p"}, {"EXCAS", "k", "c", "1"}, {"EXCAS", "k", "d", "2"}, {"EXCAS", "k", "e", "2"}, {"INCR", "n"}}, 3, false},
+		// One client's commands run in the order it sent them: a command
+		// may not be answered as if it ran right after its leader when an
+		// earlier command of the same client runs after that leader.
+		{"a client's own order is kept", [][]string{{"EXSET", "k", "v0"}, {"EXSET", "j", "w0"}},
+			[][]string{{"EXCAS", "k", "a", "1"}, {"GET", "p"}, {"EXCAS", "j", "x", "1"}, {"EXCAS", "k", "b", "1"},
+				{"INCR", "n"}, {"EXCAS", "j", "y", "1"}, {"EXCAS", "k", "c", "2"}, {"EXGET", "k"}, {"EXCAS", "k", "d", "1"}}, 0, false},
+		{"versions beyond 2^53", [][]string{{"EXSET", "k", "v0", "ABS", big}},
+			[][]string{{"EXCAS", "k", "a", big}, {"EXCAS", "k", "b", big}, {"EXCAS", "k", "c", big}}, 2, false},
+		{"options are not grouped", [][]string{{"EXSET", "k", "v0"}},
+			[][]string{{"EXCAS", "k", "a", "1", "EX", "100"}, {"EXCAS", "k", "b", "1", "EX", "100"}}, 0, false},
+		{"versions the Lua refuses are not grouped", [][]string{{"EXSET", "k", "v0"}},
+			[][]string{{"EXCAS", "k", "a", "01"}, {"EXCAS", "k", "b", "01"}, {"EXCAS", "k", "c", "-1"}, {"EXCAS", "k", "c", "-1"}}, 0, false},
+		{"the library is gone", [][]string{{"EXSET", "k", "v0"}},
+			[][]string{{"EXCAS", "k", "a", "1"}, {"EXCAS", "k", "b", "1"}, {"EXCAS", "k", "c", "1"}}, 2, true},
+	}
+	p := startFollowPair(t, true)
+	for _, proto := range []int{2, 3} {
+		for _, tt := range tests {
+			t.Run(fmt.Sprintf("%s/RESP%d", tt.name, proto), func(t *testing.T) {
+				run := func(h *proxytest.Harness) (replies []string, after string, ran int, answered int64) {
+					direct := h.DirectRaw(t)
+					direct.Do("FLUSHALL")
+					rc := h.ProxyRaw(t)
+					if proto == 3 {
+						rc.Do("HELLO", "3")
+					}
+					for _, c := range tt.setup {
+						if got := rc.Do(c...); strings.HasPrefix(got, "-") {
+							t.Fatalf("%q: %q", c, got)
+						}
+					}
+					if tt.flush {
+						direct.Do("FUNCTION", "FLUSH")
+					}
+					before, answeredBefore := fcalls(t, h), h.Srv.Stats().AnsweredByLeader
+					var all []byte
+					for _, c := range tt.pipeline {
+						all = append(all, proxytest.EncodeCommand(c...)...)
+					}
+					rc.Write(all) // one write: one read of the proxy, one batch
+					replies = rc.ReadN(len(tt.pipeline))
+					ran = fcalls(t, h) - before
+					answered = h.Srv.Stats().AnsweredByLeader - answeredBefore
+					after = rc.Do("EXGET", "k") + rc.Do("EXGET", "j") + rc.Do("GET", "n")
+					return
+				}
+				want, wantAfter, ranEach, _ := run(p.each)
+				got, gotAfter, ranGrouped, answered := run(p.grouped)
+				for i := range want {
+					if got[i] != want[i] {
+						t.Errorf("reply %d to %q: %q, want %q (as sent one by one)", i, tt.pipeline[i], got[i], want[i])
+					}
+				}
+				if gotAfter != wantAfter {
+					t.Errorf("state afterwards %q, want %q", gotAfter, wantAfter)
+				}
+				if answered != int64(tt.answered) {
+					t.Errorf("%d commands answered by their leader, want %d", answered, tt.answered)
+				}
+				if !tt.flush && ranGrouped != ranEach-tt.answered {
+					t.Errorf("Redis ran %d FCALLs for the grouped pipeline, want %d (%d sent one by one, less %d answered)",
+						ranGrouped, ranEach-tt.answered, ranEach, tt.answered)
+				}
+			})
+		}
+	}
+}
+
+// TestFollowersAcrossClients has many clients race EXCAS increments on
+// one key through a proxy that groups them: no increment may be lost or
+// counted twice, whoever's command led.
+func TestFollowersAcrossClients(t *testing.T) {
+	const workers, per = 32, 100
+	p := startFollowPair(t, true)
+	for _, proto := range []int{2, 3} {
+		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
+			rdb := p.grouped.Client(t, proto, func(o *redis.Options) { o.PoolSize = workers })
+			key := "counter" + strconv.Itoa(proto)
+			if err := rdb.Do(ctxT(t), "EXSET", key, "0").Err(); err != nil {
+				t.Fatal(err)
+			}
+			var stale atomic.Int64
+			before := p.grouped.Srv.Stats().AnsweredByLeader
+			concurrently(t, workers, per, func(ctx context.Context) error {
+				cur, err := rdb.Do(ctx, "EXGET", key).Slice()
+				if err != nil {
+					return err
+				}
+				for {
+					n, _ := strconv.ParseInt(cur[0].(string), 10, 64)
+					r, err := rdb.Do(ctx, "EXCAS", key, strconv.FormatInt(n+1, 10), cur[1]).Slice()
+					if err != nil {
+						return err
+					}
+					if r[0] == "OK" {
+						return nil
+					}
+					if r[0] != "CAS_FAILED" {
+						return fmt.Errorf("EXCAS replied %v", r)
+					}
+					stale.Add(1)
+					cur = r[1:]
+				}
+			})
+			got, err := rdb.Do(ctxT(t), "EXGET", key).Slice()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if total := workers * per; got[0] != strconv.Itoa(total) || got[1] != int64(total)+1 {
+				t.Errorf("%s = %v, want [%d %d]", key, got, total, total+1)
+			}
+			answered := p.grouped.Srv.Stats().AnsweredByLeader - before
+			if answered > stale.Load() {
+				t.Errorf("%d answered by their leader, but only %d refusals", answered, stale.Load())
+			}
+			t.Logf("%d refusals, %d of them answered by the proxy", stale.Load(), answered)
+		})
+	}
+}
