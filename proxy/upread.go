@@ -41,6 +41,13 @@ func (c *upConn) readLoop() {
 			held = nil
 		}
 	}
+	hold := func(s *session) {
+		if s != held {
+			release()
+			s.mu.Lock()
+			held = s
+		}
+	}
 	var err error
 	for err == nil {
 		if rb.settle() {
@@ -55,11 +62,7 @@ func (c *upConn) readLoop() {
 		c.mu.Unlock()
 		for rb.r < rb.w {
 			if owner != nil && !tagged {
-				if owner != held {
-					release()
-					owner.mu.Lock()
-					held = owner
-				}
+				hold(owner)
 				if owner.relaying() {
 					owner.relayLocked(rb.data())
 					rb.r = rb.w
@@ -96,11 +99,7 @@ func (c *upConn) readLoop() {
 					}
 					continue
 				}
-				if s != held {
-					release()
-					s.mu.Lock()
-					held = s
-				}
+				hold(s)
 				if done && !tr.push {
 					c.replies.Add(1)
 					c.owed.Add(-1)
@@ -115,12 +114,8 @@ func (c *upConn) readLoop() {
 				continue
 			}
 			if len(local) == 0 {
-				c.mu.Lock()
-				local = append(localBuf[:0], c.fifo...)
+				local = c.takeFIFO(localBuf)
 				localBuf = local[:0]
-				clear(c.fifo)
-				c.fifo = c.fifo[:0]
-				c.mu.Unlock()
 			}
 			if len(local) == 0 {
 				if !c.shared {
@@ -141,11 +136,7 @@ func (c *upConn) readLoop() {
 				continue
 			}
 			s := local[0].s
-			if s != held {
-				release()
-				s.mu.Lock()
-				held = s
-			}
+			hold(s)
 			push := f.Kind() == '>'
 			s.deliverLocked(chunk, done, f.Kind())
 			g := local[0].grp
@@ -166,22 +157,14 @@ func (c *upConn) readLoop() {
 				// A follower's turn comes right after the reply before it.
 				for fa.owed > 0 {
 					if len(local) == 0 {
-						c.mu.Lock()
-						local = append(localBuf[:0], c.fifo...)
+						local = c.takeFIFO(localBuf)
 						localBuf = local[:0]
-						clear(c.fifo)
-						c.fifo = c.fifo[:0]
-						c.mu.Unlock()
 					}
 					if len(local) == 0 || !local[0].follows {
 						break
 					}
 					fs := local[0].s
-					if fs != held {
-						release()
-						fs.mu.Lock()
-						held = fs
-					}
+					hold(fs)
 					answer := fa.answer(local[0].grp)
 					fs.deliverLocked(answer, true, answer[0])
 					local[0] = waiter{}
@@ -197,6 +180,18 @@ func (c *upConn) readLoop() {
 		release()
 	}
 	c.lost(err, local, tl)
+}
+
+// takeFIFO moves the FIFO's waiters into buf's array, for the reader:
+// one hold of the lock per run of replies, and no allocation once the
+// array has grown.
+func (c *upConn) takeFIFO(buf []waiter) []waiter {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	local := append(buf[:0], c.fifo...)
+	clear(c.fifo)
+	c.fifo = c.fifo[:0]
+	return local
 }
 
 // read reads what Redis sent, waiting for it in Go's netpoller; the read
