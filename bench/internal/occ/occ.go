@@ -49,6 +49,8 @@ type Config struct {
 	// sampled at the start and end of the measured window only, so setup
 	// and verification are not counted.
 	CPU func() time.Duration
+	// RedisCPU, when set, reads Redis's CPU time, likewise.
+	RedisCPU func() time.Duration
 	// Func, when set, names the library function of a versioned-string
 	// handler ("excas" -> "excas_<version>"): the EX commands are then
 	// sent as FCALL <function> 1 <key> <args...>, straight to a Redis
@@ -64,6 +66,7 @@ type Result struct {
 	Elapsed    time.Duration
 	P50, P99   time.Duration // per committed increment, retries included
 	CPU        time.Duration // Config.CPU's delta over the measured window
+	RedisCPU   time.Duration // Config.RedisCPU's delta over the measured window
 }
 
 // CommitsPerSec is the committed-update throughput.
@@ -117,6 +120,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if proto == 0 {
 		proto = 3
 	}
+
 	rdb := redis.NewClient(&redis.Options{
 		Addr:            cfg.Addr,
 		PoolSize:        cfg.Clients,
@@ -157,9 +161,12 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	var cpu0 time.Duration
+	var cpu0, redis0 time.Duration
 	if cfg.CPU != nil {
 		cpu0 = cfg.CPU()
+	}
+	if cfg.RedisCPU != nil {
+		redis0 = cfg.RedisCPU()
 	}
 	start := time.Now()
 	deadline := start.Add(cfg.Duration)
@@ -189,9 +196,12 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	var cpuUsed time.Duration
+	var cpuUsed, redisUsed time.Duration
 	if cfg.CPU != nil {
 		cpuUsed = cfg.CPU() - cpu0
+	}
+	if cfg.RedisCPU != nil {
+		redisUsed = cfg.RedisCPU() - redis0
 	}
 	for _, err := range errs {
 		if err != nil {
@@ -214,6 +224,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		P50:        stats.Percentile(all, 50),
 		P99:        stats.Percentile(all, 99),
 		CPU:        cpuUsed,
+		RedisCPU:   redisUsed,
 	}
 	if res.Commits == 0 {
 		return res, fmt.Errorf("occ %s on %s: no update committed in %v", cfg.Method, cfg.Addr, cfg.Duration)

@@ -51,6 +51,7 @@ func (s *Suite) runOCC(ctx context.Context) {
 	for _, sd := range s.main.exs {
 		exs[sd.name] = sd
 	}
+
 	// EXCAS straight to the library (FCALL, no proxy) shows what the
 	// proxy costs on top of the Lua.
 	lib, libErr := s.library(ctx)
@@ -78,6 +79,7 @@ func (s *Suite) runOCC(ctx context.Context) {
 				occVariant{occ.Watch, ex.name}, occVariant{occ.ExVer, ex.name},
 				occVariant{occ.ExCAS, ex.name}, occVariant{occ.Lua, ex.name})
 		}
+
 		for _, v := range g.variants {
 			switch {
 			case v.method.NeedsProxy() && v.side == "direct" && libErr != nil:
@@ -118,7 +120,7 @@ func (s *Suite) runOCC(ctx context.Context) {
 				res, err := occ.Run(ctx, occ.Config{
 					Addr: addr, Method: v.method, Clients: 32, Keys: keys, Duration: dur,
 					Prefix:   fmt.Sprintf("exbench:%s:%s:%d:%t:%d", v.method, v.side, keys, g.busy, round),
-					Protocol: s.cfg.Protocol, CPU: cpuFn, Func: fn,
+					Protocol: s.cfg.Protocol, CPU: cpuFn, Func: fn, RedisCPU: s.main.redisCPU,
 				})
 				sp.Stop()
 				if err != nil {

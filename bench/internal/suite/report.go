@@ -99,16 +99,16 @@ func (s *Suite) reportOCC(out io.Writer) {
 		}
 		fmt.Fprintf(out, "\nOPTIMISTIC LOCKING: 32 go-redis clients, read-modify-write +1 on %d key(s), %v per run%s\n", g.keys, s.cfg.OCCDuration, host)
 		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-		fmt.Fprintf(tw, "method\tpath\tcommits/s\tretries/commit\tRT/commit\tRT/attempt\tproxy CPU µs/RT\tp50\tp99\tno lost update\n")
+		fmt.Fprintf(tw, "method\tpath\tcommits/s\tretries/commit\tRT/commit\tRT/attempt\tproxy CPU µs/RT\tRedis CPU µs/commit\tp50\tp99\tno lost update\n")
 		for _, v := range g.variants {
 			path := occPath(v)
 			if why := g.skipped[v]; why != "" {
-				fmt.Fprintf(tw, "%s\t%s\tskipped: %s\t\t\t\t\t\t\t\n", v.method, path, oneLine(why))
+				fmt.Fprintf(tw, "%s\t%s\tskipped: %s\t\t\t\t\t\t\t\t\n", v.method, path, oneLine(why))
 				continue
 			}
 			runs := g.runs[v]
 			if len(runs) == 0 {
-				fmt.Fprintf(tw, "%s\t%s\tERROR (below)\t\t\t\t\t\t\t\n", v.method, path)
+				fmt.Fprintf(tw, "%s\t%s\tERROR (below)\t\t\t\t\t\t\t\t\n", v.method, path)
 				continue
 			}
 			cps := stats.Summarize(collectO(runs, occ.Result.CommitsPerSec))
@@ -123,12 +123,18 @@ func (s *Suite) reportOCC(out io.Writer) {
 					return float64(r.CPU.Nanoseconds()) / 1000 / float64(r.RoundTrips)
 				})).Median)
 			}
+			redisCommit := "-"
+			if !s.cfg.Stub {
+				redisCommit = stats.Summarize(collectO(runs, func(r occ.Result) float64 {
+					return float64(r.RedisCPU.Nanoseconds()) / 1000 / float64(r.Commits)
+				})).Format("%.1f")
+			}
 			check := fmt.Sprintf("ok (%d runs)", len(runs))
 			if g.errs[v] != "" {
 				check = "FAILED (below)"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t%s\t%v\t%v\t%s\n", v.method, path, cps.Format("%.0f"),
-				rpc.Median, rtc.Median, rta.Median, cpuRT, dur(p50.Median), dur(p99.Median), check)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t%s\t%s\t%v\t%v\t%s\n", v.method, path, cps.Format("%.0f"),
+				rpc.Median, rtc.Median, rta.Median, cpuRT, redisCommit, dur(p50.Median), dur(p99.Median), check)
 		}
 		tw.Flush()
 		casLib, watchDirect := occVariant{occ.ExCAS, "direct"}, occVariant{occ.Watch, "direct"}
@@ -147,8 +153,10 @@ func (s *Suite) reportOCC(out io.Writer) {
 			lines = append(lines,
 				ratioLine{casVia, watchDirect, "", true},
 				ratioLine{casVia, casLib, "what the proxy costs", false},
-				ratioLine{casVia, watchVia, "", false})
+				ratioLine{casVia, watchVia, "", false},
+				ratioLine{occVariant{occ.Lua, ex.name}, occVariant{occ.Lua, "direct"}, "one round trip, through the proxy", false})
 		}
+
 		for _, l := range lines {
 			cv := stats.Summarize(g.ratios(l.a, l.b))
 			if !cv.Valid() {
