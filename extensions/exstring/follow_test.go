@@ -6,7 +6,9 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap/zapcore"
@@ -251,5 +253,39 @@ func TestFollowersAcrossClients(t *testing.T) {
 			}
 			t.Logf("%d refusals, %d of them answered by the proxy", stale.Load(), answered)
 		})
+	}
+}
+
+// TestFollowersLostWithTheirLeader: when the connection is lost with a
+// group's leader unanswered, its followers' outcome is as unknown as the
+// leader's, and their client is closed without a reply, as Redis going
+// away would close it.
+func TestFollowersLostWithTheirLeader(t *testing.T) {
+	p := startFollowPair(t, true)
+	rc := p.grouped.ProxyRaw(t)
+	if got := rc.Do("EXSET", "k", "v0"); got != "+OK\r\n" {
+		t.Fatalf("EXSET: %q", got)
+	}
+	lostBefore := p.grouped.Srv.Stats().LostCommands
+	answeredBefore := p.grouped.Srv.Stats().AnsweredByLeader
+	p.redis.Signal(syscall.SIGSTOP) // Redis reads nothing more: the leader stays unanswered
+	var all []byte
+	for _, v := range []string{"a", "b", "c"} {
+		all = append(all, proxytest.EncodeCommand("EXCAS", "k", v, "1")...)
+	}
+	rc.Write(all)
+	deadline := time.Now().Add(proxytest.IOTimeout)
+	for p.grouped.Srv.Stats().AnsweredByLeader-answeredBefore < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the pipeline was not grouped")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	p.redis.Stop() // SIGKILL: the connection is lost with all three in flight
+	if got, err := rc.ReadUntilEOF(); got != "" || (err != nil && !proxytest.IsReset(err)) {
+		t.Fatalf("client got %q (%v), want the connection closed without a reply", got, err)
+	}
+	if lost := p.grouped.Srv.Stats().LostCommands - lostBefore; lost != 3 {
+		t.Errorf("%d commands counted lost, want 3 (the leader and its two followers)", lost)
 	}
 }

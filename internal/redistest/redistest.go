@@ -187,6 +187,22 @@ func (s *Server) Stop() {
 	<-done
 }
 
+// Signal sends sig to the running server (SIGSTOP freezes it: it reads
+// nothing more, and what clients write waits in the kernel; SIGCONT
+// thaws it).
+func (s *Server) Signal(sig syscall.Signal) {
+	s.tb.Helper()
+	s.mu.Lock()
+	cmd := s.cmd
+	s.mu.Unlock()
+	if cmd == nil {
+		s.tb.Fatalf("redistest: signal %v: the server is not running", sig)
+	}
+	if err := cmd.Process.Signal(sig); err != nil {
+		s.tb.Fatalf("redistest: signal %v: %v", sig, err)
+	}
+}
+
 // Restart stops the server and starts it again on the same port, losing all
 // data (no persistence): the same as a crash and restart of Redis.
 func (s *Server) Restart() {
