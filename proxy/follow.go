@@ -36,11 +36,13 @@ type groupCand struct {
 	entry      int // its index in s.batch
 	start, end int // its bytes in s.upbuf
 	id0, id1   int // its group's name in s.groupIDs
+	hash       uint64
 }
 
 // group is a leader and the followers answered from its reply.
 type group struct {
 	id     []byte // the group's name: its arguments, each length-prefixed
+	hash   uint64 // id's, compared first
 	lead   []byte // the leader as the client sent it (its entry's resend copy)
 	follow Follower
 	pos    uint64 // the leader's place in the connection's command stream
@@ -86,7 +88,19 @@ func (s *session) offerGroup(rw Rewrite, args [][]byte, start int, resend []byte
 			s.groupIDs = append(s.groupIDs, args[i]...)
 		}
 	}
-	s.cands = append(s.cands, groupCand{entry: len(s.batch), start: start, end: len(s.upbuf), id0: id0, id1: len(s.groupIDs)})
+	s.cands = append(s.cands, groupCand{entry: len(s.batch), start: start, end: len(s.upbuf),
+		id0: id0, id1: len(s.groupIDs), hash: fnv1a(s.groupIDs[id0:])})
+}
+
+// fnv1a is the 64-bit FNV-1a hash of b: enough to tell most groups apart
+// without comparing their names.
+func fnv1a(b []byte) uint64 {
+	h := uint64(14695981039346656037)
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
 }
 
 // clearCands forgets the batch's offers once it is sent.
@@ -122,7 +136,7 @@ func (c *upConn) queueGroupedLocked(s *session, batch []entry, data []byte) erro
 			cd := &cands[ci]
 			ci++
 			id := s.groupIDs[cd.id0:cd.id1]
-			g := c.openGroup(id)
+			g := c.openGroup(id, cd.hash)
 			if g != nil && g.pos >= last {
 				c.pushRun(s, run)
 				run = 0
@@ -136,7 +150,7 @@ func (c *upConn) queueGroupedLocked(s *session, batch []entry, data []byte) erro
 			}
 			if g == nil && len(c.groups) < maxGroups {
 				g = groupPool.Get().(*group)
-				g.id = append(g.id[:0], id...)
+				g.id, g.hash = append(g.id[:0], id...), cd.hash
 				g.lead, g.follow = batch[i].resend, batch[i].rw.(Follower)
 				g.followers.Store(0)
 				c.pos++
@@ -177,9 +191,9 @@ func (c *upConn) pushRun(s *session, n int) {
 }
 
 // openGroup finds the open group named id; c.mu is held.
-func (c *upConn) openGroup(id []byte) *group {
+func (c *upConn) openGroup(id []byte, hash uint64) *group {
 	for _, g := range c.groups {
-		if bytes.Equal(g.id, id) {
+		if g.hash == hash && bytes.Equal(g.id, id) {
 			return g
 		}
 	}
