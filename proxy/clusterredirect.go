@@ -207,6 +207,9 @@ func (c *upConn) queueResend(w tagWaiter, ask bool) error {
 		c.out = append(c.out, askingCommand...)
 		c.owed.Add(1)
 	}
+	// A resent command is a command of its own: it leads no group and
+	// follows none (follow.go).
+	w.grp, w.follows = nil, false
 	c.tfifo = append(c.tfifo, w)
 	c.out = append(c.out, w.data...)
 	c.owed.Add(1)

@@ -39,6 +39,10 @@ type tagWaiter struct {
 	since time.Time
 	tx    bool // sent inside MULTI: a redirection cannot be followed
 	drop  bool // ASKING sent before a resend: its +OK is dropped
+	// grp: a command of a group (follow.go), its leader or, with
+	// follows, a follower, not sent (data is kept for a redirection).
+	grp     *group
+	follows bool
 }
 
 // tagRead is the state of the reply a cluster connection's reader is

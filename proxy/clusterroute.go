@@ -24,6 +24,7 @@ import (
 // Cluster; the read side's.
 type sessionCluster struct {
 	s    *session
+	at   []int32 // sendCluster's: where each waiter's bytes start in a connection's data
 	view *clusterView
 	st   *clusterState // the slot map the session routed its last command by
 	// nodes are the session's pool and shared connection per node
@@ -51,6 +52,10 @@ type identity struct {
 type nodeConns struct {
 	pool   *pool
 	shared *upConn
+	// Where the session's latest command runs in the command stream of
+	// upConn (follow.go); under upConn.mu.
+	upConn *upConn
+	upPos  uint64
 }
 
 func newSessionCluster(s *session) *sessionCluster {

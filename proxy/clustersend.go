@@ -76,6 +76,7 @@ func (s *session) sendCluster() bool {
 		for i := 0; i < cl.nouts; i++ {
 			o := &cl.outs[i]
 			start := len(cl.arena)
+			cl.at = cl.at[:0]
 			for _, sp := range o.spans {
 				a := len(cl.arena)
 				cl.arena = append(cl.arena, s.upbuf[sp.off:sp.off+sp.n]...)
@@ -86,9 +87,15 @@ func (s *session) sendCluster() bool {
 					s: s, seq: seq0 + uint64(sp.bi), data: cl.arena[a:len(cl.arena):len(cl.arena)],
 					fan: sp.fan, part: sp.part, slot: sp.slot, node: o.node, tx: sp.tx, drop: sp.drop,
 				})
+				cl.at = append(cl.at, int32(a-start))
 			}
 			data := cl.arena[start:len(cl.arena):len(cl.arena)]
-			err := o.c.queueTagged(o.ws, data)
+			var err error
+			if len(s.cands) > 0 && o.c.shared && !o.c.isOrdered() && o.c != s.conns.own {
+				err = o.c.queueTaggedGrouped(s, o.node, o.ws, cl.at, data, seq0)
+			} else {
+				err = o.c.queueTagged(o.ws, data)
+			}
 			if err == errConnDead && o.c != s.conns.own {
 				// Lost since it was chosen: once more on a new one.
 				cl.nodeConns(o.node).shared = nil
@@ -126,6 +133,7 @@ func (s *session) sendCluster() bool {
 	}
 	cl.nouts = 0
 	s.batch = s.batch[:0]
+	s.clearCands()
 	if cap(s.upbuf) > steadyBuf {
 		s.upbuf = nil
 	} else {

@@ -42,6 +42,7 @@
 //	                 clusterfanout.go   whole-dataset commands sent to every primary; SCAN
 //	                 clustertx.go       transactions, and AUTH/HELLO/RESET across nodes
 //	send upstream    clustersend.go     the batch per connection, tagged with sequence numbers
+//	                                    (and a group's followers marked, follow.go)
 //	match reply      clusterreply.go    replies put back in client order across connections
 //	                 clusterredirect.go MOVED and ASK followed, TRYAGAIN and CLUSTERDOWN retried
 //	                 clusterretry.go    resend after a lost Lua library, each to its node

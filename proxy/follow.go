@@ -71,11 +71,11 @@ func releaseGroup(g *group) {
 
 // offerGroup records that the command just appended to s.upbuf from
 // start on, whose entry is next in s.batch, may join a group: only
-// outside a transaction, on the shared connections of a single Redis,
-// and for a command kept whole for a resend (a follower may have to be
-// resent if its answer asks for it, as the leader's does).
+// outside a transaction, on shared connections, and for a command kept
+// whole for a resend (a follower may have to be resent if its answer
+// asks for it, as the leader's does).
 func (s *session) offerGroup(rw Rewrite, args [][]byte, start int, resend []byte) {
-	if s.cl != nil || s.conns.own != nil || s.tx.inMulti || resend == nil {
+	if s.conns.own != nil || s.tx.inMulti || resend == nil {
 		return
 	}
 	if _, ok := rw.Reply.(Follower); !ok {
@@ -211,7 +211,8 @@ func (c *upConn) endGroupsLocked() {
 
 // followerAnswers is the reader's side of the groups.
 type followerAnswers struct {
-	owed  int // followers whose turn has not come yet
+	owed  int     // followers whose turn has not come yet
+	tr    tagRead // a cluster follower's answer, read as a reply of its own
 	reply []byte
 	args  [][]byte
 	p     resp.CommandParser
@@ -256,4 +257,66 @@ func (fa *followerAnswers) answer(g *group) []byte {
 	}
 	fa.owed--
 	return fa.reply
+}
+
+// queueTaggedGrouped is queueTagged for a batch with offered commands, on
+// a shared connection to a cluster node: as queueGroupedLocked, with one
+// tagWaiter per reply. at[i] is where ws[i]'s bytes start in data, seq0
+// the sequence number of the batch's first entry.
+func (c *upConn) queueTaggedGrouped(s *session, node int32, ws []tagWaiter, at []int32, data []byte, seq0 uint64) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.dead {
+		return errConnDead
+	}
+	nc := s.cl.nodeConns(node)
+	last := nc.upPos
+	if nc.upConn != c {
+		last = 0
+	}
+	cands := s.cands
+	ci, from, followers := 0, 0, 0
+	for i := range ws {
+		w := &ws[i]
+		bi := int(w.seq - seq0)
+		for ci < len(cands) && cands[ci].entry < bi {
+			ci++
+		}
+		if ci < len(cands) && cands[ci].entry == bi && w.fan == nil && !w.tx && !w.drop {
+			cd := &cands[ci]
+			id := s.groupIDs[cd.id0:cd.id1]
+			g := c.openGroup(id, cd.hash)
+			if g != nil && g.pos >= last {
+				w.grp, w.follows = g, true
+				g.followers.Add(1)
+				c.out = append(c.out, data[from:at[i]]...)
+				from = int(at[i]) + len(w.data)
+				last = g.pos
+				followers++
+				continue
+			}
+			if g == nil && len(c.groups) < maxGroups {
+				e := &s.batch[bi]
+				g = groupPool.Get().(*group)
+				g.id, g.hash = append(g.id[:0], id...), cd.hash
+				g.lead, g.follow = e.resend, e.rw.(Follower)
+				g.followers.Store(0)
+				c.groups = append(c.groups, g)
+				w.grp = g
+			}
+		}
+		c.pos++
+		last = c.pos
+		if w.grp != nil {
+			w.grp.pos = c.pos
+		}
+	}
+	nc.upConn, nc.upPos = c, last
+	c.tfifo = append(c.tfifo, ws...)
+	c.owed.Add(int64(len(ws) - followers))
+	c.out = append(c.out, data[from:]...)
+	if followers > 0 {
+		c.srv.stats.answeredByLeader.Add(int64(followers))
+	}
+	return nil
 }

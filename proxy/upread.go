@@ -83,12 +83,8 @@ func (c *upConn) readLoop() {
 				s := tr.s
 				if !tr.on {
 					if len(tl) == 0 {
-						c.mu.Lock()
-						tl = append(tlBuf[:0], c.tfifo...)
+						tl = c.takeTFIFO(tlBuf)
 						tlBuf = tl[:0]
-						clear(c.tfifo)
-						c.tfifo = c.tfifo[:0]
-						c.mu.Unlock()
 					}
 					s = tr.start(c, tl, owner, f.Kind())
 				}
@@ -100,6 +96,10 @@ func (c *upConn) readLoop() {
 					continue
 				}
 				hold(s)
+				g := tr.w.grp
+				if g != nil && !tr.push {
+					fa.keep(g, chunk)
+				}
 				if done && !tr.push {
 					c.replies.Add(1)
 					c.owed.Add(-1)
@@ -107,6 +107,27 @@ func (c *upConn) readLoop() {
 					tl = tl[1:]
 				}
 				s.deliverTaggedLocked(&tr, chunk, done)
+				if done && !tr.push && g != nil {
+					fa.leaderDone(g)
+				}
+				// A follower's turn comes right after the reply before it.
+				for done && fa.owed > 0 {
+					if len(tl) == 0 {
+						tl = c.takeTFIFO(tlBuf)
+						tlBuf = tl[:0]
+					}
+					if len(tl) == 0 || !tl[0].follows {
+						break
+					}
+					fs := tl[0].s
+					hold(fs)
+					fa.tr.on, fa.tr.s, fa.tr.w = true, fs, tl[0]
+					answer := fa.answer(tl[0].grp)
+					fa.tr.kind = answer[0]
+					tl[0] = tagWaiter{}
+					tl = tl[1:]
+					fs.deliverTaggedLocked(&fa.tr, answer, true)
+				}
 				continue
 			}
 			if owner != nil {
@@ -180,6 +201,16 @@ func (c *upConn) readLoop() {
 		release()
 	}
 	c.lost(err, local, tl)
+}
+
+// takeTFIFO is takeFIFO for a cluster connection's tagged waiters.
+func (c *upConn) takeTFIFO(buf []tagWaiter) []tagWaiter {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	tl := append(buf[:0], c.tfifo...)
+	clear(c.tfifo)
+	c.tfifo = c.tfifo[:0]
+	return tl
 }
 
 // takeFIFO moves the FIFO's waiters into buf's array, for the reader:

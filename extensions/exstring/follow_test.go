@@ -111,82 +111,121 @@ func fcalls(t *testing.T, h *proxytest.Harness) int {
 	return n
 }
 
-// TestFollowersAnswerAsRedisWould runs each pipeline, written at once,
-// through the proxy that groups stale EXCAS and through the one that
-// sends each, from the same state of Redis: the replies must be the same
-// bytes, and so must the keys afterwards. It also checks that the
-// grouping took place where it should (fewer FCALLs, the counter).
-func TestFollowersAnswerAsRedisWould(t *testing.T) {
-	const big = "9007199254740993" // beyond 2^53: the Lua hands it back as a bulk string
-	tests := []struct {
-		name     string
-		setup    [][]string
-		pipeline [][]string
-		answered int // followers answered by the proxy
-		flush    bool
-	}{
-		{"the leader commits", [][]string{{"EXSET", "k", "v0"}},
-			[][]string{{"EXCAS", "k", "a", "1"}, {"EXCAS", "k", "b", "1"}, {"EXCAS", "k", "c", "1"}}, 2, false},
-		{"the leader is stale", [][]string{{"EXSET", "k", "v0"}, {"EXSET", "k", "v1"}},
-			[][]string{{"EXCAS", "k", "a", "1"}, {"EXCAS", "k", "b", "1"}, {"EXCAS", "k", "c", "1"}}, 2, false},
-		{"no such key", nil,
-			[][]string{{"EXCAS", "k", "a", "1"}, {"EXCAS", "k", "b", "1"}}, 1, false},
-		{"wrong type", [][]string{{"RPUSH", "k", "x"}},
-			[][]string{{"EXCAS", "k", "a", "1"}, {"EXCAS", "k", "b", "1"}}, 1, false},
-		{"groups among other commands", [][]string{{"EXSET", "k", "v0"}, {"EXSET", "j", "w0"}},
-			[][]string{{"EXCAS", "k", "a", "1"}, {"EXCAS", "k", "b", "1"}, {"EXCAS", "j", "x", "1"}, {"EXCAS", "j", "y", "1"},
-				{"GET", "p"}, {"EXCAS", "k", "c", "1"}, {"EXCAS", "k", "d", "2"}, {"EXCAS", "k", "e", "2"}, {"INCR", "n"}}, 3, false},
-		// One client's commands run in the order it sent them: a command
-		// may not be answered as if it ran right after its leader when an
-		// earlier command of the same client runs after that leader.
-		{"a client's own order is kept", [][]string{{"EXSET", "k", "v0"}, {"EXSET", "j", "w0"}},
-			[][]string{{"EXCAS", "k", "a", "1"}, {"GET", "p"}, {"EXCAS", "j", "x", "1"}, {"EXCAS", "k", "b", "1"},
-				{"INCR", "n"}, {"EXCAS", "j", "y", "1"}, {"EXCAS", "k", "c", "2"}, {"EXGET", "k"}, {"EXCAS", "k", "d", "1"}}, 0, false},
-		{"versions beyond 2^53", [][]string{{"EXSET", "k", "v0", "ABS", big}},
-			[][]string{{"EXCAS", "k", "a", big}, {"EXCAS", "k", "b", big}, {"EXCAS", "k", "c", big}}, 2, false},
-		{"options are not grouped", [][]string{{"EXSET", "k", "v0"}},
-			[][]string{{"EXCAS", "k", "a", "1", "EX", "100"}, {"EXCAS", "k", "b", "1", "EX", "100"}}, 0, false},
-		{"versions the Lua refuses are not grouped", [][]string{{"EXSET", "k", "v0"}},
-			[][]string{{"EXCAS", "k", "a", "01"}, {"EXCAS", "k", "b", "01"}, {"EXCAS", "k", "c", "-1"}, {"EXCAS", "k", "c", "-1"}}, 0, false},
-		{"the library is gone", [][]string{{"EXSET", "k", "v0"}},
-			[][]string{{"EXCAS", "k", "a", "1"}, {"EXCAS", "k", "b", "1"}, {"EXCAS", "k", "c", "1"}}, 2, true},
+// followSide is a proxy in front of Redis (or a Redis Cluster), as the
+// grouping tests need it.
+type followSide struct {
+	raw      func(t *testing.T) *proxytest.Conn
+	flushAll func(t *testing.T)
+	flushLib func(t *testing.T)
+	answered func() int64
+	fcalls   func(t *testing.T) int // nil: not counted (a cluster)
+}
+
+func (p *followPair) sides() (grouped, each followSide) {
+	side := func(h *proxytest.Harness) followSide {
+		return followSide{
+			raw:      func(t *testing.T) *proxytest.Conn { return h.ProxyRaw(t) },
+			flushAll: func(t *testing.T) { h.DirectRaw(t).Do("FLUSHALL") },
+			flushLib: func(t *testing.T) { h.DirectRaw(t).Do("FUNCTION", "FLUSH") },
+			answered: func() int64 { return h.Srv.Stats().AnsweredByLeader },
+			fcalls:   func(t *testing.T) int { return fcalls(t, h) },
+		}
 	}
-	p := startFollowPair(t, true)
+	return side(p.grouped), side(p.each)
+}
+
+const bigVersion = "9007199254740993" // beyond 2^53: the Lua hands it back as a bulk string
+
+// followCases are pipelines, each written at once, and how many of their
+// commands the grouping proxy answers itself.
+var followCases = []struct {
+	name     string
+	setup    [][]string
+	pipeline [][]string
+	answered int // followers answered by the proxy
+	flush    bool
+}{
+	{"the leader commits", [][]string{{"EXSET", "k", "v0"}},
+		[][]string{{"EXCAS", "k", "a", "1"}, {"EXCAS", "k", "b", "1"}, {"EXCAS", "k", "c", "1"}}, 2, false},
+	{"the leader is stale", [][]string{{"EXSET", "k", "v0"}, {"EXSET", "k", "v1"}},
+		[][]string{{"EXCAS", "k", "a", "1"}, {"EXCAS", "k", "b", "1"}, {"EXCAS", "k", "c", "1"}}, 2, false},
+	{"no such key", nil,
+		[][]string{{"EXCAS", "k", "a", "1"}, {"EXCAS", "k", "b", "1"}}, 1, false},
+	{"wrong type", [][]string{{"RPUSH", "k", "x"}},
+		[][]string{{"EXCAS", "k", "a", "1"}, {"EXCAS", "k", "b", "1"}}, 1, false},
+	{"groups among other commands", [][]string{{"EXSET", "k", "v0"}, {"EXSET", "j", "w0"}},
+		[][]string{{"EXCAS", "k", "a", "1"}, {"EXCAS", "k", "b", "1"}, {"EXCAS", "j", "x", "1"}, {"EXCAS", "j", "y", "1"},
+			{"GET", "p"}, {"EXCAS", "k", "c", "1"}, {"EXCAS", "k", "d", "2"}, {"EXCAS", "k", "e", "2"}, {"INCR", "n"}}, 3, false},
+	// One client's commands run in the order it sent them: a command
+	// may not be answered as if it ran right after its leader when an
+	// earlier command of the same client runs after that leader.
+	{"a client's own order is kept", [][]string{{"EXSET", "k", "v0"}, {"EXSET", "j", "w0"}},
+		[][]string{{"EXCAS", "k", "a", "1"}, {"GET", "p"}, {"EXCAS", "j", "x", "1"}, {"EXCAS", "k", "b", "1"},
+			{"INCR", "n"}, {"EXCAS", "j", "y", "1"}, {"EXCAS", "k", "c", "2"}, {"EXGET", "k"}, {"EXCAS", "k", "d", "1"}}, 0, false},
+	{"versions beyond 2^53", [][]string{{"EXSET", "k", "v0", "ABS", bigVersion}},
+		[][]string{{"EXCAS", "k", "a", bigVersion}, {"EXCAS", "k", "b", bigVersion}, {"EXCAS", "k", "c", bigVersion}}, 2, false},
+	{"options are not grouped", [][]string{{"EXSET", "k", "v0"}},
+		[][]string{{"EXCAS", "k", "a", "1", "EX", "100"}, {"EXCAS", "k", "b", "1", "EX", "100"}}, 0, false},
+	{"versions the Lua refuses are not grouped", [][]string{{"EXSET", "k", "v0"}},
+		[][]string{{"EXCAS", "k", "a", "01"}, {"EXCAS", "k", "b", "01"}, {"EXCAS", "k", "c", "-1"}, {"EXCAS", "k", "c", "-1"}}, 0, false},
+	{"the library is gone", [][]string{{"EXSET", "k", "v0"}},
+		[][]string{{"EXCAS", "k", "a", "1"}, {"EXCAS", "k", "b", "1"}, {"EXCAS", "k", "c", "1"}}, 2, true},
+}
+
+// runFollowCases runs each of followCases through the proxy that groups
+// stale EXCAS and through the one that sends each, from the same state
+// of Redis: the replies must be the same bytes, and so must the keys
+// afterwards. It also checks that the grouping took place where it
+// should (the counter, and fewer FCALLs where they are counted). tag
+// prefixes every key (a hash tag puts them in one slot of a cluster).
+func runFollowCases(t *testing.T, grouped, each followSide, tag string) {
+	keyed := func(cmds [][]string) [][]string {
+		out := make([][]string, len(cmds))
+		for i, c := range cmds {
+			out[i] = append([]string{c[0], tag + c[1]}, c[2:]...)
+		}
+		return out
+	}
 	for _, proto := range []int{2, 3} {
-		for _, tt := range tests {
+		for _, tt := range followCases {
 			t.Run(fmt.Sprintf("%s/RESP%d", tt.name, proto), func(t *testing.T) {
-				run := func(h *proxytest.Harness) (replies []string, after string, ran int, answered int64) {
-					direct := h.DirectRaw(t)
-					direct.Do("FLUSHALL")
-					rc := h.ProxyRaw(t)
+				setup, pipeline := keyed(tt.setup), keyed(tt.pipeline)
+				run := func(x followSide) (replies []string, after string, ran int, answered int64) {
+					x.flushAll(t)
+					rc := x.raw(t)
 					if proto == 3 {
 						rc.Do("HELLO", "3")
 					}
-					for _, c := range tt.setup {
+					for _, c := range setup {
 						if got := rc.Do(c...); strings.HasPrefix(got, "-") {
 							t.Fatalf("%q: %q", c, got)
 						}
 					}
 					if tt.flush {
-						direct.Do("FUNCTION", "FLUSH")
+						x.flushLib(t)
 					}
-					before, answeredBefore := fcalls(t, h), h.Srv.Stats().AnsweredByLeader
+					before, answeredBefore := 0, x.answered()
+					if x.fcalls != nil {
+						before = x.fcalls(t)
+					}
 					var all []byte
-					for _, c := range tt.pipeline {
+					for _, c := range pipeline {
 						all = append(all, proxytest.EncodeCommand(c...)...)
 					}
 					rc.Write(all) // one write: one read of the proxy, one batch
-					replies = rc.ReadN(len(tt.pipeline))
-					ran = fcalls(t, h) - before
-					answered = h.Srv.Stats().AnsweredByLeader - answeredBefore
-					after = rc.Do("EXGET", "k") + rc.Do("EXGET", "j") + rc.Do("GET", "n")
+					replies = rc.ReadN(len(pipeline))
+					if x.fcalls != nil {
+						ran = x.fcalls(t) - before
+					}
+					answered = x.answered() - answeredBefore
+					after = rc.Do("EXGET", tag+"k") + rc.Do("EXGET", tag+"j") + rc.Do("GET", tag+"n")
 					return
 				}
-				want, wantAfter, ranEach, _ := run(p.each)
-				got, gotAfter, ranGrouped, answered := run(p.grouped)
+				want, wantAfter, ranEach, _ := run(each)
+				got, gotAfter, ranGrouped, answered := run(grouped)
 				for i := range want {
 					if got[i] != want[i] {
-						t.Errorf("reply %d to %q: %q, want %q (as sent one by one)", i, tt.pipeline[i], got[i], want[i])
+						t.Errorf("reply %d to %q: %q, want %q (as sent one by one)", i, pipeline[i], got[i], want[i])
 					}
 				}
 				if gotAfter != wantAfter {
@@ -195,13 +234,35 @@ func TestFollowersAnswerAsRedisWould(t *testing.T) {
 				if answered != int64(tt.answered) {
 					t.Errorf("%d commands answered by their leader, want %d", answered, tt.answered)
 				}
-				if !tt.flush && ranGrouped != ranEach-tt.answered {
+				if grouped.fcalls != nil && !tt.flush && ranGrouped != ranEach-tt.answered {
 					t.Errorf("Redis ran %d FCALLs for the grouped pipeline, want %d (%d sent one by one, less %d answered)",
 						ranGrouped, ranEach-tt.answered, ranEach, tt.answered)
 				}
 			})
 		}
 	}
+}
+
+func TestFollowersAnswerAsRedisWould(t *testing.T) {
+	grouped, each := startFollowPair(t, true).sides()
+	runFollowCases(t, grouped, each, "")
+}
+
+// TestClusterFollowersAnswerAsRedisWould runs the same cases in front of
+// a Redis Cluster, every key in one slot.
+func TestClusterFollowersAnswerAsRedisWould(t *testing.T) {
+	side := func(x *clusterE2E) followSide {
+		tg := x.target()
+		return followSide{
+			raw:      func(t *testing.T) *proxytest.Conn { return tg.raw(t, 2) },
+			flushAll: func(t *testing.T) { x.FlushAll(t) },
+			flushLib: tg.flushLibrary,
+			answered: func() int64 { return x.Srv.Stats().AnsweredByLeader },
+		}
+	}
+	grouped := side(startClusterE2E(t, Config{Enabled: true, AnswerStale: true}))
+	each := side(startClusterE2E(t, Config{Enabled: true}))
+	runFollowCases(t, grouped, each, "{follow}")
 }
 
 // TestFollowersAcrossClients has many clients race EXCAS increments on
