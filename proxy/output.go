@@ -40,8 +40,9 @@ var chunkPool = sync.Pool{New: func() any { return new([chunkSize]byte) }}
 // not take goes to a background flusher, bounded by limit. buf is owned
 // by the holder of the session's reply lock; the rest is under mu.
 type output struct {
-	conn         net.Conn
-	raw          syscall.RawConn // for writes that must not wait; nil if conn has none
+	client       *clientConn
+	conn         net.Conn        // the flusher's: client.blocking(), made when it starts
+	raw          syscall.RawConn // for writes that must not wait on a net.Conn; nil if it has none
 	rw           rawWriter       // on raw, for flush (the reply side's one driver)
 	buf          []byte
 	limit        int64
@@ -61,10 +62,14 @@ type output struct {
 	wdl      lazyDeadline  // the flusher's
 }
 
-func newOutput(conn net.Conn, limit int64, writeTimeout time.Duration) *output {
-	o := &output{conn: conn, limit: limit, writeTimeout: writeTimeout, progress: make(chan struct{}, 1)}
+func newOutput(client *clientConn, limit int64, writeTimeout time.Duration) *output {
+	o := &output{client: client, limit: limit, writeTimeout: writeTimeout, progress: make(chan struct{}, 1)}
 	o.wdl.write = true
-	if sc, ok := conn.(syscall.Conn); ok {
+	if client.owned {
+		return o // writes go to the descriptor itself
+	}
+	o.conn = client.conn
+	if sc, ok := o.conn.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			o.raw = rc
 			o.rw.init(rc)
@@ -149,6 +154,9 @@ func (o *output) reset() {
 
 // writeNoWait writes what the socket accepts now.
 func (o *output) writeNoWait(b []byte) (int, error) {
+	if o.client.owned {
+		return o.client.writeNoWait(b)
+	}
 	if o.raw == nil {
 		// No raw access (a wrapped connection): a short deadline stands
 		// in for "now".
@@ -171,6 +179,15 @@ func (o *output) goSlow(rest []byte) error {
 	defer o.mu.Unlock()
 	if err := o.enqueueLocked(rest); err != nil {
 		return err
+	}
+	if o.conn == nil {
+		// A raw descriptor: the flusher blocks, so it needs a net.Conn.
+		conn, err := o.client.blocking()
+		if err != nil {
+			o.freeLocked()
+			return err
+		}
+		o.conn = conn
 	}
 	o.slow = true
 	o.wake = make(chan struct{}, 1)

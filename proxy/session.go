@@ -2,10 +2,8 @@ package proxy
 
 import (
 	"context"
-	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -23,7 +21,7 @@ import (
 type session struct {
 	srv    *Server
 	log    sessionLog
-	client net.Conn
+	client *clientConn
 	rinfo  SessionInfo // ID and Addr only: what the read side may show a Rewriter
 
 	q          *queue
@@ -87,7 +85,7 @@ type txState struct {
 	queued   []string // names queued since MULTI, for observers
 }
 
-func newSession(srv *Server, client net.Conn, id uint64) *session {
+func newSession(srv *Server, client *clientConn, id uint64) *session {
 	s := &session{
 		srv:        srv,
 		client:     client,
@@ -98,7 +96,8 @@ func newSession(srv *Server, client net.Conn, id uint64) *session {
 	}
 	s.resumed = sync.NewCond(&s.sendMu)
 	s.idle = sync.NewCond(&s.mu)
-	s.rinfo = SessionInfo{ID: id, Addr: client.RemoteAddr().String()}
+	s.fd = client.fd
+	s.rinfo = SessionInfo{ID: id, Addr: client.addr}
 	s.log = sessionLog{base: srv.log, id: id, addr: s.rinfo.Addr}
 	s.conns.key = anonymous
 	if srv.cluster != nil {
@@ -113,7 +112,7 @@ func newSession(srv *Server, client net.Conn, id uint64) *session {
 func (s *session) start() {
 	s.log.Debug("client connected")
 	l := s.srv.loop
-	if l == nil || !s.rawFD() {
+	if l == nil || s.fd < 0 {
 		go s.run()
 		return
 	}
@@ -150,21 +149,6 @@ func (s *session) pinEagerly() {
 		s.conns.sticky = true
 		_ = s.takeOwn(nil)
 	}
-}
-
-// rawFD finds the client's descriptor, for the event loop.
-func (s *session) rawFD() bool {
-	sc, ok := s.client.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	s.fd = -1
-	_ = rc.Control(func(fd uintptr) { s.fd = int(fd) })
-	return s.fd >= 0
 }
 
 // privateLost is told by the reader of the session's own connection that
@@ -208,7 +192,7 @@ func (s *session) sharedLost() {
 // ctx ends, then closes the session.
 func (s *session) drain(ctx context.Context) {
 	s.draining.Store(true)
-	_ = s.client.SetReadDeadline(time.Now())
+	s.client.interruptReads()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for s.q.pending() > 0 {
