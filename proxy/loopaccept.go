@@ -28,6 +28,10 @@ import (
 // listener stays ready (level-triggered) for the rest.
 const acceptBatch = 32
 
+// inheritAfter is how long after listen clients get their socket options
+// set on them one by one: past it, all of them inherit the listener's.
+const inheritAfter = time.Second
+
 // listener is the loop's accepting state, under eventLoop.mu except
 // where noted.
 type listener struct {
@@ -36,6 +40,11 @@ type listener struct {
 	done    chan error // Serve waits on it: nil after Shutdown, else why accepting stopped
 	backoff time.Duration
 	paused  bool // out of descriptors: out of the epoll set for backoff
+	// keepalive: clients get Go's keepalive settings (not on loopback).
+	keepalive bool
+	// fresh: for inheritAfter after listen, clients get their options set
+	// one by one as well as inheriting them.
+	fresh atomic.Bool
 
 	// The runner's: accept4's results, filled by acceptFn.
 	acceptFn func(fd uintptr)
@@ -63,16 +72,10 @@ func (l *eventLoop) listen(ln net.Listener) (done <-chan error, ok bool) {
 	// Accepted sockets inherit these from the listener (Linux copies the
 	// listener's socket options to each connection it accepts): set
 	// once here, not once per client as net.TCPListener.Accept does.
-	if syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1) != nil {
+	a, _ := tl.Addr().(*net.TCPAddr)
+	keepalive := a != nil && !a.IP.IsLoopback()
+	if setClientOptions(fd, keepalive) != nil {
 		return nil, false
-	}
-	if a, ok := tl.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {
-		// Go's defaults for an accepted connection. A client on the same
-		// host cannot vanish unseen, so loopback listeners have none.
-		_ = syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1)
-		_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, 15)
-		_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, 15)
-		_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT, 9)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -86,8 +89,39 @@ func (l *eventLoop) listen(ln net.Listener) (done <-chan error, ok bool) {
 	l.ln.rc = rc
 	l.ln.done = make(chan error, 1)
 	l.ln.acceptFn = l.accept4
+	l.ln.keepalive = keepalive
+	// Clients that connected before the options were set on the listener
+	// (it was listening before Serve) did not inherit them, nor perhaps
+	// one that connected while they were being set: for a while, each
+	// client gets them set on it too.
+	l.ln.fresh.Store(true)
+	time.AfterFunc(inheritAfter, func() { l.ln.fresh.Store(false) })
 	l.ln.fd.Store(int32(fd))
 	return l.ln.done, true
+}
+
+// setClientOptions sets on fd, a listener or a client, what
+// net.TCPListener.Accept sets on a client: no Nagle delay, and Go's
+// keepalive defaults where asked (a client on the same host cannot
+// vanish unseen, so loopback listeners have none).
+func setClientOptions(fd int, keepalive bool) error {
+	if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1); err != nil {
+		return os.NewSyscallError("setsockopt", err)
+	}
+	if !keepalive {
+		return nil
+	}
+	for _, o := range [...]struct{ level, opt, v int }{
+		{syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1},
+		{syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, 15},
+		{syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, 15},
+		{syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT, 9},
+	} {
+		if err := syscall.SetsockoptInt(fd, o.level, o.opt, o.v); err != nil {
+			return os.NewSyscallError("setsockopt", err)
+		}
+	}
+	return nil
 }
 
 // unlisten stops accepting (Shutdown, before it closes the listener, so
@@ -126,6 +160,9 @@ func (l *eventLoop) acceptReady() {
 		switch errno := l.ln.errno; errno {
 		case 0:
 			l.ln.backoff = 0
+			if l.ln.fresh.Load() {
+				_ = setClientOptions(l.ln.nfd, l.ln.keepalive)
+			}
 			l.srv.admit(rawConn(l.ln.nfd, sockaddrString(&l.ln.sa)))
 			continue
 		case syscall.EAGAIN:
