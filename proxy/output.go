@@ -56,17 +56,19 @@ type output struct {
 	size     int64 // bytes waiting in backlog
 	err      error // the flusher's write error, if any
 	wake     chan struct{}
-	progress chan struct{} // the flusher wrote something
+	progress chan struct{} // the flusher wrote something; made with the first flusher
 	stalled  bool          // the client took nothing for stallAfter while a writer paced
 	idle     chan struct{} // closed by the flusher when it has written all and exits
 	wdl      lazyDeadline  // the flusher's
 }
 
-func newOutput(client *clientConn, limit int64, writeTimeout time.Duration) *output {
-	o := &output{client: client, limit: limit, writeTimeout: writeTimeout, progress: make(chan struct{}, 1)}
+// init readies o, which is part of its session (an allocation less per
+// client).
+func (o *output) init(client *clientConn, limit int64, writeTimeout time.Duration) {
+	o.client, o.limit, o.writeTimeout = client, limit, writeTimeout
 	o.wdl.write = true
 	if client.owned {
-		return o // writes go to the descriptor itself
+		return // writes go to the descriptor itself
 	}
 	o.conn = client.conn
 	if sc, ok := o.conn.(syscall.Conn); ok {
@@ -75,7 +77,6 @@ func newOutput(client *clientConn, limit int64, writeTimeout time.Duration) *out
 			o.rw.init(rc)
 		}
 	}
-	return o
 }
 
 // flush writes what was collected: what the socket takes now, the rest
@@ -190,6 +191,9 @@ func (o *output) goSlow(rest []byte) error {
 		o.conn = conn
 	}
 	o.slow = true
+	if o.progress == nil {
+		o.progress = make(chan struct{}, 1)
+	}
 	o.wake = make(chan struct{}, 1)
 	o.idle = make(chan struct{})
 	go o.flusher()

@@ -33,10 +33,10 @@ type session struct {
 	// Under sendMu: where commands go, and what holds them back. The
 	// read loop sends under it; so does a resend from the reply side.
 	sendMu  sync.Mutex
-	paused  bool       // the reply side is resending; send nothing new
-	holds   int        // cluster retries waiting to be sent: send nothing new
-	resumed *sync.Cond // on sendMu: paused ended
-	conn    *upConn    // where commands go now: shared or private; nil until chosen
+	paused  bool      // the reply side is resending; send nothing new
+	holds   int       // cluster retries waiting to be sent: send nothing new
+	resumed sync.Cond // on sendMu: paused ended
+	conn    *upConn   // where commands go now: shared or private; nil until chosen
 
 	// Read side only: the goroutine that reads the client (the event
 	// loop's runner, or the session's own).
@@ -64,9 +64,9 @@ type session struct {
 
 	// Under mu: the reply side.
 	mu       sync.Mutex
-	idle     *sync.Cond // on mu: the queue emptied
-	waiting  bool       // a read loop waits on idle
-	readDone bool       // no more commands will come from the client
+	idle     sync.Cond // on mu: the queue emptied
+	waiting  bool      // a read loop waits on idle
+	readDone bool      // no more commands will come from the client
 	// endReading's: the end's work is left to it (endLeft) rather than
 	// to a goroutine of its own, which may wait when endHereMayWait.
 	endHere, endHereMayWait bool
@@ -94,8 +94,8 @@ func newSession(srv *Server, client *clientConn, id uint64) *session {
 		done:       make(chan struct{}),
 		parser:     resp.ResumableParser{CommandParser: resp.CommandParser{Limits: srv.opts.Limits}},
 	}
-	s.resumed = sync.NewCond(&s.sendMu)
-	s.idle = sync.NewCond(&s.mu)
+	s.resumed.L = &s.sendMu
+	s.idle.L = &s.mu
 	s.fd = client.fd
 	s.rinfo = SessionInfo{ID: id, Addr: client.addr}
 	s.log = sessionLog{base: srv.log, id: id, addr: s.rinfo.Addr}
