@@ -20,6 +20,7 @@ import (
 type clientConn struct {
 	fd    int  // the descriptor the event loop reads; -1 when there is none
 	owned bool // fd is the session's own: no net.Conn holds it
+	tcp   bool // an owned fd is a TCP socket (else a unix one)
 	addr  string
 
 	mu          sync.Mutex
@@ -41,8 +42,8 @@ func wrapConn(c net.Conn) *clientConn {
 
 // rawConn is the clientConn of a descriptor accepted raw; it is
 // non-blocking and close-on-exec.
-func rawConn(fd int, addr string) *clientConn {
-	return &clientConn{fd: fd, owned: true, addr: addr}
+func rawConn(fd int, addr string, tcp bool) *clientConn {
+	return &clientConn{fd: fd, owned: true, tcp: tcp, addr: addr}
 }
 
 // blocking returns a net.Conn for what has to wait on the client. For a
@@ -137,7 +138,8 @@ func (c *clientConn) resetOnClose() bool {
 		tc, ok := c.conn.(interface{ SetLinger(int) error })
 		return ok && tc.SetLinger(0) == nil
 	}
-	return syscall.SetsockoptLinger(c.fd, syscall.SOL_SOCKET, syscall.SO_LINGER, &syscall.Linger{Onoff: 1}) == nil
+	// A unix socket has no reset, as net.UnixConn has no SetLinger.
+	return c.tcp && syscall.SetsockoptLinger(c.fd, syscall.SOL_SOCKET, syscall.SO_LINGER, &syscall.Linger{Onoff: 1}) == nil
 }
 
 // closeRead ends the reading side: a reader of the client sees the end

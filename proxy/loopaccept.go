@@ -15,13 +15,13 @@ import (
 	"go.uber.org/zap"
 )
 
-// The event loop accepts the clients of a TCP listener itself, the way
+// The event loop accepts the clients of a TCP or unix listener itself, the way
 // twemproxy does: the listener's descriptor is in the loop's epoll set,
 // accept4 runs on the loop's runner, and the session starts there. A
 // client that connects for one command then wakes no accepting goroutine,
 // and its descriptor is registered once, with the loop — not also with
-// Go's netpoller (clientconn.go). Other listeners (TLS, unix sockets,
-// wrappers) keep Server.Serve's Accept loop.
+// Go's netpoller (clientconn.go). Other listeners (TLS, wrappers) keep
+// Server.Serve's Accept loop.
 
 // acceptBatch bounds the clients accepted per readiness event, so that a
 // flood of connections does not starve the clients already connected; the
@@ -40,8 +40,9 @@ type listener struct {
 	done    chan error // Serve waits on it: nil after Shutdown, else why accepting stopped
 	backoff time.Duration
 	paused  bool // out of descriptors: out of the epoll set for backoff
-	// keepalive: clients get Go's keepalive settings (not on loopback).
-	keepalive bool
+	// tcp: a TCP listener, whose clients get socket options; keepalive:
+	// they get Go's keepalive settings (not on loopback).
+	tcp, keepalive bool
 	// fresh: for inheritAfter after listen, clients get their options set
 	// one by one as well as inheriting them.
 	fresh atomic.Bool
@@ -57,11 +58,19 @@ type listener struct {
 // listener it cannot accept from raw, which Serve then serves itself;
 // else done delivers Serve's end.
 func (l *eventLoop) listen(ln net.Listener) (done <-chan error, ok bool) {
-	tl, ok := ln.(*net.TCPListener)
-	if !ok {
+	var rc syscall.RawConn
+	var err error
+	tcp, keepalive := false, false
+	switch tl := ln.(type) {
+	case *net.TCPListener:
+		rc, err = tl.SyscallConn()
+		a, _ := tl.Addr().(*net.TCPAddr)
+		tcp, keepalive = true, a != nil && !a.IP.IsLoopback()
+	case *net.UnixListener:
+		rc, err = tl.SyscallConn()
+	default:
 		return nil, false
 	}
-	rc, err := tl.SyscallConn()
 	if err != nil {
 		return nil, false
 	}
@@ -72,9 +81,7 @@ func (l *eventLoop) listen(ln net.Listener) (done <-chan error, ok bool) {
 	// Accepted sockets inherit these from the listener (Linux copies the
 	// listener's socket options to each connection it accepts): set
 	// once here, not once per client as net.TCPListener.Accept does.
-	a, _ := tl.Addr().(*net.TCPAddr)
-	keepalive := a != nil && !a.IP.IsLoopback()
-	if setClientOptions(fd, keepalive) != nil {
+	if tcp && setClientOptions(fd, keepalive) != nil {
 		return nil, false
 	}
 	l.mu.Lock()
@@ -89,7 +96,7 @@ func (l *eventLoop) listen(ln net.Listener) (done <-chan error, ok bool) {
 	l.ln.rc = rc
 	l.ln.done = make(chan error, 1)
 	l.ln.acceptFn = l.accept4
-	l.ln.keepalive = keepalive
+	l.ln.tcp, l.ln.keepalive = tcp, keepalive
 	// Clients that connected before the options were set on the listener
 	// (it was listening before Serve) did not inherit them, nor perhaps
 	// one that connected while they were being set: for a while, each
@@ -160,10 +167,10 @@ func (l *eventLoop) acceptReady() {
 		switch errno := l.ln.errno; errno {
 		case 0:
 			l.ln.backoff = 0
-			if l.ln.fresh.Load() {
+			if l.ln.tcp && l.ln.fresh.Load() {
 				_ = setClientOptions(l.ln.nfd, l.ln.keepalive)
 			}
-			l.srv.admit(rawConn(l.ln.nfd, sockaddrString(&l.ln.sa)))
+			l.srv.admit(rawConn(l.ln.nfd, sockaddrString(&l.ln.sa), l.ln.tcp))
 			continue
 		case syscall.EAGAIN:
 			return
@@ -183,6 +190,9 @@ func (l *eventLoop) acceptReady() {
 // accept4 on a non-blocking listener does not block, so the scheduler is
 // not told of it.
 func (l *eventLoop) accept4(fd uintptr) {
+	// An unnamed unix socket's address is the family alone: the rest
+	// must read as empty, not as the last client's.
+	l.ln.sa = syscall.RawSockaddrAny{}
 	n := uint32(syscall.SizeofSockaddrAny)
 	r, _, errno := syscall.RawSyscall6(syscall.SYS_ACCEPT4, fd, uintptr(unsafe.Pointer(&l.ln.sa)),
 		uintptr(unsafe.Pointer(&n)), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0, 0)
@@ -223,7 +233,8 @@ func (l *eventLoop) acceptPause(err error) {
 	})
 }
 
-// sockaddrString is a client's address as net.TCPAddr.String gives it.
+// sockaddrString is a client's address as net.Conn.RemoteAddr would show
+// it.
 func sockaddrString(sa *syscall.RawSockaddrAny) string {
 	switch sa.Addr.Family {
 	case syscall.AF_INET:
@@ -240,6 +251,21 @@ func sockaddrString(sa *syscall.RawSockaddrAny) string {
 			a = a.WithZone(zone)
 		}
 		return netip.AddrPortFrom(a, ntohs(p.Port)).String()
+	case syscall.AF_UNIX:
+		// As net.UnixAddr.String shows it: an abstract name (and an
+		// unnamed client) with a leading @.
+		p := (*syscall.RawSockaddrUnix)(unsafe.Pointer(sa))
+		b := make([]byte, 0, len(p.Path))
+		for i, c := range p.Path {
+			if c == 0 && i > 0 {
+				break
+			}
+			if c == 0 {
+				c = '@'
+			}
+			b = append(b, byte(c))
+		}
+		return string(b)
 	}
 	return ""
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -136,6 +137,60 @@ func TestLoopAcceptsRaw(t *testing.T) {
 	}
 }
 
+// TestLoopAcceptsUnix: a unix listener's clients are accepted raw too,
+// with the address net.UnixConn.RemoteAddr would show.
+func TestLoopAcceptsUnix(t *testing.T) {
+	r := redistest.Start(t)
+	srv, err := New(Options{Upstream: Upstream{Addr: r.Addr}, ClientIO: EventLoop})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "proxy.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		if err := <-served; !errors.Is(err, ErrServerClosed) {
+			t.Errorf("Serve returned %v, want ErrServerClosed", err)
+		}
+	}()
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ping(t, c)
+	s := oneSession(t, srv)
+	if !s.client.owned || s.client.tcp {
+		t.Fatalf("owned %v, tcp %v: want a raw unix client", s.client.owned, s.client.tcp)
+	}
+	// What Go shows for an unnamed client socket.
+	ref, err := net.Listen("unix", filepath.Join(t.TempDir(), "ref.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	rc, err := net.Dial("unix", ref.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	acc, err := ref.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer acc.Close()
+	if got, want := s.rinfo.Addr, acc.RemoteAddr().String(); got != want {
+		t.Errorf("client address %q, want %q", got, want)
+	}
+}
+
 // TestLoopAcceptBlocking: a raw client that must be written to while it
 // does not read gets a net.Conn of its own, and closing the session closes
 // both descriptors.
@@ -200,6 +255,27 @@ func TestSockaddrString(t *testing.T) {
 		want := (&net.TCPAddr{IP: ip, Port: tc.port}).String()
 		if got := sockaddrString(&raw); got != want {
 			t.Errorf("sockaddrString(%s) = %q, want %q", tc.ip, got, want)
+		}
+	}
+}
+
+// TestSockaddrStringUnix: unix addresses read as net.UnixAddr shows an
+// accepted connection's peer: its path, or @ and an abstract name (an
+// unnamed client: @ alone).
+func TestSockaddrStringUnix(t *testing.T) {
+	for _, tc := range []struct{ path, want string }{
+		{"", "@"},
+		{"/run/app/client.sock", "/run/app/client.sock"},
+		{"\x00abstract", "@abstract"},
+	} {
+		var raw syscall.RawSockaddrAny
+		p := (*syscall.RawSockaddrUnix)(unsafe.Pointer(&raw))
+		p.Family = syscall.AF_UNIX
+		for i := range len(tc.path) {
+			p.Path[i] = int8(tc.path[i])
+		}
+		if got := sockaddrString(&raw); got != tc.want {
+			t.Errorf("sockaddrString(%q) = %q, want %q", tc.path, got, tc.want)
 		}
 	}
 }
