@@ -4,7 +4,7 @@
 //
 // The path of one command, and the file for each step:
 //
-//	accept           loopaccept.go  the event loop accepts a TCP listener's clients (accept4)
+//	accept           loopaccept.go  the event loop accepts a TCP or unix listener's clients
 //	                 server.go      Server.Serve; other listeners' Accept; a session per client
 //	                 clientconn.go  the client: a bare descriptor, a net.Conn only to block
 //	read and frame   clientread.go  the session's read loop; commands framed in place (resp)

@@ -177,9 +177,10 @@ func (s *Server) ListenAndServe() error {
 }
 
 // Serve serves clients accepted on l until Shutdown; it then returns
-// ErrServerClosed. The event loop accepts a *net.TCPListener's clients
-// itself, setting TCP_NODELAY (and, off loopback, Go's keepalive) on l
-// for them to inherit; other listeners are accepted here.
+// ErrServerClosed. The event loop accepts the clients of a
+// *net.TCPListener (setting TCP_NODELAY, and off loopback Go's keepalive,
+// on l for them to inherit) or a *net.UnixListener itself; other
+// listeners are accepted here.
 func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
 	if s.shutdown.Load() {
