@@ -30,17 +30,22 @@ const (
 // upstream, one send per batch of whatever the client had sent.
 func (s *session) readLoop() {
 	s.in.init(minBuf)
+	conn, err := s.client.blocking()
+	if err != nil {
+		s.readFailed(err)
+		return
+	}
 	var raw syscall.RawConn
-	if sc, ok := s.client.(syscall.Conn); ok {
+	if sc, ok := conn.(syscall.Conn); ok {
 		raw, _ = sc.SyscallConn()
 	}
 	for {
 		if raw != nil {
-			end, err := s.readRaw(raw)
+			end, err := s.readRaw(conn, raw)
 			if end {
 				return
 			}
-			s.rdl.clear(s.client)
+			s.rdl.clear(conn)
 			if errors.Is(err, os.ErrDeadlineExceeded) && !s.draining.Load() {
 				continue // eofCheckAfter: read again
 			}
@@ -63,7 +68,7 @@ func (s *session) readLoop() {
 			}
 			continue
 		}
-		n, err := s.client.Read(s.in.free())
+		n, err := conn.Read(s.in.free())
 		s.in.added(n)
 		if n > 0 && !s.process() {
 			return
@@ -83,7 +88,7 @@ func (s *session) readLoop() {
 // arrived in between, so it must try a read first.) end reports that the
 // session is over; otherwise, with a nil error, a command too large to
 // buffer needs the plain path.
-func (s *session) readRaw(raw syscall.RawConn) (end bool, err error) {
+func (s *session) readRaw(conn net.Conn, raw syscall.RawConn) (end bool, err error) {
 	rerr := raw.Read(func(fd uintptr) bool {
 		for {
 			if s.draining.Load() {
@@ -99,7 +104,7 @@ func (s *session) readRaw(raw syscall.RawConn) (end bool, err error) {
 			case errno == syscall.EINTR:
 				continue
 			case errno == syscall.EAGAIN:
-				s.rdl.clear(s.client) // nothing was pending: wait without one
+				s.rdl.clear(conn) // nothing was pending: wait without one
 				return false
 			case errno != 0:
 				err = os.NewSyscallError("read", errno)
@@ -114,7 +119,7 @@ func (s *session) readRaw(raw syscall.RawConn) (end bool, err error) {
 				return true
 			}
 			if n < space {
-				s.rdl.refresh(s.client, eofCheckAfter)
+				s.rdl.refresh(conn, eofCheckAfter)
 				if s.draining.Load() {
 					end = true
 					return true
@@ -261,6 +266,10 @@ func (s *session) streamCommand() bool {
 // copyStreamed copies the rest of a streamed command to c (nil: drops
 // it), reading the client as needed.
 func (s *session) copyStreamed(f *resp.Framer, c *upConn) bool {
+	conn, err := s.client.blocking()
+	if err != nil {
+		return false
+	}
 	for {
 		n, done, err := f.Next(s.in.data())
 		if err != nil {
@@ -286,7 +295,7 @@ func (s *session) copyStreamed(f *resp.Framer, c *upConn) bool {
 		} else if s.in.r > 0 {
 			s.in.makeRoom(0)
 		}
-		rn, rerr := s.client.Read(s.in.free())
+		rn, rerr := conn.Read(s.in.free())
 		s.in.w += rn
 		if rerr != nil && rn == 0 {
 			var ne net.Error
@@ -294,7 +303,7 @@ func (s *session) copyStreamed(f *resp.Framer, c *upConn) bool {
 				// Shutdown interrupted the read; a command half sent is
 				// let finish (within the drain timeout) so it gets its
 				// reply, instead of being cut off unanswered.
-				_ = s.client.SetReadDeadline(time.Time{})
+				_ = conn.SetReadDeadline(time.Time{})
 				continue
 			}
 			return false

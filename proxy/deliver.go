@@ -116,8 +116,7 @@ func (r *replySide) flushFailed(err error) {
 		// Reset rather than close: a plain close would still deliver
 		// the megabytes queued in the kernel to a client that reads
 		// slowly, and it would learn of the close only after them.
-		if tc, ok := r.s.client.(interface{ SetLinger(int) error }); ok {
-			_ = tc.SetLinger(0)
+		if r.s.client.resetOnClose() {
 			r.reset = true
 		}
 		r.s.srv.stats.outputLimitClosed.Add(1)

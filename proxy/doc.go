@@ -4,7 +4,9 @@
 //
 // The path of one command, and the file for each step:
 //
-//	accept           server.go      Server.Serve accepts; a session per client (session.go)
+//	accept           loopaccept.go  the event loop accepts a TCP or unix listener's clients
+//	                 server.go      Server.Serve; other listeners' Accept; a session per client
+//	                 clientconn.go  the client: a bare descriptor, a net.Conn only to block
 //	read and frame   clientread.go  the session's read loop; commands framed in place (resp)
 //	route            route.go       process, dispatch, route: decide where it may run, rewrite
 //	                 placement.go   placeOf: a shared connection, one of its own, another pool

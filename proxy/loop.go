@@ -39,6 +39,7 @@ type eventLoop struct {
 	mu       sync.Mutex
 	sessions map[int32]*session // by client descriptor
 	released bool               // stopping: no session is attached again
+	ln       listener           // the clients it accepts itself (loopaccept.go)
 
 	// The runner's: only the goroutine that runs the loop touches these.
 	runner atomic.Pointer[runner]
@@ -76,6 +77,7 @@ func newEventLoop(srv *Server) (*eventLoop, error) {
 		stopped:  make(chan struct{}),
 	}
 	l.takeFn = l.take
+	l.ln.fd.Store(-1)
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(l.wake)}
 	if err := syscall.EpollCtl(ep, syscall.EPOLL_CTL_ADD, l.wake, &ev); err != nil {
 		l.closeFDs()
@@ -188,6 +190,10 @@ func (l *eventLoop) run(me *runner) {
 		if int(ev.Fd) == l.wake {
 			var b [8]byte
 			_, _ = syscall.Read(l.wake, b[:])
+			continue
+		}
+		if ev.Fd == l.ln.fd.Load() {
+			l.acceptReady()
 			continue
 		}
 		l.mu.Lock()
@@ -312,8 +318,20 @@ func (s *session) readEnded(err error) {
 	}
 	s.readOver = true
 	if l := s.loop; l != nil {
-		l.detach(s)
-		s.finishOnLoop()
+		l.forget(s)
+		s.loop = nil
+		if s.endReading(false) {
+			// Nothing left to do: closed here. A descriptor that is the
+			// socket's only one leaves the epoll set as it closes, with
+			// no epoll_ctl of its own.
+			if !s.client.soleFD() {
+				_ = syscall.EpollCtl(l.ep, syscall.EPOLL_CTL_DEL, s.fd, nil)
+			}
+			s.closeClient()
+			return
+		}
+		_ = syscall.EpollCtl(l.ep, syscall.EPOLL_CTL_DEL, s.fd, nil)
+		s.finishLater()
 		return
 	}
 	s.finishReading()

@@ -40,8 +40,9 @@ var chunkPool = sync.Pool{New: func() any { return new([chunkSize]byte) }}
 // not take goes to a background flusher, bounded by limit. buf is owned
 // by the holder of the session's reply lock; the rest is under mu.
 type output struct {
-	conn         net.Conn
-	raw          syscall.RawConn // for writes that must not wait; nil if conn has none
+	client       *clientConn
+	conn         net.Conn        // the flusher's: client.blocking(), made when it starts
+	raw          syscall.RawConn // for writes that must not wait on a net.Conn; nil if it has none
 	rw           rawWriter       // on raw, for flush (the reply side's one driver)
 	buf          []byte
 	limit        int64
@@ -55,22 +56,27 @@ type output struct {
 	size     int64 // bytes waiting in backlog
 	err      error // the flusher's write error, if any
 	wake     chan struct{}
-	progress chan struct{} // the flusher wrote something
+	progress chan struct{} // the flusher wrote something; made with the first flusher
 	stalled  bool          // the client took nothing for stallAfter while a writer paced
 	idle     chan struct{} // closed by the flusher when it has written all and exits
 	wdl      lazyDeadline  // the flusher's
 }
 
-func newOutput(conn net.Conn, limit int64, writeTimeout time.Duration) *output {
-	o := &output{conn: conn, limit: limit, writeTimeout: writeTimeout, progress: make(chan struct{}, 1)}
+// init readies o, which is part of its session (an allocation less per
+// client).
+func (o *output) init(client *clientConn, limit int64, writeTimeout time.Duration) {
+	o.client, o.limit, o.writeTimeout = client, limit, writeTimeout
 	o.wdl.write = true
-	if sc, ok := conn.(syscall.Conn); ok {
+	if client.owned {
+		return // writes go to the descriptor itself
+	}
+	o.conn = client.conn
+	if sc, ok := o.conn.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			o.raw = rc
 			o.rw.init(rc)
 		}
 	}
-	return o
 }
 
 // flush writes what was collected: what the socket takes now, the rest
@@ -149,6 +155,9 @@ func (o *output) reset() {
 
 // writeNoWait writes what the socket accepts now.
 func (o *output) writeNoWait(b []byte) (int, error) {
+	if o.client.owned {
+		return o.client.writeNoWait(b)
+	}
 	if o.raw == nil {
 		// No raw access (a wrapped connection): a short deadline stands
 		// in for "now".
@@ -172,7 +181,19 @@ func (o *output) goSlow(rest []byte) error {
 	if err := o.enqueueLocked(rest); err != nil {
 		return err
 	}
+	if o.conn == nil {
+		// A raw descriptor: the flusher blocks, so it needs a net.Conn.
+		conn, err := o.client.blocking()
+		if err != nil {
+			o.freeLocked()
+			return err
+		}
+		o.conn = conn
+	}
 	o.slow = true
+	if o.progress == nil {
+		o.progress = make(chan struct{}, 1)
+	}
 	o.wake = make(chan struct{}, 1)
 	o.idle = make(chan struct{})
 	go o.flusher()

@@ -32,7 +32,7 @@ const (
 // the session's replies holds it.
 type replySide struct {
 	s    *session
-	out  *output
+	out  output
 	info SessionInfo
 	obs  []SessionObserver
 	wobs []SessionObserver // the WriteWatchers' among them
@@ -89,7 +89,7 @@ type replySide struct {
 
 func (r *replySide) init(s *session) {
 	r.s = s
-	r.out = newOutput(s.client, s.srv.opts.ClientOutputLimit, s.srv.opts.WriteTimeout)
+	r.out.init(s.client, s.srv.opts.ClientOutputLimit, s.srv.opts.WriteTimeout)
 	r.info = SessionInfo{ID: s.rinfo.ID, Addr: s.rinfo.Addr, User: "default", Proto: 2}
 	for _, o := range s.srv.opts.Observers {
 		so := o.Open(&r.info)

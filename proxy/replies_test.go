@@ -44,7 +44,7 @@ func newReplyRig(t *testing.T) *replyRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = theirs.Close(); _ = ours.Close() })
-	s := newSession(srv, ours, 1)
+	s := newSession(srv, wrapConn(ours), 1)
 	return &replyRig{t: t, s: s, client: theirs}
 }
 

@@ -177,7 +177,10 @@ func (s *Server) ListenAndServe() error {
 }
 
 // Serve serves clients accepted on l until Shutdown; it then returns
-// ErrServerClosed.
+// ErrServerClosed. The event loop accepts the clients of a
+// *net.TCPListener (setting TCP_NODELAY, and off loopback Go's keepalive,
+// on l for them to inherit) or a *net.UnixListener itself; other
+// listeners are accepted here.
 func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
 	if s.shutdown.Load() {
@@ -197,6 +200,13 @@ func (s *Server) Serve(l net.Listener) error {
 	s.pools.refill()
 	if s.loop != nil {
 		s.loop.start()
+		if done, ok := s.loop.listen(l); ok {
+			// The loop accepts (loopaccept.go) until Shutdown.
+			if err := <-done; err != nil && !s.shutdown.Load() {
+				return fmt.Errorf("proxy: accept: %w", err)
+			}
+			return ErrServerClosed
+		}
 	}
 	var backoff time.Duration
 	for {
@@ -216,26 +226,25 @@ func (s *Server) Serve(l net.Listener) error {
 			return fmt.Errorf("proxy: accept: %w", err)
 		}
 		backoff = 0
-		s.accept(conn)
+		s.admit(wrapConn(conn))
 	}
 }
 
-func (s *Server) accept(conn net.Conn) {
+// admit gives an accepted client a session, or turns it away.
+func (s *Server) admit(c *clientConn) {
 	if s.stats.connected.Load() >= int64(s.opts.MaxClients) {
 		s.stats.rejected.Add(1)
-		_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
-		_, _ = conn.Write([]byte("-ERR max number of clients reached\r\n"))
-		_ = conn.Close()
+		c.reject("-ERR max number of clients reached\r\n")
 		return
 	}
 	s.stats.connected.Add(1)
 	s.stats.total.Add(1)
-	sess := newSession(s, conn, s.nextID.Add(1))
+	sess := newSession(s, c, s.nextID.Add(1))
 	s.mu.Lock()
 	if s.shutdown.Load() {
 		s.mu.Unlock()
 		s.stats.connected.Add(-1)
-		_ = conn.Close()
+		c.close()
 		return
 	}
 	s.sessions[sess] = struct{}{}
@@ -258,6 +267,9 @@ func (s *Server) forget(sess *session) {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shutdown.Store(true)
+	if s.loop != nil {
+		s.loop.unlisten() // before the close: see unlisten
+	}
 	if s.ln != nil {
 		_ = s.ln.Close()
 	}

@@ -2,10 +2,8 @@ package proxy
 
 import (
 	"context"
-	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -23,7 +21,7 @@ import (
 type session struct {
 	srv    *Server
 	log    sessionLog
-	client net.Conn
+	client *clientConn
 	rinfo  SessionInfo // ID and Addr only: what the read side may show a Rewriter
 
 	q          *queue
@@ -35,10 +33,10 @@ type session struct {
 	// Under sendMu: where commands go, and what holds them back. The
 	// read loop sends under it; so does a resend from the reply side.
 	sendMu  sync.Mutex
-	paused  bool       // the reply side is resending; send nothing new
-	holds   int        // cluster retries waiting to be sent: send nothing new
-	resumed *sync.Cond // on sendMu: paused ended
-	conn    *upConn    // where commands go now: shared or private; nil until chosen
+	paused  bool      // the reply side is resending; send nothing new
+	holds   int       // cluster retries waiting to be sent: send nothing new
+	resumed sync.Cond // on sendMu: paused ended
+	conn    *upConn   // where commands go now: shared or private; nil until chosen
 
 	// Read side only: the goroutine that reads the client (the event
 	// loop's runner, or the session's own).
@@ -72,9 +70,9 @@ type session struct {
 
 	// Under mu: the reply side.
 	mu       sync.Mutex
-	idle     *sync.Cond // on mu: the queue emptied
-	waiting  bool       // a read loop waits on idle
-	readDone bool       // no more commands will come from the client
+	idle     sync.Cond // on mu: the queue emptied
+	waiting  bool      // a read loop waits on idle
+	readDone bool      // no more commands will come from the client
 	// endReading's: the end's work is left to it (endLeft) rather than
 	// to a goroutine of its own, which may wait when endHereMayWait.
 	endHere, endHereMayWait bool
@@ -93,7 +91,7 @@ type txState struct {
 	queued   []string // names queued since MULTI, for observers
 }
 
-func newSession(srv *Server, client net.Conn, id uint64) *session {
+func newSession(srv *Server, client *clientConn, id uint64) *session {
 	s := &session{
 		srv:        srv,
 		client:     client,
@@ -102,9 +100,10 @@ func newSession(srv *Server, client net.Conn, id uint64) *session {
 		done:       make(chan struct{}),
 		parser:     resp.ResumableParser{CommandParser: resp.CommandParser{Limits: srv.opts.Limits}},
 	}
-	s.resumed = sync.NewCond(&s.sendMu)
-	s.idle = sync.NewCond(&s.mu)
-	s.rinfo = SessionInfo{ID: id, Addr: client.RemoteAddr().String()}
+	s.resumed.L = &s.sendMu
+	s.idle.L = &s.mu
+	s.fd = client.fd
+	s.rinfo = SessionInfo{ID: id, Addr: client.addr}
 	s.log = sessionLog{base: srv.log, id: id, addr: s.rinfo.Addr}
 	s.conns.key = anonymous
 	if srv.cluster != nil {
@@ -119,7 +118,7 @@ func newSession(srv *Server, client net.Conn, id uint64) *session {
 func (s *session) start() {
 	s.log.Debug("client connected")
 	l := s.srv.loop
-	if l == nil || !s.rawFD() {
+	if l == nil || s.fd < 0 {
 		go s.run()
 		return
 	}
@@ -156,21 +155,6 @@ func (s *session) pinEagerly() {
 		s.conns.sticky = true
 		_ = s.takeOwn(nil)
 	}
-}
-
-// rawFD finds the client's descriptor, for the event loop.
-func (s *session) rawFD() bool {
-	sc, ok := s.client.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	s.fd = -1
-	_ = rc.Control(func(fd uintptr) { s.fd = int(fd) })
-	return s.fd >= 0
 }
 
 // privateLost is told by the reader of the session's own connection that
@@ -214,7 +198,7 @@ func (s *session) sharedLost() {
 // ctx ends, then closes the session.
 func (s *session) drain(ctx context.Context) {
 	s.draining.Store(true)
-	_ = s.client.SetReadDeadline(time.Now())
+	s.client.interruptReads()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for s.q.pending() > 0 {

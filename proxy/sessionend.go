@@ -19,15 +19,13 @@ func (s *session) finishReading() {
 	s.closeClient()
 }
 
-// finishOnLoop is finishReading for the event loop's runner, which must
-// not wait: a session with nothing left to answer or write (a client
-// that closed an idle connection, the usual end) is finished right here,
-// with no goroutine; any other waits for its end on a goroutine.
-func (s *session) finishOnLoop() {
-	if s.endReading(false) {
-		s.closeClient()
-		return
-	}
+// finishLater is finishReading for the event loop's runner, which must
+// not wait, once endReading(false) has left the end to others (replies
+// still owed, a slow reader's backlog): a goroutine closes the client
+// when the reply side has ended. A session with nothing left is closed
+// right on the loop (readEnded), the usual end of a client that closed
+// an idle connection.
+func (s *session) finishLater() {
 	go func() {
 		<-s.replyEnded
 		s.closeClient()
@@ -41,7 +39,7 @@ func (s *session) closeClient() {
 	// Only here, when nothing reads it any more: a descriptor closed
 	// earlier could be reused by a new client while the event loop
 	// still knew it as this one's.
-	_ = s.client.Close()
+	s.client.close()
 	s.srv.forget(s)
 	close(s.done)
 	s.log.Debug("client disconnected")
@@ -133,13 +131,9 @@ func (s *session) finishEnd(w endWork) {
 	if w.reset {
 		// Linger 0: the close in closeClient resets the connection; a
 		// FIN would queue behind the data the client never read.
-		if cr, ok := s.client.(interface{ CloseRead() error }); ok {
-			_ = cr.CloseRead()
-		} else {
-			_ = s.client.Close()
-		}
+		s.client.closeRead()
 	} else if !w.closeOnly {
-		shutdownConn(s.client)
+		s.client.shutdown()
 	}
 	s.resume() // a read loop paused for a resend
 	close(s.replyEnded)
