@@ -3,6 +3,7 @@ package exstring
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -190,57 +191,130 @@ func runFollowCases(t *testing.T, grouped, each followSide, tag string) {
 		for _, tt := range followCases {
 			t.Run(fmt.Sprintf("%s/RESP%d", tt.name, proto), func(t *testing.T) {
 				setup, pipeline := keyed(tt.setup), keyed(tt.pipeline)
-				run := func(x followSide) (replies []string, after string, ran int, answered int64) {
-					x.flushAll(t)
-					rc := x.raw(t)
-					if proto == 3 {
-						rc.Do("HELLO", "3")
-					}
-					for _, c := range setup {
-						if got := rc.Do(c...); strings.HasPrefix(got, "-") {
-							t.Fatalf("%q: %q", c, got)
-						}
-					}
-					if tt.flush {
-						x.flushLib(t)
-					}
-					before, answeredBefore := 0, x.answered()
-					if x.fcalls != nil {
-						before = x.fcalls(t)
-					}
-					var all []byte
-					for _, c := range pipeline {
-						all = append(all, proxytest.EncodeCommand(c...)...)
-					}
-					rc.Write(all) // one write: one read of the proxy, one batch
-					replies = rc.ReadN(len(pipeline))
-					if x.fcalls != nil {
-						ran = x.fcalls(t) - before
-					}
-					answered = x.answered() - answeredBefore
-					after = rc.Do("EXGET", tag+"k") + rc.Do("EXGET", tag+"j") + rc.Do("GET", tag+"n")
-					return
+				want := runPipeline(t, each, proto, setup, pipeline, tt.flush, tag)
+				got := runPipeline(t, grouped, proto, setup, pipeline, tt.flush, tag)
+				got.compare(t, want, pipeline)
+				if got.answered != int64(tt.answered) {
+					t.Errorf("%d commands answered by their leader, want %d", got.answered, tt.answered)
 				}
-				want, wantAfter, ranEach, _ := run(each)
-				got, gotAfter, ranGrouped, answered := run(grouped)
-				for i := range want {
-					if got[i] != want[i] {
-						t.Errorf("reply %d to %q: %q, want %q (as sent one by one)", i, pipeline[i], got[i], want[i])
-					}
-				}
-				if gotAfter != wantAfter {
-					t.Errorf("state afterwards %q, want %q", gotAfter, wantAfter)
-				}
-				if answered != int64(tt.answered) {
-					t.Errorf("%d commands answered by their leader, want %d", answered, tt.answered)
-				}
-				if grouped.fcalls != nil && !tt.flush && ranGrouped != ranEach-tt.answered {
+				if grouped.fcalls != nil && !tt.flush && got.ran != want.ran-tt.answered {
 					t.Errorf("Redis ran %d FCALLs for the grouped pipeline, want %d (%d sent one by one, less %d answered)",
-						ranGrouped, ranEach-tt.answered, ranEach, tt.answered)
+						got.ran, want.ran-tt.answered, want.ran, tt.answered)
 				}
 			})
 		}
 	}
+}
+
+// pipelineRun is what one pipeline came to through one proxy.
+type pipelineRun struct {
+	replies  []string
+	after    string // the keys afterwards
+	ran      int    // FCALLs Redis ran, where counted
+	answered int64  // commands the proxy answered from a leader's reply
+}
+
+// runPipeline sets up Redis's state, then writes the pipeline at once
+// (one read of the proxy, one batch) through x.
+func runPipeline(t *testing.T, x followSide, proto int, setup, pipeline [][]string, flush bool, tag string) (r pipelineRun) {
+	t.Helper()
+	x.flushAll(t)
+	rc := x.raw(t)
+	if proto == 3 {
+		rc.Do("HELLO", "3")
+	}
+	for _, c := range setup {
+		if got := rc.Do(c...); strings.HasPrefix(got, "-") {
+			t.Fatalf("%q: %q", c, got)
+		}
+	}
+	if flush {
+		x.flushLib(t)
+	}
+	before, answeredBefore := 0, x.answered()
+	if x.fcalls != nil {
+		before = x.fcalls(t)
+	}
+	var all []byte
+	for _, c := range pipeline {
+		all = append(all, proxytest.EncodeCommand(c...)...)
+	}
+	rc.Write(all)
+	r.replies = rc.ReadN(len(pipeline))
+	if x.fcalls != nil {
+		r.ran = x.fcalls(t) - before
+	}
+	r.answered = x.answered() - answeredBefore
+	r.after = rc.Do("EXGET", tag+"k") + rc.Do("EXGET", tag+"j") + rc.Do("GET", tag+"n")
+	return r
+}
+
+// compare fails the test where r differs from want, the same pipeline
+// sent one command at a time.
+func (r pipelineRun) compare(t *testing.T, want pipelineRun, pipeline [][]string) {
+	t.Helper()
+	for i := range want.replies {
+		if r.replies[i] != want.replies[i] {
+			t.Errorf("reply %d to %q: %q, want %q (as sent one by one)", i, pipeline[i], r.replies[i], want.replies[i])
+		}
+	}
+	if r.after != want.after {
+		t.Errorf("state afterwards %q, want %q", r.after, want.after)
+	}
+}
+
+// TestFollowersRandomPipelines is runFollowCases on random pipelines of
+// versioned and plain commands on two keys, where groups form, break and
+// interleave: every reply and the keys afterwards must be what the
+// proxy that sends each command gets.
+func TestFollowersRandomPipelines(t *testing.T) {
+	grouped, each := startFollowPair(t, true).sides()
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 1))
+	pick := func(xs ...string) string { return xs[rng.IntN(len(xs))] }
+	setup := [][]string{{"EXSET", "k", "a"}, {"EXSET", "j", "b"}}
+	var answered int64
+	rounds := 60
+	if testing.Short() {
+		rounds = 15
+	}
+	for round := 0; round < rounds; round++ {
+		n := 4 + rng.IntN(12)
+		pipeline := make([][]string, n)
+		for i := range pipeline {
+			key, ver, val := pick("k", "j"), pick("1", "2", "3"), "v"+strconv.Itoa(i)
+			switch rng.IntN(10) {
+			case 0:
+				pipeline[i] = []string{"EXSET", key, val}
+			case 1:
+				pipeline[i] = []string{"EXGET", key}
+			case 2:
+				pipeline[i] = []string{"EXCAS", key, val, ver, "EX", "100"}
+			case 3:
+				pipeline[i] = []string{"DEL", key}
+			case 4:
+				pipeline[i] = []string{"INCR", "n"}
+			default:
+				pipeline[i] = []string{"EXCAS", key, val, ver}
+			}
+		}
+		proto := 2 + rng.IntN(2)
+		want := runPipeline(t, each, proto, setup, pipeline, false, "")
+		got := runPipeline(t, grouped, proto, setup, pipeline, false, "")
+		got.compare(t, want, pipeline)
+		if got.ran != want.ran-int(got.answered) {
+			t.Errorf("pipeline %q: Redis ran %d FCALLs, want %d less the %d answered", pipeline, got.ran, want.ran, got.answered)
+		}
+		if t.Failed() {
+			t.Fatalf("pipeline %d (RESP%d) differs: %q", round, proto, pipeline)
+		}
+		answered += got.answered
+	}
+	if answered == 0 {
+		t.Errorf("no command was answered by its leader in %d random pipelines", rounds)
+	}
+	t.Logf("%d commands answered by their leader", answered)
 }
 
 func TestFollowersAnswerAsRedisWould(t *testing.T) {
