@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -274,6 +275,10 @@ func TestE2EClientTracking(t *testing.T) {
 	}
 }
 
+// proxySetupLine is a MONITOR line of the HELLO 3 the proxy opens a
+// RESP3 upstream connection with.
+var proxySetupLine = regexp.MustCompile(`\+[0-9.]+ \[[0-9]+ [^\]]+\] "HELLO" "3"\r\n`)
+
 // TestE2EModeSwitching: sequences that move a connection into and out of
 // subscribe and MONITOR mode — by UNSUBSCRIBE, RESET, QUIT, and SUBSCRIBE
 // inside MULTI/EXEC — give Redis's exact byte stream, whether sent in one
@@ -327,7 +332,12 @@ func TestE2EModeSwitching(t *testing.T) {
 						return proxytest.HelloMask(out)
 					}
 					want := run(h.Redis.Addr)
-					got := run(h.Addr)
+					// A MONITOR through the proxy may also see the HELLO 3
+					// that sets up a RESP3 connection the proxy dials
+					// meanwhile (a ready connection replacing the one this
+					// session took): documented in docs/proxy-core.md, "What
+					// still shows"; Redis alone has no other client.
+					got := proxySetupLine.ReplaceAllString(run(h.Addr), "")
 					if got != want {
 						t.Errorf("proxy:\n%q\ndirect:\n%q", got, want)
 					}
