@@ -52,10 +52,7 @@ type identity struct {
 type nodeConns struct {
 	pool   *pool
 	shared *upConn
-	// Where the session's latest command runs in the command stream of
-	// upConn (follow.go); under upConn.mu.
-	upConn *upConn
-	upPos  uint64
+	up     streamPos // where the session's latest command runs on shared (follow.go)
 }
 
 func newSessionCluster(s *session) *sessionCluster {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"encoding/binary"
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
 
@@ -13,9 +14,10 @@ import (
 // session's read loop offers the commands of a batch that a Rewrite put
 // in a group (offerGroup); the shared connection they are queued on sends
 // the first of each group and leaves the others out of its write
-// (queueGrouped), putting a waiter in their place in its FIFO; its reader
-// keeps the leader's reply and answers those waiters from it, in their
-// turn (answerFollowers). Redis's replies and the followers' answers thus
+// (queueGroupedLocked, queueTaggedGrouped; placeLocked decides), putting
+// a waiter in their place in its FIFO; its reader keeps the leader's
+// reply and answers those waiters from it, in their turn
+// (followerAnswers). Redis's replies and the followers' answers thus
 // reach every session in the order it sent its commands.
 //
 // A command joins a group only while the group's leader is still in the
@@ -26,7 +28,7 @@ import (
 // writing (endGroupsLocked). One client's commands must still run in the
 // order it sent them, as on one connection to Redis: a command joins a
 // group only if nothing its session sent before it runs after the
-// leader (upConn.pos, session.upPos).
+// leader (upConn.pos, streamPos).
 
 // maxGroups bounds the open groups per connection, a linear scan each.
 const maxGroups = 64
@@ -41,9 +43,10 @@ type groupCand struct {
 
 // group is a leader and the followers answered from its reply.
 type group struct {
-	id     []byte // the group's name: its arguments, each length-prefixed
-	hash   uint64 // id's, compared first
-	lead   []byte // the leader as the client sent it (its entry's resend copy)
+	id     []byte   // the group's name: its arguments, each length-prefixed
+	hash   uint64   // id's, compared first
+	lead   []byte   // the leader as the client sent it (its entry's resend copy)
+	args   [][]byte // lead's arguments after the name, parsed once its reply is in
 	follow Follower
 	pos    uint64 // the leader's place in the connection's command stream
 	// followers joined while the leader was unwritten: final by the time
@@ -57,10 +60,31 @@ type group struct {
 
 var groupPool = sync.Pool{New: func() any { return new(group) }}
 
+// groupSeed hashes group names.
+var groupSeed = maphash.MakeSeed()
+
+// streamPos is where a session's latest command runs in the command
+// stream of one connection (upConn.pos): a follower runs where its
+// leader does. Under that connection's mu.
+type streamPos struct {
+	c   *upConn
+	pos uint64
+}
+
+// on is the position on c; 0 when the latest command went elsewhere.
+func (p *streamPos) on(c *upConn) uint64 {
+	if p.c != c {
+		return 0
+	}
+	return p.pos
+}
+
 // releaseGroup returns g to the pool once its last follower is answered.
 func releaseGroup(g *group) {
 	g.lead, g.follow = nil, nil
 	g.id = g.id[:0]
+	clear(g.args)
+	g.args = g.args[:0]
 	if cap(g.reply) > 64<<10 {
 		g.reply = nil
 	} else {
@@ -89,18 +113,7 @@ func (s *session) offerGroup(rw Rewrite, args [][]byte, start int, resend []byte
 		}
 	}
 	s.cands = append(s.cands, groupCand{entry: len(s.batch), start: start, end: len(s.upbuf),
-		id0: id0, id1: len(s.groupIDs), hash: fnv1a(s.groupIDs[id0:])})
-}
-
-// fnv1a is the 64-bit FNV-1a hash of b: enough to tell most groups apart
-// without comparing their names.
-func fnv1a(b []byte) uint64 {
-	h := uint64(14695981039346656037)
-	for _, c := range b {
-		h ^= uint64(c)
-		h *= 1099511628211
-	}
-	return h
+		id0: id0, id1: len(s.groupIDs), hash: maphash.Bytes(groupSeed, s.groupIDs[id0:])})
 }
 
 // clearCands forgets the batch's offers once it is sent.
@@ -120,55 +133,41 @@ func (c *upConn) queueGroupedLocked(s *session, batch []entry, data []byte) erro
 	if !s.q.push(batch) {
 		return errSessionClosed
 	}
-	cands := s.cands
-	// last is where the session's latest command runs in the stream: a
-	// follower runs where its leader does.
-	last := s.upPos
-	if s.upConn != c {
-		last = 0
-	}
+	last := s.up.on(c)
 	ci, at, run, sent, followers := 0, 0, 0, 0, 0
 	for i := range batch {
 		if batch[i].local != nil {
 			continue
 		}
-		if ci < len(cands) && cands[ci].entry == i {
-			cd := &cands[ci]
+		var g *group
+		follows := false
+		if ci < len(s.cands) && s.cands[ci].entry == i {
+			g, follows = c.placeLocked(s, &s.cands[ci], &batch[i], last)
 			ci++
-			id := s.groupIDs[cd.id0:cd.id1]
-			g := c.openGroup(id, cd.hash)
-			if g != nil && g.pos >= last {
-				c.pushRun(s, run)
-				run = 0
-				c.fifo = append(c.fifo, waiter{s: s, n: 1, grp: g, follows: true})
-				g.followers.Add(1)
-				c.out = append(c.out, data[at:cd.start]...)
-				at = cd.end
-				last = g.pos
-				followers++
-				continue
-			}
-			if g == nil && len(c.groups) < maxGroups {
-				g = groupPool.Get().(*group)
-				g.id, g.hash = append(g.id[:0], id...), cd.hash
-				g.lead, g.follow = batch[i].resend, batch[i].rw.(Follower)
-				g.followers.Store(0)
-				c.pos++
-				g.pos, last = c.pos, c.pos
-				c.groups = append(c.groups, g)
-				c.pushRun(s, run)
-				run = 0
-				c.fifo = append(c.fifo, waiter{s: s, n: 1, grp: g})
-				sent++
-				continue
-			}
+		}
+		if follows {
+			c.pushRun(s, run)
+			run = 0
+			c.fifo = append(c.fifo, waiter{s: s, n: 1, grp: g, follows: true})
+			c.out = append(c.out, data[at:s.cands[ci-1].start]...)
+			at = s.cands[ci-1].end
+			last = g.pos
+			followers++
+			continue
 		}
 		c.pos++
 		last = c.pos
-		run++
 		sent++
+		if g == nil {
+			run++
+			continue
+		}
+		g.pos = c.pos
+		c.pushRun(s, run)
+		run = 0
+		c.fifo = append(c.fifo, waiter{s: s, n: 1, grp: g})
 	}
-	s.upConn, s.upPos = c, last
+	s.up = streamPos{c, last}
 	c.pushRun(s, run)
 	c.out = append(c.out, data[at:]...)
 	c.owed.Add(int64(sent))
@@ -176,6 +175,32 @@ func (c *upConn) queueGroupedLocked(s *session, batch []entry, data []byte) erro
 		c.srv.stats.answeredByLeader.Add(int64(followers))
 	}
 	return nil
+}
+
+// placeLocked decides what an offered command is in its group, last being
+// where its session's latest command runs: a follower of the open group
+// (follows: not sent), the leader of a group it opens (g), or neither
+// (nil: sent as any command, because its session ran something after the
+// open group's leader, or because too many groups are open). c.mu is
+// held.
+func (c *upConn) placeLocked(s *session, cd *groupCand, e *entry, last uint64) (g *group, follows bool) {
+	id := s.groupIDs[cd.id0:cd.id1]
+	if g = c.openGroup(id, cd.hash); g != nil {
+		if g.pos < last {
+			return nil, false
+		}
+		g.followers.Add(1)
+		return g, true
+	}
+	if len(c.groups) >= maxGroups {
+		return nil, false
+	}
+	g = groupPool.Get().(*group)
+	g.id, g.hash = append(g.id[:0], id...), cd.hash
+	g.lead, g.follow = e.resend, e.rw.(Follower)
+	g.followers.Store(0)
+	c.groups = append(c.groups, g)
+	return g, false
 }
 
 // pushRun puts n more replies of s on the FIFO; c.mu is held.
@@ -214,18 +239,18 @@ type followerAnswers struct {
 	owed  int     // followers whose turn has not come yet
 	tr    tagRead // a cluster follower's answer, read as a reply of its own
 	reply []byte
-	args  [][]byte
 	p     resp.CommandParser
 }
 
-// keep adds a chunk of a leader's reply, when followers wait for it.
-func (fa *followerAnswers) keep(g *group, chunk []byte) {
+// keep adds a chunk of the leader's reply, when followers wait for it.
+func (g *group) keep(chunk []byte) {
 	if g.followers.Load() > 0 {
 		g.reply = append(g.reply, chunk...)
 	}
 }
 
-// leaderDone notes that g's leader is answered.
+// leaderDone notes that g's leader is answered, and parses the leader
+// once for all its followers.
 func (fa *followerAnswers) leaderDone(g *group) {
 	n := g.followers.Load()
 	if n == 0 {
@@ -234,17 +259,17 @@ func (fa *followerAnswers) leaderDone(g *group) {
 	}
 	g.pending = n
 	fa.owed += int(n)
+	// The copy is of a command the proxy framed: it parses.
+	if _, args, _, err := fa.p.Parse(g.lead, g.args[:0]); err == nil && len(args) > 0 {
+		g.args = args
+	}
 }
 
 // answer makes the reply of one of g's followers.
 func (fa *followerAnswers) answer(g *group) []byte {
-	_, args, _, err := fa.p.Parse(g.lead, fa.args[:0])
-	if err != nil || len(args) == 0 {
-		// Unreachable: the copy is of a command the proxy framed.
-		args = args[:0]
-	} else {
-		fa.args = args[:0]
-		args = args[1:]
+	var args [][]byte
+	if len(g.args) > 0 {
+		args = g.args[1:]
 	}
 	fa.reply = g.follow.Follow(fa.reply[:0], g.reply, args)
 	if len(fa.reply) == 0 {
@@ -270,40 +295,23 @@ func (c *upConn) queueTaggedGrouped(s *session, node int32, ws []tagWaiter, at [
 		return errConnDead
 	}
 	nc := s.cl.nodeConns(node)
-	last := nc.upPos
-	if nc.upConn != c {
-		last = 0
-	}
-	cands := s.cands
+	last := nc.up.on(c)
 	ci, from, followers := 0, 0, 0
 	for i := range ws {
 		w := &ws[i]
 		bi := int(w.seq - seq0)
-		for ci < len(cands) && cands[ci].entry < bi {
+		for ci < len(s.cands) && s.cands[ci].entry < bi {
 			ci++
 		}
-		if ci < len(cands) && cands[ci].entry == bi && w.fan == nil && !w.tx && !w.drop {
-			cd := &cands[ci]
-			id := s.groupIDs[cd.id0:cd.id1]
-			g := c.openGroup(id, cd.hash)
-			if g != nil && g.pos >= last {
-				w.grp, w.follows = g, true
-				g.followers.Add(1)
-				c.out = append(c.out, data[from:at[i]]...)
-				from = int(at[i]) + len(w.data)
-				last = g.pos
-				followers++
-				continue
-			}
-			if g == nil && len(c.groups) < maxGroups {
-				e := &s.batch[bi]
-				g = groupPool.Get().(*group)
-				g.id, g.hash = append(g.id[:0], id...), cd.hash
-				g.lead, g.follow = e.resend, e.rw.(Follower)
-				g.followers.Store(0)
-				c.groups = append(c.groups, g)
-				w.grp = g
-			}
+		if ci < len(s.cands) && s.cands[ci].entry == bi && w.fan == nil && !w.tx && !w.drop {
+			w.grp, w.follows = c.placeLocked(s, &s.cands[ci], &s.batch[bi], last)
+		}
+		if w.follows {
+			c.out = append(c.out, data[from:at[i]]...)
+			from = int(at[i]) + len(w.data)
+			last = w.grp.pos
+			followers++
+			continue
 		}
 		c.pos++
 		last = c.pos
@@ -311,7 +319,7 @@ func (c *upConn) queueTaggedGrouped(s *session, node int32, ws []tagWaiter, at [
 			w.grp.pos = c.pos
 		}
 	}
-	nc.upConn, nc.upPos = c, last
+	nc.up = streamPos{c, last}
 	c.tfifo = append(c.tfifo, ws...)
 	c.owed.Add(int64(len(ws) - followers))
 	c.out = append(c.out, data[from:]...)

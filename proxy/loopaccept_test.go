@@ -20,12 +20,21 @@ import (
 // returns the server and the address clients dial.
 func startLoopServer(t *testing.T, addr string) (*Server, string) {
 	t.Helper()
-	r := redistest.Start(t)
-	srv, err := New(Options{Upstream: Upstream{Addr: r.Addr}, ClientIO: EventLoop})
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", addr)
+	srv := serveLoop(t, l)
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	return srv, net.JoinHostPort("127.0.0.1", port)
+}
+
+// serveLoop serves l with the event loop in front of a Redis of its own,
+// until the test ends.
+func serveLoop(t *testing.T, l net.Listener) *Server {
+	t.Helper()
+	r := redistest.Start(t)
+	srv, err := New(Options{Upstream: Upstream{Addr: r.Addr}, ClientIO: EventLoop})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,8 +50,7 @@ func startLoopServer(t *testing.T, addr string) (*Server, string) {
 			t.Errorf("Serve returned %v, want ErrServerClosed", err)
 		}
 	})
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	return srv, net.JoinHostPort("127.0.0.1", port)
+	return srv
 }
 
 // oneSession returns the server's only session once it has one.
@@ -140,26 +148,12 @@ func TestLoopAcceptsRaw(t *testing.T) {
 // TestLoopAcceptsUnix: a unix listener's clients are accepted raw too,
 // with the address net.UnixConn.RemoteAddr would show.
 func TestLoopAcceptsUnix(t *testing.T) {
-	r := redistest.Start(t)
-	srv, err := New(Options{Upstream: Upstream{Addr: r.Addr}, ClientIO: EventLoop})
-	if err != nil {
-		t.Fatal(err)
-	}
 	sock := filepath.Join(t.TempDir(), "proxy.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		if err := <-served; !errors.Is(err, ErrServerClosed) {
-			t.Errorf("Serve returned %v, want ErrServerClosed", err)
-		}
-	}()
+	srv := serveLoop(t, l)
 	c, err := net.Dial("unix", sock)
 	if err != nil {
 		t.Fatal(err)

@@ -40,28 +40,25 @@ type session struct {
 
 	// Read side only: the goroutine that reads the client (the event
 	// loop's runner, or the session's own).
-	loop       *eventLoop // the loop that reads the client, while it does
-	fd         int        // the client's descriptor, for the loop
-	readOver   bool       // the client is read no more: finishReading runs or ran
-	peerClosed bool       // the client closed its end (EOF); set before readDone
-	in         readBuf
-	rdl        lazyDeadline
-	parser     resp.ResumableParser
-	argv       [][]byte
-	inline     []byte
-	batch      []entry
-	upbuf      []byte
-	cands      []groupCand // the batch's commands offered for a group (follow.go)
-	groupIDs   []byte      // their groups' names
-	// Where the session's latest command runs in the command stream of
-	// upConn, its shared connection (follow.go); under upConn.mu.
-	upConn      *upConn
-	upPos       uint64
-	hasLocal    bool   // the batch holds a locally answered entry
-	kick        bool   // the batch holds entries that may be answered without a reply
-	batchFailed bool   // the last batch could not reach upstream
-	ignoreRest  bool   // after QUIT or malformed input: Redis reads nothing more
-	readStart   uint64 // sequence number of the first command of the current read
+	loop        *eventLoop // the loop that reads the client, while it does
+	fd          int        // the client's descriptor, for the loop
+	readOver    bool       // the client is read no more: finishReading runs or ran
+	peerClosed  bool       // the client closed its end (EOF); set before readDone
+	in          readBuf
+	rdl         lazyDeadline
+	parser      resp.ResumableParser
+	argv        [][]byte
+	inline      []byte
+	batch       []entry
+	upbuf       []byte
+	cands       []groupCand // the batch's commands offered for a group (follow.go)
+	groupIDs    []byte      // their groups' names
+	up          streamPos   // where its latest command runs on its shared connection (follow.go)
+	hasLocal    bool        // the batch holds a locally answered entry
+	kick        bool        // the batch holds entries that may be answered without a reply
+	batchFailed bool        // the last batch could not reach upstream
+	ignoreRest  bool        // after QUIT or malformed input: Redis reads nothing more
+	readStart   uint64      // sequence number of the first command of the current read
 	tx          txState
 	conns       sessionConns
 	arena       arena           // what entries keep: resend copies, observed arguments

@@ -98,7 +98,7 @@ func (c *upConn) readLoop() {
 				hold(s)
 				g := tr.w.grp
 				if g != nil && !tr.push {
-					fa.keep(g, chunk)
+					g.keep(chunk)
 				}
 				if done && !tr.push {
 					c.replies.Add(1)
@@ -162,7 +162,7 @@ func (c *upConn) readLoop() {
 			s.deliverLocked(chunk, done, f.Kind())
 			g := local[0].grp
 			if g != nil && !push {
-				fa.keep(g, chunk)
+				g.keep(chunk)
 			}
 			if done && !push {
 				c.replies.Add(1)

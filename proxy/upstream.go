@@ -321,7 +321,7 @@ func (c *upConn) queueLocked(s *session, batch []entry, n int) error {
 	}
 	c.owed.Add(int64(n))
 	c.pos += uint64(n)
-	s.upConn, s.upPos = c, c.pos
+	s.up = streamPos{c, c.pos}
 	c.pushRun(s, n)
 	return nil
 }
